@@ -1,0 +1,253 @@
+"""The user's osception.yaml as pydantic models: defaults, and one-line errors.
+
+Every field has a default, so no file at all is a valid configuration.
+`osception init` writes the commented file from `DEFAULT_YAML` below, and a test
+checks that it parses to exactly the defaults of these models.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from . import releases
+
+
+class ConfigError(ValueError):
+    """A configuration problem, told in one line that says what to fix."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+NAME_RE = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
+
+
+class NodeGroup(_Strict):
+    count: Annotated[int, Field(ge=0, le=50)]
+    flavor: str = Field(min_length=1)
+    image: str = Field(default="Debian 13", min_length=1)
+
+
+class Nodes(_Strict):
+    controller: NodeGroup = NodeGroup(count=1, flavor="b3-16")
+    compute: NodeGroup = NodeGroup(count=2, flavor="b3-8")
+    network: NodeGroup = NodeGroup(count=2, flavor="b3-8")
+
+    @field_validator("controller")
+    @classmethod
+    def _one_controller(cls, v: NodeGroup) -> NodeGroup:
+        if v.count != 1:
+            raise ValueError("must be 1: the control plane runs on one k3s node")
+        return v
+
+
+class PublicNetwork(_Strict):
+    """The overcloud's external (flat `provider`) network.
+
+    mode none: no external network; instances get floating IPs nowhere.
+    mode provider: the nodes get an extra port on `network` of the outer cloud and the
+    overcloud's public network uses `cidr`/`gateway`, allocating from `pool`.
+    """
+
+    mode: Literal["none", "provider"] = "none"
+    network: str | None = None
+    cidr: str | None = None
+    gateway: str | None = None
+    pool_start: str | None = None
+    pool_end: str | None = None
+
+    @model_validator(mode="after")
+    def _provider_fields(self) -> "PublicNetwork":
+        if self.mode == "none":
+            return self
+        missing = [k for k in ("network", "cidr", "gateway") if getattr(self, k) is None]
+        if missing:
+            raise ValueError(f"mode provider needs {', '.join(missing)}")
+        net = ipaddress.ip_network(self.cidr, strict=False)
+        for key in ("gateway", "pool_start", "pool_end"):
+            value = getattr(self, key)
+            if value is not None and ipaddress.ip_address(value) not in net:
+                raise ValueError(f"{key} {value} is not inside cidr {self.cidr}")
+        return self
+
+    @field_validator("cidr")
+    @classmethod
+    def _cidr(cls, v: str | None) -> str | None:
+        if v is not None:
+            ipaddress.ip_network(v, strict=False)
+        return v
+
+    @field_validator("gateway", "pool_start", "pool_end")
+    @classmethod
+    def _ip(cls, v: str | None) -> str | None:
+        if v is not None:
+            ipaddress.ip_address(v)
+        return v
+
+
+IniOverrides = dict[str, dict[str, dict[str, str | int | float | bool]]]
+
+
+class Config(_Strict):
+    name: str = Field(default="osception", pattern=NAME_RE)
+    release: str = releases.DEFAULT_RELEASE
+    cloud: str | None = None
+    network: str = Field(default="Ext-Net", min_length=1)
+    mtu: Annotated[int, Field(ge=1280, le=9000)] | None = None
+    access_cidr: str = "0.0.0.0/0"
+    domain: str | None = None
+    nodes: Nodes = Nodes()
+    public_network: PublicNetwork = PublicNetwork()
+    images: dict[str, str] = {}
+    overrides: IniOverrides = {}
+
+    @field_validator("release")
+    @classmethod
+    def _release(cls, v: str) -> str:
+        if v not in releases.RELEASES:
+            raise ValueError(f"must be one of {', '.join(releases.RELEASES)}")
+        return v
+
+    @field_validator("access_cidr")
+    @classmethod
+    def _access_cidr(cls, v: str) -> str:
+        ipaddress.ip_network(v, strict=False)
+        return v
+
+    @field_validator("domain")
+    @classmethod
+    def _domain(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"([a-z0-9-]+\.)+[a-z]{2,}", v):
+            raise ValueError("must be a DNS name such as cloud.example.com")
+        return v
+
+    @field_validator("images")
+    @classmethod
+    def _images(cls, v: dict[str, str]) -> dict[str, str]:
+        from .services import IMAGES
+
+        for key in v:
+            if key not in IMAGES:
+                raise ValueError(f"unknown image {key!r}; allowed: {', '.join(sorted(IMAGES))}")
+        return v
+
+    @field_validator("overrides")
+    @classmethod
+    def _overrides(cls, v: IniOverrides) -> IniOverrides:
+        from .services import INI_FILES
+
+        for key in v:
+            if key not in INI_FILES:
+                raise ValueError(f"unknown file {key!r}; allowed: {', '.join(INI_FILES)}")
+        return v
+
+
+def _loc(err: dict[str, Any]) -> str:
+    return ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+
+
+def _message(err: dict[str, Any]) -> str:
+    if err["type"] == "extra_forbidden":
+        return "unknown key"
+    msg = err["msg"]
+    return msg.removeprefix("Value error, ")
+
+
+def load(path: Path | None) -> Config:
+    """Read and validate a config file; None gives the defaults."""
+    data: Any = {}
+    where = "defaults"
+    if path is not None:
+        where = str(path)
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise ConfigError(f"{where}: cannot read: {e.strerror}") from None
+        try:
+            data = yaml.safe_load(text) or {}
+        except yaml.YAMLError as e:
+            mark = getattr(e, "problem_mark", None)
+            line = f" line {mark.line + 1}" if mark else ""
+            raise ConfigError(f"{where}:{line} is not valid YAML") from None
+        if not isinstance(data, dict):
+            raise ConfigError(f"{where}: must be a mapping of settings")
+    try:
+        return Config.model_validate(data)
+    except ValidationError as e:
+        err = e.errors()[0]
+        loc = _loc(err) or "(top)"
+        raise ConfigError(f"{where}: {loc}: {_message(err)}") from None
+
+
+DEFAULT_YAML = """\
+# osception.yaml: every setting with its default. Delete what you do not change.
+
+# Environment name: prefixes and tags every resource on the outer cloud,
+# so several environments can live in one project.
+name: osception
+
+# OpenStack release of the new cloud: 2025.1, 2025.2 or 2026.1.
+release: "2026.1"
+
+# The outer cloud: a clouds.yaml entry. null: OS_CLOUD or the OS_* variables.
+cloud: null
+
+# The outer network the nodes boot on (their first port, the controller's IP).
+network: Ext-Net
+
+# MTU of that network. null: read from the outer cloud at `up` (plan assumes 1500).
+# The overcloud's tenant networks get this minus the VXLAN overhead (50).
+mtu: null
+
+# Who may reach SSH, HTTP(S) and noVNC on the nodes. Everything else
+# (RabbitMQ, databases, metadata) is reachable only between the nodes.
+access_cidr: 0.0.0.0/0
+
+# DNS name of the new cloud's endpoints (keystone.<domain>, nova.<domain>...).
+# null: <controller IP>.sslip.io, a wildcard name that resolves to that IP.
+domain: null
+
+nodes:
+  controller:          # k3s and the whole control plane; exactly one
+    count: 1
+    flavor: b3-16
+    image: Debian 13
+  compute:             # nova-compute, libvirt, OVS agent, L3 agent (dvr)
+    count: 2
+    flavor: b3-8
+    image: Debian 13
+  network:             # OVS agent, L3 agent (dvr_snat, HA), DHCP and metadata agents
+    count: 2
+    flavor: b3-8
+    image: Debian 13
+
+# The new cloud's external network.
+#   mode: none       no external network.
+#   mode: provider   every node gets a port on `network` (an outer provider network),
+#                    and the new cloud's flat `public` network uses cidr/gateway,
+#                    allocating floating IPs from pool_start..pool_end.
+public_network:
+  mode: none
+  network: null
+  cidr: null
+  gateway: null
+  pool_start: null
+  pool_end: null
+
+# Container image overrides per control-plane service, e.g.
+#   nova-api: registry.example.com/kolla/nova-api:2026.1-patched
+images: {}
+
+# Settings merged into the generated INI files, per file, section and key, e.g.
+#   nova.conf:
+#     DEFAULT:
+#       debug: true
+overrides: {}
+"""

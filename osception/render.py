@@ -1,0 +1,197 @@
+"""Jinja2 over templates/ -> {relative path: text}. Pure and deterministic.
+
+The layout of a plan (what `osception plan --out DIR` writes):
+
+    k8s-0/user-data            the controller's cloud-init document
+    k8s-0/manifests/*.yaml     the control plane, one readable file per service
+    k8s-0/config/*             the rendered service config files (secrets in *.secret.conf)
+    compute-N/user-data        (and network-N/...) what each data-plane node receives
+"""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import jinja2
+import yaml
+
+from . import endpoints, ini, progress, releases, services
+from .config import Config
+from .secrets import Secrets
+
+# Until `up` knows the real addresses, a plan uses documentation addresses (RFC 5737).
+PLACEHOLDER_CONTROLLER_IP = "203.0.113.10"
+VXLAN_OVERHEAD = 50
+DEFAULT_MTU = 1500
+PHYSNET = "provider"  # ML2 flat network name, mapped to br-ex on every node
+NAMESPACE = "openstack"
+
+_env = jinja2.Environment(
+    loader=jinja2.PackageLoader("osception", "templates"),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    autoescape=False,
+)
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def _gzb64(text: str) -> str:
+    # mtime=0: the same input always compresses to the same bytes.
+    return base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()
+
+
+_env.filters["b64"] = _b64
+_env.filters["gzb64"] = _gzb64
+_env.filters["tojson"] = lambda v: json.dumps(v, sort_keys=True)
+_env.filters["yaml"] = lambda v: yaml.safe_dump(v, sort_keys=False, default_flow_style=False).rstrip()
+
+
+@dataclass(frozen=True)
+class Node:
+    name: str  # k8s-0, compute-0, network-1 ...
+    role: str  # controller | compute | network
+    flavor: str
+    image: str
+
+
+def nodes(cfg: Config) -> list[Node]:
+    out = []
+    for role, prefix in (("controller", "k8s"), ("compute", "compute"), ("network", "network")):
+        group = getattr(cfg.nodes, role)
+        out += [Node(f"{prefix}-{i}", role, group.flavor, group.image) for i in range(group.count)]
+    return out
+
+
+@dataclass
+class Plan:
+    cfg: Config
+    release: releases.Release
+    controller_ip: str
+    domain: str
+    nodes: list[Node]
+    files: dict[str, str] = field(default_factory=dict)
+    private: set[str] = field(default_factory=set)  # files written 0600
+
+    @property
+    def services(self) -> list[str]:
+        return sorted({p.split("/")[2].split(".")[0].split("-", 1)[1]
+                       for p in self.files if p.startswith("k8s-0/manifests/")})
+
+
+def render_template(name: str, **context) -> str:
+    return _env.get_template(name).render(**context)
+
+
+def secret_values(secrets: Secrets) -> list[str]:
+    """Every secret string, for splitting them out of config files (and for tests)."""
+    found: list[str] = []
+
+    def walk(v):
+        if isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+        elif isinstance(v, str):
+            found.append(v)
+
+    walk(secrets.data)
+    return found
+
+
+def service_config(cfg: Config, secrets: Secrets, ep: endpoints.Endpoints,
+                   names=services.CONTROLLER_INI, mtu: int = DEFAULT_MTU) -> dict[str, str]:
+    """Render the OpenStack service INI files for one place, with the user's overrides."""
+    release = releases.get(cfg.release)
+    context = dict(
+        cfg=cfg,
+        ep=ep,
+        secrets=secrets,
+        services=services,
+        release=release,
+        physnet=PHYSNET,
+        mtu={"physnet": mtu, "tenant": mtu - VXLAN_OVERHEAD},
+        ml2_project_network_types_option=release.ml2_project_network_types_option,
+    )
+    out = {}
+    for name in names:
+        text = render_template(f"conf/{name}.j2", **context)
+        out[name] = ini.merge(text, cfg.overrides.get(name, {})) if name in cfg.overrides else text
+    return out
+
+
+def build(cfg: Config, secrets: Secrets, controller_ip: str | None = None,
+          mtu: int | None = None) -> Plan:
+    release = releases.get(cfg.release)
+    ip = controller_ip or PLACEHOLDER_CONTROLLER_IP
+    domain = cfg.domain or f"{ip}.sslip.io"
+    mtu = mtu or cfg.mtu or DEFAULT_MTU
+    plan = Plan(cfg, release, ip, domain, nodes(cfg))
+
+    # Service config: split so that no secret value ever reaches a ConfigMap.
+    full = service_config(cfg, secrets, endpoints.controller(domain, ip), mtu=mtu)
+    hidden = secret_values(secrets)
+    conf, conf_secret = {}, {}
+    for name, text in full.items():
+        conf[name], conf_secret[name] = ini.split_secrets(text, hidden)
+        plan.files[f"k8s-0/config/{name}"] = conf[name]
+        if conf_secret[name]:
+            secret_name = name.rsplit(".", 1)[0] + ".secret.conf"
+            plan.files[f"k8s-0/config/{secret_name}"] = conf_secret[name]
+            plan.private.add(f"k8s-0/config/{secret_name}")
+
+    context = dict(
+        cfg=cfg,
+        release=release,
+        secrets=secrets,
+        services=services,
+        namespace=NAMESPACE,
+        domain=domain,
+        controller_ip=ip,
+        ep=endpoints.controller(domain, ip),
+        conf=conf,
+        conf_secret=conf_secret,
+        image=lambda n: services.image(n, release, cfg.images),
+        physnet=PHYSNET,
+        progress=progress,
+    )
+    manifests = {}
+    for template in sorted(_env.list_templates(filter_func=lambda t: t.startswith("k8s/"))):
+        base = template.removeprefix("k8s/")
+        if base.startswith("_") or not base.endswith(".yaml.j2"):
+            continue
+        name = base.removesuffix(".j2")
+        manifests[name] = render_template(template, **context)
+        plan.files[f"k8s-0/manifests/{name}"] = manifests[name]
+        if "kind: Secret" in manifests[name]:
+            plan.private.add(f"k8s-0/manifests/{name}")
+
+    plan.files["k8s-0/user-data"] = render_template(
+        "cloud-init/controller.yaml.j2", manifests=manifests, node="k8s-0", **context
+    )
+    plan.private.add("k8s-0/user-data")
+    return plan
+
+
+def write(plan: Plan, out: Path) -> None:
+    """Write the plan's files under `out`; files holding secrets get mode 0600."""
+    out.mkdir(parents=True, exist_ok=True)
+    for rel, text in sorted(plan.files.items()):
+        path = out / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if rel in plan.private:
+            from .state import write_private
+
+            write_private(path, text)
+        else:
+            path.write_text(text)

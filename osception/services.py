@@ -1,0 +1,110 @@
+"""The control plane's services, ports, databases and images: one table each.
+
+Templates, secrets, the endpoint map and the tests all read these; a port or a
+database name is written nowhere else.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from . import releases
+
+
+@dataclass(frozen=True)
+class Api:
+    name: str  # Kubernetes Service and ingress host name: <name>.<domain>
+    port: int
+    catalog_type: str | None = None  # None: not in the Keystone catalog
+    path: str = ""  # endpoint URL suffix, e.g. /v2.1 for compute
+
+
+# HTTP APIs. Nodes reach them on the controller IP at these ports, users through
+# Traefik at http://<name>.<domain>.
+APIS: dict[str, Api] = {
+    a.name: a
+    for a in (
+        Api("keystone", 5000, "identity", "/v3"),
+        Api("glance", 9292, "image"),
+        Api("placement", 8778, "placement"),
+        Api("neutron", 9696, "network"),
+        Api("nova", 8774, "compute", "/v2.1"),
+        Api("metadata", 8775),  # nova metadata API, for the neutron metadata agents
+        Api("novnc", 6080),  # nova-novncproxy, opened from browsers
+        Api("skyline", 9999),  # skyline-console (nginx), which proxies the apiserver
+    )
+}
+
+SKYLINE_APISERVER_PORT = 9998
+RABBITMQ_PORT = 5672
+MARIADB_PORT = 3306
+MEMCACHED_PORT = 11211
+
+# Services reached from the compute and network nodes on the controller's IP
+# (k3s servicelb binds these ports on the node). The outer security group lets only
+# the environment's own nodes in, except for the ports in PUBLIC_PORTS.
+NODE_FACING_PORTS = {
+    "rabbitmq": RABBITMQ_PORT,
+    **{name: api.port for name, api in APIS.items()},
+}
+PUBLIC_PORTS = (22, 80, 443, 6080)
+
+# One MariaDB server per service, holding that service's databases.
+DATABASES: dict[str, tuple[str, ...]] = {
+    "keystone": ("keystone",),
+    "glance": ("glance",),
+    "placement": ("placement",),
+    "neutron": ("neutron",),
+    "nova": ("nova_api", "nova", "nova_cell0"),
+    "skyline": ("skyline",),
+}
+
+# Keystone users of the services (all in project "service" with role "admin").
+SERVICE_USERS = ("glance", "placement", "neutron", "nova", "skyline")
+
+# Kolla images of the control plane; `images:` in osception.yaml overrides any.
+KOLLA_IMAGES = (
+    "mariadb-server",
+    "rabbitmq",
+    "memcached",
+    "keystone",
+    "glance-api",
+    "placement-api",
+    "neutron-server",
+    "nova-api",
+    "nova-conductor",
+    "nova-scheduler",
+    "nova-novncproxy",
+    "skyline-apiserver",
+    "skyline-console",
+    "kolla-toolbox",
+)
+# Waits on Kubernetes Jobs are done with kubectl, pinned to the k3s version.
+OTHER_IMAGES = {"kubectl": f"docker.io/rancher/kubectl:{releases.K3S_VERSION.split('+')[0]}"}
+IMAGES = (*KOLLA_IMAGES, *OTHER_IMAGES)
+
+
+def image(name: str, release: releases.Release, overrides: dict[str, str]) -> str:
+    if name in overrides:
+        return overrides[name]
+    if name in OTHER_IMAGES:
+        return OTHER_IMAGES[name]
+    return f"{releases.KOLLA_REGISTRY}/{name}:{release.kolla_tag}"
+
+
+# INI files osception generates; `overrides:` in osception.yaml is keyed by these.
+CONTROLLER_INI = (
+    "keystone.conf",
+    "glance-api.conf",
+    "placement.conf",
+    "neutron.conf",
+    "ml2_conf.ini",
+    "nova.conf",
+)
+NODE_INI = (
+    "openvswitch_agent.ini",
+    "l3_agent.ini",
+    "dhcp_agent.ini",
+    "metadata_agent.ini",
+)
+INI_FILES = (*CONTROLLER_INI, *NODE_INI)

@@ -1,0 +1,51 @@
+#!/bin/bash
+# The shell side of the progress contract (osception/progress.py), sourced by
+# every node's setup script:
+#   step NAME COMMAND [ARG...]   run one step, its output in /var/log/osception/NAME.log
+#   finish done|failed [REASON]  the node's final line
+#   wait_for WHAT SECONDS COMMAND [ARG...]  retry COMMAND until it succeeds or time runs out
+# Each report is one line on the serial console, which the outer cloud's
+# console-log API returns, and in /var/log/osception/progress.log.
+
+OSCEPTION_NODE=${OSCEPTION_NODE:?set OSCEPTION_NODE to the node name}
+OSCEPTION_LOG_DIR=${OSCEPTION_LOG_DIR:-/var/log/osception}
+mkdir -p "$OSCEPTION_LOG_DIR"
+
+report() {
+  local line
+  line="OSCEPTION $(date -u +%Y-%m-%dT%H:%M:%SZ) $OSCEPTION_NODE $*"
+  echo "$line" >>"$OSCEPTION_LOG_DIR/progress.log"
+  # The serial console; absent in a chroot or a container.
+  if [ -w /dev/console ]; then echo "$line" >/dev/console 2>/dev/null || true; fi
+}
+
+step() {
+  local name=$1 rc=0 last
+  shift
+  report "$name" started
+  "$@" >>"$OSCEPTION_LOG_DIR/$name.log" 2>&1 || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    last=$(tail -n 1 "$OSCEPTION_LOG_DIR/$name.log" | tr -d '\r')
+    report "$name" failed "exit $rc: ${last:0:200}"
+    finish failed "step $name failed, see $OSCEPTION_LOG_DIR/$name.log"
+    exit "$rc"
+  fi
+  report "$name" done
+}
+
+finish() {
+  report node "$@"
+}
+
+wait_for() {
+  local what=$1 seconds=$2 deadline
+  shift 2
+  deadline=$((SECONDS + seconds))
+  until "$@"; do
+    if [ "$SECONDS" -ge "$deadline" ]; then
+      echo "timed out after ${seconds}s waiting for $what"
+      return 1
+    fi
+    sleep 5
+  done
+}
