@@ -35,10 +35,29 @@ class NodeGroup(_Strict):
     image: str = Field(default="Debian 13", min_length=1)
 
 
+NODE_DEFAULTS = {
+    "controller": {"count": 1, "flavor": "b3-16"},
+    "compute": {"count": 2, "flavor": "b3-8"},
+    "network": {"count": 2, "flavor": "b3-8"},
+}
+
+
 class Nodes(_Strict):
-    controller: NodeGroup = NodeGroup(count=1, flavor="b3-16")
-    compute: NodeGroup = NodeGroup(count=2, flavor="b3-8")
-    network: NodeGroup = NodeGroup(count=2, flavor="b3-8")
+    controller: NodeGroup = NodeGroup(**NODE_DEFAULTS["controller"])
+    compute: NodeGroup = NodeGroup(**NODE_DEFAULTS["compute"])
+    network: NodeGroup = NodeGroup(**NODE_DEFAULTS["network"])
+
+    @model_validator(mode="before")
+    @classmethod
+    def _role_defaults(cls, data: Any) -> Any:
+        """`compute: {count: 3}` keeps the compute defaults for what it does not set."""
+        if isinstance(data, dict):
+            data = {
+                role: NODE_DEFAULTS[role] | group
+                if role in NODE_DEFAULTS and isinstance(group, dict) else group
+                for role, group in data.items()
+            }
+        return data
 
     @field_validator("controller")
     @classmethod
@@ -181,7 +200,8 @@ def load(path: Path | None) -> Config:
     try:
         return Config.model_validate(data)
     except ValidationError as e:
-        err = e.errors()[0]
+        # An unknown key usually explains the other errors: name it first.
+        err = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")[0]
         loc = _loc(err) or "(top)"
         raise ConfigError(f"{where}: {loc}: {_message(err)}") from None
 

@@ -83,8 +83,27 @@ class Plan:
 
     @property
     def services(self) -> list[str]:
-        return sorted({p.split("/")[2].split(".")[0].split("-", 1)[1]
-                       for p in self.files if p.startswith("k8s-0/manifests/")})
+        """The control plane's manifests, by service: 20-keystone.yaml -> keystone."""
+        return [p.split("/")[-1].split("-", 1)[1].removesuffix(".yaml")
+                for p in sorted(self.files) if p.startswith("k8s-0/manifests/")]
+
+
+def script(name: str) -> str:
+    """A file from templates/scripts/, as is (not a template)."""
+    return _env.loader.get_source(_env, f"scripts/{name}")[0]
+
+
+def catalog(ep: endpoints.Endpoints) -> dict:
+    """The Keystone catalog: public URLs through the ingress, internal on the controller IP."""
+    return {
+        "region": "RegionOne",
+        "services": [
+            {"name": name, "type": api.catalog_type,
+             "public": ep.public[name] + api.path, "internal": ep.catalog_internal[name] + api.path}
+            for name, api in services.APIS.items() if api.catalog_type
+        ],
+        "users": list(services.SERVICE_USERS),
+    }
 
 
 def render_template(name: str, **context) -> str:
@@ -138,8 +157,9 @@ def build(cfg: Config, secrets: Secrets, controller_ip: str | None = None,
     mtu = mtu or cfg.mtu or DEFAULT_MTU
     plan = Plan(cfg, release, ip, domain, nodes(cfg))
 
+    ep = endpoints.controller(domain, ip)
     # Service config: split so that no secret value ever reaches a ConfigMap.
-    full = service_config(cfg, secrets, endpoints.controller(domain, ip), mtu=mtu)
+    full = service_config(cfg, secrets, ep, mtu=mtu)
     hidden = secret_values(secrets)
     conf, conf_secret = {}, {}
     for name, text in full.items():
@@ -150,6 +170,11 @@ def build(cfg: Config, secrets: Secrets, controller_ip: str | None = None,
             plan.files[f"k8s-0/config/{secret_name}"] = conf_secret[name]
             plan.private.add(f"k8s-0/config/{secret_name}")
 
+    skyline_yaml = render_template("conf/skyline.yaml.j2", ep=ep, secrets=secrets)
+    plan.files["k8s-0/config/skyline.yaml"] = skyline_yaml
+    plan.private.add("k8s-0/config/skyline.yaml")
+
+    keystone_catalog = catalog(ep)
     context = dict(
         cfg=cfg,
         release=release,
@@ -158,12 +183,17 @@ def build(cfg: Config, secrets: Secrets, controller_ip: str | None = None,
         namespace=NAMESPACE,
         domain=domain,
         controller_ip=ip,
-        ep=endpoints.controller(domain, ip),
+        ep=ep,
         conf=conf,
         conf_secret=conf_secret,
+        skyline_yaml=skyline_yaml,
+        catalog={**keystone_catalog,
+                 "services": [s for s in keystone_catalog["services"] if s["name"] != "keystone"]},
+        keystone_urls=next(s for s in keystone_catalog["services"] if s["name"] == "keystone"),
         image=lambda n: services.image(n, release, cfg.images),
+        script=script,
         physnet=PHYSNET,
-        progress=progress,
+        k3s_version=releases.K3S_VERSION,
     )
     manifests = {}
     for template in sorted(_env.list_templates(filter_func=lambda t: t.startswith("k8s/"))):
@@ -176,8 +206,10 @@ def build(cfg: Config, secrets: Secrets, controller_ip: str | None = None,
         if "kind: Secret" in manifests[name]:
             plan.private.add(f"k8s-0/manifests/{name}")
 
+    setup_sh = render_template("scripts/controller-setup.sh.j2", node="k8s-0", **context)
     plan.files["k8s-0/user-data"] = render_template(
-        "cloud-init/controller.yaml.j2", manifests=manifests, node="k8s-0", **context
+        "cloud-init/controller.yaml.j2", manifests=manifests, node="k8s-0",
+        step_sh=script("osception-step.sh"), setup_sh=setup_sh, **context
     )
     plan.private.add("k8s-0/user-data")
     return plan
