@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 # Kubernetes on the controller. The manifests are validated against this
 # Kubernetes version (tests/test_manifests.py), so keep the two together.
-K3S_VERSION = "v1.33.5+k3s1"
-KUBERNETES_VERSION = "1.33.0"
+K3S_VERSION = "v1.34.9+k3s1"
+KUBERNETES_VERSION = "1.34.0"
 
 KOLLA_REGISTRY = "quay.io/openstack.kolla"
 
@@ -42,7 +42,8 @@ RELEASES: dict[str, Release] = {
     for r in (
         Release("2025.1", "Epoxy", "2025.1-ubuntu-noble", None),
         Release("2025.2", "Flamingo", "2025.2-ubuntu-noble", "openstack_flamingo"),
-        Release("2026.1", "Gazpacho", "2026.1-ubuntu-noble", "openstack_gazpacho"),
+        Release("2026.1", "Gazpacho", "2026.1-ubuntu-noble", "openstack_gazpacho",
+                ml2_project_network_types_option="project_network_types"),
     )
 }
 

@@ -79,16 +79,12 @@ KOLLA_IMAGES = (
     "skyline-console",
     "kolla-toolbox",
 )
-# Waits on Kubernetes Jobs are done with kubectl, pinned to the k3s version.
-OTHER_IMAGES = {"kubectl": f"docker.io/rancher/kubectl:{releases.K3S_VERSION.split('+')[0]}"}
-IMAGES = (*KOLLA_IMAGES, *OTHER_IMAGES)
+IMAGES = KOLLA_IMAGES
 
 
 def image(name: str, release: releases.Release, overrides: dict[str, str]) -> str:
     if name in overrides:
         return overrides[name]
-    if name in OTHER_IMAGES:
-        return OTHER_IMAGES[name]
     return f"{releases.KOLLA_REGISTRY}/{name}:{release.kolla_tag}"
 
 

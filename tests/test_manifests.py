@@ -1,0 +1,236 @@
+"""The controller's manifests, checked by the real Kubernetes schemas and by the
+cross-references that schemas miss (selectors, referenced objects, Kolla files)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import kubernetes_validate
+import pytest
+import yaml
+
+from osception import releases, render, services
+
+
+@pytest.fixture(scope="module")
+def docs(default_plan):
+    out = []
+    for path, text in sorted(default_plan.files.items()):
+        if path.startswith("k8s-0/manifests/"):
+            for doc in yaml.safe_load_all(text):
+                assert doc is not None, f"empty YAML document in {path}"
+                out.append(doc)
+    return out
+
+
+def by_kind(docs, kind):
+    return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
+
+
+def pod_specs(docs):
+    for d in docs:
+        if d["kind"] in ("Deployment", "StatefulSet", "Job"):
+            yield d, d["spec"]["template"]["spec"]
+
+
+def test_every_document_passes_the_kubernetes_schema_strictly(docs):
+    for doc in docs:
+        # SchemaNotFoundError (unknown kind/apiVersion) is a failure too.
+        kubernetes_validate.validate(doc, releases.KUBERNETES_VERSION, strict=True)
+    kinds = {d["kind"] for d in docs}
+    assert {"Deployment", "StatefulSet", "Job", "Service", "Ingress", "ConfigMap", "Secret"} <= kinds
+
+
+def test_names_are_valid_dns_labels(docs):
+    for doc in docs:
+        assert re.fullmatch(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?", doc["metadata"]["name"]), doc["metadata"]
+
+
+def test_selectors_match_their_template_labels(docs):
+    for doc, _ in pod_specs(docs):
+        if doc["kind"] == "Job":
+            continue
+        labels = doc["spec"]["template"]["metadata"]["labels"]
+        for key, value in doc["spec"]["selector"]["matchLabels"].items():
+            assert labels.get(key) == value, doc["metadata"]["name"]
+
+
+def test_every_service_selects_pods(docs):
+    pod_labels = [d["spec"]["template"]["metadata"]["labels"] for d, _ in pod_specs(docs)]
+    for name, svc in by_kind(docs, "Service").items():
+        sel = svc["spec"]["selector"]
+        assert any(all(l.get(k) == v for k, v in sel.items()) for l in pod_labels), name
+
+
+def test_every_long_running_workload_has_a_readiness_probe(docs):
+    for doc, spec in pod_specs(docs):
+        if doc["kind"] == "Job":
+            continue
+        for c in spec["containers"]:
+            assert "readinessProbe" in c, f"{doc['metadata']['name']}/{c['name']}"
+
+
+def test_every_api_has_a_service_and_an_ingress_on_its_port(docs, default_plan):
+    svcs, ingresses = by_kind(docs, "Service"), by_kind(docs, "Ingress")
+    for name in ("keystone", "glance", "placement", "neutron", "nova", "novnc", "skyline"):
+        port = services.APIS[name].port
+        assert svcs[name]["spec"]["ports"][0]["port"] == port
+        rule = ingresses[name]["spec"]["rules"][0]
+        assert rule["host"] == f"{name}.{default_plan.domain}"
+        assert rule["http"]["paths"][0]["backend"]["service"] == {"name": name, "port": {"number": port}}
+        assert ingresses[name]["spec"]["ingressClassName"] == "traefik"
+
+
+def test_nodes_reach_rabbitmq_metadata_and_novnc_on_the_controller_ip(docs):
+    svcs = by_kind(docs, "Service")
+    for name in ("rabbitmq", "metadata", "novnc", "keystone", "nova", "neutron", "placement", "glance"):
+        assert svcs[name]["spec"]["type"] == "LoadBalancer", name  # k3s servicelb: host ports
+    for name in ("memcached", *[f"mariadb-{s}" for s in services.DATABASES]):
+        assert svcs[name]["spec"]["type"] == "ClusterIP", name  # never outside the cluster
+
+
+def test_one_mariadb_per_service(docs):
+    sts = by_kind(docs, "StatefulSet")
+    assert {f"mariadb-{s}" for s in services.DATABASES} <= set(sts)
+
+
+def _referenced(spec):
+    """(kind, name) of every ConfigMap, Secret and PVC a pod spec uses."""
+    refs = set()
+    for v in spec.get("volumes", []):
+        if "configMap" in v:
+            refs.add(("ConfigMap", v["configMap"]["name"]))
+        if "secret" in v:
+            refs.add(("Secret", v["secret"]["secretName"]))
+        if "persistentVolumeClaim" in v:
+            refs.add(("PersistentVolumeClaim", v["persistentVolumeClaim"]["claimName"]))
+        for src in v.get("projected", {}).get("sources", []):
+            if "configMap" in src:
+                refs.add(("ConfigMap", src["configMap"]["name"]))
+            if "secret" in src:
+                refs.add(("Secret", src["secret"]["name"]))
+    for c in spec.get("initContainers", []) + spec["containers"]:
+        for e in c.get("env", []):
+            ref = e.get("valueFrom", {}).get("secretKeyRef")
+            if ref:
+                refs.add(("Secret", ref["name"]))
+        for e in c.get("envFrom", []):
+            refs.add(("Secret", e["secretRef"]["name"]))
+    return refs
+
+
+def test_every_referenced_object_is_in_the_rendered_set(docs):
+    present = {(d["kind"], d["metadata"]["name"]) for d in docs}
+    for doc, spec in pod_specs(docs):
+        for ref in _referenced(spec):
+            assert ref in present, f"{doc['metadata']['name']} uses missing {ref}"
+        if spec.get("serviceAccountName"):
+            assert ("ServiceAccount", spec["serviceAccountName"]) in present
+
+
+def test_secret_keys_referenced_exist(docs):
+    secrets = {n: d["stringData"] for n, d in by_kind(docs, "Secret").items()}
+    for doc, spec in pod_specs(docs):
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            for e in c.get("env", []):
+                ref = e.get("valueFrom", {}).get("secretKeyRef")
+                if ref:
+                    assert ref["key"] in secrets[ref["name"]], (doc["metadata"]["name"], ref)
+
+
+def test_waits_name_jobs_and_services_that_exist(docs):
+    jobs, svcs = by_kind(docs, "Job"), by_kind(docs, "Service")
+    for doc, spec in pod_specs(docs):
+        for c in spec.get("initContainers", []):
+            if c["name"] != "wait":
+                continue
+            assert spec.get("serviceAccountName") == "osception-wait"
+            for cond in c["command"][2:]:
+                kind, _, target = cond.partition("/")
+                if kind == "job":
+                    assert target in jobs, cond
+                else:
+                    host, port = target.split("/")[0].split(":")
+                    assert int(port) in [p["port"] for p in svcs[host]["spec"]["ports"]], cond
+
+
+def test_no_nova_service_starts_before_the_schema_is_complete(docs):
+    """The original's race: every nova pod waits for the one Job that migrates in order."""
+    script = by_kind(docs, "ConfigMap")["nova-config"]["data"]["nova-db-sync.sh"]
+    steps = [l.split("||")[-1].strip() for l in script.splitlines() if "nova-manage" in l and not l.startswith("#")]
+    order = ["nova-manage api_db sync", "nova-manage cell_v2 map_cell0", "nova-manage cell_v2 create_cell",
+             "nova-manage db sync", "nova-manage db online_data_migrations"]
+    positions = [next(i for i, s in enumerate(steps) if s.startswith(o)) for o in order]
+    assert positions == sorted(positions)
+    for name, dep in by_kind(docs, "Deployment").items():
+        if name.startswith("nova-"):
+            wait = dep["spec"]["template"]["spec"]["initContainers"][0]
+            assert "job/nova-db-sync" in wait["command"], name
+
+
+def _kolla_folder(doc, spec, container, docs):
+    """Files a Kolla container finds in /var/lib/kolla/config_files."""
+    mount = next(m for m in container.get("volumeMounts", []) if m["mountPath"] == "/var/lib/kolla/config_files")
+    vol = next(v for v in spec["volumes"] if v["name"] == mount["name"])
+    cms, secrets = by_kind(docs, "ConfigMap"), by_kind(docs, "Secret")
+    files = {}
+    for src in vol["projected"]["sources"]:
+        if "configMap" in src:
+            data = cms[src["configMap"]["name"]]["data"]
+            for item in src["configMap"].get("items") or [{"key": k, "path": k} for k in data]:
+                files[item["path"]] = data[item["key"]]
+        if "secret" in src:
+            files.update(secrets[src["secret"]["name"]]["stringData"])
+    return files
+
+
+def test_every_kolla_container_has_a_config_json_whose_sources_are_mounted(docs):
+    checked = 0
+    for doc, spec in pod_specs(docs):
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            if not any(m["mountPath"] == "/var/lib/kolla/config_files" for m in c.get("volumeMounts", [])):
+                continue
+            assert "quay.io/openstack.kolla/" in c["image"]
+            assert {"name": "KOLLA_CONFIG_STRATEGY", "value": "COPY_ALWAYS"} in c["env"]
+            files = _kolla_folder(doc, spec, c, docs)
+            cfg = json.loads(files["config.json"])
+            assert cfg["command"]
+            for f in cfg["config_files"]:
+                name = f["source"].removeprefix("/var/lib/kolla/config_files/")
+                assert name in files, f"{doc['metadata']['name']}/{c['name']}: {name} not mounted"
+                assert f["owner"] and f["perm"] == "0600"
+            checked += 1
+    assert checked >= 20
+
+
+def test_no_secret_value_in_any_configmap_or_non_secret_file(default_plan, default_secrets):
+    values = [v for v in render.secret_values(default_secrets) if len(v) >= 16]
+    for path, text in default_plan.files.items():
+        if path in default_plan.private:
+            continue
+        for v in values:
+            assert v not in text, f"a secret leaks into {path}"
+    for path in default_plan.private:
+        assert path.endswith((".secret.conf", "skyline.yaml", "01-secrets.yaml", "user-data")), path
+
+
+def test_images_are_the_releases_kolla_images(docs, default_plan):
+    tag = default_plan.release.kolla_tag
+    for doc, spec in pod_specs(docs):
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            name = c["image"].rsplit("/", 1)[1].split(":")[0]
+            assert name in services.KOLLA_IMAGES
+            assert c["image"] == f"quay.io/openstack.kolla/{name}:{tag}"
+
+
+def test_image_override(tmp_path):
+    from osception import config, secrets
+
+    p = tmp_path / "c.yaml"
+    p.write_text("images: {nova-api: registry.example.com/kolla/nova-api:patched}\n")
+    cfg = config.load(p)
+    plan = render.build(cfg, secrets.ensure(tmp_path / "s", cfg.name))
+    nova = plan.files["k8s-0/manifests/33-nova.yaml"]
+    assert "image: registry.example.com/kolla/nova-api:patched" in nova
+    assert "image: quay.io/openstack.kolla/nova-conductor:" in nova
