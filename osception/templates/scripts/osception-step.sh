@@ -30,7 +30,7 @@ step() {
     finish failed "step $name failed, see $OSCEPTION_LOG_DIR/$name.log"
     exit "$rc"
   fi
-  report "$name" done
+  report "$name" "done"
 }
 
 finish() {

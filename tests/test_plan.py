@@ -1,0 +1,120 @@
+"""`osception plan`: layout, determinism, secrets on disk, the CLI."""
+
+from __future__ import annotations
+
+import stat
+
+import yaml
+from typer.testing import CliRunner
+
+from osception import config, render, secrets
+from osception.cli import app
+
+NODES = ["k8s-0", "compute-0", "compute-1", "network-0", "network-1"]
+
+
+def _tree(root):
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_plan_twice_gives_identical_files(tmp_path):
+    runner = CliRunner()
+    home = tmp_path / "home"
+    for out in ("a", "b"):
+        result = runner.invoke(app, ["plan", "--out", str(tmp_path / out), "--state-dir", str(home)])
+        assert result.exit_code == 0, result.output
+    a, b = _tree(tmp_path / "a"), _tree(tmp_path / "b")
+    assert a == b and len(a) > 20
+
+
+def test_layout_of_plan_out(tmp_path):
+    result = CliRunner().invoke(app, ["plan", "--out", str(tmp_path / "o"), "--state-dir", str(tmp_path / "h")])
+    assert result.exit_code == 0, result.output
+    out = tmp_path / "o"
+    assert sorted(p.name for p in out.iterdir()) == sorted(NODES) or {p.name for p in out.iterdir()} >= {"k8s-0"}
+    assert (out / "k8s-0" / "user-data").read_text().startswith("#cloud-config\n")
+    manifests = sorted(p.name for p in (out / "k8s-0" / "manifests").iterdir())
+    assert manifests[0] == "00-namespace.yaml" and "33-nova.yaml" in manifests
+    assert (out / "k8s-0" / "config" / "nova.conf").exists()
+    # Files with secrets are private.
+    for rel in ("k8s-0/user-data", "k8s-0/manifests/01-secrets.yaml", "k8s-0/config/nova.secret.conf"):
+        assert stat.S_IMODE((out / rel).stat().st_mode) == 0o600, rel
+    assert stat.S_IMODE((out / "k8s-0/manifests/33-nova.yaml").stat().st_mode) == 0o644
+    # The summary names release, services and where the files went.
+    assert "2026.1" in result.output and "keystone" in result.output and str(out) in result.output.replace("\n", "")
+
+
+def test_secrets_are_generated_once_private_and_never_printed(tmp_path):
+    home = tmp_path / "h"
+    result = CliRunner().invoke(app, ["plan", "--out", str(tmp_path / "o"), "--state-dir", str(home)])
+    env = home / "osception"
+    data = yaml.safe_load((env / "secrets.yaml").read_text())
+    assert stat.S_IMODE((env / "secrets.yaml").stat().st_mode) == 0o600
+    assert stat.S_IMODE((env / "ssh" / "id_ed25519").stat().st_mode) == 0o600
+    assert (env / "ssh" / "id_ed25519.pub").read_text().startswith("ssh-ed25519 ")
+    assert data["ssh"]["private"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
+    for value in render.secret_values(secrets.Secrets(data)):
+        assert value not in result.output
+    # Every password differs: nothing shared between users or services.
+    flat = [data["admin_password"], data["rabbitmq_password"], data["metadata_secret"],
+            *data["database"].values(), *data["database_root"].values(), *data["service_users"].values()]
+    assert len(set(flat)) == len(flat) and all(len(p) >= 32 for p in flat)
+    assert len(data["keystone_fernet_keys"]) == 2
+    assert set(data["keystone_fernet_keys"]).isdisjoint(data["keystone_credential_keys"])
+    # A second run keeps them.
+    again = secrets.ensure(env, "osception")
+    assert again.data == data
+
+
+def test_two_environments_get_different_secrets(tmp_path):
+    a = secrets.ensure(tmp_path / "a", "a")
+    b = secrets.ensure(tmp_path / "b", "b")
+    assert a.admin_password != b.admin_password
+    assert a.ssh["public"] != b.ssh["public"]
+    assert a.migration_ssh["private"] != b.migration_ssh["private"]
+    assert "admin_password" not in repr(a) or a.admin_password not in repr(a)
+
+
+def test_state_dir_from_environment_variable(tmp_path, monkeypatch):
+    monkeypatch.setenv("OSCEPTION_HOME", str(tmp_path / "envhome"))
+    result = CliRunner().invoke(app, ["plan", "--env", "demo1", "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "envhome" / "demo1" / "secrets.yaml").exists()
+
+
+def test_plan_default_out_is_the_env_state(tmp_path):
+    result = CliRunner().invoke(app, ["plan", "--state-dir", str(tmp_path / "h")])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "h" / "osception" / "plan" / "k8s-0" / "user-data").exists()
+
+
+def test_init_writes_the_commented_defaults(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runner = CliRunner()
+    assert runner.invoke(app, ["init"]).exit_code == 0
+    text = (tmp_path / "osception.yaml").read_text()
+    assert text.count("#") > 20
+    assert config.load(tmp_path / "osception.yaml") == config.Config()
+    again = runner.invoke(app, ["init"])
+    assert again.exit_code == 2 and "--force" in again.output
+    # plan picks ./osception.yaml up by itself.
+    (tmp_path / "osception.yaml").write_text(text.replace('release: "2026.1"', 'release: "2025.1"'))
+    result = runner.invoke(app, ["plan", "--state-dir", str(tmp_path / "h")])
+    assert result.exit_code == 0 and "2025.1" in result.output
+
+
+def test_every_release_renders(tmp_path):
+    from osception import releases
+
+    for name, rel in releases.RELEASES.items():
+        cfg = config.Config(release=name)
+        plan = render.build(cfg, secrets.ensure(tmp_path / "s", cfg.name))
+        assert f":{rel.kolla_tag}" in plan.files["k8s-0/manifests/33-nova.yaml"]
+        assert f"{rel.ml2_project_network_types_option} = vxlan" in plan.files["k8s-0/config/ml2_conf.ini"]
+
+
+def test_help_lists_the_commands():
+    result = CliRunner().invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for cmd in ("init", "plan", "releases"):
+        assert cmd in result.output
