@@ -25,6 +25,7 @@ from .secrets import Secrets
 
 # Until `up` knows the real addresses, a plan uses documentation addresses (RFC 5737).
 PLACEHOLDER_CONTROLLER_IP = "203.0.113.10"
+NODE_ETC = "/etc/osception"  # on every node: setup script, playbooks, vars, rendered files
 VXLAN_OVERHEAD = 50
 DEFAULT_MTU = 1500
 PHYSNET = "provider"  # ML2 flat network name, mapped to br-ex on every node
@@ -61,13 +62,34 @@ class Node:
     role: str  # controller | compute | network
     flavor: str
     image: str
+    index: int
+
+
+@dataclass(frozen=True)
+class Address:
+    """What the outer cloud gave a node's ports (known before the server exists)."""
+
+    ip: str  # fixed IP on the outer network: the node's own address
+    mac: str  # MAC of that port
+    public_mac: str | None = None  # MAC of the port on the provider network, if any
 
 
 def nodes(cfg: Config) -> list[Node]:
     out = []
     for role, prefix in (("controller", "k8s"), ("compute", "compute"), ("network", "network")):
         group = getattr(cfg.nodes, role)
-        out += [Node(f"{prefix}-{i}", role, group.flavor, group.image) for i in range(group.count)]
+        out += [Node(f"{prefix}-{i}", role, group.flavor, group.image, i) for i in range(group.count)]
+    return out
+
+
+def placeholder_addresses(cfg: Config) -> dict[str, Address]:
+    """Documentation addresses (RFC 5737) and locally administered MACs for `plan`."""
+    base = {"controller": 10, "compute": 20, "network": 40}
+    out = {}
+    for n in nodes(cfg):
+        host = base[n.role] + n.index
+        public = f"02:00:00:00:01:{host:02x}" if cfg.public_network.mode == "provider" else None
+        out[n.name] = Address(f"203.0.113.{host}", f"02:00:00:00:00:{host:02x}", public)
     return out
 
 
@@ -88,9 +110,17 @@ class Plan:
                 for p in sorted(self.files) if p.startswith("k8s-0/manifests/")]
 
 
+ANSIBLE_FILES = ("compute.yml", "network.yml", "tasks/common.yml", "tasks/compute.yml",
+                 "tasks/network.yml")
+
+
+def source(path: str) -> str:
+    """A file under templates/, as is (not rendered)."""
+    return _env.loader.get_source(_env, path)[0]
+
+
 def script(name: str) -> str:
-    """A file from templates/scripts/, as is (not a template)."""
-    return _env.loader.get_source(_env, f"scripts/{name}")[0]
+    return source(f"scripts/{name}")
 
 
 def catalog(ep: endpoints.Endpoints) -> dict:
@@ -128,12 +158,17 @@ def secret_values(secrets: Secrets) -> list[str]:
     return found
 
 
+def _ini(cfg: Config, template: str, name: str, **context) -> str:
+    """One INI file from templates/conf/, with the user's overrides for `name` merged in."""
+    text = render_template(f"conf/{template}.j2", **context)
+    return ini.merge(text, cfg.overrides[name]) if name in cfg.overrides else text
+
+
 def service_config(cfg: Config, secrets: Secrets, ep: endpoints.Endpoints,
                    names=services.CONTROLLER_INI, mtu: int = DEFAULT_MTU) -> dict[str, str]:
-    """Render the OpenStack service INI files for one place, with the user's overrides."""
+    """Render the control plane's INI files for one place, with the user's overrides."""
     release = releases.get(cfg.release)
     context = dict(
-        cfg=cfg,
         ep=ep,
         secrets=secrets,
         services=services,
@@ -142,17 +177,36 @@ def service_config(cfg: Config, secrets: Secrets, ep: endpoints.Endpoints,
         mtu={"physnet": mtu, "tenant": mtu - VXLAN_OVERHEAD},
         ml2_project_network_types_option=release.ml2_project_network_types_option,
     )
-    out = {}
-    for name in names:
-        text = render_template(f"conf/{name}.j2", **context)
-        out[name] = ini.merge(text, cfg.overrides.get(name, {})) if name in cfg.overrides else text
-    return out
+    return {name: _ini(cfg, name, name, **context) for name in names}
 
 
-def build(cfg: Config, secrets: Secrets, controller_ip: str | None = None,
+def node_config(cfg: Config, secrets: Secrets, node: Node, address: Address,
+                controller_ip: str, domain: str) -> dict[str, str]:
+    """The config files of a compute or network node, keyed by their path on the node."""
+    context = dict(
+        ep=endpoints.nodes(domain, controller_ip),
+        secrets=secrets,
+        services=services,
+        physnet=PHYSNET,
+        controller_ip=controller_ip,
+        node={"name": node.name, "role": node.role, "ip": address.ip},
+    )
+    files = {f.dest: _ini(cfg, f.template, f.name, **context)
+             for f in services.NODE_FILES[node.role]}
+    if node.role == "compute":
+        for virt_type in ("kvm", "qemu"):
+            files[f"/etc/nova/nova-compute-{virt_type}.conf"] = render_template(
+                "conf/nova-compute-libvirt.conf.j2", virt_type=virt_type, **context)
+    return files
+
+
+def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = None,
           mtu: int | None = None) -> Plan:
+    """Everything every node receives. `addresses` come from the outer cloud's ports;
+    without them (plan), documentation addresses stand in."""
     release = releases.get(cfg.release)
-    ip = controller_ip or PLACEHOLDER_CONTROLLER_IP
+    addresses = addresses or placeholder_addresses(cfg)
+    ip = addresses["k8s-0"].ip
     domain = cfg.domain or f"{ip}.sslip.io"
     mtu = mtu or cfg.mtu or DEFAULT_MTU
     plan = Plan(cfg, release, ip, domain, nodes(cfg))
@@ -212,7 +266,60 @@ def build(cfg: Config, secrets: Secrets, controller_ip: str | None = None,
         step_sh=script("osception-step.sh"), setup_sh=setup_sh, **context
     )
     plan.private.add("k8s-0/user-data")
+
+    for node in plan.nodes:
+        if node.role != "controller":
+            _data_plane_node(plan, secrets, node, addresses[node.name], mtu)
     return plan
+
+
+def _data_plane_node(plan: Plan, secrets: Secrets, node: Node, address: Address, mtu: int) -> None:
+    """compute-N / network-N: config files, the playbooks and their variables, user data."""
+    cfg, release = plan.cfg, plan.release
+    files = node_config(cfg, secrets, node, address, plan.controller_ip, plan.domain)
+    hidden = secret_values(secrets)
+    for dest, text in files.items():
+        rel = f"{node.name}/config/{dest.rsplit('/', 1)[1]}"
+        plan.files[rel] = text
+        if any(v in text for v in hidden):
+            plan.private.add(rel)
+    node_vars = {
+        "node_name": node.name,
+        "node_role": node.role,
+        "node_ip": address.ip,
+        "node_mac": address.mac,
+        "public_mac": address.public_mac,
+        "release": release.name,
+        "extrepo": release.extrepo,
+        "controller_ip": plan.controller_ip,
+        "physnet_mtu": mtu,
+        "packages": list(services.NODE_PACKAGES[node.role]),
+        "services": list(services.NODE_SERVICES[node.role]),
+        "config_files": [
+            {"src": f"{NODE_ETC}/files{f.dest}", "dest": f.dest, "group": f.group}
+            for f in services.NODE_FILES[node.role]
+        ],
+        # Set to true only where services and the kernel cannot be touched (a chroot).
+        "osception_chroot": False,
+    }
+    vars_yaml = yaml.safe_dump(node_vars, sort_keys=False)
+    plan.files[f"{node.name}/user-data"] = render_template(
+        "cloud-init/node.yaml.j2",
+        node=node,
+        release=release,
+        domain=plan.domain,
+        secrets=secrets,
+        node_etc=NODE_ETC,
+        vars_yaml=vars_yaml,
+        files=files,
+        playbooks={name: source(f"ansible/{name}") for name in ANSIBLE_FILES},
+        step_sh=script("osception-step.sh"),
+        setup_sh=render_template("scripts/node-setup.sh.j2", node=node, node_etc=NODE_ETC,
+                                 release=release, controller_ip=plan.controller_ip,
+                                 services=services),
+        public_mac=address.public_mac,
+    )
+    plan.private.add(f"{node.name}/user-data")
 
 
 def write(plan: Plan, out: Path) -> None:

@@ -103,4 +103,50 @@ NODE_INI = (
     "dhcp_agent.ini",
     "metadata_agent.ini",
 )
+# nova.conf and neutron.conf overrides apply on the controller and on the nodes.
 INI_FILES = (*CONTROLLER_INI, *NODE_INI)
+
+
+@dataclass(frozen=True)
+class NodeFile:
+    """A config file osception renders for a compute or network node."""
+
+    dest: str  # where the playbook installs it
+    template: str  # templates/conf/<template>.j2
+    group: str  # owner is root, group this service's (mode 0640), as Debian ships it
+
+    @property
+    def name(self) -> str:  # the key of `overrides:` in osception.yaml
+        return self.dest.rsplit("/", 1)[1]
+
+
+_NEUTRON_AGENTS = (
+    NodeFile("/etc/neutron/neutron.conf", "neutron-agent.conf", "neutron"),
+    NodeFile("/etc/neutron/plugins/ml2/openvswitch_agent.ini", "openvswitch_agent.ini", "neutron"),
+    NodeFile("/etc/neutron/l3_agent.ini", "l3_agent.ini", "neutron"),
+    NodeFile("/etc/neutron/metadata_agent.ini", "metadata_agent.ini", "neutron"),
+)
+NODE_FILES: dict[str, tuple[NodeFile, ...]] = {
+    "compute": (NodeFile("/etc/nova/nova.conf", "nova-compute.conf", "nova"), *_NEUTRON_AGENTS),
+    "network": (*_NEUTRON_AGENTS, NodeFile("/etc/neutron/dhcp_agent.ini", "dhcp_agent.ini", "neutron")),
+}
+
+# Debian packages per node role (Debian 13, or the release's backports).
+NODE_PACKAGES: dict[str, tuple[str, ...]] = {
+    "compute": (
+        "nova-compute", "nova-compute-kvm", "libvirt-daemon-system", "qemu-system-x86",
+        "openvswitch-switch", "neutron-openvswitch-agent", "neutron-l3-agent",
+        "neutron-metadata-agent",
+    ),
+    "network": (
+        "openvswitch-switch", "neutron-openvswitch-agent", "neutron-l3-agent",
+        "neutron-dhcp-agent", "neutron-metadata-agent", "keepalived", "haproxy",
+    ),
+}
+# The services the playbook enables and restarts on config change.
+NODE_SERVICES: dict[str, tuple[str, ...]] = {
+    "compute": ("libvirtd", "nova-compute", "neutron-openvswitch-agent", "neutron-l3-agent",
+                "neutron-metadata-agent"),
+    "network": ("neutron-openvswitch-agent", "neutron-l3-agent", "neutron-dhcp-agent",
+                "neutron-metadata-agent"),
+}

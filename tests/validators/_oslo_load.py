@@ -152,17 +152,22 @@ def main(argv=None):
         except Exception as exc:
             errors.append('[DEFAULT] enabled_backends: %s: %s' % (type(exc).__name__, exc))
 
-    # Index: (section, key as written, normalised) -> (group, opt, deprecation note)
+    # Index: (section, key normalised) -> (group, opt, deprecation note).
+    # Deprecated names win over current ones, as in oslo-config-validator: a name
+    # can be both (keystoneauth's tenant_name is a v2 plugin option and a
+    # deprecated alias of project_name).
     index = {}
     for (gname, _dest), opt in registered.items():
-        for n in {opt.dest, opt.name, opt.name.replace('-', '_')}:
-            index.setdefault((gname, n.replace('-', '_')), (gname, opt, None))
-    for (gname, _dest), opt in registered.items():
         for dep in opt.deprecated_opts or []:
-            dgroup = dep.group or gname
+            dgroup = norm_section(dep.group or gname)
             dname = (dep.name or opt.dest).replace('-', '_')
+            if (dgroup, dname) == (gname, opt.dest):
+                continue
             note = 'deprecated name, use [%s] %s' % (gname, opt.dest)
-            index.setdefault((norm_section(dgroup), dname), (gname, opt, note))
+            index.setdefault((dgroup, dname), (gname, opt, note))
+    for (gname, _dest), opt in registered.items():
+        for n in {opt.dest, opt.name}:
+            index.setdefault((gname, n.replace('-', '_')), (gname, opt, None))
 
     present = {norm_section(s) for s in sections}
     for gname, opt in required:
