@@ -34,11 +34,13 @@ python=${PYTHON:-python3}
 stamp_name=.osception-lock.sha256
 want=$(sha256sum "$lock" | cut -d' ' -f1)
 
-# Serialise concurrent callers (e.g. parallel test workers) on the same DEST.
+# Serialise concurrent callers (e.g. parallel test workers) on the same DEST,
+# with a lock file outside the work tree.
 mkdir -p "$(dirname "$dest")"
 dest=$(cd "$(dirname "$dest")" && pwd)/$(basename "$dest")
 if command -v flock >/dev/null 2>&1; then
-    exec 9>"$dest.lock"
+    lockfile="${TMPDIR:-/tmp}/openstack-venv-$(printf '%s' "$dest" | sha256sum | cut -c1-16).lock"
+    exec 9>"$lockfile"
     flock 9
 fi
 
