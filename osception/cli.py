@@ -98,6 +98,147 @@ def plan(
     console.print(f"state     {env_dir} (secrets 0600)")
 
 
+def _conn(cfg):
+    from . import undercloud
+
+    try:
+        return undercloud.connect(cfg)
+    except Exception as e:  # openstacksdk: no cloud configured, unknown clouds.yaml entry...
+        fail(f"cloud: {str(e).splitlines()[0]}; set `cloud:` or OS_CLOUD / OS_* variables")
+
+
+@app.command()
+def up(
+    config: ConfigOpt = None,
+    env: EnvOpt = None,
+    state_dir: StateOpt = None,
+    follow: Annotated[bool, typer.Option("--follow/--no-follow", help="Follow the nodes' progress.")] = True,
+    timeout: Annotated[int, typer.Option(help="Seconds to follow the nodes before giving up.")] = 3600,
+) -> None:
+    """Create (or complete) the environment on the outer cloud."""
+    from rich.live import Live
+
+    from . import board, deploy, undercloud
+
+    cfg = load_config(config, env)
+    env_dir = state.env_dir(cfg.name, state_dir)
+    conn = _conn(cfg)
+    sec = secrets.ensure(env_dir, cfg.name)
+    try:
+        result = deploy.provision(conn, cfg, sec, env_dir, say=lambda m: console.print(f"[dim]{m}[/]"))
+    except undercloud.PreflightError as e:
+        for line in e.problems:
+            err.print(f"[red]preflight:[/red] {line}", highlight=False)
+        raise typer.Exit(2)
+    console.print(f"controller {result.plan.controller_ip}; plan in {env_dir / 'plan'}")
+    if not follow:
+        return
+    with Live(board.table({}), console=console, refresh_per_second=1) as live:
+        final = deploy.follow(conn, result.servers, env_dir, lambda s: live.update(board.table(s)), timeout)
+    failed = [p for p in final.values() if p.state == "failed"]
+    if failed or any(p.state != "done" for p in final.values()):
+        for p in failed:
+            err.print(f"[red]{p.node} failed:[/red] {p.reason}", highlight=False)
+        raise typer.Exit(1)
+    console.print(f"ready: Skyline http://skyline.{result.plan.domain}, "
+                  f"Keystone http://keystone.{result.plan.domain}/v3")
+
+
+@app.command()
+def status(
+    config: ConfigOpt = None,
+    env: EnvOpt = None,
+    state_dir: StateOpt = None,
+    watch: Annotated[bool, typer.Option("--watch", help="Keep refreshing.")] = False,
+) -> None:
+    """Show each node's progress, read from the outer cloud's console logs."""
+    from rich.live import Live
+
+    from . import board, deploy, undercloud
+
+    cfg = load_config(config, env)
+    conn = _conn(cfg)
+    names = undercloud.Names(cfg.name)
+    servers = {s.metadata.get("osception-node", s.name): s for s in undercloud.inventory(conn, names)["servers"]}
+    if not servers:
+        fail(f"environment {cfg.name!r} has no servers on this cloud")
+    if not watch:
+        console.print(board.table(deploy.poll_progress(conn, servers)))
+        return
+    with Live(board.table({}), console=console, refresh_per_second=1) as live:
+        deploy.follow(conn, servers, state.env_dir(cfg.name, state_dir),
+                      lambda s: live.update(board.table(s)), timeout=24 * 3600)
+
+
+@app.command()
+def down(
+    config: ConfigOpt = None,
+    env: EnvOpt = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+) -> None:
+    """Delete every resource of the environment (found by tag and name), nothing else."""
+    from . import undercloud
+
+    cfg = load_config(config, env)
+    conn = _conn(cfg)
+    names = undercloud.Names(cfg.name)
+    found = undercloud.inventory(conn, names)
+    total = sum(len(v) for v in found.values())
+    if total == 0:
+        console.print(f"environment {cfg.name!r}: nothing to delete")
+        return
+    summary = ", ".join(f"{len(v)} {k.replace('_', ' ')}" for k, v in found.items() if v)
+    if not yes and not typer.confirm(f"Delete environment {cfg.name!r}: {summary}?"):
+        raise typer.Exit(1)
+    counts = undercloud.destroy(conn, names, progress=lambda m: console.print(f"[dim]{m}[/]"))
+    console.print(f"deleted environment {cfg.name!r}: " +
+                  ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items()))
+
+
+@app.command("list")
+def list_envs(
+    config: ConfigOpt = None,
+    state_dir: StateOpt = None,
+) -> None:
+    """Environments known locally, and those found on the cloud by tag."""
+    from . import undercloud
+
+    local = sorted(p.name for p in state.home(state_dir).glob("*") if (p / "secrets.yaml").exists())
+    cfg = load_config(config, None)
+    remote = undercloud.environments(_conn(cfg))
+    table = Table()
+    for col in ("environment", "local state", "on the cloud"):
+        table.add_column(col)
+    for name in sorted(set(local) | set(remote)):
+        table.add_row(name, "yes" if name in local else "-", "yes" if name in remote else "-")
+    console.print(table)
+
+
+@app.command()
+def ssh(
+    node: Annotated[str, typer.Argument(help="k8s-0, compute-0, network-1 ...")],
+    command: Annotated[Optional[list[str]], typer.Argument(help="Command to run.")] = None,
+    config: ConfigOpt = None,
+    env: EnvOpt = None,
+    state_dir: StateOpt = None,
+    user: Annotated[str, typer.Option(help="Login user of the image.")] = "debian",
+) -> None:
+    """SSH to a node with the environment's key."""
+    import os
+
+    from . import deploy
+
+    cfg = load_config(config, env)
+    env_dir = state.env_dir(cfg.name, state_dir)
+    nodes = deploy.load_resources(env_dir).get("nodes", {})
+    if node not in nodes:
+        fail(f"no node {node!r} in {env_dir}; known: {', '.join(sorted(nodes)) or 'none (run up)'}")
+    key = env_dir / "ssh" / "id_ed25519"
+    args = ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=accept-new",
+            f"{user}@{nodes[node]['ip']}", *(command or [])]
+    os.execvp("ssh", args)
+
+
 @app.command("releases")
 def list_releases() -> None:
     """List the supported OpenStack releases."""

@@ -7,6 +7,7 @@ osception_chroot=true (service starts, sysctl, Open vSwitch bridges)."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import gzip
 import os
 import re
@@ -61,7 +62,8 @@ def test_only_kernel_and_service_tasks_depend_on_the_chroot_variable():
 # --- the real run --------------------------------------------------------------------
 
 def _debian13_base() -> Path:
-    """A minimal Debian 13 root, built once and kept as a tarball in .cache/."""
+    """A minimal Debian 13 root, built once and kept as a tarball in .cache/.
+    adduser: every cloud image has it, and the OpenStack packages' scripts need it."""
     tar = CACHE / "debian13-minbase.tar"
     if not tar.exists():
         if shutil.which("debootstrap") is None:
@@ -69,7 +71,7 @@ def _debian13_base() -> Path:
         CACHE.mkdir(exist_ok=True)
         build = CACHE / "debian13-build"
         shutil.rmtree(build, ignore_errors=True)
-        subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-apt",
+        subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-apt,adduser",
                         "trixie", str(build), MIRROR], check=True, capture_output=True)
         subprocess.run(["tar", "-C", str(build), "-cf", f"{tar}.tmp", "."], check=True)
         os.replace(f"{tar}.tmp", tar)
@@ -89,14 +91,28 @@ def _cloud_init_write_files(root: Path, user_data: str) -> None:
         path.chmod(int(f["permissions"], 8))
 
 
-def _prepare_like_a_vm(root: Path, hostname: str) -> None:
-    """What a booted cloud image has and a bare chroot lacks. Test harness, not playbook."""
-    policy = root / "usr/sbin/policy-rc.d"  # package scripts may not start services here
+@contextlib.contextmanager
+def _like_a_vm(root: Path, hostname: str):
+    """What a booted cloud image has and a bare chroot lacks: /proc and /dev/pts
+    (package scripts read /proc/net/route, apt wants a pty), a resolvable host name,
+    and no service starts (policy-rc.d). Test harness, not playbook."""
+    policy = root / "usr/sbin/policy-rc.d"
     policy.write_text("#!/bin/sh\nexit 101\n")
     policy.chmod(0o755)
     (root / "etc/hostname").write_text(hostname + "\n")
     with open(root / "etc/hosts", "a") as f:
         f.write(f"127.0.1.1 {hostname}\n")
+    mounts = [(["-t", "proc", "proc"], root / "proc"), (["--bind", "/dev/pts"], root / "dev/pts")]
+    done = []
+    try:
+        for args, target in mounts:
+            target.mkdir(parents=True, exist_ok=True)
+            subprocess.run(["mount", *args, str(target)], check=True)
+            done.append(target)
+        yield
+    finally:
+        for target in reversed(done):
+            subprocess.run(["umount", "-l", str(target)], check=False)
 
 
 def _run_playbook(root: Path, role: str) -> tuple[int, str]:
@@ -137,14 +153,13 @@ def test_playbook_really_sets_up_a_debian13_root(role, tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     subprocess.run(["tar", "-C", str(root), "-xf", str(_debian13_base())], check=True)
-    _prepare_like_a_vm(root, node)
     _cloud_init_write_files(root, plan.files[f"{node}/user-data"])
-
-    changed, _ = _run_playbook(root, role)
-    assert changed > 0
-    # Idempotent: a second run changes nothing.
-    changed, out = _run_playbook(root, role)
-    assert changed == 0, out[-4000:]
+    with _like_a_vm(root, node):
+        changed, _ = _run_playbook(root, role)
+        assert changed > 0
+        # Idempotent: a second run changes nothing.
+        changed, out = _run_playbook(root, role)
+        assert changed == 0, out[-4000:]
 
     # The packages are installed...
     r = subprocess.run(["chroot", str(root), "dpkg-query", "-W", "-f", "${Package} ${Status}\n",

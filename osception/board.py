@@ -1,0 +1,28 @@
+"""The live progress board: one row per node, its current step and elapsed time."""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+
+from rich.table import Table
+
+from .progress import NodeProgress
+
+STYLE = {"pending": "dim", "running": "yellow", "done": "green", "failed": "bold red"}
+
+
+def table(state: dict[str, NodeProgress], now: datetime | None = None) -> Table:
+    now = now or datetime.now(timezone.utc).replace(tzinfo=None)
+    t = Table(show_header=True, header_style="bold")
+    for col in ("node", "state", "step", "elapsed"):
+        t.add_column(col)
+    for node, prog in sorted(state.items()):
+        step = prog.current
+        started = prog.steps[0].started if prog.steps else None
+        end = step.ended if (prog.state in ("done", "failed") and step and step.ended) else now
+        elapsed = f"{int((end - started).total_seconds())}s" if started else "-"
+        label = f"{step.name} ({step.state})" if step else "waiting for the first line"
+        if prog.state == "failed":
+            label = prog.reason
+        t.add_row(node, f"[{STYLE[prog.state]}]{prog.state}[/]", label, elapsed)
+    return t

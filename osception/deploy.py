@@ -1,0 +1,124 @@
+"""`up`: preflight, then the environment's resources, created concurrently.
+
+    preflight -> keypair, security group, server group -> ports (their MACs and IPs)
+    -> render the plan with those addresses -> servers -> follow the progress lines
+
+Every step looks before it creates, so running `up` again after an interruption at
+any point completes the environment without duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import progress, render
+from . import undercloud as uc
+from .config import Config
+from .secrets import Secrets
+from .state import write_private
+
+RESOURCES = "resources.json"
+TIMINGS = "timings.json"
+
+
+@dataclass
+class UpResult:
+    plan: render.Plan
+    servers: dict[str, object]  # node -> server
+
+
+def _parallel(fn, items, workers: int = 8) -> list:
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        return list(pool.map(fn, items))
+
+
+def provision(conn, cfg: Config, secrets: Secrets, env_dir: Path, say=lambda msg: None) -> UpResult:
+    names = uc.Names(cfg.name)
+    found = uc.preflight(conn, cfg, names)
+    say("preflight passed")
+
+    uc.ensure_keypair(conn, names, secrets.ssh["public"])
+    sg = uc.ensure_security_group(conn, names, cfg)
+    group = uc.ensure_server_group(conn, names) if cfg.nodes.compute.count else None
+    say("keypair, security group and server group ready")
+
+    nodes = render.nodes(cfg)
+    provider = cfg.public_network.mode == "provider"
+
+    def ports_of(node):
+        primary = uc.ensure_port(conn, names, names.port(node.name), found.network, sg)
+        public = (uc.ensure_port(conn, names, names.public_port(node.name), found.public_network,
+                                 port_security=False) if provider else None)
+        return node.name, primary, public
+
+    ports = {name: (p, pub) for name, p, pub in _parallel(ports_of, nodes)}
+    addresses = {name: uc.address_of(p, pub) for name, (p, pub) in ports.items()}
+    say(f"{len(ports)} nodes' ports ready")
+
+    mtu = getattr(found.network, "mtu", None) or cfg.mtu
+    plan = render.build(cfg, secrets, addresses, mtu=mtu)
+    render.write(plan, env_dir / "plan")
+    _save(env_dir, names, ports, addresses, {})
+
+    def server_of(node):
+        p, pub = ports[node.name]
+        return node.name, uc.ensure_server(
+            conn, names, node, found, plan.files[f"{node.name}/user-data"],
+            [x for x in (p, pub) if x is not None],
+            server_group=group if node.role == "compute" else None)
+
+    servers = dict(_parallel(server_of, nodes))
+    _save(env_dir, names, ports, addresses, servers)
+    say(f"{len(servers)} servers ACTIVE")
+    return UpResult(plan, servers)
+
+
+def _save(env_dir: Path, names, ports, addresses, servers) -> None:
+    data = {
+        "env": names.env,
+        "nodes": {
+            node: {
+                "ip": addresses[node].ip,
+                "mac": addresses[node].mac,
+                "port": p.id,
+                "public_port": pub.id if pub else None,
+                "server": servers[node].id if node in servers else None,
+            }
+            for node, (p, pub) in ports.items()
+        },
+    }
+    write_private(env_dir / RESOURCES, json.dumps(data, indent=2, sort_keys=True))
+
+
+def load_resources(env_dir: Path) -> dict:
+    path = env_dir / RESOURCES
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def poll_progress(conn, servers: dict[str, object]) -> dict[str, progress.NodeProgress]:
+    """Read each node's console log and fold its progress lines."""
+    def one(item):
+        node, server = item
+        out = conn.compute.get_server_console_output(server)["output"] or ""
+        return node, progress.parse(out, node=node).get(node, progress.NodeProgress(node))
+    return dict(_parallel(one, servers.items()))
+
+
+def follow(conn, servers: dict[str, object], env_dir: Path, on_update, timeout: float,
+           interval: float = 10.0) -> dict[str, progress.NodeProgress]:
+    """Poll until every node reports its final line (or one fails, or time runs out)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        state = poll_progress(conn, servers)
+        on_update(state)
+        write_private(env_dir / TIMINGS, json.dumps(
+            {n: progress.timings(p) for n, p in state.items()}, indent=2, sort_keys=True))
+        if all(p.state in ("done", "failed") for p in state.values()):
+            return state
+        if any(p.state == "failed" for p in state.values()) or time.monotonic() > deadline:
+            return state
+        time.sleep(interval)

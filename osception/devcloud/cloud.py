@@ -1,0 +1,98 @@
+"""What users and tests see of the devcloud: clouds.yaml entries (admin and a member
+project), the member project itself, a flavor and an image to boot from, and the
+check that the fake compute host can take servers."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+
+import openstack
+import yaml
+
+from ..secrets import Secrets
+from ..state import write_private
+from .layout import HOST, PORTS, Layout
+
+ADMIN_CLOUD = "devcloud-admin"
+MEMBER_CLOUD = "devcloud"
+MEMBER_PROJECT = "demo"
+MEMBER_USER = "demo"
+FLAVOR = "devcloud.tiny"
+IMAGE = "devcloud-raw"  # 1 MiB of zeros: the fake driver never reads it
+REGION = "RegionOne"
+
+
+def auth_url() -> str:
+    return f"http://{HOST}:{PORTS['keystone']}/v3"
+
+
+def clouds(secrets: Secrets) -> dict:
+    def entry(user: str, password: str, project: str) -> dict:
+        return {
+            "auth": {"auth_url": auth_url(), "username": user, "password": password,
+                     "project_name": project, "user_domain_name": "Default",
+                     "project_domain_name": "Default"},
+            "region_name": REGION,
+            "identity_api_version": 3,
+            "interface": "public",
+        }
+
+    return {"clouds": {
+        ADMIN_CLOUD: entry("admin", secrets.admin_password, "admin"),
+        MEMBER_CLOUD: entry(MEMBER_USER, secrets.demo_password, MEMBER_PROJECT),
+    }}
+
+
+def write_clouds_yaml(layout: Layout, secrets: Secrets) -> None:
+    write_private(layout.clouds_yaml, yaml.safe_dump(clouds(secrets), sort_keys=False))
+
+
+def connect_kwargs(secrets: Secrets, cloud: str = ADMIN_CLOUD) -> dict:
+    """openstack.connect(**these): explicit, ignoring OS_* and the user's clouds.yaml."""
+    c = clouds(secrets)["clouds"][cloud]
+    return {**c["auth"], "region_name": REGION, "interface": "public",
+            "load_envvars": False, "load_yaml_config": False}
+
+
+def connect(secrets: Secrets, cloud: str = ADMIN_CLOUD) -> openstack.connection.Connection:
+    return openstack.connect(**connect_kwargs(secrets, cloud))
+
+
+def ensure_member_project(conn, secrets: Secrets) -> None:
+    ident = conn.identity
+    project = ident.find_project(MEMBER_PROJECT, domain_id="default") or ident.create_project(
+        name=MEMBER_PROJECT, domain_id="default", description="osception devcloud member project")
+    user = ident.find_user(MEMBER_USER, domain_id="default")
+    if user is None:
+        user = ident.create_user(name=MEMBER_USER, password=secrets.demo_password,
+                                 domain_id="default", default_project_id=project.id)
+    else:
+        ident.update_user(user, password=secrets.demo_password)
+    ident.assign_project_role_to_user(project, user, ident.find_role("member"))
+
+
+def ensure_flavor_and_image(conn) -> None:
+    if conn.compute.find_flavor(FLAVOR) is None:
+        conn.compute.create_flavor(name=FLAVOR, vcpus=1, ram=256, disk=1, is_public=True)
+    if conn.image.find_image(IMAGE) is None:
+        conn.image.create_image(name=IMAGE, data=b"\0" * 2**20, disk_format="raw",
+                                container_format="bare", visibility="public")
+
+
+def compute_ready(conn, secrets: Secrets) -> bool:
+    """nova-compute is up, has its resource provider in Placement, and its host is
+    mapped into cell1 (else the scheduler answers NoValidHost)."""
+    try:
+        up = [s for s in conn.compute.services(binary="nova-compute")
+              if s.state == "up" and s.status == "enabled"]
+        providers = list(conn.placement.resource_providers())
+    except openstack.exceptions.SDKException:
+        return False
+    if not up or not providers:
+        return False
+    r = subprocess.run(
+        ["mysql", f"--host={HOST}", f"--port={PORTS['mariadb']}", "--user=nova", "-N", "-e",
+         "SELECT COUNT(*) FROM host_mappings", "nova_api"],
+        capture_output=True, text=True, env={**os.environ, "MYSQL_PWD": secrets.database["nova"]})
+    return r.returncode == 0 and r.stdout.strip() not in ("", "0")

@@ -1,0 +1,93 @@
+"""Where the devcloud keeps everything, and the ports it listens on: one table each.
+
+    <state home>/devcloud/
+        secrets.yaml            this devcloud's passwords and keys (0600)
+        devcloud.json           release, venv and config file of the last `up`
+        clouds.yaml             admin and member entries (0600)
+        venv/                   the services' venv, unless another one is given
+        etc/<service>/          rendered config files, as the controller's ConfigMaps carry
+        apps/                   tiny WSGI modules gunicorn loads
+        data/                   MariaDB, RabbitMQ, Glance images, Nova/Neutron state
+        lock/<service>/         oslo.concurrency lock paths
+        logs/<process>.log      stdout+stderr of every process
+        run/<process>.json      pid records: what `down` stops, what `up` restarts
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from .. import state
+
+HOST = "127.0.0.1"
+VENV_ENV_VAR = "OSCEPTION_DEVCLOUD_VENV"
+
+# Own ports, away from the services' usual ones, so that a MariaDB, RabbitMQ,
+# memcached or another OpenStack already on this machine is never touched.
+# Mostly the usual port + 20000; RabbitMQ is off that pattern because 25672 is
+# the usual RabbitMQ's own Erlang distribution port.
+PORTS = {
+    "mariadb": 23306,
+    "rabbitmq": 25682,
+    "rabbitmq-dist": 25683,  # Erlang distribution, bound to 127.0.0.1
+    "epmd": 24369,  # our own Erlang port mapper, not the machine's
+    "memcached": 21211,
+    "keystone": 25000,
+    "glance": 29292,
+    "placement": 28778,
+    "neutron": 29696,
+    "nova": 28774,
+}
+APIS = ("keystone", "glance", "placement", "neutron", "nova")
+
+
+@dataclass(frozen=True)
+class Layout:
+    root: Path
+
+    @classmethod
+    def default(cls, state_home: Path | None = None) -> "Layout":
+        return cls(state.home(state_home) / "devcloud")
+
+    def etc(self, service: str) -> Path:
+        return self.root / "etc" / service
+
+    def data(self, name: str) -> Path:
+        return self.root / "data" / name
+
+    def lock(self, service: str) -> Path:
+        return self.root / "lock" / service
+
+    def log(self, process: str) -> Path:
+        return self.root / "logs" / f"{process}.log"
+
+    def record(self, process: str) -> Path:
+        return self.root / "run" / f"{process}.json"
+
+    @property
+    def apps(self) -> Path:
+        return self.root / "apps"
+
+    @property
+    def default_venv(self) -> Path:
+        return self.root / "venv"
+
+    @property
+    def settings(self) -> Path:
+        return self.root / "devcloud.json"
+
+    @property
+    def clouds_yaml(self) -> Path:
+        return self.root / "clouds.yaml"
+
+    @property
+    def bootstrap_stamps(self) -> Path:
+        return self.root / "bootstrap.json"
+
+    def make_dirs(self) -> None:
+        self.root.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.root, 0o700)  # holds passwords and a database open to its owner
+        for sub in ("etc", "apps", "data", "lock", "logs", "run"):
+            (self.root / sub).mkdir(exist_ok=True)

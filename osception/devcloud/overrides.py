@@ -1,0 +1,75 @@
+"""The devcloud-only INI overrides: everything in which the devcloud's service config
+differs from the controller's, on top of the very same rendered templates.
+
+Three kinds, and nothing else:
+- paths: the controller's containers use /etc and /var/lib; here all of it lives
+  under the state folder;
+- no hypervisor and no agents: Nova's fake driver, a test ML2 driver that binds
+  every port, no VIF plug events, no VNC console;
+- speed: a compute host is mapped into its cell within seconds.
+
+They are merged last (after the user's own `overrides:` of osception.yaml).
+`osception devcloud up` prints where the merged files are.
+"""
+
+from __future__ import annotations
+
+from .layout import HOST, Layout
+
+# Entry point name of osception/devcloud/fake_hypervisor_ml2 (a test aid).
+FAKE_ML2_DRIVER = "osception_fake_hypervisor"
+
+
+def overrides(layout: Layout) -> dict[str, dict[str, dict[str, object]]]:
+    glance = layout.data("glance")
+    return {
+        "keystone.conf": {
+            # The controller mounts the secrets' keys at /etc/keystone/*-keys.
+            "fernet_tokens": {"key_repository": layout.etc("keystone") / "fernet-keys"},
+            "fernet_receipts": {"key_repository": layout.etc("keystone") / "fernet-keys"},
+            "credential": {"key_repository": layout.etc("keystone") / "credential-keys"},
+        },
+        "glance-api.conf": {
+            "fs": {"filesystem_store_datadir": glance / "images"},
+            "os_glance_staging_store": {"filesystem_store_datadir": glance / "staging"},
+            "os_glance_tasks_store": {"filesystem_store_datadir": glance / "tasks_work_dir"},
+            "oslo_concurrency": {"lock_path": layout.lock("glance")},
+        },
+        "placement.conf": {},
+        "neutron.conf": {
+            "DEFAULT": {"state_path": layout.data("neutron")},
+            "oslo_concurrency": {"lock_path": layout.lock("neutron")},
+            # Nothing listens to notifications here.
+            "oslo_messaging_notifications": {"driver": "noop"},
+        },
+        "ml2_conf.ini": {
+            "ml2": {
+                # No Open vSwitch agent runs: the test driver binds every port instead.
+                "mechanism_drivers": FAKE_ML2_DRIVER,
+                # Any kind of network a test or a user may ask for.
+                "type_drivers": "flat,vlan,vxlan,local",
+            },
+            # Flat networks on any physical network name, e.g. a test's "public".
+            "ml2_type_flat": {"flat_networks": "*"},
+        },
+        "nova.conf": {
+            "DEFAULT": {
+                # One file for every Nova process here, nova-compute included.
+                # The fake hypervisor; FakeDriver (with fake nodes) cannot restart:
+                # "No local node identity found".
+                "compute_driver": "fake.FakeDriverWithoutFakeNodes",
+                # The fake driver plugs nothing and no agent sends vif-plugged events.
+                "vif_plugging_is_fatal": False,
+                "vif_plugging_timeout": 0,
+                "state_path": layout.data("nova"),
+                "my_ip": HOST,
+            },
+            # No noVNC proxy, and the fake driver has no consoles.
+            "vnc": {"enabled": False},
+            "oslo_messaging_notifications": {"driver": "noop"},
+            # The controller maps late computes every minute; here the one compute
+            # should be schedulable seconds after it starts.
+            "scheduler": {"discover_hosts_in_cells_interval": 2},
+            "oslo_concurrency": {"lock_path": layout.lock("nova")},
+        },
+    }

@@ -1,0 +1,350 @@
+"""The outer cloud, through openstacksdk: preflight, ensure (idempotent), tear down.
+
+Every resource of an environment is named `osception-<env>-...` and, where the API
+supports tags (servers, ports, security groups), tagged `osception` and
+`osception-env:<env>`, so `down` finds it again without local state. Resources
+without tags (keypair, server group) are found by their exact name. Nothing that
+does not carry both the name pattern and the environment tag is ever deleted.
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import openstack
+from openstack import exceptions as sdk_exc
+
+from . import services
+from .config import Config
+from .render import Address, Node, nodes
+
+TAG = "osception"
+
+
+def env_tag(env: str) -> str:
+    return f"osception-env:{env}"
+
+
+@dataclass(frozen=True)
+class Names:
+    env: str
+
+    @property
+    def prefix(self) -> str:
+        return f"osception-{self.env}"
+
+    @property
+    def keypair(self) -> str:
+        return self.prefix
+
+    @property
+    def security_group(self) -> str:
+        return self.prefix
+
+    @property
+    def server_group(self) -> str:
+        return f"{self.prefix}-compute"
+
+    def server(self, node: str) -> str:
+        return f"{self.prefix}-{node}"
+
+    def port(self, node: str) -> str:
+        return f"{self.prefix}-{node}"
+
+    def public_port(self, node: str) -> str:
+        return f"{self.prefix}-{node}-public"
+
+    def owns(self, name: str | None) -> bool:
+        """Whether a server or port name is one this environment makes."""
+        pattern = rf"{re.escape(self.prefix)}-(k8s|compute|network)-\d+(-public)?"
+        return bool(name) and re.fullmatch(pattern, name) is not None
+
+
+class PreflightError(Exception):
+    """Everything that must change before `up` creates anything, one line each."""
+
+    def __init__(self, problems: list[str]):
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+def connect(cfg: Config) -> openstack.connection.Connection:
+    """clouds.yaml entry `cloud:`, else OS_CLOUD / OS_* as every OpenStack tool does."""
+    return openstack.connect(cloud=cfg.cloud) if cfg.cloud else openstack.connect()
+
+
+# --- preflight -------------------------------------------------------------------
+
+@dataclass
+class Found:
+    """What preflight looked up, reused by `up`."""
+
+    flavors: dict[str, object] = field(default_factory=dict)  # role -> flavor
+    images: dict[str, object] = field(default_factory=dict)  # role -> image
+    network: object = None
+    public_network: object = None
+
+
+def _listing(items, limit=8) -> str:
+    names = sorted(i.name for i in items)
+    more = f", ... ({len(names)} in all)" if len(names) > limit else ""
+    return ", ".join(names[:limit]) + more
+
+
+def preflight(conn, cfg: Config, names: Names) -> Found:
+    """Check credentials, names and quotas. Raises PreflightError; creates nothing."""
+    try:
+        conn.authorize()
+    except sdk_exc.SDKException as e:
+        where = f"clouds.yaml entry {cfg.cloud!r}" if cfg.cloud else "OS_CLOUD / OS_* variables"
+        raise PreflightError([f"credentials: the cloud refused them ({_short(e)}); check {where}"]) from None
+
+    problems: list[str] = []
+    found = Found()
+    wanted = [n for n in nodes(cfg)]
+    roles = {n.role for n in wanted}
+    flavors = list(conn.compute.flavors())
+    for role in sorted(roles):
+        group = getattr(cfg.nodes, role)
+        flavor = next((f for f in flavors if group.flavor in (f.name, f.id)), None)
+        if flavor is None:
+            problems.append(f"nodes.{role}.flavor: no flavor {group.flavor!r}; available: {_listing(flavors)}")
+        found.flavors[role] = flavor
+        image = conn.image.find_image(group.image, ignore_missing=True)
+        if image is None:
+            problems.append(f"nodes.{role}.image: no image {group.image!r}; "
+                            f"available: {_listing(conn.image.images())}")
+        found.images[role] = image
+    found.network = conn.network.find_network(cfg.network, ignore_missing=True)
+    if found.network is None:
+        problems.append(f"network: no network {cfg.network!r}; available: {_listing(conn.network.networks())}")
+    if cfg.public_network.mode == "provider":
+        found.public_network = conn.network.find_network(cfg.public_network.network, ignore_missing=True)
+        if found.public_network is None:
+            problems.append(f"public_network.network: no network {cfg.public_network.network!r}")
+
+    if not problems:
+        problems += _quota_problems(conn, cfg, names, found)
+    if problems:
+        raise PreflightError(problems)
+    return found
+
+
+def _quota_problems(conn, cfg: Config, names: Names, found: Found) -> list[str]:
+    """Compare what `up` still has to create with what the project has left."""
+    existing = {s.name for s in _env_servers(conn, names)}
+    new = [n for n in nodes(cfg) if names.server(n.name) not in existing]
+    cores = sum(found.flavors[n.role].vcpus for n in new)
+    ram = sum(found.flavors[n.role].ram for n in new)
+    have_ports = {p.name for p in _env_ports(conn, names)}
+    want_ports = [names.port(n.name) for n in nodes(cfg)]
+    if cfg.public_network.mode == "provider":
+        want_ports += [names.public_port(n.name) for n in nodes(cfg)]
+    new_ports = len([p for p in want_ports if p not in have_ports])
+    new_sg = 0 if _env_security_group(conn, names) else 1
+
+    problems = []
+    limits = conn.compute.get_limits().absolute
+    for what, need, limit, used, key in (
+        ("instances", len(new), limits.instances, limits.instances_used, "nodes.*.count"),
+        ("cores", cores, limits.total_cores, limits.total_cores_used, "nodes.*.flavor or count"),
+        ("RAM (MB)", ram, limits.total_ram, limits.total_ram_used, "nodes.*.flavor or count"),
+    ):
+        if limit is not None and limit >= 0 and used + need > limit:
+            problems.append(f"quota: {what}: need {need} more, {limit - used} left of {limit}; "
+                            f"lower {key} or raise the project's quota")
+    quota = conn.network.get_quota(conn.current_project_id, details=True)
+    for what, need in (("ports", new_ports), ("security_groups", new_sg),
+                       ("security_group_rules", new_sg * (len(services.PUBLIC_PORTS) + 4))):
+        q = getattr(quota, what, None)
+        if isinstance(q, dict) and q.get("limit", -1) >= 0:
+            left = q["limit"] - q.get("used", 0) - q.get("reserved", 0)
+            if need > left:
+                problems.append(f"quota: {what}: need {need} more, {left} left of {q['limit']}; "
+                                "raise the project's quota")
+    return problems
+
+
+def _short(e: Exception) -> str:
+    return str(e).splitlines()[0][:200] if str(e) else type(e).__name__
+
+
+# --- finding an environment's resources ------------------------------------------
+
+def _tags(env: str) -> list[str]:
+    return [TAG, env_tag(env)]
+
+
+def _env_servers(conn, names: Names) -> list:
+    return [s for s in conn.compute.servers(tags=env_tag(names.env)) if names.owns(s.name)]
+
+
+def _env_ports(conn, names: Names) -> list:
+    """Ports by tag, and by exact name for a port whose tagging was interrupted."""
+    tagged = {p.id: p for p in conn.network.ports(tags=env_tag(names.env)) if names.owns(p.name)}
+    for p in conn.network.ports():
+        if names.owns(p.name) and p.id not in tagged and not p.tags:
+            tagged[p.id] = p
+    return list(tagged.values())
+
+
+def _env_security_group(conn, names: Names):
+    for sg in conn.network.security_groups(name=names.security_group):
+        if env_tag(names.env) in (sg.tags or []) or not sg.tags:
+            return sg
+    return None
+
+
+def inventory(conn, names: Names) -> dict[str, list]:
+    """Every resource of the environment that exists now, by kind."""
+    sg = _env_security_group(conn, names)
+    group = conn.compute.find_server_group(names.server_group, ignore_missing=True)
+    keypair = conn.compute.find_keypair(names.keypair, ignore_missing=True)
+    return {
+        "servers": _env_servers(conn, names),
+        "ports": _env_ports(conn, names),
+        "security_groups": [sg] if sg else [],
+        "server_groups": [group] if group else [],
+        "keypairs": [keypair] if keypair else [],
+    }
+
+
+def environments(conn) -> list[str]:
+    """Names of the environments that have servers or ports in this project."""
+    found = set()
+    for res in list(conn.compute.servers(tags=TAG)) + list(conn.network.ports(tags=TAG)):
+        for t in res.tags or []:
+            if t.startswith("osception-env:"):
+                found.add(t.split(":", 1)[1])
+    return sorted(found)
+
+
+# --- ensure: each step finds first, creates only what is missing ------------------
+
+def ensure_keypair(conn, names: Names, public_key: str):
+    kp = conn.compute.find_keypair(names.keypair, ignore_missing=True)
+    if kp is not None and kp.public_key.split()[:2] != public_key.split()[:2]:
+        raise PreflightError([f"keypair {names.keypair!r} exists with another key; "
+                              "delete it or pick another environment name"])
+    return kp or conn.compute.create_keypair(name=names.keypair, public_key=public_key)
+
+
+def ensure_security_group(conn, names: Names, cfg: Config):
+    sg = _env_security_group(conn, names)
+    if sg is None:
+        sg = conn.network.create_security_group(
+            name=names.security_group,
+            description=f"osception environment {names.env}: its nodes only, plus SSH/HTTP(S)/noVNC")
+    if set(_tags(names.env)) - set(sg.tags or []):
+        conn.network.set_tags(sg, _tags(names.env))
+    wanted = [dict(protocol="tcp", port_range_min=p, port_range_max=p, remote_ip_prefix=cfg.access_cidr,
+                   ethertype="IPv6" if ":" in cfg.access_cidr else "IPv4")
+              for p in services.PUBLIC_PORTS]
+    # Everything between members: RabbitMQ, MariaDB, metadata, VXLAN reach only the nodes.
+    wanted += [dict(remote_group_id=sg.id, ethertype=e) for e in ("IPv4", "IPv6")]
+    wanted += [dict(protocol="icmp", remote_ip_prefix=cfg.access_cidr, ethertype="IPv4")]
+    have = list(conn.network.security_group_rules(security_group_id=sg.id, direction="ingress"))
+    for rule in wanted:
+        if not any(all(getattr(h, k) == v for k, v in rule.items()) for h in have):
+            conn.network.create_security_group_rule(security_group_id=sg.id, direction="ingress", **rule)
+    return sg
+
+
+def ensure_server_group(conn, names: Names):
+    group = conn.compute.find_server_group(names.server_group, ignore_missing=True)
+    return group or conn.compute.create_server_group(name=names.server_group, policy="soft-anti-affinity")
+
+
+def ensure_port(conn, names: Names, name: str, network, security_group=None, port_security=True):
+    existing = [p for p in _env_ports(conn, names) if p.name == name]
+    port = existing[0] if existing else None
+    for extra in existing[1:]:  # a create retried after a lost answer: keep one
+        conn.network.delete_port(extra)
+    if port is None:
+        kwargs = dict(name=name, network_id=network.id)
+        if port_security:
+            kwargs["security_group_ids"] = [security_group.id]
+        else:  # the provider port carries the new cloud's own addresses: no filtering
+            kwargs["port_security_enabled"] = False
+        port = conn.network.create_port(**kwargs)
+    if set(_tags(names.env)) - set(port.tags or []):
+        conn.network.set_tags(port, _tags(names.env))
+    return port
+
+
+def address_of(port, public_port=None) -> Address:
+    ip = next(f["ip_address"] for f in port.fixed_ips if ":" not in f["ip_address"])
+    return Address(ip=ip, mac=port.mac_address, public_mac=public_port.mac_address if public_port else None)
+
+
+def ensure_server(conn, names: Names, node: Node, found: Found, user_data: str, ports: list,
+                  server_group=None):
+    """The node's server, ACTIVE. An ERROR server is replaced; a BUILD one is waited for."""
+    name = names.server(node.name)
+    server = next((s for s in _env_servers(conn, names) if s.name == name), None)
+    if server is not None and server.status == "ERROR":
+        conn.compute.delete_server(server)
+        conn.compute.wait_for_delete(server, wait=600)
+        server = None
+    if server is None:
+        kwargs = dict(
+            name=name,
+            flavor_id=found.flavors[node.role].id,
+            image_id=found.images[node.role].id,
+            networks=[{"port": p.id} for p in ports],
+            key_name=names.keypair,
+            user_data=base64.b64encode(user_data.encode()).decode(),
+            tags=_tags(names.env),
+            metadata={"osception-env": names.env, "osception-node": node.name},
+        )
+        if server_group is not None:
+            kwargs["scheduler_hints"] = {"group": server_group.id}
+        server = conn.compute.create_server(**kwargs)
+    return conn.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=2, wait=900)
+
+
+# --- teardown --------------------------------------------------------------------
+
+def destroy(conn, names: Names, progress=lambda msg: None) -> dict[str, int]:
+    """Delete every resource of the environment, in dependency order. Resumable."""
+    counts = {}
+    servers = _env_servers(conn, names)
+    for s in servers:
+        conn.compute.delete_server(s)
+    for s in servers:
+        conn.compute.wait_for_delete(s, wait=600)
+    counts["servers"] = len(servers)
+    progress(f"deleted {len(servers)} servers")
+    ports = _env_ports(conn, names)
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda p: conn.network.delete_port(p, ignore_missing=True), ports))
+    counts["ports"] = len(ports)
+    sg = _env_security_group(conn, names)
+    if sg is not None:
+        _retry_in_use(lambda: conn.network.delete_security_group(sg, ignore_missing=True))
+    counts["security_groups"] = int(sg is not None)
+    group = conn.compute.find_server_group(names.server_group, ignore_missing=True)
+    if group is not None:
+        conn.compute.delete_server_group(group, ignore_missing=True)
+    counts["server_groups"] = int(group is not None)
+    keypair = conn.compute.find_keypair(names.keypair, ignore_missing=True)
+    if keypair is not None:
+        conn.compute.delete_keypair(keypair, ignore_missing=True)
+    counts["keypairs"] = int(keypair is not None)
+    return counts
+
+
+def _retry_in_use(call, attempts: int = 30) -> None:
+    """A security group stays 'in use' for a moment after its last port goes."""
+    for i in range(attempts):
+        try:
+            call()
+            return
+        except sdk_exc.ConflictException:
+            if i == attempts - 1:
+                raise
+            time.sleep(2)
