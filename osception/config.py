@@ -111,6 +111,56 @@ class PublicNetwork(_Strict):
         return v
 
 
+class Flavor(_Strict):
+    name: str = Field(min_length=1)
+    vcpus: Annotated[int, Field(ge=1)]
+    ram: Annotated[int, Field(ge=64)]  # MiB
+    disk: Annotated[int, Field(ge=0)]  # GiB
+
+
+class Image(_Strict):
+    name: str = Field(min_length=1)
+    url: str = Field(pattern=r"^https?://")
+    disk_format: Literal["qcow2", "raw", "vmdk", "vdi", "iso"] = "qcow2"
+    # Glance image properties, e.g. os_distro, os_admin_user, hw_disk_bus.
+    properties: dict[str, str] = {}
+
+
+DEFAULT_FLAVORS = (
+    Flavor(name="small", vcpus=1, ram=1024, disk=10),
+    Flavor(name="medium", vcpus=2, ram=2048, disk=20),
+    Flavor(name="large", vcpus=4, ram=4096, disk=40),
+)
+DEFAULT_IMAGES = (
+    Image(name="cirros", url="https://download.cirros-cloud.net/0.6.3/cirros-0.6.3-x86_64-disk.img",
+          properties={"os_distro": "cirros", "os_admin_user": "cirros",
+                      "hw_disk_bus": "virtio", "hw_vif_model": "virtio"}),
+    Image(name="debian-13",
+          url="https://cloud.debian.org/images/cloud/trixie/latest/debian-13-genericcloud-amd64.qcow2",
+          properties={"os_distro": "debian", "os_version": "13", "os_admin_user": "debian",
+                      "hw_disk_bus": "scsi", "hw_scsi_model": "virtio-scsi",
+                      "hw_qemu_guest_agent": "yes"}),
+)
+
+
+class Overcloud(_Strict):
+    """What `populate` creates in the new cloud."""
+
+    flavors: tuple[Flavor, ...] = DEFAULT_FLAVORS
+    images: tuple[Image, ...] = DEFAULT_IMAGES
+    demo_project: str = Field(default="demo", pattern=NAME_RE)
+    demo_cidr: str = "10.0.0.0/24"
+    # DVR's floating IP gateways take addresses from this private subnet of the
+    # public network instead of public IPs.
+    fip_agent_gateway_cidr: str = "100.64.0.0/22"
+
+    @field_validator("demo_cidr", "fip_agent_gateway_cidr")
+    @classmethod
+    def _cidr(cls, v: str) -> str:
+        ipaddress.ip_network(v, strict=False)
+        return v
+
+
 IniOverrides = dict[str, dict[str, dict[str, str | int | float | bool]]]
 
 
@@ -126,6 +176,7 @@ class Config(_Strict):
     public_network: PublicNetwork = PublicNetwork()
     images: dict[str, str] = {}
     overrides: IniOverrides = {}
+    overcloud: Overcloud = Overcloud()
 
     @field_validator("release")
     @classmethod
@@ -270,4 +321,27 @@ images: {}
 #     DEFAULT:
 #       debug: true
 overrides: {}
+
+# What `osception populate` creates in the new cloud (also run by `up`).
+overcloud:
+  flavors:
+    - {name: small, vcpus: 1, ram: 1024, disk: 10}
+    - {name: medium, vcpus: 2, ram: 2048, disk: 20}
+    - {name: large, vcpus: 4, ram: 4096, disk: 40}
+  # Glance fetches these itself (image import, web-download): nothing is uploaded
+  # from your machine.
+  images:
+    - name: cirros
+      url: https://download.cirros-cloud.net/0.6.3/cirros-0.6.3-x86_64-disk.img
+      disk_format: qcow2
+      properties: {os_distro: cirros, os_admin_user: cirros, hw_disk_bus: virtio, hw_vif_model: virtio}
+    - name: debian-13
+      url: https://cloud.debian.org/images/cloud/trixie/latest/debian-13-genericcloud-amd64.qcow2
+      disk_format: qcow2
+      properties: {os_distro: debian, os_version: "13", os_admin_user: debian, hw_disk_bus: scsi,
+                   hw_scsi_model: virtio-scsi, hw_qemu_guest_agent: "yes"}
+  demo_project: demo
+  demo_cidr: 10.0.0.0/24
+  # DVR floating-IP gateways get addresses from this private subnet, not public IPs.
+  fip_agent_gateway_cidr: 100.64.0.0/22
 """

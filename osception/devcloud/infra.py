@@ -75,7 +75,9 @@ def init_mariadb(layout: Layout, secrets: Secrets) -> None:
     datadir.mkdir(parents=True)
     password = db_root_password(secrets)
     extra = layout.root / "run" / "mariadb-init.sql"
-    write_private(extra, f"CREATE USER 'root'@'{HOST}' IDENTIFIED BY '{password}';\n"
+    # FLUSH PRIVILEGES loads the grant tables, which the bootstrap runs without.
+    write_private(extra, "FLUSH PRIVILEGES;\n"
+                         f"CREATE USER 'root'@'{HOST}' IDENTIFIED BY '{password}';\n"
                          f"GRANT ALL PRIVILEGES ON *.* TO 'root'@'{HOST}' WITH GRANT OPTION;\n")
     argv = ["mariadb-install-db", "--no-defaults", f"--datadir={datadir}", "--skip-test-db",
             "--skip-name-resolve", f"--extra-file={extra}"]

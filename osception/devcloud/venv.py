@@ -56,8 +56,8 @@ def install_driver(layout: Layout, venv: Path) -> None:
     src = layout.root / "build" / ML2_DRIVER.name
     shutil.rmtree(src, ignore_errors=True)
     shutil.copytree(ML2_DRIVER, src, ignore=shutil.ignore_patterns("build", "*.egg-info"))
-    # --no-build-isolation: the venv's own setuptools builds it, no download.
-    argv = [python, "-m", "pip", "install", "--no-deps", "--no-build-isolation",
+    # pip fetches setuptools to build it (once per venv): the venv has no `wheel`.
+    argv = [python, "-m", "pip", "install", "--no-deps",
             "--disable-pip-version-check", "--no-input", "-q", str(src)]
     with open(log, "ab") as out:
         rc = subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT).returncode

@@ -1,0 +1,18 @@
+"""`osception devcloud`: a real OpenStack on this machine, for tests and template tuning.
+
+Keystone, Glance, Placement, the Neutron server and Nova (api, conductor, scheduler,
+compute with the fake hypervisor) from the release's PyPI services, configured by
+osception's own templates (render.service_config() with local endpoints, the very
+text the controller's ConfigMaps carry) plus a short list of devcloud-only
+overrides (overrides.py). MariaDB, RabbitMQ and memcached are the distro's,
+each run as the devcloud's own instance.
+
+    from osception.devcloud import Devcloud, Layout
+    Devcloud(Layout.default()).up()
+"""
+
+from .layout import Layout
+from .lifecycle import Devcloud
+from .processes import DevcloudError
+
+__all__ = ["Devcloud", "DevcloudError", "Layout"]

@@ -1,0 +1,115 @@
+"""`osception devcloud up | status | down | env`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
+import yaml
+from rich.console import Console
+from rich.table import Table
+
+from .. import secrets as secrets_mod
+from .. import state
+from . import cloud
+from .layout import VENV_ENV_VAR, Layout
+from .lifecycle import Devcloud, Settings
+from .processes import DevcloudError
+
+app = typer.Typer(
+    help="A real OpenStack on this machine (Keystone, Glance, Placement, Neutron, Nova with a "
+         "fake hypervisor) from the release's PyPI services, configured by osception's own "
+         "templates. For tests and for checking tuned templates.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+console = Console()
+err = Console(stderr=True)
+
+StateOpt = Annotated[
+    Optional[Path],
+    typer.Option("--state-dir", help=f"State home (default: ${state.ENV_VAR} or the user data "
+                                     "dir); the devcloud lives in its devcloud/ folder."),
+]
+
+
+def _layout(state_dir: Path | None) -> Layout:
+    return Layout.default(state_dir)
+
+
+def _fail(message: str) -> None:
+    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    raise typer.Exit(1)
+
+
+@app.command()
+def up(
+    release: Annotated[Optional[str], typer.Option(help="OpenStack release (default 2026.1).")] = None,
+    config: Annotated[Optional[Path], typer.Option(
+        "--config", "-c", help="An osception.yaml whose `overrides:` apply (remembered).")] = None,
+    venv: Annotated[Optional[Path], typer.Option(
+        help=f"An existing services venv (scripts/openstack-venv.sh); also ${VENV_ENV_VAR}. "
+             "Default: one built under the state folder.")] = None,
+    state_dir: StateOpt = None,
+) -> None:
+    """Start the devcloud (or whatever part of it is down). Idempotent."""
+    layout = _layout(state_dir)
+    try:
+        Devcloud(layout, say=lambda m: console.print(m, highlight=False)).up(release, config, venv)
+    except DevcloudError as e:
+        _fail(str(e))
+    console.print(f"config    {layout.root / 'etc'}  (logs: {layout.root / 'logs'})", highlight=False)
+    console.print(f"clouds    {layout.clouds_yaml}: clouds {cloud.MEMBER_CLOUD!r} (member of project "
+                  f"{cloud.MEMBER_PROJECT!r}) and {cloud.ADMIN_CLOUD!r}", highlight=False)
+    console.print(f"use       eval \"$(osception devcloud env --shell)\"; "
+                  f"openstack server list", highlight=False)
+
+
+@app.command()
+def status(state_dir: StateOpt = None) -> None:
+    """Every devcloud process: pid, port, running or not. Exit code 1 unless all run."""
+    layout = _layout(state_dir)
+    rows = Devcloud(layout).status()
+    table = Table(title=f"osception devcloud ({layout.root})")
+    for col in ("process", "pid", "port", "state"):
+        table.add_column(col)
+    for name, pid, st, port in rows:
+        color = {"running": "green", "starting": "yellow"}.get(st, "red")
+        table.add_row(name, str(pid or ""), str(port or ""), f"[{color}]{st}[/{color}]")
+    console.print(table)
+    timings = Settings.load(layout).timings
+    if timings:
+        console.print("last up: " + " ".join(f"{k}={v}s" for k, v in timings.items()))
+    if any(st != "running" for _, _, st, _ in rows):
+        raise typer.Exit(1)
+
+
+@app.command()
+def down(
+    purge: Annotated[bool, typer.Option(
+        "--purge", help="Also remove its data, config, logs and secrets (not its venv).")] = False,
+    state_dir: StateOpt = None,
+) -> None:
+    """Stop every process the devcloud started (by its own pids)."""
+    Devcloud(_layout(state_dir), say=lambda m: console.print(m, highlight=False)).down(purge)
+
+
+@app.command()
+def env(
+    shell: Annotated[bool, typer.Option(
+        "--shell", help="Print `export OS_CLIENT_CONFIG_FILE=... OS_CLOUD=...` instead.")] = False,
+    admin: Annotated[bool, typer.Option("--admin", help="With --shell: the admin cloud.")] = False,
+    state_dir: StateOpt = None,
+) -> None:
+    """Print the devcloud's clouds.yaml (holds passwords), or shell exports for it."""
+    layout = _layout(state_dir)
+    if not (layout.root / secrets_mod.FILE).exists():
+        _fail(f"no devcloud in {layout.root}; run `osception devcloud up`")
+    sec = secrets_mod.ensure(layout.root, "devcloud")
+    cloud.write_clouds_yaml(layout, sec)
+    if shell:
+        name = cloud.ADMIN_CLOUD if admin else cloud.MEMBER_CLOUD
+        print(f"export OS_CLIENT_CONFIG_FILE={layout.clouds_yaml}\nexport OS_CLOUD={name}")
+    else:
+        print(yaml.safe_dump(cloud.clouds(sec), sort_keys=False), end="")
