@@ -140,8 +140,13 @@ def up(
         for p in failed:
             err.print(f"[red]{p.node} failed:[/red] {p.reason}", highlight=False)
         raise typer.Exit(1)
+    from . import overcloud
+
+    access = _access(cfg, env_dir, sec, None)
+    changes = overcloud.populate(access, cfg, sec.ssh["public"], env_dir)
+    console.print(f"populated the new cloud ({len(changes.made)} changes)")
     console.print(f"ready: Skyline http://skyline.{result.plan.domain}, "
-                  f"Keystone http://keystone.{result.plan.domain}/v3")
+                  f"Keystone {access.auth_url}; source {env_dir / 'openrc-admin'}")
 
 
 @app.command()
@@ -237,6 +242,80 @@ def ssh(
     args = ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=accept-new",
             f"{user}@{nodes[node]['ip']}", *(command or [])]
     os.execvp("ssh", args)
+
+
+def _access(cfg, env_dir: Path, sec, auth_url: str | None):
+    """Where the new cloud's Keystone is: --auth-url, else the controller's ingress name."""
+    from . import deploy, overcloud
+
+    if auth_url is None:
+        domain = cfg.domain
+        if domain is None:
+            nodes = deploy.load_resources(env_dir).get("nodes", {})
+            if "k8s-0" not in nodes:
+                fail(f"environment {cfg.name!r} has no controller address in {env_dir}; "
+                     "run `osception up` or pass --auth-url")
+            domain = f"{nodes['k8s-0']['ip']}.sslip.io"
+        auth_url = f"http://keystone.{domain}/v3"
+    return overcloud.Access(auth_url, sec.admin_password, sec.demo_password)
+
+
+AuthUrlOpt = Annotated[
+    Optional[str], typer.Option("--auth-url", help="The new cloud's Keystone (default: the controller's).")
+]
+
+
+@app.command()
+def populate(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt = None,
+             auth_url: AuthUrlOpt = None) -> None:
+    """Create flavors, images, networks and the demo project in the new cloud (idempotent)."""
+    from . import overcloud
+
+    cfg = load_config(config, env)
+    env_dir = state.env_dir(cfg.name, state_dir)
+    sec = secrets.ensure(env_dir, cfg.name)
+    try:
+        changes = overcloud.populate(_access(cfg, env_dir, sec, auth_url), cfg, sec.ssh["public"], env_dir)
+    except Exception as e:
+        fail(f"populate: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    for what in changes.made:
+        console.print(f"created {what}")
+    console.print(f"{len(changes.made)} changes; openrc files in {env_dir}")
+
+
+@app.command()
+def smoke(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt = None,
+          auth_url: AuthUrlOpt = None) -> None:
+    """Check the new cloud link by link; stop at and name the first broken one."""
+    from . import overcloud
+
+    cfg = load_config(config, env)
+    env_dir = state.env_dir(cfg.name, state_dir)
+    sec = secrets.ensure(env_dir, cfg.name)
+    checks = overcloud.smoke(_access(cfg, env_dir, sec, auth_url), cfg,
+                             cfg.nodes.compute.count, cfg.nodes.network.count)
+    style = {"pass": "green", "fail": "bold red", "skip": "yellow"}
+    for c in checks:
+        console.print(f"[{style[c.status]}]{c.status:4}[/] {c.name:18} {c.seconds:6.1f}s  {c.detail}",
+                      highlight=False)
+    if any(c.status == "fail" for c in checks):
+        raise typer.Exit(1)
+
+
+@app.command()
+def openrc(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt = None,
+           user: Annotated[str, typer.Option(help="admin or demo")] = "admin") -> None:
+    """Say which file to source to use the new cloud."""
+    cfg = load_config(config, env)
+    env_dir = state.env_dir(cfg.name, state_dir)
+    path = env_dir / f"openrc-{user}"
+    if user not in ("admin", "demo"):
+        fail("--user: admin or demo")
+    if not path.exists():
+        fail(f"{path} does not exist yet; run `osception populate` (or `up`)")
+    console.print(f"source {path}")
+    console.print(f"# or: export OS_CLIENT_CONFIG_FILE={env_dir / 'clouds.yaml'} OS_CLOUD={cfg.name}-{user}",
+                  highlight=False)
 
 
 @app.command("releases")
