@@ -105,9 +105,11 @@ class Plan:
 
     @property
     def services(self) -> list[str]:
-        """The control plane's manifests, by service: 20-keystone.yaml -> keystone."""
+        """The control plane's services, from its manifests: 20-keystone.yaml -> keystone
+        (00-namespace and 01-secrets hold no service)."""
         return [p.split("/")[-1].split("-", 1)[1].removesuffix(".yaml")
-                for p in sorted(self.files) if p.startswith("k8s-0/manifests/")]
+                for p in sorted(self.files)
+                if p.startswith("k8s-0/manifests/") and not p.split("/")[-1].startswith("0")]
 
 
 ANSIBLE_FILES = ("compute.yml", "network.yml", "tasks/common.yml", "tasks/compute.yml",
