@@ -183,20 +183,36 @@ def _env_servers(conn, names: Names) -> list:
     return [s for s in conn.compute.servers(tags=env_tag(names.env)) if names.owns(s.name)]
 
 
-def _env_ports(conn, names: Names) -> list:
-    """Ports by tag, and by exact name for a port whose tagging was interrupted."""
-    tagged = {p.id: p for p in conn.network.ports(tags=env_tag(names.env)) if names.owns(p.name)}
-    for p in conn.network.ports():
-        if names.owns(p.name) and p.id not in tagged and not p.tags:
-            tagged[p.id] = p
-    return list(tagged.values())
+def _env_ports(conn, names: Names, adopt_untagged: bool = False) -> list:
+    """The environment's ports: tagged, with our names. `up` also adopts an untagged
+    port with our exact name: one created on a cloud without tags-on-create whose
+    tagging was interrupted. `down` never does: it deletes tagged resources only."""
+    found = {p.id: p for p in conn.network.ports(tags=env_tag(names.env)) if names.owns(p.name)}
+    if adopt_untagged:
+        for p in conn.network.ports():
+            if names.owns(p.name) and not p.tags:
+                found[p.id] = p
+    return list(found.values())
 
 
-def _env_security_group(conn, names: Names):
+def _env_security_group(conn, names: Names, adopt_untagged: bool = False):
     for sg in conn.network.security_groups(name=names.security_group):
-        if env_tag(names.env) in (sg.tags or []) or not sg.tags:
+        if env_tag(names.env) in (sg.tags or []) or (adopt_untagged and not sg.tags):
             return sg
     return None
+
+
+def _create_tagged(create, tag, env: str, **kwargs):
+    """Create with tags in the same call where Neutron allows it (tag-creation);
+    else create, then tag (a crash in between is healed by the next `up`)."""
+    try:
+        return create(tags=_tags(env), **kwargs)
+    except sdk_exc.BadRequestException as e:
+        if "tags" not in str(e):
+            raise
+        resource = create(**kwargs)
+        tag(resource, _tags(env))
+        return resource
 
 
 def inventory(conn, names: Names) -> dict[str, list]:
@@ -234,9 +250,10 @@ def ensure_keypair(conn, names: Names, public_key: str):
 
 
 def ensure_security_group(conn, names: Names, cfg: Config):
-    sg = _env_security_group(conn, names)
+    sg = _env_security_group(conn, names, adopt_untagged=True)
     if sg is None:
-        sg = conn.network.create_security_group(
+        sg = _create_tagged(
+            conn.network.create_security_group, conn.network.set_tags, names.env,
             name=names.security_group,
             description=f"osception environment {names.env}: its nodes only, plus SSH/HTTP(S)/noVNC")
     if set(_tags(names.env)) - set(sg.tags or []):
@@ -260,7 +277,7 @@ def ensure_server_group(conn, names: Names):
 
 
 def ensure_port(conn, names: Names, name: str, network, security_group=None, port_security=True):
-    existing = [p for p in _env_ports(conn, names) if p.name == name]
+    existing = [p for p in _env_ports(conn, names, adopt_untagged=True) if p.name == name]
     port = existing[0] if existing else None
     for extra in existing[1:]:  # a create retried after a lost answer: keep one
         conn.network.delete_port(extra)
@@ -270,7 +287,7 @@ def ensure_port(conn, names: Names, name: str, network, security_group=None, por
             kwargs["security_group_ids"] = [security_group.id]
         else:  # the provider port carries the new cloud's own addresses: no filtering
             kwargs["port_security_enabled"] = False
-        port = conn.network.create_port(**kwargs)
+        port = _create_tagged(conn.network.create_port, conn.network.set_tags, names.env, **kwargs)
     if set(_tags(names.env)) - set(port.tags or []):
         conn.network.set_tags(port, _tags(names.env))
     return port

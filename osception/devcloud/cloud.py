@@ -5,6 +5,7 @@ check that the fake compute host can take servers."""
 from __future__ import annotations
 
 import os
+from datetime import datetime
 import subprocess
 
 import openstack
@@ -80,12 +81,14 @@ def ensure_flavor_and_image(conn) -> None:
                                 container_format="bare", visibility="public")
 
 
-def compute_ready(conn, secrets: Secrets) -> bool:
-    """nova-compute is up, has its resource provider in Placement, and its host is
-    mapped into cell1 (else the scheduler answers NoValidHost)."""
+def compute_ready(conn, secrets: Secrets, since: datetime | None = None) -> bool:
+    """nova-compute is up (and reported after `since`: a restarted one), has its
+    resource provider in Placement, and its host is mapped into cell1 (else the
+    scheduler answers NoValidHost)."""
+    after = (since or datetime.min).replace(tzinfo=None).isoformat()
     try:
         up = [s for s in conn.compute.services(binary="nova-compute")
-              if s.state == "up" and s.status == "enabled"]
+              if s.state == "up" and s.status == "enabled" and (s.updated_at or "") > after]
         providers = list(conn.placement.resource_providers())
     except openstack.exceptions.SDKException:
         return False

@@ -68,7 +68,7 @@ def init_mariadb(layout: Layout, secrets: Secrets) -> None:
     """A fresh data dir on the first start. Root logs in through the socket (as the
     system's root) or over TCP with the devcloud's password; services use their own users."""
     datadir = layout.data("mariadb")
-    if (datadir / "mysql").is_dir():
+    if mariadb_initialized(layout):
         return
     if datadir.exists():
         shutil.rmtree(datadir)  # a half-made data dir from an interrupted first start
@@ -89,6 +89,15 @@ def init_mariadb(layout: Layout, secrets: Secrets) -> None:
     extra.unlink()
     if rc:
         raise DevcloudError(f"mariadb-install-db failed; end of {log}:\n{tail(log)}")
+    _init_marker(layout).touch()
+
+
+def _init_marker(layout: Layout) -> Path:
+    return layout.data("mariadb.initialized")
+
+
+def mariadb_initialized(layout: Layout) -> bool:
+    return _init_marker(layout).exists()
 
 
 def mariadb(layout: Layout) -> Spec:

@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import time
+from datetime import datetime, timezone
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -33,6 +34,7 @@ from .processes import DevcloudError, Processes, Spec, port_open
 WORKERS = {"keystone": 2, "glance": 1, "placement": 1, "neutron": 2, "nova": 2}
 NOVA_DAEMONS = ("nova-conductor", "nova-scheduler", "nova-compute")
 INFRA = ("epmd", "rabbitmq", "memcached", "mariadb")
+START_ORDER = (*INFRA, *APIS, *NOVA_DAEMONS)
 # Stop order: Nova first (its daemons hang once RabbitMQ is gone), the bus and the
 # databases last.
 STOP_ORDER = [("nova-compute", "nova-scheduler", "nova-conductor", *APIS),
@@ -165,7 +167,7 @@ class Devcloud:
 
         # The infrastructure; a fresh MariaDB means every migration must run again.
         boot = Bootstrap(lay, secrets, venv)
-        if not (lay.data("mariadb") / "mysql").is_dir():
+        if not infra.mariadb_initialized(lay):
             boot.forget()
         infra.init_mariadb(lay, secrets)
         infra_specs = [specs[n] for n in INFRA]
@@ -198,14 +200,14 @@ class Devcloud:
         self.say(f"APIs answer: {', '.join(APIS)} ({round(t - t0, 1)} s since start)")
 
         # nova-compute registers in Placement once, at start: after its service user exists.
-        self.ensure_running([specs["nova-compute"]])
+        since = datetime.now(timezone.utc) if self.ensure_running([specs["nova-compute"]]) else None
         conn = cloud.connect(secrets)
         if not boot.done("keystone:member"):
             cloud.ensure_member_project(conn, secrets)
             cloud.ensure_flavor_and_image(conn)
             boot.mark("keystone:member")
         deadline = time.monotonic() + COMPUTE_TIMEOUT
-        while not cloud.compute_ready(conn, secrets):
+        while not cloud.compute_ready(conn, secrets, since):
             for daemon in NOVA_DAEMONS:
                 if not self.procs.running(daemon):
                     raise self.procs.failure(daemon, f"{daemon} exited")
@@ -229,18 +231,17 @@ class Devcloud:
     def status(self) -> list[tuple[str, int | None, str, int | None]]:
         """(process, pid, state, port) for every process the devcloud runs."""
         rows = []
-        for names in reversed(STOP_ORDER):
-            for name in reversed(names):
-                rec = self.procs.record(name)
-                port = PORTS.get(name)
-                if not self.procs.running(name):
-                    rows.append((name, None, "stopped", port))
-                    continue
-                if name in APIS:
-                    ready = _http_ready(port, "/v3" if name == "keystone" else "/")()
-                else:
-                    ready = port is None or port_open(port)
-                rows.append((name, rec["pid"], "running" if ready else "starting", port))
+        for name in START_ORDER:
+            rec = self.procs.record(name)
+            port = PORTS.get(name)
+            if not self.procs.running(name):
+                rows.append((name, None, "stopped", port))
+                continue
+            if name in APIS:
+                ready = _http_ready(port, "/v3" if name == "keystone" else "/")()
+            else:
+                ready = port is None or port_open(port)
+            rows.append((name, rec["pid"], "running" if ready else "starting", port))
         return rows
 
     def down(self, purge: bool = False) -> None:
