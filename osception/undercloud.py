@@ -302,7 +302,11 @@ def ensure_server(conn, names: Names, node: Node, found: Found, user_data: str, 
                   server_group=None):
     """The node's server, ACTIVE. An ERROR server is replaced; a BUILD one is waited for."""
     name = names.server(node.name)
-    server = next((s for s in _env_servers(conn, names) if s.name == name), None)
+    mine = [s for s in _env_servers(conn, names) if s.name == name]
+    server = next((s for s in mine if s.status != "ERROR"), mine[0] if mine else None)
+    for extra in mine:  # a create retried after a lost answer: keep one
+        if extra is not server:
+            conn.compute.delete_server(extra)
     if server is not None and server.status == "ERROR":
         conn.compute.delete_server(server)
         conn.compute.wait_for_delete(server, wait=600)
