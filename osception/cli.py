@@ -17,6 +17,9 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
+from .devcloud.cli import app as devcloud_app  # noqa: E402
+
+app.add_typer(devcloud_app, name="devcloud")
 console = Console()
 err = Console(stderr=True)
 

@@ -23,3 +23,7 @@ def default_plan(state_home) -> render.Plan:
 @pytest.fixture(scope="session")
 def default_secrets(state_home, default_plan) -> secrets.Secrets:
     return secrets.ensure(state_home / "osception", "osception")
+
+
+# The local real OpenStack, for the tests that talk to a cloud (tests/devcloud/conftest.py).
+from tests.devcloud.conftest import devcloud  # noqa: E402,F401

@@ -25,6 +25,17 @@ SCRIPTS = Path(render.__file__).parent / "templates" / "scripts"
 REGION = "RegionOne"
 
 
+def _short(argv: list[str]) -> str:
+    """`keystone-manage bootstrap` for a long command line: its name and sub-commands."""
+    words, skip = [Path(argv[0]).name], False
+    for arg in argv[1:]:
+        if skip or arg.startswith("-"):
+            skip = not skip and arg.startswith("--") and "=" not in arg
+            continue
+        words.append(Path(arg).name if "/" in arg else arg)
+    return " ".join(words)
+
+
 class Bootstrap:
     def __init__(self, layout: Layout, secrets: Secrets, venv: Path):
         self.layout, self.secrets, self.venv = layout, secrets, venv
@@ -70,7 +81,7 @@ class Bootstrap:
                                env={**os.environ, **(env or {})})
             out.write(r.stdout + r.stderr)
         if r.returncode:
-            raise DevcloudError(f"{log_name}: `{Path(argv[0]).name} {' '.join(argv[1:])}` "
+            raise DevcloudError(f"{log_name}: `{_short(argv)}` "
                                 f"failed (exit code {r.returncode}); "
                                 f"end of {log}:\n{tail(log)}")
         return r.stdout.decode(errors="replace")
@@ -154,7 +165,7 @@ class Bootstrap:
         ep = configs.local_endpoints()
         catalog = render.catalog(ep)
         catalog["services"] = [s for s in catalog["services"] if s["name"] != "keystone"]
-        path = self.layout.root / "run" / "catalog.json"
+        path = self.layout.etc("") / "catalog.json"  # not a file keystone reads
         path.write_text(json.dumps(catalog, indent=1))
         env = {"OS_AUTH_URL": f"{ep.internal['keystone']}/v3",
                "OS_PASSWORD": self.secrets.admin_password}

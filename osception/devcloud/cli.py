@@ -24,8 +24,8 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-console = Console()
-err = Console(stderr=True)
+console = Console(soft_wrap=True, highlight=False)
+err = Console(stderr=True, soft_wrap=True, highlight=False)
 
 StateOpt = Annotated[
     Optional[Path],
@@ -39,13 +39,19 @@ def _layout(state_dir: Path | None) -> Layout:
 
 
 def _fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, markup=True)
+    err.print("[red]error:[/red]", end=" ")
+    err.print(message, markup=False)  # log tails hold [brackets] that are not markup
     raise typer.Exit(1)
+
+
+def _say(message: str) -> None:
+    console.print(message, markup=False)
 
 
 @app.command()
 def up(
-    release: Annotated[Optional[str], typer.Option(help="OpenStack release (default 2026.1).")] = None,
+    release: Annotated[Optional[str], typer.Option(
+        help="OpenStack release (default: 2026.1, or the config's).")] = None,
     config: Annotated[Optional[Path], typer.Option(
         "--config", "-c", help="An osception.yaml whose `overrides:` apply (remembered).")] = None,
     venv: Annotated[Optional[Path], typer.Option(
@@ -56,14 +62,14 @@ def up(
     """Start the devcloud (or whatever part of it is down). Idempotent."""
     layout = _layout(state_dir)
     try:
-        Devcloud(layout, say=lambda m: console.print(m, highlight=False)).up(release, config, venv)
+        settings = Devcloud(layout, say=_say).up(release, config, venv)
     except DevcloudError as e:
         _fail(str(e))
-    console.print(f"config    {layout.root / 'etc'}  (logs: {layout.root / 'logs'})", highlight=False)
-    console.print(f"clouds    {layout.clouds_yaml}: clouds {cloud.MEMBER_CLOUD!r} (member of project "
-                  f"{cloud.MEMBER_PROJECT!r}) and {cloud.ADMIN_CLOUD!r}", highlight=False)
-    console.print(f"use       eval \"$(osception devcloud env --shell)\"; "
-                  f"openstack server list", highlight=False)
+    _say(f"config    {layout.root / 'etc'}  (logs: {layout.root / 'logs'})")
+    _say(f"clouds    {layout.clouds_yaml}: {cloud.MEMBER_CLOUD} (member of project "
+         f"{cloud.MEMBER_PROJECT}) and {cloud.ADMIN_CLOUD}")
+    _say(f"try       eval \"$(osception devcloud env --shell)\"; "
+         f"{settings.venv}/bin/openstack server list")
 
 
 @app.command()
@@ -92,7 +98,7 @@ def down(
     state_dir: StateOpt = None,
 ) -> None:
     """Stop every process the devcloud started (by its own pids)."""
-    Devcloud(_layout(state_dir), say=lambda m: console.print(m, highlight=False)).down(purge)
+    Devcloud(_layout(state_dir), say=_say).down(purge)
 
 
 @app.command()

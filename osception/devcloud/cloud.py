@@ -5,8 +5,8 @@ check that the fake compute host can take servers."""
 from __future__ import annotations
 
 import os
-from datetime import datetime
 import subprocess
+from datetime import datetime
 
 import openstack
 import yaml
@@ -60,23 +60,32 @@ def connect(secrets: Secrets, cloud: str = ADMIN_CLOUD) -> openstack.connection.
     return openstack.connect(**connect_kwargs(secrets, cloud))
 
 
+def _find(finder, name: str, **kwargs):
+    """finder(name) or None (openstacksdk deprecates ignore_missing=True)."""
+    try:
+        return finder(name, ignore_missing=False, **kwargs)
+    except openstack.exceptions.NotFoundException:
+        return None
+
+
 def ensure_member_project(conn, secrets: Secrets) -> None:
     ident = conn.identity
-    project = ident.find_project(MEMBER_PROJECT, domain_id="default") or ident.create_project(
-        name=MEMBER_PROJECT, domain_id="default", description="osception devcloud member project")
-    user = ident.find_user(MEMBER_USER, domain_id="default")
+    project = _find(ident.find_project, MEMBER_PROJECT, domain_id="default") or \
+        ident.create_project(name=MEMBER_PROJECT, domain_id="default",
+                             description="osception devcloud member project")
+    user = _find(ident.find_user, MEMBER_USER, domain_id="default")
     if user is None:
         user = ident.create_user(name=MEMBER_USER, password=secrets.demo_password,
                                  domain_id="default", default_project_id=project.id)
     else:
         ident.update_user(user, password=secrets.demo_password)
-    ident.assign_project_role_to_user(project, user, ident.find_role("member"))
+    ident.assign_project_role_to_user(project, user, _find(ident.find_role, "member"))
 
 
 def ensure_flavor_and_image(conn) -> None:
-    if conn.compute.find_flavor(FLAVOR) is None:
+    if _find(conn.compute.find_flavor, FLAVOR) is None:
         conn.compute.create_flavor(name=FLAVOR, vcpus=1, ram=256, disk=1, is_public=True)
-    if conn.image.find_image(IMAGE) is None:
+    if _find(conn.image.find_image, IMAGE) is None:
         conn.image.create_image(name=IMAGE, data=b"\0" * 2**20, disk_format="raw",
                                 container_format="bare", visibility="public")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
-from .. import endpoints, ini, render
+from .. import endpoints, ini, render, services
 from ..config import Config
 from ..secrets import Secrets
 from ..state import write_private
@@ -22,6 +22,8 @@ DESTINATIONS = {
     "neutron.conf": "neutron/neutron.conf",
     "ml2_conf.ini": "neutron/plugins/ml2/ml2_conf.ini",  # where OS_NEUTRON_CONFIG_DIR wants it
     "nova.conf": "nova/nova.conf",
+    # nova-compute reads what a compute node gets (templates/conf/nova-compute.conf.j2).
+    "nova-compute.conf": "nova-compute/nova.conf",
 }
 # Paste pipelines the services ship in their wheels (venv/etc/...), copied beside the config.
 PASTE = {
@@ -60,10 +62,21 @@ def local_endpoints() -> endpoints.Endpoints:
         memcached_port=PORTS["memcached"], api_ports={name: PORTS[name] for name in APIS})
 
 
+def compute_node_conf(cfg: Config, secrets: Secrets) -> str:
+    """A compute node's nova.conf (as render.node_config() makes it), with local
+    endpoints; the user's nova.conf overrides apply, as they do on the nodes."""
+    text = render.render_template(
+        "conf/nova-compute.conf.j2", ep=local_endpoints(), secrets=secrets, services=services,
+        physnet=render.PHYSNET, controller_ip=HOST,
+        node={"name": "devcloud-compute", "role": "compute", "ip": HOST})
+    return ini.merge(text, cfg.overrides["nova.conf"]) if "nova.conf" in cfg.overrides else text
+
+
 def rendered(cfg: Config, secrets: Secrets, layout: Layout) -> dict[str, str]:
-    """{file name: text}: the controller's templates with local endpoints, then the
-    devcloud-only overrides."""
+    """{file name: text}: the controller's templates (and a compute node's nova.conf)
+    with local endpoints, then the devcloud-only overrides."""
     files = render.service_config(cfg, secrets, local_endpoints())
+    files["nova-compute.conf"] = compute_node_conf(cfg, secrets)
     extra = overrides(layout)
     return {name: ini.merge(text, extra.get(name, {})) for name, text in files.items()}
 
@@ -83,10 +96,11 @@ def write(cfg: Config, secrets: Secrets, layout: Layout, venv: Path) -> None:
             APP_MODULE.format(service=service, module=WSGI_MODULES[service]))
     for path in (layout.data("glance") / d for d in ("images", "staging", "tasks_work_dir")):
         path.mkdir(parents=True, exist_ok=True)
-    for service in ("glance", "neutron", "nova"):
+    for service in ("glance", "neutron", "nova", "nova-compute"):
         layout.lock(service).mkdir(parents=True, exist_ok=True)
     layout.data("neutron").mkdir(parents=True, exist_ok=True)
     layout.data("nova").mkdir(parents=True, exist_ok=True)
+    layout.data("nova-compute").mkdir(parents=True, exist_ok=True)
 
 
 def api_env(layout: Layout, service: str) -> dict[str, str]:

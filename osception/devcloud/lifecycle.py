@@ -10,24 +10,28 @@ does nothing, and after a crash restarts only what is down.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import shutil
 import time
-from datetime import datetime, timezone
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
 from .. import config as config_mod
-from .. import releases, secrets as secrets_mod
-from . import cloud, configs, infra, venv as venv_mod
+from .. import releases
+from .. import secrets as secrets_mod
+from . import cloud, configs, infra
+from . import venv as venv_mod
 from .bootstrap import Bootstrap
 from .layout import APIS, HOST, PORTS, VENV_ENV_VAR, Layout
-from .processes import DevcloudError, Processes, Spec, port_open
+from .processes import DevcloudError, Processes, Spec, port_open, port_taken
 
 # Sync gunicorn workers per API: one request at a time each. Keystone checks
 # every other API's tokens; Nova and Neutron call each other while booting servers.
@@ -56,6 +60,22 @@ def _http_ready(port: int, path: str = "/") -> Callable[[], bool]:
     return check
 
 
+class _Clock:
+    """Seconds per phase of `up`, for its summary and `status`."""
+
+    def __init__(self):
+        self.start = self.last = time.monotonic()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = round(now - self.last, 1)
+        self.last = now
+
+    def total(self) -> float:
+        return round(time.monotonic() - self.start, 1)
+
+
 @dataclass
 class Settings:
     """What `up` was last run with; a later `up` without options reuses it."""
@@ -71,6 +91,13 @@ class Settings:
             return cls(**json.loads(layout.settings.read_text()))
         except (OSError, ValueError, TypeError):
             return cls()
+
+    def user_config(self) -> config_mod.Config:
+        """The osception.yaml given to `up` (its `overrides:` apply), else the defaults."""
+        try:
+            return config_mod.load(Path(self.config)) if self.config else config_mod.Config()
+        except config_mod.ConfigError as e:
+            raise DevcloudError(str(e)) from None
 
     def save(self, layout: Layout) -> None:
         layout.settings.write_text(json.dumps(self.__dict__, indent=1) + "\n")
@@ -95,11 +122,18 @@ class Devcloud:
             out[svc] = Spec(svc, argv, port=PORTS[svc], env=configs.api_env(lay, svc),
                             config=[*configs.files_of(lay, svc), lay.apps / f"{svc}_app.py"],
                             ready=_http_ready(PORTS[svc], "/v3" if svc == "keystone" else "/"))
-        nova_conf = lay.etc("nova") / "nova.conf"
         for daemon in NOVA_DAEMONS:
-            out[daemon] = Spec(daemon, [str(venv / "bin" / daemon), "--config-file", str(nova_conf)],
-                               config=configs.files_of(lay, "nova"))
+            where = "nova-compute" if daemon == "nova-compute" else "nova"
+            out[daemon] = Spec(daemon, [str(venv / "bin" / daemon), "--config-file",
+                                        str(lay.etc(where) / "nova.conf")],
+                               config=configs.files_of(lay, where))
         return out
+
+    def check_ports(self, specs: dict[str, Spec]) -> None:
+        """Before starting anything: every port we need is ours or free."""
+        for spec in specs.values():
+            if spec.port and not self.procs.running(spec.name) and port_open(spec.port):
+                raise port_taken(spec)
 
     def ensure_running(self, specs: list[Spec]) -> list[Spec]:
         """Start what is down; restart what runs with another command line or config."""
@@ -115,79 +149,105 @@ class Devcloud:
         return started
 
     # -- up -------------------------------------------------------------------
+    @contextlib.contextmanager
+    def exclusive(self):
+        """One `up` or `down` at a time per devcloud (e.g. a test run and a user)."""
+        self.layout.make_dirs()
+        with open(self.layout.root / "devcloud.lock", "w") as f:
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self.say("waiting for another `osception devcloud` command to finish")
+                fcntl.flock(f, fcntl.LOCK_EX)
+            yield
+
     def up(self, release: str | None = None, config_path: Path | None = None,
            venv: Path | None = None) -> Settings:
+        with self.exclusive():
+            return self._up(release, config_path, venv)
+
+    def _up(self, release: str | None, config_path: Path | None, venv: Path | None) -> Settings:
         lay = self.layout
-        lay.make_dirs()
+        clock = _Clock()
         settings = Settings.load(lay)
-        timings: dict[str, float] = {}
-        t0 = time.monotonic()
-
-        def phase(name: str, since: float) -> float:
-            now = time.monotonic()
-            timings[name] = round(now - since, 1)
-            return now
-
         if config_path is not None:
             settings.config = str(config_path.resolve())
-        cfg = config_mod.load(Path(settings.config)) if settings.config else config_mod.Config()
+        cfg = settings.user_config()
         release = release or (cfg.release if config_path else None) or settings.release
         releases.get(release)  # a clear error for an unknown release
         if cfg.release != release:
             cfg = config_mod.Config.model_validate(cfg.model_dump() | {"release": release})
         venv = venv or (Path(os.environ[VENV_ENV_VAR]) if os.environ.get(VENV_ENV_VAR) else None)
         if venv is None and settings.venv and settings.release == release:
-            venv = Path(settings.venv)
+            venv = Path(settings.venv)  # the venv of the last `up`
         settings.release = release
         secrets = secrets_mod.ensure(lay.root, "devcloud")
 
-        t = time.monotonic()
         installed = infra.ensure_packages(lay)
         if installed:
             self.say(f"installed {' '.join(installed)}")
-        t = phase("packages", t)
-        if venv is None:
-            venv = lay.default_venv
-            self.say(f"services venv {venv} (release {release})")
-            venv_mod.ensure(lay, release, venv)
-        else:
-            venv_mod.check(venv)
-            venv_mod.install_driver(lay, venv)
-        venv = venv.resolve()
-        settings.venv = str(venv)
+        clock.lap("packages")
+        settings.venv = str(self._venv(release, venv))
         settings.save(lay)
-        t = phase("venv", t)
+        clock.lap("venv")
 
-        configs.write(cfg, secrets, lay, venv)
-        specs = self.specs(venv, secrets)
+        configs.write(cfg, secrets, lay, Path(settings.venv))
+        specs = self.specs(Path(settings.venv), secrets)
         if all(self.procs.current(s) for s in specs.values()) and self._all_ready(specs):
             cloud.write_clouds_yaml(lay, secrets)
             self.say("devcloud already running")
             return settings
 
-        # The infrastructure; a fresh MariaDB means every migration must run again.
-        boot = Bootstrap(lay, secrets, venv)
-        if not infra.mariadb_initialized(lay):
-            boot.forget()
-        infra.init_mariadb(lay, secrets)
-        infra_specs = [specs[n] for n in INFRA]
-        self.ensure_running(infra_specs[:1])  # epmd before RabbitMQ's Erlang looks for one
-        self.procs.wait_ready(infra_specs[:1], 30)
-        self.ensure_running(infra_specs[1:])
-        self.procs.wait_ready(infra_specs, 90)
-        t = phase("infrastructure", t)
-        self.say(f"MariaDB, RabbitMQ, memcached ready ({timings['infrastructure']} s)")
+        self.check_ports(specs)
+        boot = Bootstrap(lay, secrets, Path(settings.venv))
+        self._infrastructure(specs, boot, secrets)
+        clock.lap("infrastructure")
+        self.say(f"MariaDB, RabbitMQ, memcached ready ({clock.laps['infrastructure']} s)")
+        self._services(specs, boot, clock)
+        self.say(f"APIs answer: {', '.join(APIS)} ({clock.total()} s since start)")
+        self._compute(specs, boot, secrets)
+        clock.lap("compute")
 
+        cloud.write_clouds_yaml(lay, secrets)
+        settings.timings = {**clock.laps, "total": clock.total()}
+        settings.save(lay)
+        self.say(f"devcloud up in {clock.total()} s "
+                 + " ".join(f"{k}={v}" for k, v in clock.laps.items()))
+        return settings
+
+    def _venv(self, release: str, venv: Path | None) -> Path:
+        """The given venv (plus the test ML2 driver), else the devcloud's own, built."""
+        if venv is None:
+            venv = self.layout.default_venv
+            self.say(f"services venv {venv} (release {release})")
+            venv_mod.ensure(self.layout, release, venv)
+        else:
+            venv_mod.check(venv)
+            venv_mod.install_driver(self.layout, venv)
+        return venv.resolve()
+
+    def _infrastructure(self, specs: dict[str, Spec], boot: Bootstrap, secrets) -> None:
+        if not infra.mariadb_initialized(self.layout):
+            boot.forget()  # a fresh MariaDB: every migration must run again
+        infra.init_mariadb(self.layout, secrets)
+        epmd, *others = [specs[n] for n in INFRA]
+        self.ensure_running([epmd])  # before RabbitMQ's Erlang looks for one
+        self.procs.wait_ready([epmd], 30)
+        self.ensure_running(others)
+        self.procs.wait_ready(others, 90)
+
+    def _services(self, specs: dict[str, Spec], boot: Bootstrap, clock: "_Clock") -> None:
+        """Each service's migrations in parallel, as the controller's Jobs run; each API
+        starts once its own are done, Keystone first, then its users and catalog."""
         with ThreadPoolExecutor(max_workers=len(APIS)) as pool:
-            # Keystone's bootstrap must meet an empty cache (stale tokens, roles).
             if not boot.done("keystone:migrate"):
-                infra.flush_memcached()
+                infra.flush_memcached()  # Keystone's bootstrap must meet an empty cache
             migrations = {svc: pool.submit(boot.migrate, svc) for svc in APIS}
             migrations["keystone"].result()
             self.ensure_running([specs["keystone"]])
             self.procs.wait_ready([specs["keystone"]], API_TIMEOUT)
             boot.service_accounts()
-            t_accounts = phase("keystone", t)
+            clock.lap("keystone")
             for svc in APIS[1:]:
                 migrations[svc].result()
                 self.ensure_running([specs[svc]])
@@ -196,11 +256,13 @@ class Devcloud:
         if ran:
             self.say(f"databases and migrations done: {', '.join(ran)}")
         self.procs.wait_ready([specs[s] for s in APIS], API_TIMEOUT)
-        t = phase("apis", t_accounts)
-        self.say(f"APIs answer: {', '.join(APIS)} ({round(t - t0, 1)} s since start)")
+        clock.lap("apis")
 
-        # nova-compute registers in Placement once, at start: after its service user exists.
-        since = datetime.now(timezone.utc) if self.ensure_running([specs["nova-compute"]]) else None
+    def _compute(self, specs: dict[str, Spec], boot: Bootstrap, secrets) -> None:
+        """nova-compute, once its service user exists (it registers in Placement once,
+        at start), the member project, flavor and image, then a schedulable host."""
+        restarted = self.ensure_running([specs["nova-compute"]])
+        since = datetime.now(timezone.utc) if restarted else None
         conn = cloud.connect(secrets)
         if not boot.done("keystone:member"):
             cloud.ensure_member_project(conn, secrets)
@@ -215,14 +277,6 @@ class Devcloud:
                 raise self.procs.failure("nova-compute", "the compute host did not become "
                                          f"schedulable within {COMPUTE_TIMEOUT} s")
             time.sleep(1)
-        phase("compute", t)
-        timings["total"] = round(time.monotonic() - t0, 1)
-        cloud.write_clouds_yaml(lay, secrets)
-        settings.timings = timings
-        settings.save(lay)
-        self.say(f"devcloud up in {timings['total']} s "
-                 + " ".join(f"{k}={v}" for k, v in timings.items() if k != "total"))
-        return settings
 
     def _all_ready(self, specs: dict[str, Spec]) -> bool:
         return all(s.is_ready() for s in specs.values())
@@ -245,6 +299,13 @@ class Devcloud:
         return rows
 
     def down(self, purge: bool = False) -> None:
+        if not self.layout.root.exists():
+            self.say(f"no devcloud in {self.layout.root}")
+            return
+        with self.exclusive():
+            self._down(purge)
+
+    def _down(self, purge: bool) -> None:
         known = {n for group in STOP_ORDER for n in group}
         strays = [p.stem for p in (self.layout.root / "run").glob("*.json") if p.stem not in known]
         for group in [tuple(strays), *STOP_ORDER]:

@@ -5,8 +5,12 @@ Three kinds, and nothing else:
 - paths: the controller's containers use /etc and /var/lib; here all of it lives
   under the state folder;
 - no hypervisor and no agents: Nova's fake driver, a test ML2 driver that binds
-  every port, no VIF plug events, no VNC console;
-- speed: a compute host is mapped into its cell within seconds.
+  every port, no VIF plug events, no VNC console, no notifications;
+- a laptop, not a data centre: one conductor and one scheduler worker, a compute
+  host mapped into its cell within seconds, a quick stop.
+
+nova-compute reads a compute node's nova.conf (templates/conf/nova-compute.conf.j2),
+the other Nova processes the controller's.
 
 They are merged last (after the user's own `overrides:` of osception.yaml).
 `osception devcloud up` prints where the merged files are.
@@ -14,7 +18,7 @@ They are merged last (after the user's own `overrides:` of osception.yaml).
 
 from __future__ import annotations
 
-from .layout import HOST, Layout
+from .layout import Layout
 
 # Entry point name of osception/devcloud/fake_hypervisor_ml2 (a test aid).
 FAKE_ML2_DRIVER = "osception_fake_hypervisor"
@@ -52,24 +56,40 @@ def overrides(layout: Layout) -> dict[str, dict[str, dict[str, object]]]:
             # Flat networks on any physical network name, e.g. a test's "public".
             "ml2_type_flat": {"flat_networks": "*"},
         },
-        "nova.conf": {
+        "nova.conf": {  # nova-api, nova-conductor, nova-scheduler
             "DEFAULT": {
-                # One file for every Nova process here, nova-compute included.
-                # The fake hypervisor; FakeDriver (with fake nodes) cannot restart:
+                "state_path": layout.data("nova"),
+                # A throw-away cloud: `down` should not wait a minute per daemon.
+                "graceful_shutdown_timeout": 5,
+                # Periodic tasks start after a random delay of up to 60 s by default
+                # (against stampedes of many nodes): the host discovery below included.
+                "periodic_fuzzy_delay": 0,
+            },
+            # One worker each (the default is one per CPU): memory, on a laptop or CI.
+            "conductor": {"workers": 1},
+            # The controller maps late computes every minute; here the one compute
+            # should be schedulable seconds after it starts.
+            "scheduler": {"discover_hosts_in_cells_interval": 2, "workers": 1},
+            # No noVNC proxy runs.
+            "vnc": {"enabled": False},
+            # Nothing listens to notifications here.
+            "oslo_messaging_notifications": {"driver": "noop"},
+            "oslo_concurrency": {"lock_path": layout.lock("nova")},
+        },
+        "nova-compute.conf": {  # a compute node's nova.conf, for the fake hypervisor
+            "DEFAULT": {
+                # Instead of libvirt. FakeDriver (with fake nodes) cannot restart:
                 # "No local node identity found".
                 "compute_driver": "fake.FakeDriverWithoutFakeNodes",
                 # The fake driver plugs nothing and no agent sends vif-plugged events.
                 "vif_plugging_is_fatal": False,
                 "vif_plugging_timeout": 0,
-                "state_path": layout.data("nova"),
-                "my_ip": HOST,
+                "state_path": layout.data("nova-compute"),
+                "graceful_shutdown_timeout": 5,
             },
-            # No noVNC proxy, and the fake driver has no consoles.
+            # The fake driver has no consoles (and no noVNC proxy runs).
             "vnc": {"enabled": False},
             "oslo_messaging_notifications": {"driver": "noop"},
-            # The controller maps late computes every minute; here the one compute
-            # should be schedulable seconds after it starts.
-            "scheduler": {"discover_hosts_in_cells_interval": 2},
-            "oslo_concurrency": {"lock_path": layout.lock("nova")},
+            "oslo_concurrency": {"lock_path": layout.lock("nova-compute")},
         },
     }

@@ -50,6 +50,12 @@ class Spec:
         return self.port is None or port_open(self.port)
 
 
+def port_taken(spec: Spec) -> DevcloudError:
+    return DevcloudError(
+        f"port {spec.port} ({spec.name}) is already in use by another program; "
+        f"free it (see `ss -ltnp 'sport = :{spec.port}'`) and run `up` again")
+
+
 def port_open(port: int, host: str = HOST) -> bool:
     with socket.socket() as s:
         s.settimeout(0.5)
@@ -98,9 +104,10 @@ class Processes:
     def record(self, name: str) -> dict | None:
         path = self.layout.record(name)
         try:
-            return json.loads(path.read_text())
+            rec = json.loads(path.read_text())
         except (OSError, ValueError):
             return None
+        return rec if isinstance(rec, dict) and "pid" in rec else None
 
     def running(self, name: str) -> bool:
         rec = self.record(name)
@@ -113,9 +120,7 @@ class Processes:
 
     def start(self, spec: Spec) -> None:
         if spec.port is not None and port_open(spec.port):
-            raise DevcloudError(
-                f"port {spec.port} ({spec.name}) is already in use by another program; "
-                f"free it (see `ss -ltnp 'sport = :{spec.port}'`) and run `up` again")
+            raise port_taken(spec)
         log_path = self.layout.log(spec.name)
         with open(log_path, "ab") as log:
             log.write(f"\n==== {time.strftime('%F %T')} start: {' '.join(spec.argv)}\n".encode())

@@ -47,9 +47,8 @@ def check(venv: Path) -> None:
 
 def install_driver(layout: Layout, venv: Path) -> None:
     python = str(venv / "bin" / "python")
-    have = subprocess.run([python, "-c", f"import importlib.metadata as m; m.version('{ML2_DIST}')"],
-                          capture_output=True).returncode == 0
-    if have:
+    check = f"import importlib.metadata as m; m.version('{ML2_DIST}')"
+    if subprocess.run([python, "-c", check], capture_output=True).returncode == 0:
         return
     log = layout.log("venv")
     # Built from a copy: a build leaves build/ and *.egg-info beside the sources.

@@ -1,0 +1,75 @@
+"""The `devcloud` fixture: one real OpenStack for the whole test session.
+
+It reuses a devcloud that is already running (e.g. after `osception devcloud up`)
+and leaves it running; one it started itself is stopped at the end, unless
+OSCEPTION_DEVCLOUD_KEEP=1 (then the next run reuses it: seconds instead of a minute).
+The services venv is $OSCEPTION_DEVCLOUD_VENV, else the suite's own
+.venv-openstack-2026.1 (built from the committed lock when missing).
+State: the devcloud folder of the state home ($OSCEPTION_HOME honoured).
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+import openstack
+import pytest
+
+from osception import secrets as secrets_mod
+from osception.devcloud import Devcloud, Layout, cloud
+from osception.devcloud.layout import VENV_ENV_VAR
+from osception.devcloud.lifecycle import START_ORDER
+
+REPO = Path(__file__).resolve().parents[2]
+RELEASE = "2026.1"
+
+
+@dataclass(frozen=True)
+class DevcloudInfo:
+    layout: Layout
+    clouds: dict  # a clouds.yaml document: clouds "devcloud" (member) and "devcloud-admin"
+    admin: dict  # openstack.connect(**admin)
+    member: dict  # openstack.connect(**member): project "demo", role member
+    flavor: str  # a public flavor to boot from
+    image: str  # a public raw image to boot from
+
+    def connect(self, who: str = "member") -> openstack.connection.Connection:
+        return openstack.connect(**(self.member if who == "member" else self.admin))
+
+
+@functools.cache
+def _services_venv() -> Path:
+    if os.environ.get(VENV_ENV_VAR):
+        return Path(os.environ[VENV_ENV_VAR])
+    venv = REPO / f".venv-openstack-{RELEASE}"
+    subprocess.run([str(REPO / "scripts/openstack-venv.sh"), RELEASE, str(venv)], check=True)
+    return venv
+
+
+@pytest.fixture(scope="session")
+def services_venv() -> Path:
+    return _services_venv()
+
+
+# Self-contained (no other fixture): tests/conftest.py imports it for the whole suite.
+@pytest.fixture(scope="session")
+def devcloud() -> DevcloudInfo:
+    layout = Layout.default()
+    dc = Devcloud(layout, say=lambda m: print(f"devcloud: {m}", flush=True))
+    was_running = all(dc.procs.running(name) for name in START_ORDER)
+    dc.up(release=RELEASE, venv=_services_venv())
+    sec = secrets_mod.ensure(layout.root, "devcloud")
+    yield DevcloudInfo(
+        layout=layout,
+        clouds=cloud.clouds(sec),
+        admin=cloud.connect_kwargs(sec, cloud.ADMIN_CLOUD),
+        member=cloud.connect_kwargs(sec, cloud.MEMBER_CLOUD),
+        flavor=cloud.FLAVOR,
+        image=cloud.IMAGE,
+    )
+    if not was_running and os.environ.get("OSCEPTION_DEVCLOUD_KEEP") != "1":
+        dc.down()

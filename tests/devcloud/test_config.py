@@ -1,0 +1,30 @@
+"""The devcloud's config files, overrides merged, against the release's real option
+definitions: a misspelt override would otherwise be ignored by the service, silently."""
+
+from __future__ import annotations
+
+import pytest
+
+from osception import config, secrets
+from osception.devcloud import configs
+from osception.devcloud.layout import Layout
+from osception.devcloud.overrides import overrides
+from tests.validators import oslo
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    layout = Layout(tmp_path_factory.mktemp("devcloud"))
+    sec = secrets.ensure(layout.root, "devcloud")
+    return configs.rendered(config.Config(), sec, layout)
+
+
+@pytest.mark.parametrize("name", sorted(configs.DESTINATIONS))
+def test_every_devcloud_file_is_valid_for_the_release(services_venv, rendered, name, tmp_path):
+    path = tmp_path / name
+    path.write_text(rendered[name])
+    oslo.assert_valid(services_venv, path, "nova.conf" if name == "nova-compute.conf" else name)
+
+
+def test_every_override_names_a_rendered_file(tmp_path):
+    assert set(overrides(Layout(tmp_path))) == set(configs.DESTINATIONS)

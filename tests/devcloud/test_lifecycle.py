@@ -1,0 +1,77 @@
+"""`up` is idempotent and repairs a crashed devcloud; `status` and `env` tell the truth."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from osception.devcloud import Devcloud, cloud
+from osception.devcloud.cli import app
+from osception.devcloud.lifecycle import START_ORDER, Settings
+
+pytestmark = pytest.mark.slow
+
+
+def _pids(dc: Devcloud) -> dict[str, int]:
+    return {name: dc.procs.record(name)["pid"] for name in START_ORDER}
+
+
+def _cli(devcloud, *args):
+    return CliRunner().invoke(app, [*args, "--state-dir", str(devcloud.layout.root.parent)])
+
+
+def test_up_on_a_running_devcloud_changes_nothing(devcloud):
+    dc = Devcloud(devcloud.layout, say=print)
+    before = _pids(dc)
+    dc.up(venv=Path(Settings.load(devcloud.layout).venv))
+    assert _pids(dc) == before
+
+
+def test_up_restarts_what_crashed_and_only_that(devcloud):
+    dc = Devcloud(devcloud.layout, say=print)
+    before = _pids(dc)
+    for name in ("glance", "nova-compute"):
+        os.killpg(before[name], signal.SIGKILL)
+    dc.up()
+    after = _pids(dc)
+    changed = {name for name in START_ORDER if after[name] != before[name]}
+    assert changed == {"glance", "nova-compute"}
+    assert all(dc.procs.running(name) for name in START_ORDER)
+    # ...and it serves again: the restarted compute host takes a server.
+    conn = devcloud.connect("member")
+    net = conn.network.create_network(name="devcloud-test-after-crash")
+    try:
+        conn.network.create_subnet(network_id=net.id, ip_version=4, cidr="10.40.0.0/24")
+        server = conn.compute.create_server(
+            name="devcloud-test-after-crash", networks=[{"uuid": net.id}],
+            flavor_id=conn.compute.find_flavor(devcloud.flavor, ignore_missing=False).id,
+            image_id=conn.image.find_image(devcloud.image, ignore_missing=False).id)
+        conn.compute.wait_for_server(server, wait=120)
+        conn.compute.delete_server(server)
+        conn.compute.wait_for_delete(server, wait=120)
+    finally:
+        conn.network.delete_network(net)
+
+
+def test_status_lists_every_process_running(devcloud):
+    r = _cli(devcloud, "status")
+    assert r.exit_code == 0, r.output
+    for name in START_ORDER:
+        assert name in r.output
+
+
+def test_env_prints_clouds_yaml_and_shell_exports(devcloud):
+    r = _cli(devcloud, "env")
+    assert r.exit_code == 0, r.output
+    clouds = yaml.safe_load(r.output)["clouds"]
+    assert set(clouds) == {cloud.ADMIN_CLOUD, cloud.MEMBER_CLOUD}
+    assert clouds == devcloud.clouds["clouds"]
+    r = _cli(devcloud, "env", "--shell")
+    assert f"OS_CLIENT_CONFIG_FILE={devcloud.layout.clouds_yaml}" in r.output
+    assert f"OS_CLOUD={cloud.MEMBER_CLOUD}" in r.output
+    assert oct(devcloud.layout.clouds_yaml.stat().st_mode & 0o777) == "0o600"

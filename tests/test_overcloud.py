@@ -1,0 +1,108 @@
+"""Populate and smoke-test a new cloud: the devcloud, started from osception's own
+rendered service configuration, stands in for the controller."""
+
+from __future__ import annotations
+
+import functools
+import http.server
+import threading
+import time
+
+import pytest
+
+from osception import config, overcloud
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def image_url(tmp_path_factory):
+    """A tiny raw image on a local HTTP server: Glance's web-download fetches it for
+    real. Port 80: Glance's import filter admits only 80 and 443 by default."""
+    root = tmp_path_factory.mktemp("images")
+    (root / "tiny.raw").write_bytes(b"\0" * 2**20)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(root))
+    try:
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 80), handler)
+    except OSError as e:
+        pytest.fail(f"the test image server needs 127.0.0.1:80 ({e})")
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    yield "http://127.0.0.1/tiny.raw"
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def access(devcloud) -> overcloud.Access:
+    return overcloud.Access(auth_url=devcloud.admin["auth_url"], admin_password=devcloud.admin["password"],
+                            demo_password=devcloud.member["password"])
+
+
+def smoke_cfg(image_url: str) -> config.Config:
+    return config.Config.model_validate({
+        "name": "smoke",
+        "nodes": {"compute": {"count": 1}, "network": {"count": 0}},
+        "public_network": {"mode": "provider", "network": "outer-provider", "cidr": "203.0.113.0/24",
+                           "gateway": "203.0.113.1", "pool_start": "203.0.113.100",
+                           "pool_end": "203.0.113.200"},
+        "overcloud": {
+            "demo_project": "smoke",
+            "images": [
+                {"name": "cirros-test", "url": image_url, "disk_format": "raw",
+                 "properties": {"os_distro": "cirros", "os_admin_user": "cirros", "hw_disk_bus": "virtio"}},
+                {"name": "debian-test", "url": image_url, "disk_format": "raw",
+                 "properties": {"os_distro": "debian", "os_admin_user": "debian"}},
+            ],
+        },
+    })
+
+
+def test_populate_twice_then_smoke(devcloud, access, image_url, tmp_path):
+    cfg = smoke_cfg(image_url)
+    t0 = time.monotonic()
+    first = overcloud.populate(access, cfg, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOQ2Aq3GdF4RDRMtzGxbYbybIU7N"
+                               "3yPOZAA7BjhX0kmv test", tmp_path)
+    populate_s = time.monotonic() - t0
+    made = set(first.made)
+    for what in ("flavor small", "flavor medium", "flavor large", "image cirros-test", "image debian-test",
+                 "network public", "subnet public-subnet", "subnet public-fip-agent-gateway",
+                 "user demo" if "user demo" in made else "role member for demo", "network demo-net",
+                 "subnet demo-subnet", "router demo-router", "router interface on demo-subnet"):
+        assert what in made, (what, first.made)
+
+    second = overcloud.populate(access, cfg, "unused", tmp_path)
+    assert second.made == []
+
+    admin = devcloud.connect("admin")
+    cirros = admin.image.find_image("cirros-test")
+    assert cirros.status == "active" and cirros.size == 2**20
+    assert cirros.properties.get("os_admin_user") == "cirros" or getattr(cirros, "os_admin_user", None) == "cirros"
+    fip_gw = admin.network.find_subnet("public-fip-agent-gateway")
+    assert fip_gw.service_types == ["network:floatingip_agent_gateway"]
+    router = admin.network.find_router("demo-router")
+    assert router.external_gateway_info["network_id"] == admin.network.find_network("public").id
+    for user in ("admin", "demo"):
+        rc = (tmp_path / f"openrc-{user}").read_text()
+        assert f"OS_AUTH_URL={access.auth_url}" in rc and (tmp_path / f"openrc-{user}").stat().st_mode & 0o077 == 0
+    assert "smoke-demo" in (tmp_path / "clouds.yaml").read_text()
+
+    t0 = time.monotonic()
+    checks = overcloud.smoke(access, cfg, expected_computes=1, expected_network_nodes=0)
+    smoke_s = time.monotonic() - t0
+    report = "\n".join(f"{c.status} {c.name} {c.seconds:.1f}s {c.detail}" for c in checks)
+    print(f"\npopulate {populate_s:.1f}s, smoke {smoke_s:.1f}s\n{report}")
+    status = {c.name: c.status for c in checks}
+    assert status == {
+        "token": "pass", "catalog": "pass", "apis": "pass", "hypervisors": "pass",
+        "network agents": "skip", "boot server": "pass", "console login": "skip",
+        "floating IP ping": "skip",
+    }, report
+    assert all(c.detail for c in checks if c.status == "skip")
+    # The smoke server is gone again.
+    assert admin.compute.find_server("osception-smoke", ignore_missing=True, all_projects=True) is None
+
+
+def test_smoke_names_the_first_broken_link(access, image_url):
+    bad = overcloud.Access(access.auth_url, "wrong-password", access.demo_password)
+    checks = overcloud.smoke(bad, smoke_cfg(image_url), expected_computes=1, expected_network_nodes=0)
+    assert [(c.name, c.status) for c in checks] == [("token", "fail")]
+    assert "Unauthorized" in checks[0].detail or "401" in checks[0].detail

@@ -1,0 +1,227 @@
+"""`up` and `down` against the local real OpenStack (the devcloud) as the outer cloud.
+
+Servers run on Nova's fake driver: they go ACTIVE without booting, so the nodes'
+progress lines are tested on recorded console output instead (test_progress.py)."""
+
+from __future__ import annotations
+
+import base64
+import threading
+
+import pytest
+import yaml
+
+from osception import config, deploy, secrets
+from osception import undercloud as uc
+
+pytestmark = pytest.mark.slow
+
+FLAVOR = "osc.test"
+
+
+def make_cfg(name: str, provider: bool = False, **nodes) -> config.Config:
+    groups = {role: {"flavor": FLAVOR, "image": "Debian 13"} for role in ("controller", "compute", "network")}
+    for role, count in nodes.items():
+        groups[role]["count"] = count
+    data = {"name": name, "network": "Ext-Net", "nodes": groups}
+    if provider:
+        data["public_network"] = {"mode": "provider", "network": "Provider-Net", "cidr": "198.51.100.0/24",
+                                  "gateway": "198.51.100.1", "pool_start": "198.51.100.100",
+                                  "pool_end": "198.51.100.200"}
+    return config.Config.model_validate(data)
+
+
+def counts(conn, env: str) -> dict[str, int]:
+    """The environment's resources, counted through the API."""
+    return {k: len(v) for k, v in uc.inventory(conn, uc.Names(env)).items()}
+
+
+ZERO = {"servers": 0, "ports": 0, "security_groups": 0, "server_groups": 0, "keypairs": 0}
+
+
+@pytest.fixture(scope="module")
+def outer(devcloud):
+    """The devcloud, dressed as a public cloud: a flavor, a "Debian 13" image, an
+    `Ext-Net` and a provider network, quotas large enough for the benchmarks."""
+    admin, member = devcloud.connect("admin"), devcloud.connect("member")
+    if admin.compute.find_flavor(FLAVOR) is None:
+        admin.compute.create_flavor(name=FLAVOR, vcpus=1, ram=128, disk=1, is_public=True)
+    if admin.image.find_image("Debian 13") is None:
+        admin.image.create_image(name="Debian 13", data=b"\0" * 1024, disk_format="raw",
+                                 container_format="bare", visibility="public")
+    for net_name, cidr in (("Ext-Net", "10.250.0.0/16"), ("Provider-Net", "198.51.100.0/24")):
+        net = admin.network.find_network(net_name)
+        if net is None:  # flat, shared: like a public cloud's provider networks
+            net = admin.network.create_network(name=net_name, is_shared=True, provider_network_type="flat",
+                                               provider_physical_network=net_name.lower())
+            admin.network.create_subnet(network_id=net.id, ip_version=4, cidr=cidr, name=net_name)
+    project = member.current_project_id
+    admin.set_compute_quotas(project, instances=200, cores=400, ram=400000)
+    admin.set_network_quotas(project, port=1000, security_group=50, security_group_rule=500)
+    return member
+
+
+def test_full_up_then_down_leaves_nothing(outer, devcloud, tmp_path):
+    cfg = make_cfg("t-full", provider=True)
+    sec = secrets.ensure(tmp_path, cfg.name)
+    result = deploy.provision(outer, cfg, sec, tmp_path)
+    names = uc.Names(cfg.name)
+
+    assert sorted(result.servers) == ["compute-0", "compute-1", "k8s-0", "network-0", "network-1"]
+    group = outer.compute.find_server_group(names.server_group)
+    sg = uc.inventory(outer, names)["security_groups"][0]
+    for node, server in result.servers.items():
+        server = outer.compute.get_server(server.id)
+        assert server.status == "ACTIVE"
+        assert set(server.tags) == {"osception", "osception-env:t-full"}
+        ports = {p.name: p for p in outer.network.ports(device_id=server.id)}
+        primary, public = ports[names.port(node)], ports[names.public_port(node)]
+        assert [sg.id] == primary.security_group_ids
+        assert public.is_port_security_enabled is False
+        # The user data the server received (only admins may read it back) names
+        # its own ports' MACs and IP.
+        user_data = base64.b64decode(devcloud.connect("admin").compute.get_server(server.id).user_data).decode()
+        assert user_data == result.plan.files[f"{node}/user-data"]
+        if node != "k8s-0":
+            vars_yaml = next(f["content"] for f in yaml.safe_load(user_data)["write_files"]
+                             if f["path"].endswith("vars.yml"))
+            node_vars = yaml.safe_load(vars_yaml)
+            assert node_vars["node_mac"] == primary.mac_address
+            assert node_vars["public_mac"] == public.mac_address
+            assert node_vars["node_ip"] == primary.fixed_ips[0]["ip_address"]
+            assert node_vars["controller_ip"] == result.plan.controller_ip
+    assert sorted(group.member_ids) == sorted(result.servers[n].id for n in ("compute-0", "compute-1"))
+    assert group.policy == "soft-anti-affinity"
+    assert counts(outer, cfg.name) == {"servers": 5, "ports": 10, "security_groups": 1,
+                                       "server_groups": 1, "keypairs": 1}
+    # A second `up` changes nothing.
+    again = deploy.provision(outer, cfg, sec, tmp_path)
+    assert {n: s.id for n, s in again.servers.items()} == {n: s.id for n, s in result.servers.items()}
+
+    uc.destroy(outer, names)
+    assert counts(outer, cfg.name) == ZERO
+
+
+def test_down_without_local_state_removes_everything(outer, tmp_path):
+    cfg = make_cfg("t-lost", compute=1, network=1)
+    deploy.provision(outer, cfg, secrets.ensure(tmp_path / "a", cfg.name), tmp_path / "a")
+    # The state folder is gone: a new process knows only the environment's name.
+    uc.destroy(outer, uc.Names(cfg.name))
+    assert counts(outer, cfg.name) == ZERO
+
+
+def test_two_environments_do_not_touch_each_other(outer, tmp_path):
+    a, b = make_cfg("t-a", compute=1, network=0), make_cfg("t-b", compute=1, network=0)
+    deploy.provision(outer, a, secrets.ensure(tmp_path / "a", a.name), tmp_path / "a")
+    deploy.provision(outer, b, secrets.ensure(tmp_path / "b", b.name), tmp_path / "b")
+    assert counts(outer, "t-a")["servers"] == 2 and counts(outer, "t-b")["servers"] == 2
+    assert {"t-a", "t-b"} <= set(uc.environments(outer))
+    uc.destroy(outer, uc.Names("t-a"))
+    assert counts(outer, "t-a") == ZERO
+    assert counts(outer, "t-b") == {"servers": 2, "ports": 2, "security_groups": 1,
+                                    "server_groups": 1, "keypairs": 1}
+    uc.destroy(outer, uc.Names("t-b"))
+
+
+def test_users_own_resources_survive_up_and_down(outer, tmp_path):
+    net = outer.network.find_network("Ext-Net")
+    mine_port = outer.network.create_port(network_id=net.id, name="osception-t-own-k8s-0-mine")
+    mine_sg = outer.network.create_security_group(name="osception-t-own-other")
+    mine_kp = outer.compute.create_keypair(name="osception-t-own-mine")
+    flavor, image = outer.compute.find_flavor(FLAVOR), outer.image.find_image("Debian 13")
+    mine_server = outer.compute.create_server(name="osception-t-own-k8s-0", flavor_id=flavor.id,
+                                              image_id=image.id, networks=[{"uuid": net.id}])
+    outer.compute.wait_for_server(mine_server)
+    try:
+        cfg = make_cfg("t-own", compute=0, network=0)
+        deploy.provision(outer, cfg, secrets.ensure(tmp_path, cfg.name), tmp_path)
+        uc.destroy(outer, uc.Names(cfg.name))
+        # Same name as one of ours, but not tagged: not ours.
+        assert outer.compute.get_server(mine_server.id).status == "ACTIVE"
+        assert outer.network.get_port(mine_port.id)
+        assert outer.network.get_security_group(mine_sg.id)
+        assert outer.compute.find_keypair("osception-t-own-mine")
+    finally:
+        outer.compute.delete_server(mine_server)
+        outer.network.delete_port(mine_port)
+        outer.compute.delete_keypair(mine_kp)
+        outer.compute.wait_for_delete(mine_server)
+        outer.network.delete_security_group(mine_sg)
+
+
+@pytest.mark.parametrize("change,message", [
+    ({"nodes": {"compute": {"flavor": "no-such-flavor"}}}, "nodes.compute.flavor: no flavor 'no-such-flavor'"),
+    ({"nodes": {"network": {"image": "No Such Image"}}}, "nodes.network.image: no image 'No Such Image'"),
+    ({"network": "No-Such-Net"}, "network: no network 'No-Such-Net'"),
+    ({"nodes": {"compute": {"count": 50}}}, "quota: instances: need"),
+])
+def test_preflight_says_what_to_change_and_creates_nothing(outer, devcloud, tmp_path, change, message):
+    base = make_cfg("t-pre").model_dump()
+    for key, value in change.items():
+        if isinstance(value, dict):
+            for role, group in value.items():
+                base[key][role].update(group)
+        else:
+            base[key] = value
+    cfg = config.Config.model_validate(base)
+    admin = devcloud.connect("admin")
+    if "quota" in message:
+        admin.set_compute_quotas(outer.current_project_id, instances=20)
+    before = (len(list(outer.network.ports())), len(list(outer.compute.servers())))
+    try:
+        with pytest.raises(uc.PreflightError) as exc:
+            deploy.provision(outer, cfg, secrets.ensure(tmp_path, cfg.name), tmp_path)
+    finally:
+        admin.set_compute_quotas(outer.current_project_id, instances=200)
+    assert any(message in p for p in exc.value.problems), exc.value.problems
+    assert counts(outer, cfg.name) == ZERO
+    assert (len(list(outer.network.ports())), len(list(outer.compute.servers()))) == before
+
+
+class Interrupted(BaseException):
+    """Raised inside the SDK's HTTP layer: like Ctrl-C or a killed process mid-run."""
+
+
+def count_calls(conn):
+    """Count every HTTP request the connection makes; optionally stop at the k-th."""
+    state = {"n": 0, "stop_at": None}
+    lock = threading.Lock()
+    original = conn.session.request
+
+    def request(*args, **kwargs):
+        with lock:
+            state["n"] += 1
+            if state["stop_at"] is not None and state["n"] >= state["stop_at"]:
+                raise Interrupted(f"interrupted at call {state['n']}")
+        return original(*args, **kwargs)
+
+    conn.session.request = request
+    return state, lambda: setattr(conn.session, "request", original)
+
+
+def test_up_interrupted_at_many_points_resumes_without_duplicates_or_leaks(outer, tmp_path):
+    cfg = make_cfg("t-fault", compute=1, network=1)
+    sec = secrets.ensure(tmp_path, cfg.name)
+    names = uc.Names(cfg.name)
+    # The real sequence: how many API calls a full `up` makes.
+    calls, restore = count_calls(outer)
+    deploy.provision(outer, cfg, sec, tmp_path)
+    total = calls["n"]
+    restore()
+    uc.destroy(outer, names)
+    assert total > 20
+
+    points = sorted({max(1, total * i // 12) for i in range(1, 12)})
+    for k in points:
+        calls, restore = count_calls(outer)
+        calls["stop_at"] = k
+        with pytest.raises(Interrupted):
+            deploy.provision(outer, cfg, sec, tmp_path)
+        restore()
+        result = deploy.provision(outer, cfg, sec, tmp_path)  # resume
+        assert len(result.servers) == 3
+        assert counts(outer, cfg.name) == {"servers": 3, "ports": 3, "security_groups": 1,
+                                           "server_groups": 1, "keypairs": 1}, f"after a stop at call {k}"
+        uc.destroy(outer, names)
+        assert counts(outer, cfg.name) == ZERO, f"leak after a stop at call {k}"
+    print(f"fault injection: {len(points)} points out of {total} calls: {points}")
