@@ -52,7 +52,7 @@ def provision(conn, cfg: Config, secrets: Secrets, env_dir: Path, say=lambda msg
     def ports_of(node):
         primary = uc.ensure_port(conn, names, names.port(node.name), found.network, sg)
         public = (uc.ensure_port(conn, names, names.public_port(node.name), found.public_network,
-                                 port_security=False) if provider else None)
+                                 sg, port_security=False) if provider else None)
         return node.name, primary, public
 
     ports = {name: (p, pub) for name, p, pub in _parallel(ports_of, nodes)}

@@ -192,7 +192,7 @@ def _demo_security_rules(demo, ch: Changes) -> None:
                for r in rules):
             continue
         demo.network.create_security_group_rule(
-            security_group_id=sg.id, direction="ingress", ethertype="IPv4", protocol=proto,
+            security_group_id=sg.id, direction="ingress", ether_type="IPv4", protocol=proto,
             port_range_min=port, port_range_max=port, remote_ip_prefix="0.0.0.0/0")
         ch.add(f"rule {proto}{'/' + str(port) if port else ''} in demo's default group")
 

@@ -10,6 +10,7 @@ does not carry both the name pattern and the environment tag is ever deleted.
 from __future__ import annotations
 
 import base64
+import functools
 import re
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -180,7 +181,9 @@ def _tags(env: str) -> list[str]:
 
 
 def _env_servers(conn, names: Names) -> list:
-    return [s for s in conn.compute.servers(tags=env_tag(names.env)) if names.owns(s.name)]
+    # A deleted server may still be listed for a moment, as DELETED: it is gone.
+    return [s for s in conn.compute.servers(tags=env_tag(names.env))
+            if names.owns(s.name) and s.status != "DELETED"]
 
 
 def _env_ports(conn, names: Names, adopt_untagged: bool = False) -> list:
@@ -259,11 +262,11 @@ def ensure_security_group(conn, names: Names, cfg: Config):
     if set(_tags(names.env)) - set(sg.tags or []):
         conn.network.set_tags(sg, _tags(names.env))
     wanted = [dict(protocol="tcp", port_range_min=p, port_range_max=p, remote_ip_prefix=cfg.access_cidr,
-                   ethertype="IPv6" if ":" in cfg.access_cidr else "IPv4")
+                   ether_type="IPv6" if ":" in cfg.access_cidr else "IPv4")
               for p in services.PUBLIC_PORTS]
     # Everything between members: RabbitMQ, MariaDB, metadata, VXLAN reach only the nodes.
-    wanted += [dict(remote_group_id=sg.id, ethertype=e) for e in ("IPv4", "IPv6")]
-    wanted += [dict(protocol="icmp", remote_ip_prefix=cfg.access_cidr, ethertype="IPv4")]
+    wanted += [dict(remote_group_id=sg.id, ether_type=e) for e in ("IPv4", "IPv6")]
+    wanted += [dict(protocol="icmp", remote_ip_prefix=cfg.access_cidr, ether_type="IPv4")]
     have = list(conn.network.security_group_rules(security_group_id=sg.id, direction="ingress"))
     for rule in wanted:
         if not any(all(getattr(h, k) == v for k, v in rule.items()) for h in have):
@@ -283,11 +286,18 @@ def ensure_port(conn, names: Names, name: str, network, security_group=None, por
         conn.network.delete_port(extra)
     if port is None:
         kwargs = dict(name=name, network_id=network.id)
-        if port_security:
-            kwargs["security_group_ids"] = [security_group.id]
-        else:  # the provider port carries the new cloud's own addresses: no filtering
-            kwargs["port_security_enabled"] = False
-        port = _create_tagged(conn.network.create_port, conn.network.set_tags, names.env, **kwargs)
+        create = functools.partial(_create_tagged, conn.network.create_port, conn.network.set_tags, names.env)
+        port = None
+        if not port_security:
+            # The provider port carries the new cloud's own addresses (floating IPs,
+            # routers): no filtering. Neutron's default policy lets only the network's
+            # owner ask for that; elsewhere the port keeps the environment's group.
+            try:
+                port = create(port_security_enabled=False, **kwargs)
+            except sdk_exc.ForbiddenException:
+                pass
+        if port is None:
+            port = create(security_group_ids=[security_group.id], **kwargs)
     if set(_tags(names.env)) - set(port.tags or []):
         conn.network.set_tags(port, _tags(names.env))
     return port
