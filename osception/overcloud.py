@@ -311,8 +311,9 @@ def smoke(access: Access, cfg: Config, expected_computes: int, expected_network_
     def boot():
         demo = demo_conn(access, cfg.overcloud.demo_project)
         ctx["demo"] = demo
-        flavor = min(demo.compute.flavors(), key=lambda f: (f.ram, f.vcpus))
-        image = next(i for i in demo.image.images() if i.status == "active")
+        # What populate made: the first flavor and image of the config.
+        flavor = demo.compute.find_flavor(cfg.overcloud.flavors[0].name, ignore_missing=False)
+        image = demo.image.find_image(cfg.overcloud.images[0].name, ignore_missing=False)
         net = demo.network.find_network("demo-net")
         server = demo.compute.create_server(name="osception-smoke", flavor_id=flavor.id,
                                             image_id=image.id, networks=[{"uuid": net.id}],
@@ -348,9 +349,10 @@ def smoke(access: Access, cfg: Config, expected_computes: int, expected_network_
         for name, fn in steps:
             if not run(name, fn):
                 break
-    finally:
+    finally:  # leave nothing behind
         if "server" in ctx:
             ctx["demo"].compute.delete_server(ctx["server"], ignore_missing=True)
+            ctx["demo"].compute.wait_for_delete(ctx["server"], wait=120)
     return results
 
 
