@@ -28,23 +28,7 @@ from osception import config, deploy, secrets  # noqa: E402
 from osception import undercloud as uc  # noqa: E402
 from osception.devcloud import Layout, cloud  # noqa: E402
 
-FLAVOR, IMAGE, NETWORK = "osc.test", "Debian 13", "Ext-Net"
-
-
-def prepare(admin, member) -> None:
-    """The same outer-cloud dressing as tests/test_undercloud.py."""
-    if admin.compute.find_flavor(FLAVOR) is None:
-        admin.compute.create_flavor(name=FLAVOR, vcpus=1, ram=128, disk=1, is_public=True)
-    if admin.image.find_image(IMAGE) is None:
-        admin.image.create_image(name=IMAGE, data=b"\0" * 1024, disk_format="raw",
-                                 container_format="bare", visibility="public")
-    if admin.network.find_network(NETWORK) is None:
-        net = admin.network.create_network(name=NETWORK, is_shared=True, provider_network_type="flat",
-                                           provider_physical_network="ext-net")
-        admin.network.create_subnet(network_id=net.id, ip_version=4, cidr="10.250.0.0/16", name=NETWORK)
-    admin.set_compute_quotas(member.current_project_id, instances=200, cores=400, ram=400000)
-    admin.set_network_quotas(member.current_project_id, port=1000, security_group=50,
-                             security_group_rule=500)
+FLAVOR, IMAGE, NETWORK = cloud.OUTER_FLAVOR, cloud.OUTER_IMAGE, cloud.OUTER_NETWORK
 
 
 def cfg_for(n: int, name: str) -> config.Config:
@@ -96,7 +80,7 @@ def main() -> None:
     layout = Layout.default()
     sec = secrets.ensure(layout.root, "devcloud")
     admin, member = cloud.connect(sec, cloud.ADMIN_CLOUD), cloud.connect(sec, cloud.MEMBER_CLOUD)
-    prepare(admin, member)
+    cloud.dress_as_outer_cloud(admin, member)
     venv = Path(os.environ.get("OSCEPTION_DEVCLOUD_VENV", Path(__file__).resolve().parent.parent
                                / ".venv-openstack-2026.1"))
     rows = []

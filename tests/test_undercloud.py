@@ -13,10 +13,11 @@ import yaml
 
 from osception import config, deploy, secrets
 from osception import undercloud as uc
+from osception.devcloud import cloud
 
 pytestmark = pytest.mark.slow
 
-FLAVOR = "osc.test"
+FLAVOR = cloud.OUTER_FLAVOR
 
 
 def make_cfg(name: str, provider: bool = False, **nodes) -> config.Config:
@@ -41,25 +42,12 @@ ZERO = {"servers": 0, "ports": 0, "security_groups": 0, "server_groups": 0, "key
 
 @pytest.fixture(scope="module")
 def outer(devcloud):
-    """The devcloud, dressed as a public cloud: a flavor, a "Debian 13" image, an
-    `Ext-Net` and a provider network, quotas large enough for the benchmarks."""
+    """The devcloud, dressed as a public cloud (cloud.dress_as_outer_cloud)."""
     admin, member = devcloud.connect("admin"), devcloud.connect("member")
-    if admin.compute.find_flavor(FLAVOR) is None:
-        admin.compute.create_flavor(name=FLAVOR, vcpus=1, ram=128, disk=1, is_public=True)
-    if admin.image.find_image("Debian 13") is None:
-        admin.image.create_image(name="Debian 13", data=b"\0" * 1024, disk_format="raw",
-                                 container_format="bare", visibility="public")
-    for net_name, cidr in (("Ext-Net", "10.250.0.0/16"), ("Provider-Net", "198.51.100.0/24")):
-        net = admin.network.find_network(net_name)
-        if net is None:  # flat, shared: like a public cloud's provider networks
-            net = admin.network.create_network(name=net_name, is_shared=True, provider_network_type="flat",
-                                               provider_physical_network=net_name.lower())
-            admin.network.create_subnet(network_id=net.id, ip_version=4, cidr=cidr, name=net_name)
-    project = member.current_project_id
-    admin.set_compute_quotas(project, instances=200, cores=400, ram=400000)
-    admin.set_network_quotas(project, port=1000, security_group=50, security_group_rule=500)
-    for env in uc.environments(member) + ["t-full", "t-lost", "t-a", "t-b", "t-own", "t-pre", "t-fault"]:
-        uc.destroy(member, uc.Names(env))  # what an interrupted earlier run left
+    cloud.dress_as_outer_cloud(admin, member)
+    # What an interrupted earlier run of these tests left (their environments: t-*).
+    for env in {e for e in uc.environments(member) if e.startswith("t-")} | {"t-full", "t-own", "t-pre"}:
+        uc.destroy(member, uc.Names(env))
     return member
 
 

@@ -108,3 +108,26 @@ def compute_ready(conn, secrets: Secrets, since: datetime | None = None) -> bool
          "SELECT COUNT(*) FROM host_mappings", "nova_api"],
         capture_output=True, text=True, env={**os.environ, "MYSQL_PWD": secrets.database["nova"]})
     return r.returncode == 0 and r.stdout.strip() not in ("", "0")
+
+
+# The devcloud as an OUTER cloud for osception itself (tests, benchmarks): what a
+# public cloud offers a project, under the names a test config uses.
+OUTER_FLAVOR, OUTER_IMAGE, OUTER_NETWORK, OUTER_PROVIDER = "osc.test", "Debian 13", "Ext-Net", "Provider-Net"
+
+
+def dress_as_outer_cloud(admin, member) -> None:
+    """A flavor, a "Debian 13" image, a shared flat `Ext-Net` and a provider network,
+    and quotas large enough for 50-node benchmarks in the member's project."""
+    if admin.compute.find_flavor(OUTER_FLAVOR) is None:
+        admin.compute.create_flavor(name=OUTER_FLAVOR, vcpus=1, ram=128, disk=1, is_public=True)
+    if admin.image.find_image(OUTER_IMAGE) is None:
+        admin.image.create_image(name=OUTER_IMAGE, data=b"\0" * 1024, disk_format="raw",
+                                 container_format="bare", visibility="public")
+    for name, cidr in ((OUTER_NETWORK, "10.250.0.0/16"), (OUTER_PROVIDER, "198.51.100.0/24")):
+        if admin.network.find_network(name) is None:  # flat and shared, like a public cloud's
+            net = admin.network.create_network(name=name, is_shared=True, provider_network_type="flat",
+                                               provider_physical_network=name.lower())
+            admin.network.create_subnet(network_id=net.id, ip_version=4, cidr=cidr, name=name)
+    project = member.current_project_id
+    admin.set_compute_quotas(project, instances=200, cores=400, ram=400000)
+    admin.set_network_quotas(project, port=1000, security_group=50, security_group_rule=500)
