@@ -158,6 +158,11 @@ def _quota_problems(conn, cfg: Config, names: Names, found: Found) -> list[str]:
         if limit is not None and limit >= 0 and used + need > limit:
             problems.append(f"quota: {what}: need {need} more, {limit - used} left of {limit}; "
                             f"lower {key} or raise the project's quota")
+    computes = cfg.nodes.compute.count
+    members = limits.server_group_members
+    if computes and members is not None and 0 <= members < computes:
+        problems.append(f"quota: server group members: {computes} computes share one anti-affinity group, "
+                        f"the project allows {members}; lower nodes.compute.count or raise the quota")
     quota = conn.network.get_quota(conn.current_project_id, details=True)
     for what, need in (("ports", new_ports), ("security_groups", new_sg),
                        ("security_group_rules", new_sg * (len(services.PUBLIC_PORTS) + 4))):

@@ -146,6 +146,7 @@ def test_users_own_resources_survive_up_and_down(outer, tmp_path):
     ({"nodes": {"network": {"image": "No Such Image"}}}, "nodes.network.image: no image 'No Such Image'"),
     ({"network": "No-Such-Net"}, "network: no network 'No-Such-Net'"),
     ({"nodes": {"compute": {"count": 50}}}, "quota: instances: need"),
+    ({"nodes": {"compute": {"count": 12}}}, "quota: server group members: 12 computes"),
 ])
 def test_preflight_says_what_to_change_and_creates_nothing(outer, devcloud, tmp_path, change, message):
     base = make_cfg("t-pre").model_dump()
@@ -158,13 +159,13 @@ def test_preflight_says_what_to_change_and_creates_nothing(outer, devcloud, tmp_
     cfg = config.Config.model_validate(base)
     admin = devcloud.connect("admin")
     if "quota" in message:
-        admin.set_compute_quotas(outer.current_project_id, instances=20)
+        admin.set_compute_quotas(outer.current_project_id, instances=20, server_group_members=10)
     before = len(list(outer.network.ports()))
     try:
         with pytest.raises(uc.PreflightError) as exc:
             deploy.provision(outer, cfg, secrets.ensure(tmp_path, cfg.name), tmp_path)
     finally:
-        admin.set_compute_quotas(outer.current_project_id, instances=200)
+        admin.set_compute_quotas(outer.current_project_id, instances=200, server_group_members=200)
     assert any(message in p for p in exc.value.problems), exc.value.problems
     assert counts(outer, cfg.name) == ZERO
     assert len(list(outer.network.ports())) == before

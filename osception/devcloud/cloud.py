@@ -129,5 +129,5 @@ def dress_as_outer_cloud(admin, member) -> None:
                                                provider_physical_network=name.lower())
             admin.network.create_subnet(network_id=net.id, ip_version=4, cidr=cidr, name=name)
     project = member.current_project_id
-    admin.set_compute_quotas(project, instances=200, cores=400, ram=400000)
+    admin.set_compute_quotas(project, instances=200, cores=400, ram=400000, server_group_members=200)
     admin.set_network_quotas(project, port=1000, security_group=50, security_group_rule=500)
