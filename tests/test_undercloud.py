@@ -218,3 +218,33 @@ def test_up_interrupted_at_many_points_resumes_without_duplicates_or_leaks(outer
         uc.destroy(outer, names)
         assert counts(outer, cfg.name) == ZERO, f"leak after a stop at call {k}"
     print(f"fault injection: {len(points)} points out of {total} calls: {points}")
+
+
+def test_cli_up_status_list_down(outer, devcloud, tmp_path, monkeypatch):
+    """The commands a user types, against the devcloud as their cloud."""
+    from typer.testing import CliRunner
+
+    from osception.cli import app
+
+    clouds = tmp_path / "clouds.yaml"
+    clouds.write_text(yaml.safe_dump(devcloud.clouds))
+    monkeypatch.setenv("OS_CLIENT_CONFIG_FILE", str(clouds))
+    cfg_file = tmp_path / "osception.yaml"
+    data = make_cfg("t-cli", compute=1, network=0).model_dump(mode="json")
+    data["cloud"] = "devcloud"
+    cfg_file.write_text(yaml.safe_dump(data))
+    home = tmp_path / "home"
+    run = CliRunner().invoke
+    common = ["-c", str(cfg_file), "--state-dir", str(home)]
+
+    result = run(app, ["up", *common, "--no-follow"])
+    assert result.exit_code == 0, result.output
+    assert counts(outer, "t-cli")["servers"] == 2
+    assert (home / "t-cli" / "resources.json").exists() and (home / "t-cli" / "plan" / "k8s-0" / "user-data").exists()
+    result = run(app, ["status", "-c", str(cfg_file)])
+    assert result.exit_code == 0 and "compute-0" in result.output and "pending" in result.output, result.output
+    result = run(app, ["list", *common])
+    assert result.exit_code == 0 and "t-cli" in result.output
+    result = run(app, ["down", "-c", str(cfg_file), "--yes"])
+    assert result.exit_code == 0 and "deleted environment 't-cli'" in result.output, result.output
+    assert counts(outer, "t-cli") == ZERO
