@@ -53,6 +53,13 @@ def load_config(path: Path | None, env: str | None) -> config_mod.Config:
     return cfg
 
 
+def load_environment(path: Path | None, env: str | None, state_dir: Path | None):
+    """The config, the environment's state folder, and its secrets (made on first use)."""
+    cfg = load_config(path, env)
+    env_dir = state.env_dir(cfg.name, state_dir)
+    return cfg, env_dir, secrets.ensure(env_dir, cfg.name)
+
+
 @app.command()
 def init(
     path: Annotated[Path, typer.Argument(help="Where to write the file.")] = Path("osception.yaml"),
@@ -75,9 +82,7 @@ def plan(
     state_dir: StateOpt = None,
 ) -> None:
     """Render every file every node will receive. Needs no cloud."""
-    cfg = load_config(config, env)
-    env_dir = state.env_dir(cfg.name, state_dir)
-    sec = secrets.ensure(env_dir, cfg.name)
+    cfg, env_dir, sec = load_environment(config, env, state_dir)
     result = render.build(cfg, sec)
     target = out or env_dir / "plan"
     render.write(result, target)
@@ -274,9 +279,7 @@ def populate(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt =
     """Create flavors, images, networks and the demo project in the new cloud (idempotent)."""
     from . import overcloud
 
-    cfg = load_config(config, env)
-    env_dir = state.env_dir(cfg.name, state_dir)
-    sec = secrets.ensure(env_dir, cfg.name)
+    cfg, env_dir, sec = load_environment(config, env, state_dir)
     try:
         changes = overcloud.populate(_access(cfg, env_dir, sec, auth_url), cfg, sec.ssh["public"], env_dir)
     except Exception as e:
@@ -292,9 +295,7 @@ def smoke(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt = No
     """Check the new cloud link by link; stop at and name the first broken one."""
     from . import overcloud
 
-    cfg = load_config(config, env)
-    env_dir = state.env_dir(cfg.name, state_dir)
-    sec = secrets.ensure(env_dir, cfg.name)
+    cfg, env_dir, sec = load_environment(config, env, state_dir)
     checks = overcloud.smoke(_access(cfg, env_dir, sec, auth_url), cfg,
                              cfg.nodes.compute.count, cfg.nodes.network.count)
     style = {"pass": "green", "fail": "bold red", "skip": "yellow"}
