@@ -22,6 +22,7 @@ import yaml
 from . import endpoints, ini, progress, releases, services
 from .config import Config
 from .secrets import Secrets
+from .state import write_private
 
 # Until `up` knows the real addresses, a plan uses documentation addresses (RFC 5737).
 PLACEHOLDER_CONTROLLER_IP = "203.0.113.10"
@@ -271,15 +272,15 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
 
     for node in plan.nodes:
         if node.role != "controller":
-            _data_plane_node(plan, secrets, node, addresses[node.name], mtu)
+            _data_plane_node(plan, secrets, hidden, node, addresses[node.name], mtu)
     return plan
 
 
-def _data_plane_node(plan: Plan, secrets: Secrets, node: Node, address: Address, mtu: int) -> None:
+def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node, address: Address,
+                     mtu: int) -> None:
     """compute-N / network-N: config files, the playbooks and their variables, user data."""
     cfg, release = plan.cfg, plan.release
     files = node_config(cfg, secrets, node, address, plan.controller_ip, plan.domain)
-    hidden = secret_values(secrets)
     for dest, text in files.items():
         rel = f"{node.name}/config/{dest.rsplit('/', 1)[1]}"
         plan.files[rel] = text
@@ -331,8 +332,6 @@ def write(plan: Plan, out: Path) -> None:
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         if rel in plan.private:
-            from .state import write_private
-
             write_private(path, text)
         else:
             path.write_text(text)
