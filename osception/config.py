@@ -176,6 +176,9 @@ class Config(_Strict):
     public_network: PublicNetwork = PublicNetwork()
     images: dict[str, str] = {}
     overrides: IniOverrides = {}
+    # Knobs of the control plane's templates: {service: {knob: value}}. Each k8s template
+    # opens with the knobs it has and their defaults (`knobs(...)`); unknown ones fail.
+    tuning: dict[str, dict[str, int | str]] = {}
     overcloud: Overcloud = Overcloud()
 
     @field_validator("release")
@@ -206,6 +209,18 @@ class Config(_Strict):
         for key in v:
             if key not in IMAGES:
                 raise ValueError(f"unknown image {key!r}; allowed: {', '.join(sorted(IMAGES))}")
+        return v
+
+    @field_validator("tuning")
+    @classmethod
+    def _tuning(cls, v: dict[str, dict[str, int | str]]) -> dict[str, dict[str, int | str]]:
+        for service, knobs in v.items():
+            for knob, value in knobs.items():
+                if not re.fullmatch(r"[a-z][a-z0-9_]*", knob):
+                    raise ValueError(f"{service}.{knob}: knob names are lower_case words")
+                if isinstance(value, bool) or not (isinstance(value, int) and value >= 0 or
+                                                   re.fullmatch(r"[A-Za-z0-9.]+", str(value))):
+                    raise ValueError(f"{service}.{knob}: a number or a size such as 2Gi or 64M")
         return v
 
     @field_validator("overrides")

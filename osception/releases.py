@@ -29,8 +29,19 @@ class Release:
     # None: Debian 13's own archive carries this release.
     # Otherwise the extrepo repository name of the Debian OpenStack backports.
     extrepo: str | None
+    # The Kolla and kolla-ansible source releases of this series (PyPI sdists) that the
+    # control plane is checked against (tests/kolla: set_configs.py, Dockerfiles, roles).
+    kolla_version: str
+    kolla_ansible_version: str
     # ML2 renamed tenant_network_types; each release is validated with its own name.
     ml2_project_network_types_option: str = "tenant_network_types"
+    # The MariaDB client programs of the release's mariadb-server image, as Kolla's own
+    # extend_start.sh calls them (Kolla 21 moved from mysql/mysqladmin to these).
+    mariadb_client: str = "mariadb"
+    mariadb_admin: str = "mariadb-admin"
+    # Neutron server split as kolla-ansible runs it from 2025.2 on: the API under uWSGI,
+    # neutron-rpc-server and neutron-periodic-workers. False: one `neutron-server`.
+    neutron_split: bool = True
 
     @property
     def package_source(self) -> str:
@@ -40,9 +51,13 @@ class Release:
 RELEASES: dict[str, Release] = {
     r.name: r
     for r in (
-        Release("2025.1", "Epoxy", "2025.1-ubuntu-noble", None),
-        Release("2025.2", "Flamingo", "2025.2-ubuntu-noble", "openstack_flamingo"),
+        Release("2025.1", "Epoxy", "2025.1-ubuntu-noble", None,
+                kolla_version="20.6.0", kolla_ansible_version="20.6.0",
+                mariadb_client="mysql", mariadb_admin="mysqladmin", neutron_split=False),
+        Release("2025.2", "Flamingo", "2025.2-ubuntu-noble", "openstack_flamingo",
+                kolla_version="21.3.0", kolla_ansible_version="21.3.0"),
         Release("2026.1", "Gazpacho", "2026.1-ubuntu-noble", "openstack_gazpacho",
+                kolla_version="22.2.0", kolla_ansible_version="22.2.0",
                 ml2_project_network_types_option="project_network_types"),
     )
 }

@@ -20,7 +20,7 @@ import jinja2
 import yaml
 
 from . import endpoints, ini, progress, releases, services
-from .config import Config
+from .config import Config, ConfigError
 from .secrets import Secrets
 from .state import write_private
 
@@ -53,7 +53,10 @@ def _gzb64(text: str) -> str:
 
 _env.filters["b64"] = _b64
 _env.filters["gzb64"] = _gzb64
-_env.filters["tojson"] = lambda v: json.dumps(v, sort_keys=True)
+_env.filters["tojson"] = lambda v, indent=None, sort_keys=True: json.dumps(v, indent=indent,
+                                                                         sort_keys=sort_keys)
+# {"a": 1} | merge({"b": 2}) -> {"a": 1, "b": 2}: Jinja has no ** in dict literals.
+_env.filters["merge"] = lambda a, *more: {k: v for d in (a, *more) for k, v in d.items()}
 _env.filters["yaml"] = lambda v: yaml.safe_dump(v, sort_keys=False, default_flow_style=False).rstrip()
 
 
@@ -137,6 +140,20 @@ def catalog(ep: endpoints.Endpoints) -> dict:
         ],
         "users": list(services.SERVICE_USERS),
     }
+
+
+def knob_reader(cfg: Config, used: dict[str, set[str]]):
+    """`knobs(service, **defaults)` for the templates: the defaults a template declares,
+    with the user's `tuning.<service>` applied; a knob the template lacks is an error."""
+    def knobs(service: str, **defaults):
+        tuned = cfg.tuning.get(service, {})
+        unknown = sorted(set(tuned) - set(defaults))
+        if unknown:
+            raise ConfigError(f"tuning.{service}.{unknown[0]}: unknown knob; {service} has: "
+                              f"{', '.join(sorted(defaults))}")
+        used[service] = set(defaults)
+        return {**defaults, **tuned}
+    return knobs
 
 
 def render_template(name: str, **context) -> str:
@@ -248,6 +265,7 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
                  "services": [s for s in keystone_catalog["services"] if s["name"] != "keystone"]},
         keystone_urls=next(s for s in keystone_catalog["services"] if s["name"] == "keystone"),
         image=lambda n: services.image(n, release, cfg.images),
+        knobs=knob_reader(cfg, tuned := {}),
         script=script,
         physnet=PHYSNET,
         k3s_version=releases.K3S_VERSION,
@@ -262,6 +280,10 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
         plan.files[f"k8s-0/manifests/{name}"] = manifests[name]
         if "kind: Secret" in manifests[name]:
             plan.private.add(f"k8s-0/manifests/{name}")
+
+    for service in sorted(set(cfg.tuning) - set(tuned)):
+        raise ConfigError(f"tuning.{service}: no template has knobs for it; "
+                          f"tunable: {', '.join(sorted(tuned))}")
 
     setup_sh = render_template("scripts/controller-setup.sh.j2", node="k8s-0", **context)
     plan.files["k8s-0/user-data"] = render_template(

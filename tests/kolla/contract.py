@@ -1,0 +1,455 @@
+"""The Kolla contract: what osception's controller manifests may assume of the Kolla
+images of a release, read from that release's own `kolla` and `kolla-ansible` sources.
+
+Pure functions over a rendered plan and the unpacked sources (tests/kolla/sources.py);
+the tests in test_contract.py call them for every release in the table.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from osception import render
+
+from .sources import KollaSources
+
+CONFIG_DIR = "/var/lib/kolla/config_files"
+
+
+# --- the containers of a plan ------------------------------------------------------
+
+@dataclass
+class Container:
+    workload: str  # e.g. "Deployment/nova-api"
+    name: str  # container name
+    init: bool
+    image: str  # full reference
+    spec: dict
+    pod: dict  # the pod spec
+    # Files the container sees, by mount path: {mountPath: {relative path: text}}
+    mounts: dict[str, dict[str, str]] = field(default_factory=dict)
+
+    @property
+    def kolla_image(self) -> str:
+        """quay.io/openstack.kolla/nova-api:2026.1-ubuntu-noble -> nova-api"""
+        return self.image.rsplit("/", 1)[-1].split(":", 1)[0].split("@", 1)[0]
+
+    @property
+    def label(self) -> str:
+        return f"{self.workload}/{self.name}{' (init)' if self.init else ''}"
+
+    @property
+    def config_json(self) -> dict | None:
+        files = self.mounts.get(CONFIG_DIR)
+        return None if files is None else json.loads(files["config.json"])
+
+    @property
+    def env(self) -> dict[str, str | None]:
+        """Literal env values; None for values from Secrets."""
+        return {e["name"]: e.get("value") for e in self.spec.get("env", [])}
+
+
+def documents(plan: render.Plan) -> list[dict]:
+    docs = []
+    for path, text in sorted(plan.files.items()):
+        if path.startswith("k8s-0/manifests/"):
+            docs.extend(d for d in yaml.safe_load_all(text) if d)
+    return docs
+
+
+def _data(doc: dict) -> dict[str, str]:
+    if doc["kind"] == "Secret":
+        import base64
+        out = {k: base64.b64decode(v).decode() for k, v in doc.get("data", {}).items()}
+        out.update(doc.get("stringData", {}))
+        return out
+    return dict(doc.get("data", {}))
+
+
+def _volume_files(volume: dict, objects: dict[tuple[str, str], dict]) -> dict[str, str]:
+    """The files of a ConfigMap, Secret or projected volume, as the kubelet lays them out."""
+    def source(kind, ref):
+        data = _data(objects[(kind, ref["name"])])
+        if "items" in ref:
+            return {i["path"]: data[i["key"]] for i in ref["items"]}
+        return data
+
+    if "configMap" in volume:
+        return source("ConfigMap", volume["configMap"])
+    if "secret" in volume:
+        return source("Secret", {"name": volume["secret"]["secretName"], **volume["secret"]})
+    if "projected" in volume:
+        files: dict[str, str] = {}
+        for s in volume["projected"]["sources"]:
+            if "configMap" in s:
+                files.update(source("ConfigMap", s["configMap"]))
+            elif "secret" in s:
+                files.update(source("Secret", s["secret"]))
+        return files
+    return {}
+
+
+def containers(plan: render.Plan) -> list[Container]:
+    docs = documents(plan)
+    objects = {(d["kind"], d["metadata"]["name"]): d for d in docs if d["kind"] in ("ConfigMap", "Secret")}
+    out = []
+    for d in docs:
+        if d["kind"] not in ("Deployment", "StatefulSet", "Job"):
+            continue
+        pod = d["spec"]["template"]["spec"]
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        for init, key in ((True, "initContainers"), (False, "containers")):
+            for c in pod.get(key, []):
+                mounts = {m["mountPath"]: _volume_files(volumes[m["name"]], objects)
+                          for m in c.get("volumeMounts", []) if m["name"] in volumes}
+                out.append(Container(f"{d['kind']}/{d['metadata']['name']}", c["name"], init,
+                                     c["image"], c, pod, mounts))
+    return out
+
+
+# --- Kolla's users, images and their user ------------------------------------------
+
+def kolla_users(src: KollaSources) -> dict[str, tuple[int, int]]:
+    """Kolla's fixed uids/gids (kolla/common/users.py): {"nova": (42436, 42436), ...}"""
+    scope: dict = {}
+    exec((src.kolla / "kolla" / "common" / "users.py").read_text(), scope)
+    return {name.removesuffix("-user"): (v["uid"], v["gid"]) for name, v in scope["USERS"].items()}
+
+
+def image_dir(src: KollaSources, image: str) -> Path | None:
+    """docker/<...>/<image>/ holding that image's Dockerfile.j2, or None."""
+    for dockerfile in src.docker.rglob("Dockerfile.j2"):
+        if dockerfile.parent.name == image:
+            return dockerfile.parent
+    return None
+
+
+def image_chain(src: KollaSources, image: str) -> list[Path]:
+    """The image's folder, then its parents' (nova-api -> nova-base -> openstack-base -> base)."""
+    chain = []
+    folder = image_dir(src, image)
+    while folder is not None:
+        chain.append(folder)
+        m = re.search(r"^FROM .*\}\}(?:\{\{ image_prefix \}\})?([a-z0-9-]+):\{\{ tag \}\}",
+                      (folder / "Dockerfile.j2").read_text(), re.M)
+        folder = image_dir(src, m.group(1)) if m else None
+    return chain
+
+
+def image_user(src: KollaSources, image: str) -> str:
+    """The user an image runs as: the last USER of its Dockerfile chain, else root."""
+    for folder in image_chain(src, image):
+        users = re.findall(r"^USER (\S+)", (folder / "Dockerfile.j2").read_text(), re.M)
+        if users:
+            return users[-1]
+    return "root"
+
+
+# --- Kolla's own set_configs.py, run on a container's projected volume --------------
+
+_RUNNER = """
+import grp, pwd, runpy, sys, json
+users = json.loads(sys.argv.pop(1))
+def getpwnam(name):
+    if name not in users:
+        raise KeyError(f"getpwnam(): name not found: {name!r} (not a Kolla user)")
+    uid, gid = users[name]
+    return pwd.struct_passwd((name, "x", uid, gid, "", "/", "/bin/false"))
+def getpwuid(uid):
+    for name, (u, g) in users.items():
+        if u == uid:
+            return pwd.struct_passwd((name, "x", u, g, "", "/", "/bin/false"))
+    raise KeyError(f"getpwuid(): uid not found: {uid}")
+def getgrgid(gid):
+    for name, (u, g) in users.items():
+        if g == gid:
+            return grp.struct_group((name, "x", g, []))
+    raise KeyError(f"getgrgid(): gid not found: {gid}")
+def getgrnam(name):
+    if name not in users:
+        raise KeyError(f"getgrnam(): name not found: {name!r} (not a Kolla group)")
+    return grp.struct_group((name, "x", users[name][1], []))
+pwd.getpwnam, grp.getgrnam, pwd.getpwuid, grp.getgrgid = getpwnam, getgrnam, getpwuid, getgrgid
+sys.argv = [sys.argv[1]] + sys.argv[2:]
+runpy.run_path(sys.argv[0], run_name="__main__")
+"""
+
+
+def lay_out_projected_volume(folder: Path, files: dict[str, str]) -> None:
+    """As the kubelet's atomic writer does: the files in a hidden timestamped folder,
+    `..data` pointing at it, and one symlink per top-level entry through `..data`."""
+    stamp = folder / "..2026_01_01_00_00_00.000000001"
+    for rel, text in files.items():
+        target = stamp / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_text(text)
+    (folder / "..data").symlink_to(stamp.name)
+    for top in {rel.split("/", 1)[0] for rel in files}:
+        (folder / top).symlink_to(f"..data/{top}")
+
+
+def run_set_configs(src: KollaSources, container: Container, root: Path, check: bool = False,
+                    ) -> subprocess.CompletedProcess:
+    """Run this release's set_configs.py, unmodified but for its absolute paths being
+    moved under `root` (as if `root` were the container's /), on the container's
+    config folder laid out as the kubelet projects it. Owners resolve through Kolla's
+    own users table, so an owner the images do not have fails as it would in the image."""
+    code = (src.docker / "base" / "set_configs.py").read_text()
+    for path in (CONFIG_DIR, "/run_command", "/etc/kolla/defaults", "/configured"):
+        code = code.replace(f"'{path}", f"'{root}{path}").replace(f'"{path}', f'"{root}{path}')
+    root.mkdir(parents=True, exist_ok=True)
+    (root / "set_configs.py").write_text(code)
+
+    config_dir = root / CONFIG_DIR.lstrip("/")
+    if not config_dir.exists():
+        config_dir.mkdir(parents=True)
+        files = dict(container.mounts[CONFIG_DIR])
+        config = json.loads(files["config.json"])
+        for entry in config.get("config_files", []):
+            entry["source"] = f"{root}{entry['source']}"
+            entry["dest"] = f"{root}{entry['dest']}"
+        for entry in config.get("permissions", []) + config.get("directories", []):
+            entry["path"] = f"{root}{entry['path']}"
+            # what the image itself has (e.g. /var/lib/glance): create it as a folder
+            Path(entry["path"]).mkdir(parents=True, exist_ok=True)
+        files["config.json"] = json.dumps(config)
+        lay_out_projected_volume(config_dir, files)
+    (root / "etc" / "kolla").mkdir(parents=True, exist_ok=True)
+
+    users = {name: list(ids) for name, ids in kolla_users(src).items()}
+    users["root"] = [0, 0]
+    env = {**os.environ, **{k: v for k, v in container.env.items() if v is not None}}
+    return subprocess.run(
+        [sys.executable, "-c", _RUNNER, json.dumps(users), str(root / "set_configs.py"),
+         *(["--check"] if check else [])],
+        env=env, capture_output=True, text=True, timeout=60)
+
+
+# --- what a container executes -------------------------------------------------------
+
+SHELL_WORDS = {
+    "if", "then", "else", "elif", "fi", "for", "in", "do", "done", "while", "until", "case",
+    "esac", "function", "{", "}", "!", "[[", "]]", "[", "]", "exec", "set", "export", "echo",
+    "exit", "return", "local", "read", "test", "true", "false", ":", "cd", "shift", "trap",
+    "printf", "sleep", "source", ".", "wait", "unset", "let", "eval", "break", "continue",
+    "command", "pushd", "popd",
+}
+# words that run the next word as the command
+_PREFIXES = {"if", "elif", "until", "while", "then", "do", "else", "!", "exec", "command", "sudo",
+             "-E", "time"}
+_QUOTED = re.compile(r"'[^']*'" + r'|"(?:[^"\\]|\\.)*"')
+_SPLIT = re.compile(r"\|\||&&|[;|&()`]|\$\(|\bthen\b|\bdo\b|\belse\b")
+
+
+def shell_commands(text: str) -> set[str]:
+    """The programs a (simple) shell script runs: its interpreter (shebang) and the
+    first word of each simple command, skipping assignments, quoted text, here-document
+    bodies and shell keywords/builtins (`exec X` counts X)."""
+    found: set[str] = set()
+    lines = re.sub(r"\\\n", " ", text).splitlines()
+    if lines and lines[0].startswith("#!"):
+        words = lines[0][2:].split()
+        found.add(words[1] if words and words[0].endswith("/env") and len(words) > 1 else words[0])
+    heredoc = None
+    for line in lines:
+        if heredoc is not None:
+            if line.strip() == heredoc:
+                heredoc = None
+            continue
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        m = re.search(r"<<-?\s*['\"]?(\w+)['\"]?", line)
+        if m:
+            heredoc = m.group(1)
+        line = re.sub(_QUOTED, "''", line)  # drop quoted text
+        line = line.split(" #", 1)[0]
+        for part in _SPLIT.split(line):
+            words = part.split()
+            while words and (re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*(\[[^]]*\])?\+?=.*", words[0])
+                             or words[0] in _PREFIXES):
+                words.pop(0)
+            if not words:
+                continue
+            word = words[0]
+            if word in SHELL_WORDS or word.startswith(("$", "-", ">", "<", "[", "'", "}", "{")):
+                continue
+            if re.fullmatch(r"[A-Za-z0-9_./+-]+", word) and not word.isdigit():
+                found.add(word)
+    return found
+
+
+@dataclass(frozen=True)
+class Call:
+    executable: str
+    where: str  # what calls it, for messages
+
+
+def calls(container: Container) -> list[Call]:
+    """Every executable the container runs inside its image: its command (through
+    `bash -c` and `bash FILE` for the scripts it mounts), its probes, and the command
+    of its config.json with the scripts that command runs."""
+    out: list[Call] = []
+    mounted = {f"{mount}/{rel}": text for mount, files in container.mounts.items()
+               for rel, text in files.items()}
+    config = container.config_json
+    if config is not None:
+        # what kolla_start runs before the command: set_configs copies the files there
+        for entry in config.get("config_files", []):
+            src = entry["source"]
+            if src in mounted:
+                mounted[entry["dest"]] = mounted[src]
+
+    literal_env = {k: v for k, v in container.env.items() if v is not None}
+
+    def expand(script: str) -> str:
+        """The container's literal env values in place of "$X"/"${X}" (DB_CLIENT...)."""
+        return re.sub(r'"?\$\{?([A-Za-z_][A-Za-z0-9_]*)\}?"?',
+                      lambda m: literal_env.get(m.group(1), m.group(0)), script)
+
+    def argv(args: list[str], where: str):
+        if not args:
+            return
+        exe = args[0]
+        out.append(Call(exe, where))
+        if os.path.basename(exe) in ("bash", "sh"):
+            if len(args) > 2 and args[1] == "-c":
+                for word in shell_commands(expand(args[2])):
+                    out.append(Call(word, f"{where} (bash -c)"))
+            elif len(args) > 1 and args[1] in mounted:
+                for word in shell_commands(expand(mounted[args[1]])):
+                    out.append(Call(word, f"{where} ({args[1]})"))
+        elif exe.endswith(("python3", "python")) and len(args) > 1:
+            pass  # a Python script: it calls no executable (checked: our scripts use no subprocess)
+
+    spec = container.spec
+    argv(list(spec.get("command", [])) + list(spec.get("args", [])), f"{container.label} command")
+    for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
+        if "exec" in spec.get(probe, {}):
+            argv(spec[probe]["exec"]["command"], f"{container.label} {probe}")
+    if config is not None and not spec.get("command"):
+        # the image's own entrypoint: kolla_start (base/start.sh) runs config.json's command
+        out.append(Call("kolla_start", f"{container.label} entrypoint"))
+    if config is not None and (not spec.get("command") or "kolla_start" in " ".join(spec.get("command", []))):
+        argv(shlex.split(config["command"]), f"{container.label} config.json command")
+    return out
+
+
+# --- what Kolla ships or calls, per image ---------------------------------------------
+
+def role_dirs(src: KollaSources, image: str) -> list[Path]:
+    """The kolla-ansible roles that deploy an image: those whose defaults name it
+    (`nova_api_image: "{{ docker_image_url }}nova-api"` -> role nova)."""
+    mark = re.compile(r'\}\}' + re.escape(image) + r'"')
+    return sorted(p for p in src.roles.iterdir()
+                  if (p / "defaults" / "main.yml").exists()
+                  and mark.search((p / "defaults" / "main.yml").read_text()))
+
+
+def _commands_of_role_templates(role: Path) -> dict[str, Path]:
+    """Programs of the config.json commands and shell scripts a role installs."""
+    found = {}
+    for tpl in sorted((role / "templates").glob("*.json.j2")):
+        for m in re.finditer(r'"command":\s*"([^"{]+)', tpl.read_text()):
+            found.setdefault(m.group(1).split()[0], tpl)
+    for tpl in sorted((role / "templates").glob("*.sh.j2")):
+        for name in shell_commands(tpl.read_text()):
+            found.setdefault(name, tpl)
+    return found
+
+
+def _healthcheck_commands(role: Path) -> set[str]:
+    defaults = role / "defaults" / "main.yml"
+    found = set()
+    if defaults.exists():
+        for m in re.finditer(r'_healthcheck_test: \["CMD-SHELL", "([^"]+)"\]', defaults.read_text()):
+            found |= shell_commands(m.group(1).replace("{{", "").replace("}}", ""))
+    return found
+
+
+def kolla_executables(src: KollaSources, image: str) -> dict[str, str]:
+    """{executable: where Kolla shows it} for one image: what its Dockerfiles COPY or
+    install into a bin folder, what its (and its parents') shell scripts run
+    (start.sh, extend_start.sh, healthchecks), and what kolla-ansible's roles for
+    its project run in it (config.json commands, container healthchecks). Names are
+    keyed both by basename (PATH lookup) and by absolute path where Kolla gives one."""
+    found: dict[str, str] = {}
+
+    def add(name: str, where: Path):
+        found.setdefault(name, str(where.relative_to(src.kolla.parent)))
+        if name.startswith("/"):
+            found.setdefault(os.path.basename(name), str(where.relative_to(src.kolla.parent)))
+
+    for folder in image_chain(src, image):
+        dockerfile = folder / "Dockerfile.j2"
+        for m in re.finditer(r"(?:COPY|ADD|install -m \d+)\s+(?:[^\n]*?\s)?(/usr/(?:local/)?s?bin/[\w.-]+)",
+                             dockerfile.read_text()):
+            add(m.group(1), dockerfile)
+        for m in re.finditer(r"^COPY ([^\n]+) (/usr/local/bin/)$", dockerfile.read_text(), re.M):
+            for name in m.group(1).split():
+                add(m.group(2) + name, dockerfile)
+        for script in sorted(folder.iterdir()):
+            if script.is_file() and script.read_bytes()[:2] == b"#!":
+                for name in shell_commands(script.read_text()):
+                    add(name, script)
+    for role in role_dirs(src, image):
+        for name, tpl in _commands_of_role_templates(role).items():
+            add(name, tpl)
+        for name in _healthcheck_commands(role):
+            add(name, role / "defaults" / "main.yml")
+    return found
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """An executable that Kolla's files show an image has, where the automatic reading
+    above cannot see it. `file` (relative to the sdist) must match `pattern`."""
+    folder: str  # an image folder of the chain: the entry applies to every image built FROM it
+    executable: str
+    source: str  # "kolla" or "kolla-ansible"
+    file: str
+    pattern: str
+    why: str
+
+
+EVIDENCE = (
+    Evidence("openstack-base", "uwsgi", "kolla", "docker/openstack-base/Dockerfile.j2", r"'uwsgi',",
+             "openstack-base installs the distribution's uwsgi package (/usr/bin/uwsgi) for the APIs"),
+    Evidence("base", "python3", "kolla", "docker/base/set_configs.py", r"\A#!/usr/bin/env python3\n",
+             "kolla_set_configs (base/set_configs.py) runs through `env python3` in every image"),
+    Evidence("openstack-base", "/var/lib/kolla/venv/bin/python3", "kolla",
+             "docker/openstack-base/Dockerfile.j2", r"python3 -m venv --system-site-packages /var/lib/kolla/venv",
+             "the services' venv, created with python3 -m venv"),
+    Evidence("kolla-toolbox", "/opt/ansible/bin/python3", "kolla", "docker/kolla-toolbox/Dockerfile.j2",
+             r"venv_path='/opt/ansible'[\s\S]*python3 -m venv --system-site-packages \{\{ venv_path \}\}",
+             "kolla-toolbox's venv (openstacksdk, ansible) is /opt/ansible, created with python3 -m venv"),
+)
+
+
+def evidence_holds(src: KollaSources, e: Evidence) -> bool:
+    root = src.kolla if e.source == "kolla" else src.ansible
+    path = root / e.file
+    return path.exists() and re.search(e.pattern, path.read_text()) is not None
+
+
+def allowed_executables(src: KollaSources, image: str) -> dict[str, str]:
+    allowed = kolla_executables(src, image)
+    chain = {f.name for f in image_chain(src, image)}
+    for e in EVIDENCE:
+        if e.folder in chain and evidence_holds(src, e):
+            allowed.setdefault(e.executable, f"{e.file} ({e.why})")
+    return allowed
+
+
+def is_allowed(exe: str, allowed: dict[str, str]) -> bool:
+    """An absolute path must be shown as that path; a bare name (PATH) by its name."""
+    return exe in allowed
