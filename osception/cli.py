@@ -83,7 +83,10 @@ def plan(
 ) -> None:
     """Render every file every node will receive. Needs no cloud."""
     cfg, env_dir, sec = load_environment(config, env, state_dir)
-    result = render.build(cfg, sec)
+    try:
+        result = render.build(cfg, sec)
+    except render.UserDataTooLarge as e:
+        fail(str(e))
     target = out or env_dir / "plan"
     render.write(result, target)
 
@@ -92,8 +95,12 @@ def plan(
     table.add_column("role")
     table.add_column("flavor")
     table.add_column("image")
+    table.add_column("user data", justify="right")
+    sizes = result.user_data_sizes
     for node in result.nodes:
-        table.add_row(node.name, node.role, node.flavor, node.image)
+        size = sizes[node.name]
+        table.add_row(node.name, node.role, node.flavor, node.image,
+                      f"{size} B ({100 * size / render.NOVA_USER_DATA_LIMIT:.0f}%)")
     console.print(table)
     rel = result.release
     console.print(f"release   {rel.name} ({rel.codename}); control plane images {rel.kolla_tag}; "
@@ -102,6 +109,7 @@ def plan(
     console.print(f"endpoints http://keystone.{result.domain} ...", highlight=False)
     if result.controller_ip == render.PLACEHOLDER_CONTROLLER_IP:
         console.print(f"          (controller IP unknown until `up`: shown as {result.controller_ip})")
+    console.print(f"user data bytes of base64, as Nova counts them (limit {render.NOVA_USER_DATA_LIMIT} a node)")
     console.print(f"files     {len(result.files)} written to {target}")
     console.print(f"state     {env_dir} (secrets 0600)")
 
@@ -138,6 +146,8 @@ def up(
         for line in e.problems:
             err.print(f"[red]preflight:[/red] {line}", highlight=False)
         raise typer.Exit(2)
+    except render.UserDataTooLarge as e:
+        fail(str(e))
     console.print(f"controller {result.plan.controller_ip}; plan in {env_dir / 'plan'}")
     if not follow:
         return

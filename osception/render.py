@@ -2,7 +2,8 @@
 
 The layout of a plan (what `osception plan --out DIR` writes):
 
-    k8s-0/user-data            the controller's cloud-init document
+    k8s-0/user-data            the controller's cloud-init document (the manifests inside,
+                               as one xz-compressed tar: CONTROLLER_ARCHIVE)
     k8s-0/manifests/*.yaml     the control plane, one readable file per service
     k8s-0/config/*             the rendered service config files (secrets in *.secret.conf)
     compute-N/user-data        (and network-N/...) what each data-plane node receives
@@ -11,8 +12,11 @@ The layout of a plan (what `osception plan --out DIR` writes):
 from __future__ import annotations
 
 import base64
-import gzip
+import io
 import json
+import lzma
+import re
+import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,6 +35,12 @@ VXLAN_OVERHEAD = 50
 DEFAULT_MTU = 1500
 PHYSNET = "provider"  # ML2 flat network name, mapped to br-ex on every node
 NAMESPACE = "openstack"
+# The controller's manifests travel in its user data as one archive, unpacked under NODE_ETC.
+CONTROLLER_ARCHIVE = f"{NODE_ETC}/manifests.tar.xz"
+# Nova's API schema (nova/api/openstack/compute/schemas/servers.py, server create and
+# rebuild, every microversion) takes `user_data` as a base64 string of at most 65535
+# characters: Nova counts the base64 text, so a document may hold at most 49149 bytes.
+NOVA_USER_DATA_LIMIT = 65535
 
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("osception", "templates"),
@@ -46,13 +56,7 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def _gzb64(text: str) -> str:
-    # mtime=0: the same input always compresses to the same bytes.
-    return base64.b64encode(gzip.compress(text.encode(), mtime=0)).decode()
-
-
 _env.filters["b64"] = _b64
-_env.filters["gzb64"] = _gzb64
 _env.filters["tojson"] = lambda v, indent=None, sort_keys=True: json.dumps(v, indent=indent,
                                                                          sort_keys=sort_keys)
 # {"a": 1} | merge({"b": 2}) -> {"a": 1, "b": 2}: Jinja has no ** in dict literals.
@@ -114,6 +118,55 @@ class Plan:
         return [p.split("/")[-1].split("-", 1)[1].removesuffix(".yaml")
                 for p in sorted(self.files)
                 if p.startswith("k8s-0/manifests/") and not p.split("/")[-1].startswith("0")]
+
+    def mode(self, rel: str) -> int:
+        """The file's mode, on the operator's disk and in a node's archive alike."""
+        return 0o600 if rel in self.private else 0o644
+
+    @property
+    def user_data_sizes(self) -> dict[str, int]:
+        """Each node's user data as Nova counts it (see NOVA_USER_DATA_LIMIT)."""
+        return {n.name: user_data_size(self.files[f"{n.name}/user-data"]) for n in self.nodes}
+
+
+class UserDataTooLarge(ValueError):
+    """A node's user data over Nova's limit: the server could never be created."""
+
+
+def user_data_size(text: str) -> int:
+    return len(base64.b64encode(text.encode()))
+
+
+def check_user_data(plan: Plan) -> None:
+    for node, size in plan.user_data_sizes.items():
+        if size > NOVA_USER_DATA_LIMIT:
+            raise UserDataTooLarge(
+                f"{node}: user data is {size} bytes as Nova counts it (base64), over Nova's "
+                f"limit of {NOVA_USER_DATA_LIMIT}; trim its overrides")
+
+
+_SECRET_DOC = re.compile(r"^kind: Secret$", re.M)
+
+
+def holds_secret(manifest: str) -> bool:
+    """A manifest with a Kubernetes Secret among its documents (top-level `kind:` lines
+    only: a ConfigMap quoting the words stays public)."""
+    return bool(_SECRET_DOC.search(manifest))
+
+
+def archive(plan: Plan, members: dict[str, str]) -> bytes:
+    """{name in the archive: plan file} as one tar.xz, the same bytes for the same plan:
+    sorted names, mtime 0, owner root, each file's mode from Plan.mode."""
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.GNU_FORMAT) as tar:
+        for name, rel in sorted(members.items()):
+            data = plan.files[rel].encode()
+            info = tarfile.TarInfo(name)
+            info.size, info.mode, info.mtime = len(data), plan.mode(rel), 0
+            info.uid = info.gid = 0
+            info.uname = info.gname = "root"
+            tar.addfile(info, io.BytesIO(data))
+    return lzma.compress(buf.getvalue(), preset=9 | lzma.PRESET_EXTREME)
 
 
 ANSIBLE_FILES = ("compute.yml", "network.yml", "tasks/common.yml", "tasks/compute.yml",
@@ -278,23 +331,27 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
         name = base.removesuffix(".j2")
         manifests[name] = render_template(template, **context)
         plan.files[f"k8s-0/manifests/{name}"] = manifests[name]
-        if "kind: Secret" in manifests[name]:
+        if holds_secret(manifests[name]):
             plan.private.add(f"k8s-0/manifests/{name}")
 
     for service in sorted(set(cfg.tuning) - set(tuned)):
         raise ConfigError(f"tuning.{service}: no template has knobs for it; "
                           f"tunable: {', '.join(sorted(tuned))}")
 
-    setup_sh = render_template("scripts/controller-setup.sh.j2", node="k8s-0", **context)
+    setup_sh = render_template("scripts/controller-setup.sh.j2", node="k8s-0", node_etc=NODE_ETC,
+                               archive_path=CONTROLLER_ARCHIVE, **context)
+    manifests_tar = archive(plan, {f"manifests/{name}": f"k8s-0/manifests/{name}" for name in manifests})
     plan.files["k8s-0/user-data"] = render_template(
-        "cloud-init/controller.yaml.j2", manifests=manifests, node="k8s-0",
-        step_sh=script("osception-step.sh"), setup_sh=setup_sh, **context
+        "cloud-init/controller.yaml.j2", node="k8s-0", step_sh=script("osception-step.sh"),
+        setup_sh=setup_sh, node_etc=NODE_ETC, archive_path=CONTROLLER_ARCHIVE,
+        archive_b64=base64.b64encode(manifests_tar).decode(), **context
     )
     plan.private.add("k8s-0/user-data")
 
     for node in plan.nodes:
         if node.role != "controller":
             _data_plane_node(plan, secrets, hidden, node, addresses[node.name], mtu)
+    check_user_data(plan)
     return plan
 
 
@@ -353,7 +410,8 @@ def write(plan: Plan, out: Path) -> None:
     for rel, text in sorted(plan.files.items()):
         path = out / rel
         path.parent.mkdir(parents=True, exist_ok=True)
-        if rel in plan.private:
+        if plan.mode(rel) == 0o600:
             write_private(path, text)
         else:
             path.write_text(text)
+            path.chmod(plan.mode(rel))
