@@ -141,8 +141,8 @@ def check_user_data(plan: Plan) -> None:
     for node, size in plan.user_data_sizes.items():
         if size > NOVA_USER_DATA_LIMIT:
             raise UserDataTooLarge(
-                f"{node}: user data is {size} bytes as Nova counts it (base64), over Nova's "
-                f"limit of {NOVA_USER_DATA_LIMIT}; trim its overrides")
+                f"{node}: user data is {size} bytes of base64 as Nova counts it, over Nova's "
+                f"limit of {NOVA_USER_DATA_LIMIT}")
 
 
 _SECRET_DOC = re.compile(r"^kind: Secret$", re.M)

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+import base64
+import io
 import shutil
+import stat
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
 import yaml
 
 from osception import render
+from tests.test_service_config import openstack_venv  # noqa: F401 (fixture)
 
 # The top-level keys of cloud-config modules osception uses or may use. cloud-init's
 # schema does not reject unknown top-level keys (`runcmds:`), so we do.
@@ -51,25 +56,122 @@ def test_user_data_top_level_keys_are_known(default_plan):
 
 
 def test_user_data_fits_the_nova_limit(default_plan):
-    import base64
-
     for rel, text in user_data(default_plan).items():
-        # Nova accepts at most 65535 bytes of base64-encoded user data.
+        # Nova accepts at most 65535 characters of base64-encoded user data.
         assert len(base64.b64encode(text.encode())) <= 65535, rel
+    # The default controller keeps half of the limit free for services to come.
+    assert default_plan.user_data_sizes["k8s-0"] < render.NOVA_USER_DATA_LIMIT / 2
 
 
-def test_the_controller_user_data_carries_every_manifest(default_plan):
-    import base64
-    import gzip
+NOVA_SCHEMA_CHECK = """
+import json, sys
+from nova import exception
+from nova.api.openstack.compute.schemas import servers
+from nova.api.validation import validators
 
+limits = set()
+def walk(o):
+    if isinstance(o, dict):
+        for k, v in o.items():
+            if k == "user_data" and isinstance(v, dict) and "maxLength" in v:
+                limits.add(v["maxLength"])
+            walk(v)
+    elif isinstance(o, list):
+        for x in o:
+            walk(x)
+for name in dir(servers):
+    walk(getattr(servers, name))
+validator = validators._SchemaValidator(servers.create_v20)
+def accepted(user_data):
+    try:
+        validator.validate({"server": {"name": "x", "flavorRef": "1", "user_data": user_data}})
+        return True
+    except exception.ValidationError:
+        return False
+print(json.dumps({"limits": sorted(limits), "accepted": [accepted(u) for u in json.load(sys.stdin)]}))
+"""
+
+
+def test_the_user_data_limit_is_novas_own(openstack_venv):
+    """Nova's server schema, run for real: it counts base64 characters, and plan's
+    check draws the line exactly where Nova does."""
+    import json
+
+    docs = ["x" * 49149, "x" * 49150]  # 65532 and 65536 characters of base64
+    r = subprocess.run([str(openstack_venv / "bin/python"), "-c", NOVA_SCHEMA_CHECK], check=True,
+                       input=json.dumps([base64.b64encode(d.encode()).decode() for d in docs]),
+                       capture_output=True, text=True)
+    nova = json.loads(r.stdout)
+    assert nova["limits"] == [render.NOVA_USER_DATA_LIMIT]
+    ours = [render.user_data_size(d) <= render.NOVA_USER_DATA_LIMIT for d in docs]
+    assert nova["accepted"] == ours == [True, False]
+
+
+def _write_files(plan) -> dict[str, dict]:
+    return {f["path"]: f for f in yaml.safe_load(plan.files["k8s-0/user-data"])["write_files"]}
+
+
+def _members(archive: bytes) -> dict[str, tuple[bytes, int]]:
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        return {m.name: (tar.extractfile(m).read(), stat.S_IMODE(m.mode)) for m in tar.getmembers()}
+
+
+def test_the_controller_user_data_carries_every_manifest_as_plan_writes_it(default_plan, tmp_path):
+    """The archive in the user data holds exactly the manifests of `plan --out`: same
+    names, same bytes, same modes (Secrets 0600)."""
+    render.write(default_plan, tmp_path)
+    f = _write_files(default_plan)[render.CONTROLLER_ARCHIVE]
+    assert (f["permissions"], f["encoding"]) == ("0600", "b64")
+    archive = base64.b64decode(f["content"])
+    assert archive.startswith(b"\xfd7zXZ\x00")  # xz
+    written = {f"manifests/{p.name}": (p.read_bytes(), stat.S_IMODE(p.stat().st_mode))
+               for p in (tmp_path / "k8s-0/manifests").iterdir()}
+    assert _members(archive) == written
+    assert written["manifests/01-secrets.yaml"][1] == 0o600
+    assert written["manifests/33-nova.yaml"][1] == 0o644
+    assert not any(path.startswith("/etc/osception/manifests/") for path in _write_files(default_plan))
     doc = yaml.safe_load(default_plan.files["k8s-0/user-data"])
-    written = {f["path"]: f for f in doc["write_files"]}
-    for rel, text in default_plan.files.items():
-        if rel.startswith("k8s-0/manifests/"):
-            f = written["/etc/osception/manifests/" + rel.rsplit("/", 1)[1]]
-            assert gzip.decompress(base64.b64decode(f["content"])).decode() == text
-            assert f["permissions"] == ("0600" if "kind: Secret" in text else "0644")
     assert doc["runcmd"] == [["/usr/local/sbin/osception-setup"]]
+
+
+def test_the_archive_is_the_same_bytes_for_the_same_plan(default_plan):
+    with tarfile.open(fileobj=io.BytesIO(base64.b64decode(
+            _write_files(default_plan)[render.CONTROLLER_ARCHIVE]["content"]))) as tar:
+        members = tar.getmembers()
+    assert [m.name for m in members] == sorted(m.name for m in members)
+    assert {(m.mtime, m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, 0, "root", "root")}
+
+
+def test_a_manifest_is_private_when_it_holds_a_secret():
+    secret = "kind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Secret\n"
+    quoted = "kind: ConfigMap\ndata:\n  doc: |\n    kind: Secret\n"
+    assert render.holds_secret(secret) and not render.holds_secret(quoted)
+
+
+def test_the_setup_scripts_unpack_step_really_unpacks(default_plan, tmp_path):
+    """The setup script's own unpack function, run by bash with its paths pointed into
+    a temporary folder: stale manifests go, every manifest lands with its mode."""
+    import re
+
+    setup = _write_files(default_plan)["/usr/local/sbin/osception-setup"]["content"]
+    function = re.search(r"^unpack_manifests\(\) \{\n.*?^\}\n", setup, re.M | re.S)[0]
+    etc = tmp_path / "etc"
+    (etc / "manifests").mkdir(parents=True)
+    (etc / "manifests/99-stale.yaml").write_text("kind: ConfigMap\n")
+    archive = tmp_path / "manifests.tar.xz"
+    archive.write_bytes(base64.b64decode(_write_files(default_plan)[render.CONTROLLER_ARCHIVE]["content"]))
+    script = f'ETC={etc}\nARCHIVE={archive}\nMANIFESTS=$ETC/manifests\n{function}unpack_manifests\n'
+    r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    got = {p.name: p for p in (etc / "manifests").iterdir()}
+    expected = {rel.rsplit("/", 1)[1]: rel for rel in default_plan.files if rel.startswith("k8s-0/manifests/")}
+    assert sorted(got) == sorted(expected)
+    for name, rel in expected.items():
+        assert got[name].read_text() == default_plan.files[rel], name
+        secret = any(d["kind"] == "Secret" for d in yaml.safe_load_all(default_plan.files[rel]))
+        want = 0o600 if secret else 0o644
+        assert stat.S_IMODE(got[name].stat().st_mode) == want, name
+    assert stat.S_IMODE((etc / "manifests").stat().st_mode) == 0o700
 
 
 def shell_scripts(plan) -> dict[str, str]:

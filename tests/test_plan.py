@@ -118,3 +118,43 @@ def test_help_lists_the_commands():
     assert result.exit_code == 0
     for cmd in ("init", "plan", "releases"):
         assert cmd in result.output
+
+
+def test_plan_reports_each_nodes_user_data_size(tmp_path):
+    result = CliRunner().invoke(app, ["plan", "--out", str(tmp_path / "o"), "--state-dir", str(tmp_path / "h")])
+    assert result.exit_code == 0, result.output
+    for node in NODES:
+        size = render.user_data_size((tmp_path / "o" / node / "user-data").read_text())
+        line = next(x for x in result.output.splitlines() if f" {node} " in x)
+        assert f"{size} B ({round(100 * size / 65535)}%)" in line, line
+    assert "65535" in result.output
+
+
+def test_plan_fails_before_writing_when_user_data_is_over_novas_limit(tmp_path):
+    import secrets as random
+
+    # 60,000 random hex digits in nova.conf: xz cannot shrink them below Nova's limit.
+    cfg = tmp_path / "osception.yaml"
+    cfg.write_text(yaml.safe_dump({"overrides": {"nova.conf": {"DEFAULT": {"x": random.token_hex(30000)}}}}))
+    out = tmp_path / "o"
+    result = CliRunner().invoke(app, ["plan", "-c", str(cfg), "--out", str(out), "--state-dir", str(tmp_path / "h")])
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output, result.output
+    assert lines[0].startswith("error: k8s-0: user data is ") and "limit of 65535" in lines[0], lines[0]
+    assert not out.exists()
+
+
+def test_the_limit_is_checked_on_every_node_with_the_exact_size(tmp_path, monkeypatch):
+    home = tmp_path / "h"
+    sec = secrets.ensure(home / "osception", "osception")
+    sizes = render.build(config.Config(), sec).user_data_sizes
+    node = max(sizes, key=sizes.get)
+    monkeypatch.setattr(render, "NOVA_USER_DATA_LIMIT", sizes[node] - 1)
+    result = CliRunner().invoke(app, ["plan", "--out", str(tmp_path / "o"), "--state-dir", str(home)])
+    assert result.exit_code == 2
+    assert result.output.strip() == (f"error: {node}: user data is {sizes[node]} bytes of base64 as Nova counts it, "
+                                     f"over Nova's limit of {sizes[node] - 1}")
+    monkeypatch.setattr(render, "NOVA_USER_DATA_LIMIT", sizes[node])
+    result = CliRunner().invoke(app, ["plan", "--out", str(tmp_path / "o"), "--state-dir", str(home)])
+    assert result.exit_code == 0, result.output
