@@ -33,4 +33,8 @@ fi
 
 scripts/openstack-venv.sh 2026.1 .venv-openstack-2026.1
 
+# The kolla and kolla-ansible sources each release is checked against (tests/kolla),
+# fetched once into .cache/kolla/ and reused.
+.venv/bin/python -m tests.kolla.sources
+
 exec .venv/bin/python -m pytest "$@"

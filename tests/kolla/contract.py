@@ -453,3 +453,136 @@ def allowed_executables(src: KollaSources, image: str) -> dict[str, str]:
 def is_allowed(exe: str, allowed: dict[str, str]) -> bool:
     """An absolute path must be shown as that path; a bare name (PATH) by its name."""
     return exe in allowed
+
+
+# --- kolla-ansible's roles: uWSGI settings, bootstrap commands -----------------------
+
+# Our uWSGI files -> (kolla-ansible role, service_name in its service-uwsgi-config call).
+UWSGI_FILES = {
+    "keystone-api-uwsgi.ini": ("keystone", "keystone"),
+    "glance-api-uwsgi.ini": ("glance", "glance-api"),
+    "placement-api-uwsgi.ini": ("placement", "placement-api"),
+    "neutron-server-uwsgi.ini": ("neutron", "neutron-server"),
+    "nova-api-uwsgi.ini": ("nova", "nova-api"),
+    "nova-metadata-uwsgi.ini": ("nova", "nova-metadata"),
+}
+# Settings that depend on the deployment, not on the service: kolla-ansible's values
+# come from its inventory, ours from the pod (address, port, processes, TLS, logs).
+UWSGI_DEPLOYMENT_VARS = ("host", "http_port", "workers", "tls_backend", "tls_cert", "tls_key",
+                         "socket_port", "env", "log_dir", "log_file")
+# Where we differ from kolla-ansible, and why (checked: exactly these keys differ).
+UWSGI_DEVIATIONS = {
+    "logto2": "no log file: uWSGI logs to the container's stderr, which `kubectl logs` shows",
+    "logfile-chmod": "no log file (see logto2)",
+}
+
+
+def ini_pairs(text: str) -> dict[str, str]:
+    out = {}
+    for line in text.splitlines():
+        if "=" in line and not line.lstrip().startswith(("#", ";", "[")):
+            key, _, value = line.partition("=")
+            out[key.strip()] = value.strip()
+    return out
+
+
+def _human_to_bytes(v: str) -> int:
+    units = {"K": 1024, "M": 1024 ** 2, "G": 1024 ** 3}
+    return int(v[:-1]) * units[v[-1]] if v[-1] in units else int(v)
+
+
+def uwsgi_call(src: KollaSources, role: str, service_name: str) -> dict | None:
+    """The vars of kolla-ansible's service-uwsgi-config call for one service, with every
+    var that does not depend on the deployment evaluated; None if the role has none."""
+    import jinja2
+    tasks = src.roles / role / "tasks" / "config.yml"
+    if not tasks.exists():
+        return None
+    defaults = yaml.safe_load((src.roles / role / "defaults" / "main.yml").read_text())
+    services = next((v[service_name] for k, v in defaults.items()
+                     if k.endswith("_services") and isinstance(v, dict) and service_name in v), {})
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined)
+    env.filters["bool"] = lambda v: str(v).lower() in ("true", "yes", "1")
+    env.filters["human_to_bytes"] = _human_to_bytes
+    for task in yaml.safe_load(tasks.read_text()) or []:
+        include = next((v for k, v in task.items()
+                        if k.split(".")[-1] in ("include_role", "import_role")), None) or {}
+        if include.get("name") != "service-uwsgi-config":
+            continue
+        items = task.get("loop") or [None]
+        for item in items:
+            item_name = item and env.from_string(str(item.get("name"))).render()
+            context = {"item": {"name": item_name}, "service": services}
+            name = env.from_string(str(task["vars"]["service_name"])).render(**context)
+            if name != service_name:
+                continue
+            resolved = {}
+            for key, value in task["vars"].items():
+                short = key.removeprefix("service_uwsgi_config_")
+                if not key.startswith("service_uwsgi_config_") or short in UWSGI_DEPLOYMENT_VARS:
+                    continue
+                resolved[key] = env.from_string(str(value)).render(**context)
+            return resolved
+    return None
+
+
+def kolla_ansible_uwsgi(src: KollaSources, role: str, service_name: str, ours: dict[str, str]) -> str | None:
+    """kolla-ansible's uWSGI file for the service, rendered with its own role's values
+    and our deployment values (address, port, processes)."""
+    import jinja2
+    call = uwsgi_call(src, role, service_name)
+    if call is None:
+        return None
+    template = src.roles / "service-uwsgi-config" / "templates" / "uwsgi.ini.j2"
+    defaults = yaml.safe_load((src.roles / "service-uwsgi-config" / "defaults" / "main.yml").read_text())
+    host, _, port = ours["http"].rpartition(":")
+    context = {
+        **{k: v for k, v in defaults.items() if "{{" not in str(v)},
+        **call,
+        "service_uwsgi_config_host": host, "service_uwsgi_config_http_port": port,
+        "service_uwsgi_config_workers": ours["processes"], "service_uwsgi_config_tls_backend": False,
+        "service_uwsgi_config_socket_port": "", "service_uwsgi_config_log_dir": role,
+        "service_uwsgi_config_log_file": f"{service_name}-uwsgi.log", "kolla_base_distro": "ubuntu",
+    }
+    env = jinja2.Environment(undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
+    env.filters["bool"] = lambda v: str(v).lower() in ("true", "yes", "1")
+    return env.from_string(template.read_text()).render(**context)
+
+
+def bootstrap_commands(src: KollaSources, image: str) -> list[str]:
+    """The commands of Kolla's own bootstrap of an image (the KOLLA_BOOTSTRAP block of
+    its extend_start.sh), each as "program action": `nova-manage db sync --local_cell`
+    -> "nova-manage sync", `sudo -H -u keystone keystone-manage ${X} db_sync` ->
+    "keystone-manage db_sync"."""
+    folder = image_dir(src, image)
+    script = folder / "extend_start.sh" if folder else None
+    if not script or not script.exists():
+        return []
+    m = re.search(r'if \[\[ "\$\{!KOLLA_BOOTSTRAP\[@\]\}" \]\]; then\n(.*?)\n\s*exit 0', script.read_text(), re.S)
+    return [action(line) for line in (m.group(1).splitlines() if m else [])
+            if action(line) and not line.strip().startswith(("#", "if", "fi", "for", "done", "pushd", "popd",
+                                                              "SITE_PACKAGES", "echo"))]
+
+
+def action(command: str) -> str | None:
+    """"program action" of a command line: its program and its last bare word."""
+    words = re.sub(r"\$\{[^}]*\}|\$\w+", "", command).split()
+    if words[:1] == ["sudo"]:  # `sudo -H -u keystone keystone-manage ...`
+        words.pop(0)
+        while words and words[0].startswith("-"):
+            option = words.pop(0)
+            if option in ("-u", "-g") and words:
+                words.pop(0)
+    if not words or words[0] == "exec":
+        words = words[1:]
+    if not words:
+        return None
+    bare = [w for w in words[1:] if re.fullmatch(r"[a-z_][a-z0-9_]*", w)]
+    return f"{words[0]} {bare[-1]}" if bare else words[0]
+
+
+# A Kolla bootstrap step we run differently, and why.
+BOOTSTRAP_DEVIATIONS = {
+    "neutron-db-manage head": "we run `neutron-db-manage ... upgrade heads` with our config files: "
+                              "every branch of the neutron schema, as neutron's install guide does",
+}

@@ -81,3 +81,66 @@ def test_every_executable_is_one_the_image_ships_or_kolla_calls(plan, src):
                                 f"Kolla files ({src.kolla.name}, {src.ansible.name})")
     assert not problems, "\n".join(problems)
     assert checked > 50
+
+
+def _all_sources():
+    return [sources.get(r) for r in releases.RELEASES.values()]
+
+
+def test_uwsgi_settings_agree_with_kolla_ansible(plan, src):
+    """Each API's uWSGI file has every setting kolla-ansible's service-uwsgi-config
+    gives that service, with the same value, apart from the documented deviations.
+    Where this release's kolla-ansible runs the service another way (e.g. glance under
+    eventlet in 2025.1), the newest pinned kolla-ansible that runs it under uWSGI is
+    the reference; settings we add must be ones some pinned kolla-ansible sets."""
+    ours_by_file = {}
+    for path, text in plan.files.items():
+        if path.startswith("k8s-0/manifests/"):
+            for doc in contract.yaml.safe_load_all(text):
+                if doc and doc["kind"] == "ConfigMap":
+                    for key, value in doc.get("data", {}).items():
+                        if key in contract.UWSGI_FILES:
+                            ours_by_file[key] = value
+    newest_first = sorted(_all_sources(), key=lambda s: s.release.name, reverse=True)
+    known_keys = set()
+    for s in newest_first:
+        known_keys |= set(contract.ini_pairs(
+            (s.roles / "service-uwsgi-config" / "templates" / "uwsgi.ini.j2").read_text()))
+    compared = 0
+    for name, (role, service_name) in contract.UWSGI_FILES.items():
+        if name not in ours_by_file:
+            continue  # this release does not run that API under uWSGI (neutron in 2025.1)
+        ours = contract.ini_pairs(ours_by_file[name])
+        reference = next(filter(None, (contract.kolla_ansible_uwsgi(s, role, service_name, ours)
+                                       for s in [src] + newest_first)), None)
+        assert reference, f"{name}: no pinned kolla-ansible runs {service_name} under uWSGI"
+        theirs = contract.ini_pairs(reference)
+        differing = {k for k in theirs if ours.get(k) != theirs[k]}
+        assert differing == set(contract.UWSGI_DEVIATIONS) & set(theirs), (
+            name, {k: (ours.get(k), theirs[k]) for k in differing})
+        extra = set(ours) - set(theirs)
+        assert extra <= known_keys, f"{name}: settings no kolla-ansible uses: {extra - known_keys}"
+        compared += 1
+    assert compared >= 5
+
+
+def test_every_kolla_bootstrap_step_runs_in_our_job(plan, src):
+    """What Kolla's own bootstrap of an image does (its extend_start.sh KOLLA_BOOTSTRAP
+    block) our Job with that image does too: this is what catches a missing
+    `glance-manage db_load_metadefs` or placement's online data migrations."""
+    jobs = [c for c in contract.containers(plan)
+            if c.workload.startswith("Job/") and not c.init and c.config_json is not None]
+    assert len(jobs) >= 6
+    for c in jobs:
+        config = c.config_json
+        command = config["command"]
+        ours = {contract.action(command)}
+        args = command.split()
+        if args[0] == "bash":
+            script = c.mounts[contract.CONFIG_DIR][args[1].rsplit("/", 1)[1]]
+            ours |= {contract.action(line) for line in script.splitlines()
+                     if line.strip() and not line.lstrip().startswith(("#", "set "))}
+            ours |= {contract.action(part) for line in script.splitlines() for part in line.split("||")}
+        for step in contract.bootstrap_commands(src, c.kolla_image):
+            assert step in ours or step in contract.BOOTSTRAP_DEVIATIONS, (
+                f"{c.workload}: Kolla's {c.kolla_image} bootstrap runs `{step}`; our Job does not")
