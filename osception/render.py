@@ -148,6 +148,103 @@ def check_user_data(plan: Plan) -> None:
 _SECRET_DOC = re.compile(r"^kind: Secret$", re.M)
 
 
+CHECKSUM_ANNOTATION = "osception/config-checksum"
+JOB_LABEL = "osception/job"
+
+
+def _referenced_config(pod: dict) -> list[tuple[str, str]]:
+    """(kind, name) of every ConfigMap and Secret a pod spec reads."""
+    refs = set()
+    for v in pod.get("volumes", []):
+        if "configMap" in v:
+            refs.add(("ConfigMap", v["configMap"]["name"]))
+        if "secret" in v:
+            refs.add(("Secret", v["secret"]["secretName"]))
+        for src in v.get("projected", {}).get("sources", []):
+            if "configMap" in src:
+                refs.add(("ConfigMap", src["configMap"]["name"]))
+            if "secret" in src:
+                refs.add(("Secret", src["secret"]["name"]))
+    for c in pod.get("initContainers", []) + pod.get("containers", []):
+        for e in c.get("env", []):
+            ref = e.get("valueFrom", {})
+            if "secretKeyRef" in ref:
+                refs.add(("Secret", ref["secretKeyRef"]["name"]))
+            if "configMapKeyRef" in ref:
+                refs.add(("ConfigMap", ref["configMapKeyRef"]["name"]))
+        for e in c.get("envFrom", []):
+            if "secretRef" in e:
+                refs.add(("Secret", e["secretRef"]["name"]))
+            if "configMapRef" in e:
+                refs.add(("ConfigMap", e["configMapRef"]["name"]))
+    return sorted(refs)
+
+
+def day2(manifests: dict[str, str]) -> dict[str, str]:
+    """Make `kubectl apply` of a new plan on a running controller do the right thing:
+
+    - every pod template carries the checksum of the ConfigMaps and Secrets it reads
+      (annotation osception/config-checksum), so a changed setting rolls exactly the
+      workloads that read it, and nothing else;
+    - every Job is named after a hash of its spec and of what it reads
+      (keystone-bootstrap-1a2b3c4d): Jobs are immutable, so a changed Job is a new Job
+      that runs again, and the waits that name it follow; `kubectl apply --prune -l
+      osception/job` (controller-setup) removes the Jobs of older plans.
+    An unchanged plan gives the same text, so re-applying it changes nothing."""
+    import hashlib
+
+    docs = {name: [d for d in yaml.safe_load_all(text) if d] for name, text in manifests.items()}
+    objects = {(d["kind"], d["metadata"]["name"]): d for ds in docs.values() for d in ds
+               if d["kind"] in ("ConfigMap", "Secret")}
+
+    def digest(value) -> str:
+        return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
+
+    jobs = {}
+    for ds in docs.values():
+        for d in ds:
+            if d["kind"] in ("Deployment", "StatefulSet", "Job"):
+                pod = d["spec"]["template"]
+                read = [objects[r] for r in _referenced_config(pod["spec"])]
+                checksum = digest([[o["kind"], o["metadata"]["name"], o.get("data"), o.get("stringData")]
+                                   for o in read])
+                pod.setdefault("metadata", {}).setdefault("annotations", {})[CHECKSUM_ANNOTATION] = checksum[:16]
+                if d["kind"] == "Job":
+                    jobs[d["metadata"]["name"]] = f"{d['metadata']['name']}-{digest(d['spec'])[:8]}"
+    out = {}
+    for name, text in manifests.items():
+        for i, d in enumerate(docs[name]):
+            if d["kind"] in ("Deployment", "StatefulSet", "Job"):
+                text = _annotate(text, i, d["spec"]["template"]["metadata"]["annotations"][CHECKSUM_ANNOTATION])
+        for job, new in jobs.items():
+            text = re.sub(rf"(\bjob/|^  name: ){re.escape(job)}\b(?=[\"\n])", rf"\g<1>{new}", text, flags=re.M)
+            text = text.replace(f"kind: Job\nmetadata:\n  name: {new}\n",
+                                f"kind: Job\nmetadata:\n  name: {new}\n  labels:\n    {JOB_LABEL}: \"true\"\n")
+        out[name] = text
+    return out
+
+
+def _annotate(text: str, index: int, checksum: str) -> str:
+    """Add the checksum annotation to the pod template of the index-th document, as
+    text (the manifests stay as written, comments included)."""
+    parts = re.split(r"(?m)^---\n", text)
+    # documents are counted as yaml.safe_load_all does: skip empty ones
+    seen = -1
+    for k, part in enumerate(parts):
+        if yaml.safe_load(part) is None:
+            continue
+        seen += 1
+        if seen == index:
+            line = f'        {CHECKSUM_ANNOTATION}: "{checksum}"\n'
+            if re.search(r"(?m)^    metadata:\n(      labels:\n(        .*\n)+)?      annotations:\n", part):
+                part = re.sub(r"(?m)^(      annotations:\n)", lambda m: m.group(1) + line, part, count=1)
+            else:
+                part = re.sub(r"(?m)^(  template:\n    metadata:\n)", lambda m: m.group(1) + "      annotations:\n" + line,
+                              part, count=1)
+            parts[k] = part
+    return "---\n".join(parts)
+
+
 def holds_secret(manifest: str) -> bool:
     """A manifest with a Kubernetes Secret among its documents (top-level `kind:` lines
     only: a ConfigMap quoting the words stays public)."""
@@ -328,10 +425,11 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
         base = template.removeprefix("k8s/")
         if base.startswith("_") or not base.endswith(".yaml.j2"):
             continue
-        name = base.removesuffix(".j2")
-        manifests[name] = render_template(template, **context)
-        plan.files[f"k8s-0/manifests/{name}"] = manifests[name]
-        if holds_secret(manifests[name]):
+        manifests[base.removesuffix(".j2")] = render_template(template, **context)
+    manifests = day2(manifests)
+    for name, text in manifests.items():
+        plan.files[f"k8s-0/manifests/{name}"] = text
+        if holds_secret(text):
             plan.private.add(f"k8s-0/manifests/{name}")
 
     for service in sorted(set(cfg.tuning) - set(tuned)):
