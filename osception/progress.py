@@ -8,9 +8,13 @@ Each setup step of every node prints one line to the serial console (and to
     timestamp  UTC, ISO 8601, seconds: 2026-11-27T10:20:07Z
     node       the node name: k8s-0, compute-1 ...
     step       [a-z0-9-]+, the step name; the reserved step `node` is the final line
-    state      started | done | failed
+    state      started | done | failed | waiting
     message    optional free text to the end of the line (on failed: the reason)
 
+A running step may say what it is waiting for: a report of `waiting` lines, all with
+the same timestamp, one per thing not ready (the controller names each workload of
+the control plane that is not ready and why). A report replaces the step's previous
+one; a step that ends `done` drops it, one that `failed` keeps it.
 The last line of a node is `... <node> node done` or `... <node> node failed <reason>`.
 The console-log API of the outer cloud returns the serial console, so `up` can
 follow every node without SSH. Lines may come with a prefix (a kernel timestamp,
@@ -26,11 +30,11 @@ from datetime import datetime
 
 MARK = "OSCEPTION"
 FINAL_STEP = "node"
-STATES = ("started", "done", "failed")
+STATES = ("started", "done", "failed", "waiting")
 
 LINE = re.compile(
     rf"{MARK} (?P<ts>\d{{4}}-\d\d-\d\dT\d\d:\d\d:\d\dZ) (?P<node>[a-z0-9-]+) "
-    r"(?P<step>[a-z0-9-]+) (?P<state>started|done|failed)(?: (?P<message>.*?))?\s*$"
+    rf"(?P<step>[a-z0-9-]+) (?P<state>{'|'.join(STATES)})(?: (?P<message>.*?))?\s*$"
 )
 
 
@@ -50,6 +54,8 @@ class Step:
     ended: datetime | None = None
     state: str = "started"
     message: str = ""
+    notes: list[str] = field(default_factory=list)  # the last `waiting` report
+    noted: datetime | None = None  # its timestamp
 
     @property
     def seconds(self) -> float | None:
@@ -89,15 +95,22 @@ def parse(console: str, node: str | None = None) -> dict[str, NodeProgress]:
         seen.add(ev)
         prog = out.setdefault(ev.node, NodeProgress(ev.node))
         if ev.step == FINAL_STEP:
-            if ev.state != "started":
+            if ev.state in ("done", "failed"):
                 prog.state, prog.reason = ev.state, ev.message
             continue
         step = next((s for s in reversed(prog.steps) if s.name == ev.step), None)
         if ev.state == "started" or step is None:
             step = Step(ev.step, started=ev.ts)
             prog.steps.append(step)
-        if ev.state != "started":
+        if ev.state == "waiting":
+            if step.noted is None or ev.ts > step.noted:
+                step.notes, step.noted = [], ev.ts
+            if ev.ts == step.noted:
+                step.notes.append(ev.message)
+        elif ev.state != "started":
             step.ended, step.state, step.message = ev.ts, ev.state, ev.message
+            if ev.state == "done":
+                step.notes = []
         if prog.state not in ("done", "failed"):
             prog.state = "failed" if ev.state == "failed" else "running"
             if ev.state == "failed":

@@ -2,9 +2,10 @@
 
 The layout of a plan (what `osception plan --out DIR` writes):
 
-    k8s-0/user-data            the controller's cloud-init document (the manifests inside,
-                               as one xz-compressed tar: CONTROLLER_ARCHIVE)
+    k8s-0/user-data            the controller's cloud-init document (the manifests and the
+                               diagnoser inside, as one xz-compressed tar: CONTROLLER_ARCHIVE)
     k8s-0/manifests/*.yaml     the control plane, one readable file per service
+    k8s-0/kube_diagnose.py     what the controller runs to say which workloads are not ready
     k8s-0/config/*             the rendered service config files (secrets in *.secret.conf)
     compute-N/user-data        (and network-N/...) what each data-plane node receives
 """
@@ -37,6 +38,7 @@ PHYSNET = "provider"  # ML2 flat network name, mapped to br-ex on every node
 NAMESPACE = "openstack"
 # The controller's manifests travel in its user data as one archive, unpacked under NODE_ETC.
 CONTROLLER_ARCHIVE = f"{NODE_ETC}/manifests.tar.xz"
+DIAGNOSER = "kube_diagnose.py"  # in the archive too: run while the control plane converges
 # Nova's API schema (nova/api/openstack/compute/schemas/servers.py, server create and
 # rebuild, every microversion) takes `user_data` as a base64 string of at most 65535
 # characters: Nova counts the base64 text, so a document may hold at most 49149 bytes.
@@ -438,7 +440,9 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
 
     setup_sh = render_template("scripts/controller-setup.sh.j2", node="k8s-0", node_etc=NODE_ETC,
                                archive_path=CONTROLLER_ARCHIVE, **context)
-    manifests_tar = archive(plan, {f"manifests/{name}": f"k8s-0/manifests/{name}" for name in manifests})
+    plan.files[f"k8s-0/{DIAGNOSER}"] = script(DIAGNOSER)
+    manifests_tar = archive(plan, {f"manifests/{name}": f"k8s-0/manifests/{name}" for name in manifests}
+                            | {DIAGNOSER: f"k8s-0/{DIAGNOSER}"})
     plan.files["k8s-0/user-data"] = render_template(
         "cloud-init/controller.yaml.j2", node="k8s-0", step_sh=script("osception-step.sh"),
         setup_sh=setup_sh, node_etc=NODE_ETC, archive_path=CONTROLLER_ARCHIVE,

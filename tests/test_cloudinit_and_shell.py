@@ -126,6 +126,7 @@ def test_the_controller_user_data_carries_every_manifest_as_plan_writes_it(defau
     assert archive.startswith(b"\xfd7zXZ\x00")  # xz
     written = {f"manifests/{p.name}": (p.read_bytes(), stat.S_IMODE(p.stat().st_mode))
                for p in (tmp_path / "k8s-0/manifests").iterdir()}
+    written["kube_diagnose.py"] = ((tmp_path / "k8s-0/kube_diagnose.py").read_bytes(), 0o644)
     assert _members(archive) == written
     assert written["manifests/01-secrets.yaml"][1] == 0o600
     assert written["manifests/33-nova.yaml"][1] == 0o644
@@ -174,6 +175,15 @@ def test_the_setup_scripts_unpack_step_really_unpacks(default_plan, tmp_path):
     assert stat.S_IMODE((etc / "manifests").stat().st_mode) == 0o700
 
 
+def test_the_controller_carries_its_diagnoser_and_reports_while_waiting(default_plan):
+    written = _write_files(default_plan)
+    members = _members(base64.b64decode(written[render.CONTROLLER_ARCHIVE]["content"]))
+    assert members["kube_diagnose.py"][0].decode() == render.script("kube_diagnose.py")
+    setup = written["/usr/local/sbin/osception-setup"]["content"]
+    assert 'python3 "$ETC/kube_diagnose.py" openstack' in setup
+    assert "note wait-control-plane" in setup
+
+
 def shell_scripts(plan) -> dict[str, str]:
     """Every shell script a node runs: files of the package and scripts inside the plan."""
     scripts = {"osception-step.sh": render.script("osception-step.sh"),
@@ -214,7 +224,9 @@ def test_progress_lines_from_the_shell_side_parse(tmp_path):
     script.write_text(
         f". {Path(render.__file__).parent / 'templates/scripts/osception-step.sh'}\n"
         "step first true\n"
-        "step second bash -c 'echo oops >&2; exit 3'\n"
+        "second() { printf 'deploy/a: ImagePullBackOff x\\n\\njob/b: failed\\n' | note second; "
+        "echo oops >&2; return 3; }\n"
+        "step second second\n"
     )
     env = {"OSCEPTION_NODE": "compute-0", "OSCEPTION_LOG_DIR": str(tmp_path / "log"), "PATH": "/usr/bin:/bin"}
     r = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
@@ -223,4 +235,52 @@ def test_progress_lines_from_the_shell_side_parse(tmp_path):
     prog = progress.parse(log)["compute-0"]
     assert [(s.name, s.state) for s in prog.steps] == [("first", "done"), ("second", "failed")]
     assert prog.steps[1].message == "exit 3: oops"
+    assert prog.steps[1].notes == ["deploy/a: ImagePullBackOff x", "job/b: failed"]
     assert prog.state == "failed" and "second" in prog.reason
+
+
+def _converge_harness(tmp_path, plan, body: str) -> tuple[int, str, list[str]]:
+    """Run the controller's own `converge` (cut from its rendered setup script) with
+    kubectl and the diagnoser replaced by shell functions that `body` defines."""
+    import re
+
+    doc = yaml.safe_load(plan.files["k8s-0/user-data"])
+    setup = next(f["content"] for f in doc["write_files"] if f["path"] == "/usr/local/sbin/osception-setup")
+    converge = re.search(r"^converge\(\) \{\n.*?^\}\n", setup, re.M | re.S).group(0)
+    script = tmp_path / "run.sh"
+    script.write_text(f". {Path(render.__file__).parent / 'templates/scripts/osception-step.sh'}\n"
+                      f"sleep() {{ :; }}\n{converge}{body}")
+    env = {"OSCEPTION_NODE": "k8s-0", "OSCEPTION_LOG_DIR": str(tmp_path / "log"), "PATH": "/usr/bin:/bin"}
+    r = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    log = tmp_path / "log" / "progress.log"
+    return r.returncode, r.stdout, log.read_text().splitlines() if log.exists() else []
+
+
+def test_converge_reports_what_is_not_ready_when_it_changes(default_plan, tmp_path):
+    rc, out, lines = _converge_harness(tmp_path, default_plan, """
+n=0
+kubectl() { n=$((n + 1)); echo "$*" >>"$OSCEPTION_LOG_DIR/kubectl"; [ "$n" -ge 4 ]; }
+python3() { case $n in 1|2) echo "deploy/a: ImagePullBackOff x"; echo "job/b: init wait";; 3) echo "job/b: failed";; esac; }
+converge "every Job to complete" 1200 --for=condition=Complete job
+""")
+    assert rc == 0, out
+    # Rounds 1 and 2 say the same: reported once. Round 3 differs: reported. Round 4 succeeds.
+    assert [line.split(" ", 2)[2] for line in lines] == [
+        "k8s-0 wait-control-plane waiting deploy/a: ImagePullBackOff x",
+        "k8s-0 wait-control-plane waiting job/b: init wait",
+        "k8s-0 wait-control-plane waiting job/b: failed",
+    ]
+    assert len({line.split()[1] for line in lines[:2]}) == 1  # one report, one timestamp
+    calls = (tmp_path / "log" / "kubectl").read_text().splitlines()
+    assert calls == ["-n openstack wait --for=condition=Complete job --all --timeout=30s"] * 4
+
+
+def test_converge_gives_up_at_its_deadline(default_plan, tmp_path):
+    rc, out, lines = _converge_harness(tmp_path, default_plan, """
+kubectl() { return 1; }
+python3() { :; }
+converge "every Deployment to be available" 0 --for=condition=Available deployment
+""")
+    assert rc == 1
+    assert out.splitlines()[-1] == "timed out after 0s waiting for every Deployment to be available"
+    assert [line.split(" ", 4)[4] for line in lines] == ["waiting no pod reports a problem"]

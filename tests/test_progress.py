@@ -1,3 +1,5 @@
+from datetime import datetime
+
 from osception import progress
 
 # Recorded-style console output: kernel noise, cloud-init prefixes, a repeated line.
@@ -38,3 +40,38 @@ def test_ignores_noise_and_filters_node():
 
 def test_partial_last_line_is_ignored():
     assert progress.parse("OSCEPTION 2026-11-27T10:00:00Z k8s-0 inst") == {}
+
+
+# The controller while its control plane converges: two reports, then a timeout.
+CONVERGING = """\
+OSCEPTION 2026-11-27T10:01:00Z k8s-0 wait-control-plane started
+OSCEPTION 2026-11-27T10:01:31Z k8s-0 wait-control-plane waiting deploy/keystone: ImagePullBackOff quay.io/x
+OSCEPTION 2026-11-27T10:01:31Z k8s-0 wait-control-plane waiting deploy/nova-api: init wait: waiting for job/nova-db-sync
+OSCEPTION 2026-11-27T10:02:02Z k8s-0 wait-control-plane waiting job/nova-db-sync: CrashLoopBackOff (exit 1, 2 restarts): boom
+OSCEPTION 2026-11-27T10:02:02Z k8s-0 wait-control-plane waiting deploy/nova-api: init wait: waiting for job/nova-db-sync
+[   99.000000] cloud-init[512]: OSCEPTION 2026-11-27T10:01:31Z k8s-0 wait-control-plane waiting deploy/keystone: ImagePullBackOff quay.io/x
+"""
+
+
+def test_a_waiting_report_replaces_the_previous_one():
+    prog = progress.parse(CONVERGING)["k8s-0"]
+    assert prog.state == "running" and len(prog.steps) == 1
+    step = prog.current
+    assert step.state == "started" and step.noted == datetime(2026, 11, 27, 10, 2, 2)
+    assert step.notes == ["job/nova-db-sync: CrashLoopBackOff (exit 1, 2 restarts): boom",
+                          "deploy/nova-api: init wait: waiting for job/nova-db-sync"]
+
+
+def test_a_failed_step_keeps_its_last_report_a_done_step_drops_it():
+    failed = progress.parse(CONVERGING + (
+        "OSCEPTION 2026-11-27T10:21:00Z k8s-0 wait-control-plane failed exit 1: timed out after 1200s\n"
+        "OSCEPTION 2026-11-27T10:21:00Z k8s-0 node failed step wait-control-plane failed\n"))["k8s-0"]
+    assert failed.state == "failed" and len(failed.current.notes) == 2
+    done = progress.parse(CONVERGING + "OSCEPTION 2026-11-27T10:05:00Z k8s-0 wait-control-plane done\n")["k8s-0"]
+    assert done.state == "running" and done.current.notes == []
+    assert progress.timings(done) == {"wait-control-plane": 240.0}
+
+
+def test_waiting_on_the_final_step_does_not_end_the_node():
+    prog = progress.parse(CONVERGING + "OSCEPTION 2026-11-27T10:05:00Z k8s-0 node waiting odd\n")["k8s-0"]
+    assert prog.state == "running"

@@ -3,16 +3,12 @@
     kube_diagnose.py NAMESPACE [KUBECTL...]    (default KUBECTL: k3s kubectl)
 
 Reads `kubectl -n NAMESPACE get pods,jobs -o json` and prints, for each workload
-that is not ready, its reason, worst first:
+that is not ready, its reason, worst first (nothing when every pod is ready):
 
-    job/neutron-db-sync: failed, BackoffLimitExceeded: Job has reached the ...
     job/nova-db-sync: CrashLoopBackOff (exit 1, 6 restarts): <its last log line>
-    deploy/keystone: ImagePullBackOff quay.io/openstack.kolla/keystone:2026.1-...
-    sts/mariadb-glance: Unschedulable: 0/1 nodes are available: ...
     deploy/nova-api: init wait: waiting for job/nova-db-sync: not yet
 
-Prints nothing when every pod is ready. Standard library only: it runs with the
-controller's python3, and the tests import it.
+Standard library only: it runs with the controller's python3; the tests import it.
 """
 
 import json

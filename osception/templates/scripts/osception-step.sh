@@ -4,6 +4,7 @@
 #   step NAME COMMAND [ARG...]   run one step, its output in /var/log/osception/NAME.log
 #   finish done|failed [REASON]  the node's final line
 #   wait_for WHAT SECONDS COMMAND [ARG...]  retry COMMAND until it succeeds or time runs out
+#   note STEP                    each line of stdin as a `waiting` line of STEP: one report
 # Each report is one line on the serial console, which the outer cloud's
 # console-log API returns, and in /var/log/osception/progress.log.
 
@@ -11,9 +12,15 @@ OSCEPTION_NODE=${OSCEPTION_NODE:?set OSCEPTION_NODE to the node name}
 OSCEPTION_LOG_DIR=${OSCEPTION_LOG_DIR:-/var/log/osception}
 mkdir -p "$OSCEPTION_LOG_DIR"
 
+stamp() { date -u +%Y-%m-%dT%H:%M:%SZ; }
+
 report() {
+  say "$(stamp)" "$@"
+}
+
+say() {
   local line
-  line="OSCEPTION $(date -u +%Y-%m-%dT%H:%M:%SZ) $OSCEPTION_NODE $*"
+  line="OSCEPTION $1 $OSCEPTION_NODE ${*:2}"
   echo "$line" >>"$OSCEPTION_LOG_DIR/progress.log"
   # The serial console; absent in a chroot or a container.
   if [ -w /dev/console ]; then echo "$line" >/dev/console 2>/dev/null || true; fi
@@ -31,6 +38,14 @@ step() {
     exit "$rc"
   fi
   report "$name" "done"
+}
+
+note() {
+  local ts line
+  ts=$(stamp)
+  while IFS= read -r line; do
+    if [ -n "$line" ]; then say "$ts" "$1" waiting "${line:0:200}"; fi
+  done
 }
 
 finish() {
