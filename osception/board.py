@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from rich.table import Table
+from rich.text import Text
 
 from .progress import NodeProgress
 
@@ -21,8 +22,12 @@ def table(state: dict[str, NodeProgress], now: datetime | None = None) -> Table:
         started = prog.steps[0].started if prog.steps else None
         end = step.ended if (prog.state in ("done", "failed") and step and step.ended) else now
         elapsed = f"{int((end - started).total_seconds())}s" if started else "-"
-        label = f"{step.name} ({step.state})" if step else "waiting for the first line"
+        label = Text(f"{step.name} ({step.state})" if step else "waiting for the first line")
         if prog.state == "failed":
-            label = prog.reason
+            label = Text(prog.reason)
+            if step and step.state == "failed" and step.message and step.message not in prog.reason:
+                label.append(f"\n{step.name}: {step.message}")
+        if step and step.notes and prog.state != "done":  # what the step waits for, and why
+            label.append("".join(f"\n  {n}" for n in step.notes), style="dim")
         t.add_row(node, f"[{STYLE[prog.state]}]{prog.state}[/]", label, elapsed)
     return t

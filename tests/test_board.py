@@ -1,0 +1,42 @@
+"""The progress board `up` and `status` show."""
+
+from datetime import datetime
+
+from rich.console import Console
+
+from osception import board, progress
+
+CONSOLE = """\
+OSCEPTION 2026-11-27T10:00:00Z k8s-0 install-k3s started
+OSCEPTION 2026-11-27T10:00:31Z k8s-0 install-k3s done
+OSCEPTION 2026-11-27T10:01:00Z k8s-0 wait-control-plane started
+OSCEPTION 2026-11-27T10:01:31Z k8s-0 wait-control-plane waiting deploy/keystone: ImagePullBackOff quay.io/x [y]
+OSCEPTION 2026-11-27T10:01:31Z k8s-0 wait-control-plane waiting deploy/nova-api: init wait: waiting for job/nova-db-sync
+OSCEPTION 2026-11-27T10:00:40Z compute-0 packages started
+"""
+
+
+def render(state) -> str:
+    out = Console(record=True, width=200)
+    out.print(board.table(state, now=datetime(2026, 11, 27, 10, 2, 0)))
+    return out.export_text()
+
+
+def test_the_controller_row_says_what_is_not_ready_and_why():
+    text = render(progress.parse(CONSOLE))
+    rows = [line for line in text.splitlines() if "deploy/" in line or "wait-control-plane" in line]
+    assert "wait-control-plane (started)" in rows[0] and "k8s-0" in rows[0] and "120s" in rows[0]
+    assert "deploy/keystone: ImagePullBackOff quay.io/x [y]" in rows[1]  # as is: no markup
+    assert "deploy/nova-api: init wait: waiting for job/nova-db-sync" in rows[2]
+
+
+def test_a_failed_controller_keeps_its_reasons_a_finished_one_does_not():
+    failed = render(progress.parse(CONSOLE + (
+        "OSCEPTION 2026-11-27T10:21:00Z k8s-0 wait-control-plane failed exit 1: timed out after 1200s\n"
+        "OSCEPTION 2026-11-27T10:21:00Z k8s-0 node failed step wait-control-plane failed\n")))
+    assert "wait-control-plane: exit 1: timed out after 1200s" in failed
+    assert "deploy/keystone: ImagePullBackOff" in failed
+    done = render(progress.parse(CONSOLE + (
+        "OSCEPTION 2026-11-27T10:09:00Z k8s-0 wait-control-plane done\n"
+        "OSCEPTION 2026-11-27T10:09:00Z k8s-0 check-ingress started\n")))
+    assert "check-ingress (started)" in done and "deploy/" not in done
