@@ -157,6 +157,8 @@ def up(
     if failed or any(p.state != "done" for p in final.values()):
         for p in failed:
             err.print(f"[red]{p.node} failed:[/red] {p.reason}", highlight=False)
+            for note in p.current.notes if p.current else []:
+                err.print(f"  {note}", markup=False, highlight=False)
         raise typer.Exit(1)
     from . import overcloud
 
@@ -249,17 +251,58 @@ def ssh(
     """SSH to a node with the environment's key."""
     import os
 
+    cfg = load_config(config, env)
+    os.execvp("ssh", _ssh_args(state.env_dir(cfg.name, state_dir), node, user) + (command or []))
+
+
+def _ssh_args(env_dir: Path, node: str, user: str) -> list[str]:
+    """`ssh` to a node of the environment, with its key; the remote command goes after."""
     from . import deploy
 
-    cfg = load_config(config, env)
-    env_dir = state.env_dir(cfg.name, state_dir)
     nodes = deploy.load_resources(env_dir).get("nodes", {})
     if node not in nodes:
         fail(f"no node {node!r} in {env_dir}; known: {', '.join(sorted(nodes)) or 'none (run up)'}")
     key = env_dir / "ssh" / "id_ed25519"
-    args = ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=accept-new",
-            f"{user}@{nodes[node]['ip']}", *(command or [])]
-    os.execvp("ssh", args)
+    return ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=accept-new", f"{user}@{nodes[node]['ip']}"]
+
+
+def _run(args: list[str]) -> int:
+    import subprocess
+
+    return subprocess.run(args).returncode
+
+
+@app.command()
+def logs(
+    node: Annotated[str, typer.Argument(help="k8s-0, compute-0, network-1 ...")],
+    service: Annotated[Optional[str], typer.Argument(help="nova-api, nova-compute ... (omit to list them)")] = None,
+    lines: Annotated[int, typer.Option("--lines", "-n", min=1, help="How many of the last lines.")] = 100,
+    config: ConfigOpt = None,
+    env: EnvOpt = None,
+    state_dir: StateOpt = None,
+    user: Annotated[str, typer.Option(help="Login user of the image.")] = "debian",
+) -> None:
+    """A service's recent log, over SSH: `kubectl logs` on the controller, `journalctl` on a node."""
+    from . import logs as logs_mod
+    from . import render
+
+    cfg = load_config(config, env)
+    env_dir = state.env_dir(cfg.name, state_dir)
+    ssh_args = _ssh_args(env_dir, node, user)
+    role = next((n.role for n in render.nodes(cfg) if n.name == node), None)
+    if role is None:
+        fail(f"node {node!r} is not in the configuration of {cfg.name!r}")
+    manifests = sorted((env_dir / "plan" / node / "manifests").glob("*.yaml")) if role == "controller" else []
+    if role == "controller" and not manifests:
+        fail(f"no plan in {env_dir / 'plan'}; run `osception up`")
+    known = logs_mod.sources(role, (p.read_text() for p in manifests))
+    if service is None:
+        for name, source in known.items():
+            console.print(f"{name:28} {source}", highlight=False)
+        return
+    if service not in known:
+        fail(f"no service {service!r} on {node}; known: {', '.join(known)}")
+    raise typer.Exit(_run(ssh_args + logs_mod.command(known[service], lines)))
 
 
 def _access(cfg, env_dir: Path, sec, auth_url: str | None):
