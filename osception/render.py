@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import io
+import gzip
 import json
 import lzma
 import re
@@ -135,8 +136,16 @@ class UserDataTooLarge(ValueError):
     """A node's user data over Nova's limit: the server could never be created."""
 
 
+def wire_user_data(text: str) -> bytes:
+    """What a server is given: its cloud-config gzip-compressed. cloud-init decompresses
+    gzip user data itself (user_data.convert_string); the plan keeps the readable text.
+    mtime=0: the same text always gives the same bytes."""
+    return gzip.compress(text.encode(), compresslevel=9, mtime=0)
+
+
 def user_data_size(text: str) -> int:
-    return len(base64.b64encode(text.encode()))
+    """The user data as Nova counts it: the base64 of what the server is given."""
+    return len(base64.b64encode(wire_user_data(text)))
 
 
 def check_user_data(plan: Plan) -> None:

@@ -21,7 +21,7 @@ from openstack import exceptions as sdk_exc
 
 from . import services
 from .config import Config
-from .render import Address, Node, nodes
+from .render import Address, Node, nodes, wire_user_data
 
 TAG = "osception"
 
@@ -333,7 +333,8 @@ def ensure_server(conn, names: Names, node: Node, found: Found, user_data: str, 
             image_id=found.images[node.role].id,
             networks=[{"port": p.id} for p in ports],
             key_name=names.keypair,
-            user_data=base64.b64encode(user_data.encode()).decode(),
+            # gzip-compressed: cloud-init decompresses it (render.wire_user_data)
+            user_data=base64.b64encode(wire_user_data(user_data)).decode(),
             tags=_tags(names.env),
             metadata={"osception-env": names.env, "osception-node": node.name},
         )

@@ -6,6 +6,7 @@ progress lines are tested on recorded console output instead (test_progress.py).
 from __future__ import annotations
 
 import base64
+import gzip
 import threading
 
 import pytest
@@ -72,7 +73,9 @@ def test_full_up_then_down_leaves_nothing(outer, devcloud, tmp_path):
         assert public.is_port_security_enabled is False or public.security_group_ids == [sg.id]
         # The user data the server received (only admins may read it back) names
         # its own ports' MACs and IP.
-        user_data = base64.b64decode(devcloud.connect("admin").compute.get_server(server.id).user_data).decode()
+        # sent gzip-compressed (render.wire_user_data); cloud-init decompresses it
+        user_data = gzip.decompress(base64.b64decode(
+            devcloud.connect("admin").compute.get_server(server.id).user_data)).decode()
         assert user_data == result.plan.files[f"{node}/user-data"]
         if node != "k8s-0":
             vars_yaml = next(f["content"] for f in yaml.safe_load(user_data)["write_files"]
