@@ -586,3 +586,91 @@ BOOTSTRAP_DEVIATIONS = {
     "neutron-db-manage head": "we run `neutron-db-manage ... upgrade heads` with our config files: "
                               "every branch of the neutron schema, as neutron's install guide does",
 }
+
+
+# --- kolla-ansible's config.json of the same container --------------------------------
+
+def kolla_ansible_config(src: KollaSources, image: str, container: str) -> dict | None:
+    """kolla-ansible's config.json template for a container of that image, rendered
+    with every deployment option off (no TLS, no custom policy, no extra CA): its
+    command and the files it always installs. None if no role has that container."""
+    import jinja2
+
+    class Off(jinja2.ChainableUndefined):
+        def __bool__(self):
+            return False
+
+    env = jinja2.Environment(undefined=Off)
+    env.filters["bool"] = lambda v: False if isinstance(v, jinja2.Undefined) else str(v).lower() in ("true", "yes", "1")
+    env.filters["put_address_in_context"] = lambda v, *a: v
+    env.filters["basename"] = lambda v: os.path.basename(str(v))
+    env.filters["dirname"] = lambda v: os.path.dirname(str(v))
+    names = [container, container.removesuffix("s")]  # neutron-periodic-workers -> -worker
+    for role in role_dirs(src, image):
+        for name in names:
+            tpl = role / "templates" / f"{name}.json.j2"
+            if tpl.exists():
+                text = env.from_string(tpl.read_text()).render(
+                    container_config_directory=CONFIG_DIR, kolla_base_distro="ubuntu",
+                    neutron_plugin_agent="openvswitch")
+                return json.loads(text)
+    return None
+
+
+# How our containers differ from kolla-ansible's config.json of the same container,
+# and why. Keys: (container, "command") or (container, a kolla-ansible destination we
+# do not install). The test checks that exactly these differ, release by release.
+CONFIG_DEVIATIONS = {
+    ("keystone", "command"): "kolla-ansible's keystone-startup.sh waits for the fernet keys that its "
+                             "keystone-fernet/keystone-ssh containers distribute; osception ships the keys "
+                             "in the Secret, so uWSGI starts directly",
+    ("keystone", "/usr/bin/keystone-startup.sh"): "see the command",
+    ("keystone", "/etc/apache2/conf-enabled/wsgi-keystone.conf"): "2025.1's kolla-ansible serves keystone "
+        "with Apache mod_wsgi; osception runs keystone.wsgi.api under the uWSGI every openstack-base "
+        "image installs, in every release",
+    ("glance-api", "command"): "before 2026.1 kolla-ansible runs eventlet glance-api; osception runs "
+                               "glance.wsgi.api under the image's uWSGI in every release",
+    ("neutron-rpc-server", "command"): "the config files are named on the command line, as for neutron-server",
+    ("neutron-periodic-workers", "command"): "the config files are named on the command line, as for neutron-server",
+    ("placement-api", "/etc/placement/migrate-db.rc"): "kolla-ansible's tool for moving placement's data "
+                                                       "out of nova's database; osception starts fresh",
+    ("neutron-server", "/var/lib/neutron/.ssh/id_rsa"): "for ML2 drivers that configure physical switches "
+                                                        "over SSH; osception runs ML2/Open vSwitch only",
+    ("rabbitmq", "/etc/rabbitmq/rabbitmq-env.conf"): "one node with the StatefulSet's stable host name: "
+                                                     "RabbitMQ's defaults; logs on the console (rabbitmq.conf)",
+    ("rabbitmq", "/etc/rabbitmq/enabled_plugins"): "no management or Prometheus plugin",
+    ("rabbitmq", "/etc/rabbitmq/erl_inetrc"): "no cluster: Erlang's name resolution defaults",
+    ("rabbitmq", "/etc/rabbitmq/advanced.config"): "no cluster: no advanced Erlang settings",
+}
+# Files we install that kolla-ansible's config.json does not list, and why.
+EXTRA_FILES = {
+    r"/etc/\w+/\w+\.conf\.d/secrets\.conf$": "the password lines of the service's config, from its Secret "
+                                            "(oslo.config reads <project>.conf.d/ after the main file)",
+    r"/etc/keystone/(fernet|credential)-keys/\d+$": "the keys, from the Secret (kolla-ansible: keystone-fernet)",
+    r"/etc/\w+/[\w-]+-uwsgi\.ini$": "the API's uWSGI file, as service-uwsgi-config writes it",
+}
+
+
+def config_differences(src: KollaSources, container: Container) -> tuple[set, set] | None:
+    """(differences, extra files) of one long-running container against kolla-ansible's
+    config.json for it; None where kolla-ansible has no such container."""
+    theirs = kolla_ansible_config(src, container.kolla_image, container.name)
+    if theirs is None:
+        return None
+    ours = container.config_json
+    diffs = set()
+    # Arguments kolla-ansible fills from its inventory render empty here ("-l  -p "):
+    # then only the program is compared.
+    holes = re.search(r"\s\s|\s$", theirs["command"])
+    if ours["command"].split()[0] != theirs["command"].split()[0] or (
+            not holes and ours["command"] != theirs["command"]):
+        diffs.add((container.name, "command"))
+    mine = {e["dest"]: e for e in ours["config_files"]}
+    for entry in theirs["config_files"]:
+        if entry["dest"] not in mine:
+            if not entry.get("optional"):
+                diffs.add((container.name, entry["dest"]))
+        elif (mine[entry["dest"]]["owner"], mine[entry["dest"]]["perm"]) != (entry["owner"], entry["perm"]):
+            diffs.add((container.name, entry["dest"] + " owner/perm"))
+    extra = {d for d in mine if d not in {e["dest"] for e in theirs["config_files"]}}
+    return diffs, extra

@@ -144,3 +144,53 @@ def test_every_kolla_bootstrap_step_runs_in_our_job(plan, src):
         for step in contract.bootstrap_commands(src, c.kolla_image):
             assert step in ours or step in contract.BOOTSTRAP_DEVIATIONS, (
                 f"{c.workload}: Kolla's {c.kolla_image} bootstrap runs `{step}`; our Job does not")
+
+
+def test_containers_agree_with_kolla_ansibles_config_json(plan, src):
+    """Command, files, owners and modes of every long-running container agree with
+    kolla-ansible's config.json for the same container, or differ by a documented
+    reason (contract.CONFIG_DEVIATIONS, EXTRA_FILES)."""
+    compared, unexplained = 0, []
+    for c in contract.containers(plan):
+        if c.init or c.workload.startswith("Job/") or c.config_json is None:
+            continue
+        found = contract.config_differences(src, c)
+        if found is None:
+            continue
+        compared += 1
+        diffs, extra = found
+        unexplained += [f"{c.name}: {what}" for name, what in sorted(diffs)
+                        if (name, what) not in contract.CONFIG_DEVIATIONS]
+        unexplained += [f"{c.name}: extra file {d}" for d in sorted(extra)
+                        if not any(contract.re.search(p, d) for p in contract.EXTRA_FILES)]
+    assert not unexplained, "\n".join(unexplained)
+    assert compared >= 13
+
+
+def test_every_documented_deviation_still_exists_in_some_release():
+    """A deviation that no pinned release shows any more is stale: remove it."""
+    seen = set()
+    for s in _all_sources():
+        cfg = config.load(None).model_copy(update={"release": s.release.name})
+        import tempfile
+        from pathlib import Path
+        p = render.build(cfg, secrets.ensure(Path(tempfile.mkdtemp()) / "x", "x"))
+        for c in contract.containers(p):
+            if not c.init and not c.workload.startswith("Job/") and c.config_json is not None:
+                found = contract.config_differences(s, c)
+                if found:
+                    seen |= found[0]
+    assert set(contract.CONFIG_DEVIATIONS) <= seen, set(contract.CONFIG_DEVIATIONS) - seen
+
+
+def test_images_run_as_kolla_expects(plan, src):
+    """No pod overrides the user its image runs as, and every image that runs as
+    root and serves uWSGI drops to its service user (uid in the uWSGI file)."""
+    for c in contract.containers(plan):
+        for ctx in (c.pod.get("securityContext", {}), c.spec.get("securityContext", {})):
+            assert "runAsUser" not in ctx and "runAsGroup" not in ctx, c.label
+        config = c.config_json
+        if config and config["command"].startswith("uwsgi ") and contract.image_user(src, c.kolla_image) == "root":
+            ini = c.mounts[contract.CONFIG_DIR][config["command"].split()[1].rsplit("/", 1)[1]]
+            owner = {e["owner"] for e in config["config_files"]}
+            assert contract.ini_pairs(ini).get("uid") in owner, f"{c.label}: uWSGI as root"
