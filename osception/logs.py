@@ -25,7 +25,10 @@ def sources(role: str, manifests: Iterable[str] = ()) -> dict[str, str]:
         for doc in yaml.safe_load_all(text):
             if doc and doc.get("kind") in KINDS:
                 name = doc["metadata"]["name"]
-                out[name] = f"{KINDS[doc['kind']]}/{name}"
+                # A Job is named after its spec (render.day2: nova-db-sync-1a2b3c4d);
+                # it is asked for by its pods' app label (nova-db-sync).
+                service = doc["spec"]["template"].get("metadata", {}).get("labels", {}).get("app", name)
+                out[service if doc["kind"] == "Job" else name] = f"{KINDS[doc['kind']]}/{name}"
     out["k3s"] = "unit/k3s"
     return dict(sorted(out.items()))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import yaml
 from typer.testing import CliRunner
 
 from osception import cli, logs, render, services
@@ -39,12 +40,16 @@ def test_controller_service_log_is_kubectl_logs_over_ssh(env):
                     "--all-containers", "--prefix", "--tail", "20"]]
 
 
-def test_jobs_statefulsets_and_k3s_itself(env):
+def test_jobs_statefulsets_and_k3s_itself(env, default_plan):
     home, _, ran = env
     for service in ("nova-db-sync", "mariadb-nova", "k3s"):
         assert invoke(home, "k8s-0", service).exit_code == 0
+    job = next(d["metadata"]["name"] for rel, text in default_plan.files.items() if "/manifests/" in rel
+               for d in yaml.safe_load_all(text) if d and d["kind"] == "Job"
+               and d["metadata"]["name"].startswith("nova-db-sync"))
+    assert job != "nova-db-sync"  # named after its spec
     assert [args[6:] for args in ran] == [
-        ["sudo", "k3s", "kubectl", "-n", "openstack", "logs", "job/nova-db-sync", "--all-containers", "--prefix",
+        ["sudo", "k3s", "kubectl", "-n", "openstack", "logs", f"job/{job}", "--all-containers", "--prefix",
          "--tail", "100"],
         ["sudo", "k3s", "kubectl", "-n", "openstack", "logs", "sts/mariadb-nova", "--all-containers", "--prefix",
          "--tail", "100"],
@@ -66,7 +71,7 @@ def test_without_a_service_it_lists_them_and_connects_nowhere(env):
     assert [line.split()[0] for line in r.output.splitlines()] == list(services.NODE_SERVICES["network"])
     r = invoke(home, "k8s-0")
     listed = dict(line.split() for line in r.output.splitlines())
-    assert listed["nova-api"] == "deploy/nova-api" and listed["keystone-bootstrap"] == "job/keystone-bootstrap"
+    assert listed["nova-api"] == "deploy/nova-api" and listed["keystone-bootstrap"].startswith("job/keystone-bootstrap-")
     assert listed["rabbitmq"] == "sts/rabbitmq" and listed["k3s"] == "unit/k3s"
     assert "nova-config" not in listed  # a ConfigMap has no log
 
@@ -94,5 +99,7 @@ def test_an_environment_without_nodes(tmp_path):
 
 
 def test_sources_come_from_the_manifests():
-    text = "kind: ConfigMap\nmetadata: {name: x-config}\n---\nkind: Deployment\nmetadata: {name: x}\n"
-    assert logs.sources("controller", [text]) == {"k3s": "unit/k3s", "x": "deploy/x"}
+    text = ("kind: ConfigMap\nmetadata: {name: x-config}\n---\nkind: Deployment\nmetadata: {name: x}\n"
+            "spec: {template: {metadata: {labels: {app: x}}}}\n---\nkind: Job\nmetadata: {name: x-sync-0a1b2c3d}\n"
+            "spec: {template: {metadata: {labels: {app: x-sync}}}}\n")
+    assert logs.sources("controller", [text]) == {"k3s": "unit/k3s", "x": "deploy/x", "x-sync": "job/x-sync-0a1b2c3d"}
