@@ -145,7 +145,6 @@ def test_waits_name_jobs_and_services_that_exist(docs):
         for c in spec.get("initContainers", []):
             if c["name"] != "wait":
                 continue
-            assert spec.get("serviceAccountName") == "osception-wait"
             for cond in c["command"][2:]:
                 kind, _, target = cond.partition("/")
                 if kind == "job":
@@ -234,3 +233,22 @@ def test_image_override(tmp_path):
     nova = plan.files["k8s-0/manifests/33-nova.yaml"]
     assert "image: registry.example.com/kolla/nova-api:patched" in nova
     assert "image: quay.io/openstack.kolla/nova-conductor:" in nova
+
+
+def test_no_pod_reaches_the_cloud_metadata_service(docs):
+    """A NetworkPolicy selecting every pod allows egress everywhere but the link-local
+    metadata address (k3s enforces it: embedded kube-router)."""
+    policies = by_kind(docs, "NetworkPolicy")
+    (policy,) = policies.values()
+    assert policy["spec"]["podSelector"] == {} and policy["spec"]["policyTypes"] == ["Egress"]
+    blocks = [to["ipBlock"] for rule in policy["spec"]["egress"] for to in rule["to"] if "ipBlock" in to]
+    assert blocks == [{"cidr": "0.0.0.0/0", "except": ["169.254.169.254/32"]}]
+
+
+def test_only_pods_that_wait_for_jobs_get_an_api_token(docs):
+    accounts = by_kind(docs, "ServiceAccount")
+    assert accounts["default"]["automountServiceAccountToken"] is False
+    for doc, spec in pod_specs(docs):
+        waits_for_jobs = any(a.startswith("job/") for c in spec.get("initContainers", [])
+                             for a in c.get("command", []))
+        assert (spec.get("serviceAccountName") == "osception-wait") == waits_for_jobs, doc["metadata"]["name"]

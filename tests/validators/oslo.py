@@ -40,8 +40,11 @@ NAMESPACES: dict[str, list[str]] = {
         "keystone", "oslo.cache", "oslo.log", "oslo.messaging", "oslo.policy",
         "oslo.db", "oslo.middleware", "osprofiler",
     ],
+    # "glance": the image import options (glance/opts.py list_image_import_opts), which
+    # glance-api registers on its own CONF and reads from glance-api.conf too
+    # ([import_filtering_opts] restricts web-download).
     "glance-api.conf": [
-        "castellan.config", "glance.api", "glance.store", "os_brick",
+        "castellan.config", "glance", "glance.api", "glance.store", "os_brick",
         "glance.multi_store", "oslo.concurrency", "oslo.messaging", "oslo.db",
         "oslo.policy", "keystonemiddleware.auth_token", "oslo.limit", "oslo.log",
         "oslo.middleware.cors", "oslo.middleware.healthcheck",
