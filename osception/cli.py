@@ -2,17 +2,46 @@
 
 from __future__ import annotations
 
+import contextlib
+import re
 from pathlib import Path
 from typing import Annotated, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from . import config as config_mod
 from . import releases, render, secrets, state
 
+
+_held: list[contextlib.ExitStack] = []  # what the running command holds (its environment's lock)
+
+
+class _Group(typer.core.TyperGroup):
+    """Every command: a problem with a config or state file, or any filesystem error,
+    ends as one line naming the file (exit 2), never as a traceback. What the
+    command holds (`lock`) is released when it ends."""
+
+    def invoke(self, ctx):
+        try:
+            with contextlib.ExitStack() as held:
+                _held.append(held)
+                try:
+                    return super().invoke(ctx)
+                finally:
+                    _held.pop()
+        except (config_mod.ConfigError, state.StateError, render.PlanError, render.UserDataTooLarge) as e:
+            fail(str(e))
+        except OSError as e:
+            if e.filename is None:  # not the filesystem (e.g. the network): not ours to explain
+                raise
+            fail(f"{e.filename}: {e.strerror or type(e).__name__}")
+
+
 app = typer.Typer(
+    cls=_Group,
     help="A real multi-node OpenStack on top of an existing OpenStack cloud.",
     no_args_is_help=True,
     add_completion=False,
@@ -20,8 +49,9 @@ app = typer.Typer(
 from .devcloud.cli import app as devcloud_app  # noqa: E402
 
 app.add_typer(devcloud_app, name="devcloud")
-console = Console()
-err = Console(stderr=True)
+# No Rich markup: user text (names, paths, messages from the cloud) is shown as is.
+console = Console(markup=False)
+err = Console(stderr=True, markup=False)
 
 ConfigOpt = Annotated[
     Optional[Path],
@@ -35,29 +65,35 @@ StateOpt = Annotated[
 
 
 def fail(message: str) -> None:
-    err.print(f"[red]error:[/red] {message}", highlight=False, soft_wrap=True)
+    """One line on stderr, exit 2. Control characters of user text are shown as '?'."""
+    err.print("error:", re.sub(r"[\x00-\x1f\x7f\x85\u2028\u2029]", "?", message),
+              style="red", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
 def load_config(path: Path | None, env: str | None) -> config_mod.Config:
     if path is None and Path("osception.yaml").exists():
         path = Path("osception.yaml")
+    if env is not None and not re.fullmatch(config_mod.NAME_RE, env):
+        fail(f"--env: must be 2 to 32 lowercase letters, digits or '-' ({config_mod.NAME_RE})")
     try:
         cfg = config_mod.load(path)
-        if env is not None:
-            cfg = config_mod.Config.model_validate(cfg.model_dump() | {"name": env})
     except config_mod.ConfigError as e:
         fail(str(e))
-    except Exception as e:  # pydantic error from --env
-        fail(f"--env: must match {config_mod.NAME_RE} ({type(e).__name__})")
-    return cfg
+    return cfg if env is None else cfg.model_copy(update={"name": env})
 
 
-def load_environment(path: Path | None, env: str | None, state_dir: Path | None):
-    """The config, the environment's state folder, and its secrets (made on first use)."""
+def lock(env_dir: Path) -> None:
+    """Hold the environment's lock until the command ends (a second one waits, saying so)."""
+    _held[-1].enter_context(state.lock(env_dir, say=err.print))
+
+
+def load_environment(path: Path | None, env: str | None, state_dir: Path | None, regenerate: bool = False):
+    """The config, the environment's state folder (locked), and its secrets (made on first use)."""
     cfg = load_config(path, env)
     env_dir = state.env_dir(cfg.name, state_dir)
-    return cfg, env_dir, secrets.ensure(env_dir, cfg.name)
+    lock(env_dir)
+    return cfg, env_dir, secrets.ensure(env_dir, cfg.name, regenerate, say=err.print)
 
 
 @app.command()
@@ -80,9 +116,12 @@ def plan(
         Optional[Path], typer.Option("--out", "-o", help="Write the files here (default: the env's state).")
     ] = None,
     state_dir: StateOpt = None,
+    regenerate_secrets: Annotated[bool, typer.Option(
+        secrets.REGENERATE, help="Replace the environment's secrets and SSH key with new ones "
+        "(the old ones are kept aside). A running environment keeps its old passwords.")] = False,
 ) -> None:
     """Render every file every node will receive. Needs no cloud."""
-    cfg, env_dir, sec = load_environment(config, env, state_dir)
+    cfg, env_dir, sec = load_environment(config, env, state_dir, regenerate_secrets)
     try:
         result = render.build(cfg, sec)
     except render.UserDataTooLarge as e:
@@ -136,15 +175,14 @@ def up(
 
     from . import board, deploy, undercloud
 
-    cfg = load_config(config, env)
-    env_dir = state.env_dir(cfg.name, state_dir)
+    cfg, env_dir, sec = load_environment(config, env, state_dir)
+    render.build(cfg, sec)  # a config that does not render stops here, before the cloud is touched
     conn = _conn(cfg)
-    sec = secrets.ensure(env_dir, cfg.name)
     try:
-        result = deploy.provision(conn, cfg, sec, env_dir, say=lambda m: console.print(f"[dim]{m}[/]"))
+        result = deploy.provision(conn, cfg, sec, env_dir, say=lambda m: console.print(m, style="dim"))
     except undercloud.PreflightError as e:
         for line in e.problems:
-            err.print(f"[red]preflight:[/red] {line}", highlight=False)
+            err.print("preflight:", line, style="red", highlight=False)
         raise typer.Exit(2)
     except render.UserDataTooLarge as e:
         fail(str(e))
@@ -156,7 +194,7 @@ def up(
     failed = [p for p in final.values() if p.state == "failed"]
     if failed or any(p.state != "done" for p in final.values()):
         for p in failed:
-            err.print(f"[red]{p.node} failed:[/red] {p.reason}", highlight=False)
+            err.print(f"{p.node} failed:", p.reason, style="red", highlight=False)
             for note in p.current.notes if p.current else []:
                 err.print(f"  {note}", markup=False, highlight=False)
         raise typer.Exit(1)
@@ -200,11 +238,13 @@ def down(
     config: ConfigOpt = None,
     env: EnvOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    state_dir: StateOpt = None,
 ) -> None:
     """Delete every resource of the environment (found by tag and name), nothing else."""
     from . import undercloud
 
     cfg = load_config(config, env)
+    lock(state.env_dir(cfg.name, state_dir))
     conn = _conn(cfg)
     names = undercloud.Names(cfg.name)
     found = undercloud.inventory(conn, names)
@@ -215,7 +255,7 @@ def down(
     summary = ", ".join(f"{len(v)} {k.replace('_', ' ')}" for k, v in found.items() if v)
     if not yes and not typer.confirm(f"Delete environment {cfg.name!r}: {summary}?"):
         raise typer.Exit(1)
-    counts = undercloud.destroy(conn, names, progress=lambda m: console.print(f"[dim]{m}[/]"))
+    counts = undercloud.destroy(conn, names, progress=lambda m: console.print(m, style="dim"))
     console.print(f"deleted environment {cfg.name!r}: " +
                   ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items()))
 
@@ -353,7 +393,7 @@ def smoke(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt = No
                              cfg.nodes.compute.count, cfg.nodes.network.count)
     style = {"pass": "green", "fail": "bold red", "skip": "yellow"}
     for c in checks:
-        console.print(f"[{style[c.status]}]{c.status:4}[/] {c.name:18} {c.seconds:6.1f}s  {c.detail}",
+        console.print(Text.assemble((f"{c.status:4}", style[c.status]), f" {c.name:18} {c.seconds:6.1f}s  {c.detail}"),
                       highlight=False)
     if any(c.status == "fail" for c in checks):
         raise typer.Exit(1)

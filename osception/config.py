@@ -15,11 +15,46 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from . import releases
+from . import ini, releases
+
+MAX_SIZE = 1 << 20  # bytes: an osception.yaml is a few KiB; /dev/zero must not fill the memory
 
 
 class ConfigError(ValueError):
     """A configuration problem, told in one line that says what to fix."""
+
+
+def _ipv4_network(v: str | None) -> str | None:
+    """The outer cloud gives the nodes IPv4 addresses, and `populate` makes IPv4 subnets."""
+    try:
+        ok = v is None or isinstance(ipaddress.ip_network(v, strict=False), ipaddress.IPv4Network)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError("must be an IPv4 network such as 203.0.113.0/24 (osception's networks are IPv4)")
+    return v
+
+
+def _ipv4_address(v: str | None) -> str | None:
+    try:
+        ok = v is None or isinstance(ipaddress.ip_address(v), ipaddress.IPv4Address)
+    except ValueError:
+        ok = False
+    if not ok:
+        raise ValueError("must be an IPv4 address such as 203.0.113.1")
+    return v
+
+
+# A container image reference as registries understand it (the grammar of
+# distribution/reference), with a tag or a digest: nothing implicit like `latest`.
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_HOST = r"(?:[A-Za-z0-9]|[A-Za-z0-9][A-Za-z0-9-]*[A-Za-z0-9])"
+IMAGE_RE = re.compile(
+    rf"(?:{_HOST}(?:\.{_HOST})*(?::[0-9]{{1,5}})?/)?{_COMPONENT}(?:/{_COMPONENT})*"
+    r"(?P<tag>:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
+    r"(?P<digest>@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
+)
+MAX_INI_VALUE = 4096
 
 
 class _Strict(BaseModel):
@@ -89,7 +124,7 @@ class PublicNetwork(_Strict):
         missing = [k for k in ("network", "cidr", "gateway") if getattr(self, k) is None]
         if missing:
             raise ValueError(f"mode provider needs {', '.join(missing)}")
-        net = ipaddress.ip_network(self.cidr, strict=False)
+        net = ipaddress.ip_network(self.cidr, strict=False)  # IPv4: the field validators said so
         for key in ("gateway", "pool_start", "pool_end"):
             value = getattr(self, key)
             if value is not None and ipaddress.ip_address(value) not in net:
@@ -99,16 +134,12 @@ class PublicNetwork(_Strict):
     @field_validator("cidr")
     @classmethod
     def _cidr(cls, v: str | None) -> str | None:
-        if v is not None:
-            ipaddress.ip_network(v, strict=False)
-        return v
+        return _ipv4_network(v)
 
     @field_validator("gateway", "pool_start", "pool_end")
     @classmethod
     def _ip(cls, v: str | None) -> str | None:
-        if v is not None:
-            ipaddress.ip_address(v)
-        return v
+        return _ipv4_address(v)
 
 
 class Flavor(_Strict):
@@ -171,8 +202,7 @@ class Overcloud(_Strict):
     @field_validator("demo_cidr", "fip_agent_gateway_cidr")
     @classmethod
     def _cidr(cls, v: str) -> str:
-        ipaddress.ip_network(v, strict=False)
-        return v
+        return _ipv4_network(v)
 
 
 IniOverrides = dict[str, dict[str, dict[str, str | int | float | bool]]]
@@ -205,13 +235,12 @@ class Config(_Strict):
     @field_validator("access_cidr")
     @classmethod
     def _access_cidr(cls, v: str) -> str:
-        ipaddress.ip_network(v, strict=False)
-        return v
+        return _ipv4_network(v)
 
     @field_validator("domain")
     @classmethod
     def _domain(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"([a-z0-9-]+\.)+[a-z]{2,}", v):
+        if v is not None and (len(v) > 253 or not re.fullmatch(r"([a-z0-9-]{1,63}\.)+[a-z]{2,63}", v)):
             raise ValueError("must be a DNS name such as cloud.example.com")
         return v
 
@@ -220,9 +249,13 @@ class Config(_Strict):
     def _images(cls, v: dict[str, str]) -> dict[str, str]:
         from .services import IMAGES
 
-        for key in v:
+        for key, ref in v.items():
             if key not in IMAGES:
                 raise ValueError(f"unknown image {key!r}; allowed: {', '.join(sorted(IMAGES))}")
+            m = IMAGE_RE.fullmatch(ref)
+            if not m or not (m["tag"] or m["digest"]) or len(ref) > 512:
+                raise ValueError(f"{key}: must be an image reference with a tag or a digest, "
+                                 "such as registry.example.com/kolla/nova-api:2026.1 or ...@sha256:<hex>")
         return v
 
     @field_validator("tuning")
@@ -242,14 +275,30 @@ class Config(_Strict):
     def _overrides(cls, v: IniOverrides) -> IniOverrides:
         from .services import INI_FILES
 
-        for key in v:
+        for key, sections in v.items():
             if key not in INI_FILES:
                 raise ValueError(f"unknown file {key!r}; allowed: {', '.join(INI_FILES)}")
+            for section, options in sections.items():
+                if not re.fullmatch(ini.SECTION, section):
+                    raise ValueError(f"{key}: section {_shown(section)}: must be letters, digits and _.:-")
+                for option, value in options.items():
+                    where = f"{key}: [{section}] {_shown(option)}"
+                    if not re.fullmatch(ini.KEY, option):
+                        raise ValueError(f"{where}: an option name must be letters, digits and _.-")
+                    if isinstance(value, str) and (not value.isprintable() or len(value) > MAX_INI_VALUE):
+                        raise ValueError(f"{where}: the value must be one line of printable "
+                                         f"characters, at most {MAX_INI_VALUE}")
         return v
 
 
+def _shown(key: object) -> str:
+    """A key of the user's as it can be shown in a one-line message."""
+    text = str(key)
+    return text if re.fullmatch(r"[A-Za-z0-9_.:\-]{1,64}", text) else repr(text[:40])
+
+
 def _loc(err: dict[str, Any]) -> str:
-    return ".".join(str(p) for p in err["loc"] if not str(p).startswith("function-"))
+    return ".".join(_shown(p) for p in err["loc"] if not str(p).startswith("function-"))
 
 
 def _message(err: dict[str, Any]) -> str:
@@ -266,15 +315,26 @@ def load(path: Path | None) -> Config:
     if path is not None:
         where = str(path)
         try:
-            text = path.read_text()
+            with open(path, "rb") as f:
+                raw = f.read(MAX_SIZE + 1)
         except OSError as e:
             raise ConfigError(f"{where}: cannot read: {e.strerror}") from None
+        if len(raw) > MAX_SIZE:
+            raise ConfigError(f"{where}: larger than {MAX_SIZE // 1024} KiB; not an osception.yaml")
+        try:
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            raise ConfigError(f"{where}: not UTF-8 text (byte {e.start})") from None
         try:
             data = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             line = f" line {mark.line + 1}" if mark else ""
             raise ConfigError(f"{where}:{line} is not valid YAML") from None
+        except RecursionError:
+            raise ConfigError(f"{where}: is not valid YAML (nested too deeply)") from None
+        except ValueError:  # e.g. an integer of thousands of digits
+            raise ConfigError(f"{where}: is not valid YAML (a value out of range)") from None
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: must be a mapping of settings")
     try:

@@ -19,7 +19,7 @@ from . import progress, render
 from . import undercloud as uc
 from .config import Config
 from .secrets import Secrets
-from .state import write_private
+from .state import StateError, read_state, write_private
 
 RESOURCES = "resources.json"
 TIMINGS = "timings.json"
@@ -96,7 +96,14 @@ def _save(env_dir: Path, names, ports, addresses, servers) -> None:
 
 def load_resources(env_dir: Path) -> dict:
     path = env_dir / RESOURCES
-    return json.loads(path.read_text()) if path.exists() else {}
+    text = read_state(path)
+    try:
+        data = json.loads(text) if text is not None else {}
+    except (ValueError, RecursionError):
+        raise StateError(f"{path}: not valid JSON; `osception up` writes it again") from None
+    if not isinstance(data, dict) or not isinstance(data.get("nodes", {}), dict):
+        raise StateError(f"{path}: not the resources osception wrote; `osception up` writes it again")
+    return data
 
 
 def poll_progress(conn, servers: dict[str, object]) -> dict[str, progress.NodeProgress]:

@@ -9,8 +9,11 @@ from __future__ import annotations
 
 import re
 
+# What a section name and an option name may be in `overrides:` (config.py checks them).
+SECTION = r"[A-Za-z0-9_.:\-]{1,64}"
+KEY = r"[A-Za-z0-9_.\-]{1,128}"
 _SECTION = re.compile(r"^\[(?P<name>[^\]]+)\]\s*$")
-_OPTION = re.compile(r"^(?P<key>[A-Za-z0-9_.\-]+)\s*=\s*(?P<value>.*)$")
+_OPTION = re.compile(rf"^(?P<key>{KEY})\s*=\s*(?P<value>.*)$")
 
 
 def ini_value(value: object) -> str:

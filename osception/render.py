@@ -13,6 +13,8 @@ The layout of a plan (what `osception plan --out DIR` writes):
 from __future__ import annotations
 
 import base64
+import configparser
+import email
 import io
 import gzip
 import json
@@ -28,7 +30,7 @@ import yaml
 from . import endpoints, ini, progress, releases, services
 from .config import Config, ConfigError
 from .secrets import Secrets
-from .state import write_private
+from .state import ensure_dir, write_file
 
 # Until `up` knows the real addresses, a plan uses documentation addresses (RFC 5737).
 PLACEHOLDER_CONTROLLER_IP = "203.0.113.10"
@@ -463,6 +465,7 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
     for node in plan.nodes:
         if node.role != "controller":
             _data_plane_node(plan, secrets, hidden, node, addresses[node.name], mtu)
+    check(plan)
     check_user_data(plan)
     return plan
 
@@ -516,14 +519,87 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
     plan.private.add(f"{node.name}/user-data")
 
 
-def write(plan: Plan, out: Path) -> None:
-    """Write the plan's files under `out`; files holding secrets get mode 0600."""
-    out.mkdir(parents=True, exist_ok=True)
+class PlanError(ValueError):
+    """A rendered file that does not parse back: one line naming it, never its content."""
+
+
+class _YAMLLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+    """Safe YAML that also refuses a key given twice (an injected key would override)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if isinstance(key, (str, int, float, bool)) and key in seen:
+                raise yaml.constructor.ConstructorError(None, None, "a key given twice", key_node.start_mark)
+            seen.add(key if isinstance(key, (str, int, float, bool)) else id(key))
+        return super().construct_mapping(node, deep)
+
+
+def _check_yaml(text: str, cloud_config: bool = False) -> None:
+    docs = [d for d in yaml.load_all(text, Loader=_YAMLLoader) if d is not None]
+    if not docs or not all(isinstance(d, dict) for d in docs):
+        raise ValueError("not a mapping")
+    if cloud_config and (len(docs) != 1 or not text.startswith("#cloud-config\n")):
+        raise ValueError("not one #cloud-config document")
+
+
+def _check_ini(text: str) -> None:
+    parser = configparser.ConfigParser(strict=True, interpolation=None, delimiters=("=",),
+                                       comment_prefixes=("#", ";"), empty_lines_in_values=False)
+    parser.optionxform = str  # option names are case-sensitive, as in oslo.config
+    parser.read_string(text)
+
+
+def _check_user_data(text: str) -> None:
+    if text.startswith("#cloud-config"):
+        return _check_yaml(text, cloud_config=True)
+    message = email.message_from_string(text)  # MIME multi-part user data
+    parts = [p for p in message.walk() if p.get_content_type() == "text/cloud-config"]
+    if not message.is_multipart() or not parts:
+        raise ValueError("neither #cloud-config nor MIME multi-part user data with a cloud-config part")
+    for part in parts:
+        _check_yaml(part.get_payload(decode=True).decode(), cloud_config=True)
+
+
+def _problem(e: Exception) -> str:
+    """What is wrong, with a line number, and no text of the file (it may hold secrets)."""
+    if isinstance(e, yaml.MarkedYAMLError):
+        mark = e.problem_mark or e.context_mark
+        return f"line {mark.line + 1}: {e.problem or e.context}" if mark else str(e.problem)
+    if isinstance(e, configparser.DuplicateSectionError):
+        return f"line {e.lineno}: a section given twice"
+    if isinstance(e, configparser.DuplicateOptionError):
+        return f"line {e.lineno}: an option given twice in [{e.section}]"
+    if isinstance(e, configparser.MissingSectionHeaderError):
+        return f"line {e.lineno}: an option before any [section]"
+    if isinstance(e, configparser.ParsingError):
+        return f"line {e.errors[0][0]}: not an INI line"
+    return str(e) if isinstance(e, ValueError) and not isinstance(e, UnicodeError) else type(e).__name__
+
+
+def check(plan: Plan) -> None:
+    """Parse back every rendered document (cloud-config, Kubernetes YAML, INI): what a value
+    of the user's could inject ends here as one line, before anything is written or sent."""
     for rel, text in sorted(plan.files.items()):
-        path = out / rel
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if plan.mode(rel) == 0o600:
-            write_private(path, text)
-        else:
-            path.write_text(text)
-            path.chmod(plan.mode(rel))
+        name = rel.rsplit("/", 1)[-1]
+        try:
+            if name == "user-data":
+                _check_user_data(text)
+            elif name.endswith(".yaml"):
+                _check_yaml(text)
+            elif name.endswith((".conf", ".ini")):
+                _check_ini(text)
+        except (yaml.YAMLError, configparser.Error, ValueError, RecursionError) as e:
+            raise PlanError(f"{rel}: the rendered file does not parse ({_problem(e)}); "
+                            "a value in osception.yaml or secrets.yaml broke it") from None
+
+
+def write(plan: Plan, out: Path) -> None:
+    """Write the plan's files under `out`; files holding secrets get mode 0600.
+
+    Every folder must be the user's and writable by nobody else; every file is
+    written anew (never through a planted symlink or temporary file)."""
+    ensure_dir(out, 0o755)
+    for rel, text in sorted(plan.files.items()):
+        write_file(out / rel, text, plan.mode(rel), dir_mode=0o755)

@@ -2,13 +2,26 @@
 
 Nothing here is ever printed; templates get them through `Secrets`, and the
 controller's manifests carry them only in Kubernetes Secrets.
+
+An existing `secrets.yaml` is never changed behind the user's back: a damaged one
+(not YAML, a key missing or unknown, a value of the wrong shape) stops the command
+with one line naming the file and the key, and never quotes a value. New secrets
+are made only for a new environment or on `--regenerate-secrets`, which keeps the
+old ones aside. The SSH key files are never overwritten.
+
+The generator `_wanted` is the schema: a file must hold exactly its keys, each of
+the same shape. A secret added to `_wanted` after environments exist must also be
+listed in `ADDED_LATER`, where it is made (and said so) for an older file.
 """
 
 from __future__ import annotations
 
 import base64
+import binascii
 import os
+import re
 import secrets as _random
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,10 +29,15 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import services
-from .state import write_private
+from . import services, state
+from .state import StateError
 
 FILE = "secrets.yaml"
+REGENERATE = "--regenerate-secrets"  # the only way to replace an environment's secrets
+ADDED_LATER: frozenset[str] = frozenset()  # keys ("a" or "a.b") an older secrets.yaml may lack
+PASSWORD_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")  # what _password makes; safe in INI, YAML, URLs
+_PUBLIC_RE = re.compile(r"ssh-ed25519 [A-Za-z0-9+/]+=* [A-Za-z0-9@._-]+")  # goes into cloud-config as is
+_KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
 FERNET_KEYS = 2  # key 0 is staged, key 1 is primary: what keystone-manage fernet_setup makes
 
 
@@ -66,18 +84,6 @@ def _wanted(env: str) -> dict:
     }
 
 
-def _fill(have: dict, wanted: dict) -> bool:
-    """Add what is missing from `have` (recursively); True when something was added."""
-    changed = False
-    for key, value in wanted.items():
-        if key not in have:
-            have[key] = value
-            changed = True
-        elif isinstance(value, dict) and isinstance(have[key], dict) and key != "ssh":
-            changed |= _fill(have[key], value)
-    return changed
-
-
 @dataclass(frozen=True)
 class Secrets:
     data: dict
@@ -92,18 +98,150 @@ class Secrets:
         return f"Secrets({', '.join(sorted(self.data))})"
 
 
-def ensure(env_dir: Path, env: str) -> Secrets:
-    """Load the environment's secrets, generating (and saving) whatever is missing."""
+def _fernet_problem(keys: object, count: int) -> str | None:
+    if not isinstance(keys, list) or len(keys) != count:
+        return f"must be a list of {count} keys"
+    for key in keys:
+        try:
+            raw = base64.urlsafe_b64decode(key.encode("ascii")) if isinstance(key, str) else b""
+        except (binascii.Error, ValueError):
+            raw = b""
+        if len(raw) != 32 or base64.urlsafe_b64encode(raw).decode() != key:
+            return "every key must be 32 bytes in URL-safe base64"
+    return None
+
+
+def _ssh_problem(pair: object) -> tuple[str, str] | None:
+    if not isinstance(pair, dict) or set(pair) != {"private", "public"}:
+        return "", "must be a mapping of private and public"
+    private, public = pair["private"], pair["public"]
+    try:
+        key = serialization.load_ssh_private_key(private.encode(), None) if isinstance(private, str) else None
+    except (ValueError, TypeError, binascii.Error):
+        key = None
+    if not isinstance(key, Ed25519PrivateKey):
+        return ".private", "not an unencrypted OpenSSH ed25519 private key"
+    mine = key.public_key().public_bytes(serialization.Encoding.OpenSSH,
+                                         serialization.PublicFormat.OpenSSH).decode()
+    if not isinstance(public, str) or not _PUBLIC_RE.fullmatch(public) or public.split(" ")[:2] != mine.split():
+        return ".public", "not the public half of the private key, with a plain comment"
+    return None
+
+
+def _problem(have: object, wanted: object, key: str) -> tuple[str, str] | None:
+    """The first way `have` differs from the shape of the fresh `wanted`: (key, problem)."""
+    if isinstance(wanted, dict):
+        if not isinstance(have, dict):
+            return key, "must be a mapping"
+        for k in have:
+            if k not in wanted:
+                name = k if isinstance(k, str) and _KEY_RE.fullmatch(k) else "(a key that is not a name)"
+                return f"{key}.{name}" if key else name, "unknown key"
+        for k, value in wanted.items():
+            sub = f"{key}.{k}" if key else k
+            if k not in have:
+                if sub in ADDED_LATER:
+                    continue
+                return sub, "missing"
+            if k in ("ssh", "migration_ssh"):
+                found = _ssh_problem(have[k])
+                if found:
+                    return sub + found[0], found[1]
+            elif k in ("keystone_fernet_keys", "keystone_credential_keys"):
+                if problem := _fernet_problem(have[k], len(value)):
+                    return sub, problem
+            elif found := _problem(have[k], value, sub):
+                return found
+        return None
+    if not isinstance(have, str) or not PASSWORD_RE.fullmatch(have):
+        return key, "must be 16 to 128 letters, digits, '-' or '_'"
+    return None
+
+
+def _parse(text: str, path: Path, env: str) -> tuple[dict, list[str]]:
+    """The secrets of an existing file, and the ADDED_LATER keys it lacked (now made)."""
+    try:
+        have = yaml.safe_load(text)
+    except yaml.YAMLError as e:  # its message quotes the file: never show it
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}:" if mark else ""
+        raise StateError(f"{path}:{where} not valid YAML; restore it from a backup, or start over "
+                         f"with `osception plan {REGENERATE}`") from None
+    except RecursionError:
+        raise StateError(f"{path}: not valid YAML (nested too deeply)") from None
+    if not isinstance(have, dict):
+        raise StateError(f"{path}: must be a mapping of secrets; restore it from a backup, or start "
+                         f"over with `osception plan {REGENERATE}`")
+    wanted = _wanted(env)
+    if found := _problem(have, wanted, ""):
+        raise StateError(f"{path}: {found[0]}: {found[1]}; restore it from a backup, or start over "
+                         f"with `osception plan {REGENERATE}`")
+    added = []
+    for dotted in sorted(ADDED_LATER):  # "a" before "a.b"
+        *parents, last = dotted.split(".")
+        h, w = have, wanted
+        for p in parents:
+            h, w = h[p], w[p]
+        if last not in h:
+            h[last] = w[last]
+            added.append(dotted)
+    return have, added
+
+
+def _retire(env_dir: Path) -> list[tuple[str, Path]]:
+    """Move the current secrets and SSH key aside (never deleted), for a fresh start."""
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    moved = []
+    for name in (FILE, "ssh"):
+        old = env_dir / name
+        if old.exists() or old.is_symlink():
+            kept, n = env_dir / f"{name}.{stamp}", 0
+            while kept.exists() or kept.is_symlink():  # a second start-over within the same second
+                n += 1
+                kept = env_dir / f"{name}.{stamp}.{n}"
+            os.rename(old, kept)
+            moved.append((name, kept))
+    return moved
+
+
+def _key_file(path: Path, text: str, private: bool) -> None:
+    """Make the SSH key file, or check that it is the one in secrets.yaml: never overwrite it."""
+    current = state.read_state(path, private=private)
+    if current is None and state.create_new(path, text, 0o600 if private else 0o644):
+        return
+    if (current or state.read_state(path, private=private)) != text:
+        raise StateError(f"{path}: is not the key in {FILE}, and osception never overwrites it; "
+                         f"restore the right one, or start over with `osception plan {REGENERATE}`")
+
+
+def ensure(env_dir: Path, env: str, regenerate: bool = False, say=lambda msg: None) -> Secrets:
+    """The environment's secrets: made on first use, then only ever read.
+
+    Raises StateError (one line naming the file) for anything damaged. Several
+    processes making a new environment's secrets at once all end up with the same.
+    """
     path = env_dir / FILE
-    have: dict = {}
-    if path.exists():
-        have = yaml.safe_load(path.read_text()) or {}
-    if _fill(have, _wanted(env)) or not path.exists():
-        write_private(path, yaml.safe_dump(have, sort_keys=True))
+    if regenerate:
+        for name, kept in _retire(env_dir):
+            say(f"kept the old {name} as {kept}")
+    text = state.read_state(path)
+    if text is None:
+        lost = [p for p in (env_dir / "ssh" / "id_ed25519", env_dir / "resources.json")
+                if p.exists() or p.is_symlink()]
+        if lost:
+            raise StateError(f"{path}: missing, but {lost[0]} exists: the environment's secrets were "
+                             f"lost; restore {FILE}, or start over with `osception plan {REGENERATE}`")
+        fresh = _wanted(env)
+        if state.create_new(path, yaml.safe_dump(fresh, sort_keys=True)):
+            have = fresh
+        else:  # another process made them a moment ago: use those
+            text = state.read_state(path)
+    if text is not None:
+        have, added = _parse(text, path, env)
+        if added:
+            state.write_private(path, yaml.safe_dump(have, sort_keys=True))
+            say(f"{path}: added {', '.join(added)} (new in this version of osception)")
     ssh = env_dir / "ssh"
-    private = ssh / "id_ed25519"
-    if not private.exists() or private.read_text() != have["ssh"]["private"]:
-        write_private(private, have["ssh"]["private"])
-        (ssh / "id_ed25519.pub").write_text(have["ssh"]["public"] + "\n")
-    os.chmod(path, 0o600)
+    _key_file(ssh / "id_ed25519", have["ssh"]["private"], private=True)
+    _key_file(ssh / "id_ed25519.pub", have["ssh"]["public"] + "\n", private=False)
     return Secrets(have)

@@ -7,16 +7,32 @@
 
 The state home is `$OSCEPTION_HOME`, else the user's data dir
 (e.g. ~/.local/share/osception); the CLI's `--state-dir` wins over both.
+
+Everything osception writes goes through `write_file`: a fresh temporary file
+(O_EXCL, O_NOFOLLOW, random name) in a folder that only the user can write, then
+renamed over the target. A planted symlink or `*.tmp` is never followed or reused,
+and a reader never sees half a file. `lock` keeps one command at a time on an
+environment.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import fcntl
 import os
+import secrets as _random
+import stat
 from pathlib import Path
 
 import platformdirs
 
 ENV_VAR = "OSCEPTION_HOME"
+MAX_STATE_FILE = 1 << 20  # bytes; every state file osception writes is a few KiB
+
+
+class StateError(ValueError):
+    """A problem with a state file or folder, told in one line naming it."""
 
 
 def home(override: Path | None = None) -> Path:
@@ -31,12 +47,145 @@ def env_dir(name: str, override: Path | None = None) -> Path:
     return home(override) / name
 
 
+def _check_owned(path: Path, st: os.stat_result) -> None:
+    """A folder we write into: a folder, ours, and writable by nobody else."""
+    if not stat.S_ISDIR(st.st_mode):
+        raise StateError(f"{path}: not a folder")
+    if st.st_uid != os.getuid():
+        raise StateError(f"{path}: owned by uid {st.st_uid}, not by you; choose a folder of your own")
+    # Group-writable is fine only for the user's own (private) group, as umask 002 makes.
+    if st.st_mode & stat.S_IWOTH or (st.st_mode & stat.S_IWGRP and st.st_gid != os.getgid()):
+        raise StateError(f"{path}: writable by other users (mode {stat.S_IMODE(st.st_mode):04o}); "
+                         "choose a folder only you can write")
+
+
+def ensure_dir(path: Path, mode: int = 0o700) -> None:
+    """Create `path` (and its parents) if missing; refuse a folder others could write."""
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=mode)
+    except FileExistsError:
+        raise StateError(f"{path}: exists and is not a folder") from None
+    _check_owned(path, path.stat())
+
+
+@contextlib.contextmanager
+def _folder(path: Path, mode: int):
+    """An open descriptor of folder `path`, checked after opening: ours, writable by us alone."""
+    ensure_dir(path, mode)
+    dfd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        _check_owned(path, os.fstat(dfd))
+        yield dfd
+    finally:
+        os.close(dfd)
+
+
+def _temp(dfd: int, name: str, text: str, mode: int) -> str:
+    """A new file in the folder `dfd` holding `text`: random name, O_EXCL, O_NOFOLLOW."""
+    tmp = f".{name}.{_random.token_hex(8)}.tmp"
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, mode, dir_fd=dfd)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            os.fchmod(f.fileno(), mode)  # the umask may have taken bits away
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp, dir_fd=dfd)
+        raise
+    return tmp
+
+
+def write_file(path: Path, text: str, mode: int = 0o600, dir_mode: int = 0o700) -> None:
+    """Write `text` to `path` atomically with `mode`, never through a symlink or a planted file.
+
+    The temporary file is renamed over `path`, which replaces a symlink there rather
+    than following it.
+    """
+    with _folder(path.parent, dir_mode) as dfd:
+        tmp = _temp(dfd, path.name, text, mode)
+        try:
+            os.replace(tmp, path.name, src_dir_fd=dfd, dst_dir_fd=dfd)
+        except BaseException:
+            with contextlib.suppress(OSError):
+                os.unlink(tmp, dir_fd=dfd)
+            raise
+
+
 def write_private(path: Path, text: str) -> None:
     """Write a file readable only by its owner, never briefly world-readable."""
-    path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as f:
-        f.write(text)
-    os.chmod(tmp, 0o600)
-    os.replace(tmp, path)
+    write_file(path, text, 0o600)
+
+
+def create_new(path: Path, text: str, mode: int = 0o600) -> bool:
+    """Create `path` holding `text` only if nothing is there yet (atomically, whole).
+
+    Returns False, writing nothing, when `path` exists: of several processes creating
+    the same file at once, exactly one wins and the others read the winner's file.
+    """
+    with _folder(path.parent, 0o700) as dfd:
+        tmp = _temp(dfd, path.name, text, mode)
+        try:
+            os.link(tmp, path.name, src_dir_fd=dfd, dst_dir_fd=dfd, follow_symlinks=False)
+        except FileExistsError:
+            return False
+        finally:
+            os.unlink(tmp, dir_fd=dfd)
+        return True
+
+
+def read_state(path: Path, private: bool = True, limit: int = MAX_STATE_FILE) -> str | None:
+    """The text of a state file, or None when it does not exist.
+
+    Refuses, in one line naming the file and never showing its content: a symlink,
+    anything but a regular file of the user's, a private file others can read or
+    write, a file larger than `limit`, text that is not UTF-8.
+    """
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK)
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            raise StateError(f"{path}: is a symbolic link; osception keeps its state in plain files") from None
+        raise StateError(f"{path}: cannot read: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise StateError(f"{path}: not a regular file")
+        if st.st_uid != os.getuid():
+            raise StateError(f"{path}: owned by uid {st.st_uid}, not by you")
+        if private and st.st_mode & 0o077:
+            raise StateError(f"{path}: readable or writable by others (mode {stat.S_IMODE(st.st_mode):04o}); "
+                             f"it may have leaked: check it, then `chmod 600 {path}`")
+        try:
+            data = f.read(limit + 1)
+        except OSError as e:
+            raise StateError(f"{path}: cannot read: {e.strerror}") from None
+    if len(data) > limit:
+        raise StateError(f"{path}: larger than {limit // 1024} KiB; not a file osception wrote")
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise StateError(f"{path}: not UTF-8 text (byte {e.start})") from None
+
+
+@contextlib.contextmanager
+def lock(path: Path, say=lambda msg: None):
+    """Hold the environment's lock (flock on its state folder) for the block.
+
+    A second command on the same environment says once that it waits, then waits.
+    The lock goes with the process: a killed command never leaves it behind.
+    """
+    ensure_dir(path)
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            say(f"waiting for another osception command on {path} to finish (Ctrl-C to give up)")
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
