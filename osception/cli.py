@@ -35,7 +35,7 @@ class _Group(typer.core.TyperGroup):
         except (config_mod.ConfigError, state.StateError, render.PlanError, render.UserDataTooLarge) as e:
             fail(str(e))
         except OSError as e:
-            if e.filename is None:  # not the filesystem (e.g. the network): not ours to explain
+            if not isinstance(e.filename, (str, bytes, Path)):  # not a file (e.g. the network): not ours
                 raise
             fail(f"{e.filename}: {e.strerror or type(e).__name__}")
 
@@ -83,9 +83,14 @@ def load_config(path: Path | None, env: str | None) -> config_mod.Config:
     return cfg if env is None else cfg.model_copy(update={"name": env})
 
 
+def say(message: str) -> None:
+    """A note on stderr, on one line, as is."""
+    err.print(message, soft_wrap=True, highlight=False)
+
+
 def lock(env_dir: Path) -> None:
     """Hold the environment's lock until the command ends (a second one waits, saying so)."""
-    _held[-1].enter_context(state.lock(env_dir, say=err.print))
+    _held[-1].enter_context(state.lock(env_dir, say=say))
 
 
 def load_environment(path: Path | None, env: str | None, state_dir: Path | None, regenerate: bool = False):
@@ -93,7 +98,7 @@ def load_environment(path: Path | None, env: str | None, state_dir: Path | None,
     cfg = load_config(path, env)
     env_dir = state.env_dir(cfg.name, state_dir)
     lock(env_dir)
-    return cfg, env_dir, secrets.ensure(env_dir, cfg.name, regenerate, say=err.print)
+    return cfg, env_dir, secrets.ensure(env_dir, cfg.name, regenerate, say=say)
 
 
 @app.command()

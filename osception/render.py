@@ -30,7 +30,7 @@ import yaml
 from . import endpoints, ini, progress, releases, services
 from .config import Config, ConfigError
 from .secrets import Secrets
-from .state import ensure_dir, write_file
+from .state import check_dir, write_file
 
 # Until `up` knows the real addresses, a plan uses documentation addresses (RFC 5737).
 PLACEHOLDER_CONTROLLER_IP = "203.0.113.10"
@@ -600,6 +600,8 @@ def write(plan: Plan, out: Path) -> None:
 
     Every folder must be the user's and writable by nobody else; every file is
     written anew (never through a planted symlink or temporary file)."""
-    ensure_dir(out, 0o755)
+    folders = {out} | {p for rel in plan.files for p in (out / rel).parents if out in p.parents}
+    for folder in sorted(folders):  # refuse a bad folder before anything is created or written
+        check_dir(folder)
     for rel, text in sorted(plan.files.items()):
         write_file(out / rel, text, plan.mode(rel), dir_mode=0o755)

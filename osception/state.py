@@ -59,6 +59,15 @@ def _check_owned(path: Path, st: os.stat_result) -> None:
                          "choose a folder only you can write")
 
 
+def check_dir(path: Path) -> None:
+    """Refuse an existing `path` that is not a folder of the user's, writable by them alone."""
+    if path.exists() or path.is_symlink():
+        try:
+            _check_owned(path, path.stat())
+        except FileNotFoundError:  # a dangling symlink
+            raise StateError(f"{path}: a symbolic link to nothing") from None
+
+
 def ensure_dir(path: Path, mode: int = 0o700) -> None:
     """Create `path` (and its parents) if missing; refuse a folder others could write."""
     try:
@@ -150,7 +159,7 @@ def read_state(path: Path, private: bool = True, limit: int = MAX_STATE_FILE) ->
         if e.errno == errno.ELOOP:
             raise StateError(f"{path}: is a symbolic link; osception keeps its state in plain files") from None
         raise StateError(f"{path}: cannot read: {e.strerror}") from None
-    with os.fdopen(fd, "rb") as f:
+    try:
         st = os.fstat(fd)
         if not stat.S_ISREG(st.st_mode):
             raise StateError(f"{path}: not a regular file")
@@ -159,10 +168,13 @@ def read_state(path: Path, private: bool = True, limit: int = MAX_STATE_FILE) ->
         if private and st.st_mode & 0o077:
             raise StateError(f"{path}: readable or writable by others (mode {stat.S_IMODE(st.st_mode):04o}); "
                              f"it may have leaked: check it, then `chmod 600 {path}`")
-        try:
-            data = f.read(limit + 1)
-        except OSError as e:
-            raise StateError(f"{path}: cannot read: {e.strerror}") from None
+        data = b""
+        while len(data) <= limit and (chunk := os.read(fd, limit + 1 - len(data))):
+            data += chunk
+    except OSError as e:
+        raise StateError(f"{path}: cannot read: {e.strerror}") from None
+    finally:
+        os.close(fd)
     if len(data) > limit:
         raise StateError(f"{path}: larger than {limit // 1024} KiB; not a file osception wrote")
     try:

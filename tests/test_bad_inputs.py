@@ -1,0 +1,380 @@
+"""A corpus of bad configs, state files and folders.
+
+Each must end the command with exit code 2 and exactly one line that names the key
+or the file, with no traceback, no secret shown, and nothing written anywhere.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import stat
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from osception import secrets
+from osception.cli import app
+
+OTHER_UID = 4242  # the tests run as root here or not: chown to it only where allowed
+
+
+def snapshot(root: Path) -> dict:
+    """Everything under `root` as (type, mode, size, mtime, inode): any write shows."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            p = Path(dirpath) / name
+            st = p.lstat()
+            out[str(p.relative_to(root))] = (stat.S_IFMT(st.st_mode), st.st_mode, st.st_size,
+                                             st.st_mtime_ns, st.st_ino)
+    return out
+
+
+def refused(tmp_path: Path, args: list[str], expected: str, hidden: list[str] = ()) -> None:
+    before = snapshot(tmp_path)
+    result = CliRunner().invoke(app, args)
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit), result.exception  # not a crash
+    assert "Traceback" not in result.output
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
+    for value in hidden:
+        assert value not in result.output
+    assert snapshot(tmp_path) == before, "something was written"
+
+
+# --- configs: (id, content of osception.yaml, what the one line must name) -------------------
+
+BAD_CONFIGS = [
+    ("image-yaml-injection", "images: {nova-api: \"x:1\\n          securityContext: {privileged: true}\"}",
+     "images: nova-api: must be an image reference"),
+    ("image-no-tag", "images: {nova-api: quay.io/openstack.kolla/nova-api}", "images: nova-api:"),
+    ("image-uppercase-path", "images: {nova-api: quay.io/Kolla/nova-api:1}", "images: nova-api:"),
+    ("image-space", "images: {nova-api: 'quay.io/kolla/nova-api:2026.1 --privileged'}", "images: nova-api:"),
+    ("image-short-digest", "images: {nova-api: 'quay.io/kolla/nova-api@sha256:abc'}", "images: nova-api:"),
+    ("image-empty", "images: {keystone: ''}", "images: keystone:"),
+    ("image-not-a-string", "images: {keystone: [a, b]}", "images.keystone:"),
+    ("image-bad-tag", "images: {keystone: 'r.example.com/k:-x'}", "images: keystone:"),
+    ("image-quote", "images: {keystone: 'r.example.com/k:1\"'}", "images: keystone:"),
+    ("image-unknown", "images: {nova: x:1}", "images: unknown image 'nova'"),
+    ("ini-section-newline", "overrides: {nova.conf: {\"DEFAULT\\n[database]\": {debug: true}}}",
+     "overrides: nova.conf: section"),
+    ("ini-section-bracket", "overrides: {nova.conf: {'database]': {x: 1}}}", "overrides: nova.conf: section"),
+    ("ini-section-empty", "overrides: {nova.conf: {'': {x: 1}}}", "overrides: nova.conf: section"),
+    ("ini-key-equals", "overrides: {nova.conf: {DEFAULT: {'a=b': 1}}}", "[DEFAULT]"),
+    ("ini-key-newline", "overrides: {nova.conf: {DEFAULT: {\"debug\\n[x]\": 1}}}", "[DEFAULT]"),
+    ("ini-key-bracket", "overrides: {nova.conf: {DEFAULT: {'[x]': 1}}}", "[DEFAULT]"),
+    ("ini-value-newline-section",
+     "overrides: {nova.conf: {DEFAULT: {debug: \"true\\n[database]\\nconnection = sqlite://\"}}}",
+     "[DEFAULT] debug: the value must be one line"),
+    ("ini-value-cr", "overrides: {neutron.conf: {DEFAULT: {debug: \"true\\rx = 1\"}}}", "[DEFAULT] debug"),
+    ("ini-value-escape", "overrides: {neutron.conf: {DEFAULT: {debug: \"\\e[31m\"}}}", "[DEFAULT] debug"),
+    ("ini-value-nul", "overrides: {keystone.conf: {DEFAULT: {debug: \"a\\0b\"}}}", "[DEFAULT] debug"),
+    ("ini-value-line-separator", "overrides: {keystone.conf: {DEFAULT: {debug: \"a\\u2028[x]\"}}}",
+     "[DEFAULT] debug"),
+    ("ini-value-list", "overrides: {nova.conf: {DEFAULT: {debug: [1, 2]}}}", "overrides.nova.conf.DEFAULT.debug"),
+    ("ini-value-huge", "overrides: {nova.conf: {DEFAULT: {x: " + "a" * 5000 + "}}}", "[DEFAULT] x"),
+    ("ini-unknown-file", "overrides: {nova.ini: {DEFAULT: {debug: true}}}", "overrides: unknown file 'nova.ini'"),
+    ("access-cidr-ipv6", "access_cidr: '2001:db8::/32'", "access_cidr: must be an IPv4 network"),
+    ("access-cidr-garbage", "access_cidr: everyone", "access_cidr: must be an IPv4 network"),
+    ("access-cidr-bad-prefix", "access_cidr: 10.0.0.0/33", "access_cidr:"),
+    ("public-cidr-ipv6",
+     "public_network: {mode: provider, network: p, cidr: '2001:db8::/64', gateway: 203.0.113.1}",
+     "public_network.cidr: must be an IPv4 network"),
+    ("public-gateway-ipv6",
+     "public_network: {mode: provider, network: p, cidr: 203.0.113.0/24, gateway: '2001:db8::1'}",
+     "public_network.gateway: must be an IPv4 address"),
+    ("demo-cidr-ipv6", "overcloud: {demo_cidr: 'fd00::/64'}", "overcloud.demo_cidr: must be an IPv4 network"),
+    ("fip-cidr-ipv6", "overcloud: {fip_agent_gateway_cidr: 'fd00::/64'}", "overcloud.fip_agent_gateway_cidr"),
+    ("nested-too-deeply", "a: " + "[" * 50000, "nested too deeply"),
+    ("huge-integer", "mtu: " + "9" * 5000, "not valid YAML"),
+    ("python-tag", "name: !!python/object/apply:os.system [id]", "is not valid YAML"),
+    ("tab-indent", "nodes:\n\tcompute: {count: 1}", "is not valid YAML"),
+    ("top-level-list", "- a list", "must be a mapping of settings"),
+    ("top-level-scalar", "just words", "must be a mapping of settings"),
+    ("name-markup", "name: '[red]x'", "name: String should match pattern"),
+    ("unknown-key-markup", "'[/bold]': 1", "unknown key"),
+    ("unknown-key-newline", "\"a\\nb\": 1", "unknown key"),
+    ("domain-newline", "domain: \"cloud.example.com\\nx\"", "domain: must be a DNS name"),
+    ("domain-too-long", "domain: " + "a" * 300 + ".com", "domain: must be a DNS name"),
+    ("count-word", "nodes: {compute: {count: many}}", "nodes.compute.count"),
+    ("flavor-empty", "nodes: {compute: {flavor: ''}}", "nodes.compute.flavor"),
+    ("release-float", "release: 2026.1", "release:"),
+    ("mtu-small", "mtu: 576", "mtu:"),
+    ("image-url-file", "overcloud: {images: [{name: x, url: 'file:///etc/passwd'}]}", "overcloud.images.0.url"),
+    ("alias-loop", "nodez: &a [*a]", "nodez: unknown key"),
+]
+
+
+@pytest.mark.parametrize("text,expected", [c[1:] for c in BAD_CONFIGS], ids=[c[0] for c in BAD_CONFIGS])
+def test_bad_config(tmp_path, text, expected):
+    cfg = tmp_path / "osception.yaml"
+    cfg.write_text(text)
+    refused(tmp_path, ["plan", "-c", str(cfg), "--out", str(tmp_path / "out"),
+                       "--state-dir", str(tmp_path / "home")], expected)
+
+
+def _special_config(tmp_path: Path, kind: str) -> tuple[str, str]:
+    if kind == "dev-zero":
+        return "/dev/zero", "/dev/zero: larger than 1024 KiB"
+    if kind == "too-large":
+        (tmp_path / "big.yaml").write_text("# " + "x" * (2 << 20) + "\n")
+        return str(tmp_path / "big.yaml"), "big.yaml: larger than"
+    if kind == "not-utf8":
+        (tmp_path / "latin1.yaml").write_bytes("name: caf\xe9\n".encode("latin-1"))
+        return str(tmp_path / "latin1.yaml"), "latin1.yaml: not UTF-8 text (byte 9)"
+    if kind == "utf16":
+        (tmp_path / "u16.yaml").write_bytes("name: x\n".encode("utf-16"))
+        return str(tmp_path / "u16.yaml"), "u16.yaml: not UTF-8"
+    if kind == "a-folder":
+        (tmp_path / "dir.yaml").mkdir()
+        return str(tmp_path / "dir.yaml"), "dir.yaml: cannot read: Is a directory"
+    if kind == "missing":
+        return str(tmp_path / "nope.yaml"), "nope.yaml: cannot read: No such file"
+    raise AssertionError(kind)
+
+
+@pytest.mark.parametrize("kind", ["dev-zero", "too-large", "not-utf8", "utf16", "a-folder", "missing"])
+def test_unreadable_config(tmp_path, kind):
+    path, expected = _special_config(tmp_path, kind)
+    refused(tmp_path, ["plan", "-c", path, "--out", str(tmp_path / "out"),
+                       "--state-dir", str(tmp_path / "home")], expected)
+
+
+@pytest.mark.parametrize("env", ["Bad_Name", "[red]x", "a\nb", "x" * 40, "-a"])
+def test_bad_env_name(tmp_path, env):
+    refused(tmp_path, ["plan", "--env", env, "--out", str(tmp_path / "out"),
+                       "--state-dir", str(tmp_path / "home")], "--env: must be")
+
+
+# --- state files: a valid state folder, damaged one way each --------------------------------
+
+@pytest.fixture(scope="module")
+def good_state(tmp_path_factory) -> Path:
+    home = tmp_path_factory.mktemp("good")
+    secrets.ensure(home / "osception", "osception")
+    return home / "osception"
+
+
+def _data(env: Path) -> dict:
+    return yaml.safe_load((env / "secrets.yaml").read_text())
+
+
+def _put(env: Path, data) -> None:
+    path = env / "secrets.yaml"
+    path.write_text(data if isinstance(data, str) else yaml.safe_dump(data))
+    path.chmod(0o600)
+
+
+def _change(**top):
+    def apply(env):
+        data = _data(env)
+        for key, value in top.items():
+            if value is _DROP:
+                data.pop(key)
+            else:
+                data[key] = value
+        _put(env, data)
+    return apply
+
+
+def _nested(key, sub, value):
+    def apply(env):
+        data = _data(env)
+        if value is _DROP:
+            data[key].pop(sub)
+        else:
+            data[key][sub] = value
+        _put(env, data)
+    return apply
+
+
+_DROP = object()
+_OTHER_KEY = secrets._ssh_keypair("someone-else")
+
+
+def _raw(content: bytes):
+    def apply(env):
+        (env / "secrets.yaml").write_bytes(content)
+    return apply
+
+
+def _truncate(fraction):
+    def apply(env):
+        text = (env / "secrets.yaml").read_text()
+        (env / "secrets.yaml").write_text(text[: int(len(text) * fraction)])
+    return apply
+
+
+def _replace_path(rel, how):
+    def apply(env):
+        path = env / rel
+        if how == "dir":
+            path.unlink()
+            path.mkdir()
+        elif how == "symlink":
+            shutil.move(path, env / "elsewhere")
+            path.symlink_to(env / "elsewhere")
+        elif how == "fifo":
+            path.unlink()
+            os.mkfifo(path)
+        elif how == "other-owner":
+            os.chown(path, OTHER_UID, -1)
+        elif how.startswith("mode"):
+            path.chmod(int(how[4:], 8))
+        elif how == "gone":
+            path.unlink()
+        elif how == "other-key":
+            path.write_text(_OTHER_KEY["private"] if rel.endswith("id_ed25519") else _OTHER_KEY["public"] + "\n")
+    return apply
+
+
+def _resources(text):
+    def apply(env):
+        (env / "resources.json").write_text(text)
+        (env / "resources.json").chmod(0o600)
+    return apply
+
+
+BAD_STATE = [
+    ("empty", _raw(b""), "secrets.yaml: must be a mapping of secrets"),
+    ("truncated-half", _truncate(0.5), "secrets.yaml:"),
+    ("truncated-in-key", _truncate(0.8), "secrets.yaml:"),
+    ("truncated-to-one-line", _truncate(0.02), "secrets.yaml:"),
+    ("not-yaml", _raw(b"admin_password: \"s3cr3t-fragment-that-must-not-show\n: : ["), "not valid YAML"),
+    ("a-list", _raw(b"- admin_password\n"), "must be a mapping of secrets"),
+    ("a-scalar", _raw(b"hello\n"), "must be a mapping of secrets"),
+    ("nested-too-deeply", _raw(b"a: " + b"[" * 50000), "nested too deeply"),
+    ("not-utf8", _raw(b"admin_password: \xff\xfe\n"), "secrets.yaml: not UTF-8 text"),
+    ("too-large", _raw(b"# " + b"x" * (2 << 20)), "secrets.yaml: larger than 1024 KiB"),
+    ("missing-admin", _change(admin_password=_DROP), "admin_password: missing"),
+    ("missing-ssh", _change(ssh=_DROP), "ssh: missing"),
+    ("missing-fernet", _change(keystone_fernet_keys=_DROP), "keystone_fernet_keys: missing"),
+    ("missing-db-user", _nested("database", "nova", _DROP), "database.nova: missing"),
+    ("missing-service-user", _nested("service_users", "glance", _DROP), "service_users.glance: missing"),
+    ("admin-int", _change(admin_password=12345678901234567890), "admin_password: must be 16 to 128"),
+    ("admin-empty", _change(admin_password=""), "admin_password: must be 16 to 128"),
+    ("admin-short", _change(admin_password="changeme"), "admin_password: must be 16 to 128"),
+    ("admin-newline", _change(admin_password="aaaaaaaaaaaaaaaaaaaa\n[DEFAULT]\ndebug = true"),
+     "admin_password: must be"),
+    ("admin-quote", _change(admin_password='aaaaaaaaaaaaaaaaaaaa"\n  x: y'), "admin_password: must be"),
+    ("admin-null", _change(admin_password=None), "admin_password: must be"),
+    ("cookie-short", _change(rabbitmq_erlang_cookie="abc"), "rabbitmq_erlang_cookie: must be"),
+    ("database-a-list", _change(database=["a"]), "database: must be a mapping"),
+    ("unknown-key", _change(extra="x"), "extra: unknown key"),
+    ("unknown-nested-key", _nested("service_users", "intruder", "a" * 32), "service_users.intruder: unknown key"),
+    ("fernet-one-key", _change(keystone_fernet_keys=["A" * 43 + "="]), "keystone_fernet_keys: must be a list of 2"),
+    ("fernet-not-base64", _change(keystone_fernet_keys=["not base64!", "x"]), "keystone_fernet_keys: every key"),
+    ("fernet-16-bytes", _change(keystone_credential_keys=["A" * 22 + "==", "A" * 22 + "=="]),
+     "keystone_credential_keys: every key"),
+    ("ssh-private-garbage", _nested("ssh", "private", "-----BEGIN OPENSSH PRIVATE KEY-----\nxx\n"),
+     "ssh.private: not an unencrypted OpenSSH ed25519"),
+    ("ssh-public-other", _nested("ssh", "public", _OTHER_KEY["public"]), "ssh.public: not the public half"),
+    ("ssh-public-injection", _nested("migration_ssh", "public", "ssh-ed25519 AAAA x: y"),
+     "migration_ssh.public: not the public half"),
+    ("ssh-missing-public", _nested("migration_ssh", "public", _DROP), "migration_ssh: must be a mapping"),
+    ("secrets-a-folder", _replace_path("secrets.yaml", "dir"), "secrets.yaml: not a regular file"),
+    ("secrets-a-symlink", _replace_path("secrets.yaml", "symlink"), "secrets.yaml: is a symbolic link"),
+    ("secrets-a-fifo", _replace_path("secrets.yaml", "fifo"), "secrets.yaml: not a regular file"),
+    ("secrets-world-readable", _replace_path("secrets.yaml", "mode0644"), "secrets.yaml: readable or writable by others"),
+    ("secrets-other-owner", _replace_path("secrets.yaml", "other-owner"), "secrets.yaml: owned by uid 4242"),
+    ("ssh-key-replaced", _replace_path("ssh/id_ed25519", "other-key"), "id_ed25519: is not the key in secrets.yaml"),
+    ("ssh-pub-replaced", _replace_path("ssh/id_ed25519.pub", "other-key"), "id_ed25519.pub: is not the key"),
+    ("ssh-key-symlink", _replace_path("ssh/id_ed25519", "symlink"), "id_ed25519: is a symbolic link"),
+    ("ssh-key-world-readable", _replace_path("ssh/id_ed25519", "mode0644"), "id_ed25519: readable or writable"),
+    ("secrets-lost-key-kept", _replace_path("secrets.yaml", "gone"), "secrets.yaml: missing, but"),
+    ("env-folder-world-writable", _replace_path(".", "mode0777"), "writable by other users"),
+    ("env-folder-other-owner", _replace_path(".", "other-owner"), "owned by uid 4242"),
+    ("resources-lost-secrets", lambda env: (_resources("{}")(env), (env / "secrets.yaml").unlink(),
+                                            shutil.rmtree(env / "ssh")), "secrets.yaml: missing, but"),
+]
+
+
+@pytest.mark.parametrize("damage,expected", [c[1:] for c in BAD_STATE], ids=[c[0] for c in BAD_STATE])
+def test_bad_state(tmp_path, good_state, damage, expected):
+    if "other-owner" in str(damage.__closure__) and os.getuid() != 0:
+        pytest.skip("chown needs root")
+    home = tmp_path / "home"
+    shutil.copytree(good_state, home / "osception", symlinks=True)
+    damage(home / "osception")
+    hidden = [v for v in _values(good_state)]
+    refused(tmp_path, ["plan", "--out", str(tmp_path / "out"), "--state-dir", str(home)], expected,
+            hidden=hidden + ["s3cr3t-fragment"])
+
+
+def _values(env: Path) -> list[str]:
+    from osception import render
+
+    return render.secret_values(secrets.Secrets(_data(env)))
+
+
+@pytest.mark.parametrize("command", ["plan", "up", "populate", "smoke"])
+def test_damaged_secrets_stop_every_command(tmp_path, good_state, command):
+    """Before the fix: plan/up made new passwords and overwrote the SSH key, exit 0."""
+    home = tmp_path / "home"
+    shutil.copytree(good_state, home / "osception")
+    _truncate(0.5)(home / "osception")
+    refused(tmp_path, [command, "--state-dir", str(home)], "secrets.yaml:")
+
+
+BAD_RESOURCES = [
+    ("resources-not-json", "{\"nodes\": ", "resources.json: not valid JSON"),
+    ("resources-a-list", "[1, 2]", "resources.json: not the resources osception wrote"),
+    ("resources-nodes-a-list", "{\"nodes\": [1]}", "resources.json: not the resources"),
+]
+
+
+@pytest.mark.parametrize("text,expected", [c[1:] for c in BAD_RESOURCES], ids=[c[0] for c in BAD_RESOURCES])
+def test_bad_resources_file(tmp_path, good_state, text, expected):
+    home = tmp_path / "home"
+    shutil.copytree(good_state, home / "osception")
+    _resources(text)(home / "osception")
+    refused(tmp_path, ["ssh", "k8s-0", "--state-dir", str(home)], expected)
+
+
+# --- plan --out into folders others control ----------------------------------------------
+
+def _out_world_writable(out: Path) -> None:
+    out.mkdir()
+    out.chmod(0o777)
+
+
+def _out_sub_other_owner(out: Path) -> None:
+    (out / "k8s-0").mkdir(parents=True)
+    os.chown(out / "k8s-0", OTHER_UID, -1)
+
+
+def _out_is_a_file(out: Path) -> None:
+    out.write_text("x")
+
+
+def _out_sub_dangling_symlink(out: Path) -> None:
+    out.mkdir()
+    (out / "compute-0").symlink_to(out.parent / "nowhere")
+
+
+BAD_OUT = [
+    ("out-world-writable", _out_world_writable, "out: writable by other users"),
+    ("out-subfolder-other-owner", _out_sub_other_owner, "k8s-0: owned by uid 4242"),
+    ("out-is-a-file", _out_is_a_file, "out: not a folder"),
+    ("out-dangling-symlink", _out_sub_dangling_symlink, "compute-0: a symbolic link to nothing"),
+]
+
+
+@pytest.mark.parametrize("prepare,expected", [c[1:] for c in BAD_OUT], ids=[c[0] for c in BAD_OUT])
+def test_bad_out_folder(tmp_path, good_state, prepare, expected):
+    if "other_owner" in prepare.__name__ and os.getuid() != 0:
+        pytest.skip("chown needs root")
+    home = tmp_path / "home"
+    shutil.copytree(good_state, home / "osception")
+    prepare(tmp_path / "out")
+    refused(tmp_path, ["plan", "--out", str(tmp_path / "out"), "--state-dir", str(home)], expected)
+
+
+def test_the_corpus_is_large_enough():
+    total = (len(BAD_CONFIGS) + 6 + 5 + len(BAD_STATE) + 4 + len(BAD_RESOURCES) + len(BAD_OUT))
+    assert total >= 50, total

@@ -1,0 +1,183 @@
+"""State that never silently changes: secrets made once, changed only on request, one
+command at a time per environment, files written where nobody else can interfere."""
+
+from __future__ import annotations
+
+import os
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+from typer.testing import CliRunner
+
+from osception import config, render, secrets, state
+from osception.cli import app
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _plan(home: Path, out: Path, *extra: str):
+    return CliRunner().invoke(app, ["plan", "--state-dir", str(home), "--out", str(out), *extra])
+
+
+def _admin(home: Path) -> str:
+    return yaml.safe_load((home / "osception" / "secrets.yaml").read_text())["admin_password"]
+
+
+def test_secrets_change_only_on_the_explicit_flag(tmp_path):
+    home = tmp_path / "home"
+    env = home / "osception"
+    assert _plan(home, tmp_path / "a").exit_code == 0
+    first, key = _admin(home), (env / "ssh" / "id_ed25519").read_text()
+    assert _plan(home, tmp_path / "b").exit_code == 0
+    assert _admin(home) == first
+
+    result = _plan(home, tmp_path / "c", secrets.REGENERATE)
+    assert result.exit_code == 0, result.output
+    assert _admin(home) != first
+    assert (env / "ssh" / "id_ed25519").read_text() != key
+    # The old secrets and key are kept aside, never deleted or overwritten, and it says where.
+    kept = sorted(p.name for p in env.iterdir() if p.name.startswith(("secrets.yaml.", "ssh.")))
+    assert len(kept) == 2, kept
+    assert _admin_of(env / kept[0]) == first and (env / kept[1] / "id_ed25519").read_text() == key
+    assert "kept the old secrets.yaml as" in result.output
+    # It also repairs a damaged environment: the damaged file is what is kept aside.
+    (env / "secrets.yaml").write_text("admin_password: [")
+    assert _plan(home, tmp_path / "d").exit_code == 2
+    assert _plan(home, tmp_path / "e", secrets.REGENERATE).exit_code == 0
+    assert _plan(home, tmp_path / "f").exit_code == 0
+
+
+def _admin_of(path: Path) -> str:
+    return yaml.safe_load(path.read_text())["admin_password"]
+
+
+def test_a_secret_added_in_a_later_version_is_made_and_said(tmp_path, monkeypatch):
+    env = tmp_path / "osception"
+    secrets.ensure(env, "osception")
+    data = yaml.safe_load((env / "secrets.yaml").read_text())
+    kept = data.pop("skyline_secret_key"), data["service_users"].pop("nova")
+    state.write_private(env / "secrets.yaml", yaml.safe_dump(data))
+    with pytest.raises(state.StateError, match="service_users.nova: missing"):
+        secrets.ensure(env, "osception")
+    monkeypatch.setattr(secrets, "ADDED_LATER", frozenset({"skyline_secret_key", "service_users.nova"}))
+    said = []
+    again = secrets.ensure(env, "osception", say=said.append)
+    assert again.skyline_secret_key not in kept and again.service_users["nova"] not in kept
+    assert again.admin_password == data["admin_password"]
+    assert said == [f"{env / 'secrets.yaml'}: added service_users.nova, skyline_secret_key "
+                    "(new in this version of osception)"]
+    assert secrets.ensure(env, "osception").data == again.data  # saved
+
+
+def test_racing_first_uses_all_get_the_same_secrets(tmp_path, monkeypatch):
+    """Even without the CLI's lock: of several processes making an environment's secrets at
+    once, one file wins and all use it. The generator is slowed down to widen the race."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    wanted = secrets._wanted
+    monkeypatch.setattr(secrets, "_wanted", lambda env: (time.sleep(0.3), wanted(env))[1])
+    with ThreadPoolExecutor(6) as pool:
+        made = list(pool.map(lambda _: secrets.ensure(tmp_path / "e", "e").admin_password, range(6)))
+    assert len(set(made)) == 1
+    assert made[0] == secrets.ensure(tmp_path / "e", "e").admin_password
+
+
+def _spawn_plan(home: Path, out: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [sys.executable, "-m", "osception.cli", "plan", "--state-dir", str(home), "--out", str(out)],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_concurrent_plans_on_a_fresh_environment_agree_on_the_secrets(tmp_path):
+    """Before the lock: 10 concurrent plans wrote up to 3 different admin passwords."""
+    home = tmp_path / "home"
+    procs = [_spawn_plan(home, tmp_path / f"out{i}") for i in range(10)]
+    results = [(p.wait(timeout=600), p.stderr.read()) for p in procs]
+    assert all(rc == 0 for rc, _ in results), results
+    passwords = {line for i in range(10)
+                 for line in (tmp_path / f"out{i}/k8s-0/manifests/01-secrets.yaml").read_text().splitlines()
+                 if "admin-password:" in line}
+    assert len(passwords) == 1
+    assert passwords == {f'  admin-password: "{_admin(home)}"'}
+    assert not [p for p in (home / "osception").rglob("*.tmp")]
+
+
+def test_a_second_command_waits_for_the_lock_and_says_so(tmp_path):
+    home = tmp_path / "home"
+    with state.lock(home / "osception"):
+        proc = _spawn_plan(home, tmp_path / "out")
+        assert "waiting for another osception command on" in proc.stderr.readline()
+        time.sleep(1)
+        assert proc.poll() is None, "plan did not wait for the lock"
+        assert not (home / "osception" / "secrets.yaml").exists()
+    assert proc.wait(timeout=600) == 0, proc.stderr.read()
+    assert (home / "osception" / "secrets.yaml").exists()
+
+
+def test_plan_out_never_follows_a_planted_symlink_or_temporary_file(tmp_path):
+    home, out = tmp_path / "home", tmp_path / "out"
+    victim_private, victim_public = tmp_path / "stolen", tmp_path / "bashrc"
+    victim_public.write_text("mine\n")
+    (out / "k8s-0" / "manifests").mkdir(parents=True)
+    (out / "k8s-0" / "user-data").symlink_to(victim_private)           # would receive the secrets
+    (out / "k8s-0" / "user-data.tmp").symlink_to(victim_private)       # the old fixed temporary name
+    (out / "k8s-0" / "manifests" / "33-nova.yaml").symlink_to(victim_public)  # would be overwritten
+    result = _plan(home, out)
+    assert result.exit_code == 0, result.output
+    assert not victim_private.exists()
+    assert victim_public.read_text() == "mine\n"
+    user_data = out / "k8s-0" / "user-data"
+    assert not user_data.is_symlink() and stat.S_IMODE(user_data.stat().st_mode) == 0o600
+    assert not (out / "k8s-0" / "manifests" / "33-nova.yaml").is_symlink()
+    assert not [p for p in out.rglob(".*.tmp")]
+
+
+def test_private_files_are_made_private_whatever_the_umask(tmp_path):
+    old = os.umask(0)
+    try:
+        state.write_private(tmp_path / "p" / "f", "x")
+        state.write_file(tmp_path / "p" / "g", "x", 0o644)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / "p" / "f").stat().st_mode) == 0o600
+    assert stat.S_IMODE((tmp_path / "p" / "g").stat().st_mode) == 0o644
+    assert stat.S_IMODE((tmp_path / "p").stat().st_mode) == 0o700
+
+
+def test_user_text_is_never_rich_markup(tmp_path):
+    out = tmp_path / "[bold]x[/bold]"
+    result = _plan(tmp_path / "home", out)
+    assert result.exit_code == 0, result.output
+    assert "[bold]x[/bold]" in result.output.replace("\n", "")
+
+
+# Injections that get past the config's validation (here: by building the models without it)
+# end as one line at the parse-back of the rendered files, which `plan` and `up` both run.
+INJECTIONS = [
+    ({"images": {"nova-api": "x:1\n          securityContext: {privileged: true}"}}, "k8s-0/manifests/33-nova.yaml"),
+    ({"images": {"keystone": "x:1\n          image: evil:1"}}, "k8s-0/manifests/20-keystone.yaml"),
+    ({"overrides": {"nova.conf": {"DEFAULT": {"debug": "true\n[database]\nconnection = x"}}}},
+     "config/nova.conf: the rendered file does not parse (line"),
+    ({"overrides": {"neutron.conf": {"DEFAULT": {"debug": "true\ndebug = false"}}}}, "an option given twice"),
+    ({"overrides": {"keystone.conf": {"DEFAULT": {"debug": "true\n}{"}}}}, "not an INI line"),
+]
+
+
+@pytest.mark.parametrize("values,expected", INJECTIONS)
+def test_an_injection_past_validation_ends_as_one_line(default_secrets, values, expected):
+    cfg = config.Config.model_construct(**{**dict(config.Config()), **values})
+    with pytest.raises(render.PlanError) as exc:
+        render.build(cfg, default_secrets)
+    assert expected in str(exc.value) and "\n" not in str(exc.value)
+    assert all(v not in str(exc.value) for v in render.secret_values(default_secrets))
+
+
+def test_every_rendered_file_of_the_defaults_parses_back(default_plan):
+    render.check(default_plan)  # raises on the first that does not
+    checked = [r for r in default_plan.files if r.endswith(("user-data", ".yaml", ".conf", ".ini"))]
+    assert len(checked) == len(default_plan.files)
