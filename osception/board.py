@@ -29,5 +29,5 @@ def table(state: dict[str, NodeProgress], now: datetime | None = None) -> Table:
                 label.append(f"\n{step.name}: {step.message}")
         if step and step.notes and prog.state != "done":  # what the step waits for, and why
             label.append("".join(f"\n  {n}" for n in step.notes), style="dim")
-        t.add_row(node, f"[{STYLE[prog.state]}]{prog.state}[/]", label, elapsed)
+        t.add_row(node, Text(prog.state, style=STYLE[prog.state]), label, elapsed)  # no markup anywhere
     return t

@@ -398,8 +398,8 @@ def smoke(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt = No
                              cfg.nodes.compute.count, cfg.nodes.network.count)
     style = {"pass": "green", "fail": "bold red", "skip": "yellow"}
     for c in checks:
-        console.print(Text.assemble((f"{c.status:4}", style[c.status]), f" {c.name:18} {c.seconds:6.1f}s  {c.detail}"),
-                      highlight=False)
+        console.print(Text.assemble((f"{c.status:4}", style[c.status]),
+                                    f" {c.name:18} {c.seconds:6.1f}s  {c.detail}"), highlight=False)
     if any(c.status == "fail" for c in checks):
         raise typer.Exit(1)
 

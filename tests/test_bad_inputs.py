@@ -138,14 +138,18 @@ def _special_config(tmp_path: Path, kind: str) -> tuple[str, str]:
     raise AssertionError(kind)
 
 
-@pytest.mark.parametrize("kind", ["dev-zero", "too-large", "not-utf8", "utf16", "a-folder", "missing"])
+UNREADABLE = ["dev-zero", "too-large", "not-utf8", "utf16", "a-folder", "missing"]
+BAD_ENVS = ["Bad_Name", "[red]x", "a\nb", "x" * 40, "-a"]
+
+
+@pytest.mark.parametrize("kind", UNREADABLE)
 def test_unreadable_config(tmp_path, kind):
     path, expected = _special_config(tmp_path, kind)
     refused(tmp_path, ["plan", "-c", path, "--out", str(tmp_path / "out"),
                        "--state-dir", str(tmp_path / "home")], expected)
 
 
-@pytest.mark.parametrize("env", ["Bad_Name", "[red]x", "a\nb", "x" * 40, "-a"])
+@pytest.mark.parametrize("env", BAD_ENVS)
 def test_bad_env_name(tmp_path, env):
     refused(tmp_path, ["plan", "--env", env, "--out", str(tmp_path / "out"),
                        "--state-dir", str(tmp_path / "home")], "--env: must be")
@@ -280,7 +284,8 @@ BAD_STATE = [
     ("secrets-a-folder", _replace_path("secrets.yaml", "dir"), "secrets.yaml: not a regular file"),
     ("secrets-a-symlink", _replace_path("secrets.yaml", "symlink"), "secrets.yaml: is a symbolic link"),
     ("secrets-a-fifo", _replace_path("secrets.yaml", "fifo"), "secrets.yaml: not a regular file"),
-    ("secrets-world-readable", _replace_path("secrets.yaml", "mode0644"), "secrets.yaml: readable or writable by others"),
+    ("secrets-world-readable", _replace_path("secrets.yaml", "mode0644"),
+     "secrets.yaml: readable or writable by others"),
     ("secrets-other-owner", _replace_path("secrets.yaml", "other-owner"), "secrets.yaml: owned by uid 4242"),
     ("ssh-key-replaced", _replace_path("ssh/id_ed25519", "other-key"), "id_ed25519: is not the key in secrets.yaml"),
     ("ssh-pub-replaced", _replace_path("ssh/id_ed25519.pub", "other-key"), "id_ed25519.pub: is not the key"),
@@ -294,16 +299,15 @@ BAD_STATE = [
 ]
 
 
-@pytest.mark.parametrize("damage,expected", [c[1:] for c in BAD_STATE], ids=[c[0] for c in BAD_STATE])
-def test_bad_state(tmp_path, good_state, damage, expected):
-    if "other-owner" in str(damage.__closure__) and os.getuid() != 0:
+@pytest.mark.parametrize("name,damage,expected", BAD_STATE, ids=[c[0] for c in BAD_STATE])
+def test_bad_state(tmp_path, good_state, name, damage, expected):
+    if "other-owner" in name and os.getuid() != 0:
         pytest.skip("chown needs root")
     home = tmp_path / "home"
     shutil.copytree(good_state, home / "osception", symlinks=True)
     damage(home / "osception")
-    hidden = [v for v in _values(good_state)]
     refused(tmp_path, ["plan", "--out", str(tmp_path / "out"), "--state-dir", str(home)], expected,
-            hidden=hidden + ["s3cr3t-fragment"])
+            hidden=_values(good_state) + ["s3cr3t-fragment"])
 
 
 def _values(env: Path) -> list[str]:
@@ -365,9 +369,9 @@ BAD_OUT = [
 ]
 
 
-@pytest.mark.parametrize("prepare,expected", [c[1:] for c in BAD_OUT], ids=[c[0] for c in BAD_OUT])
-def test_bad_out_folder(tmp_path, good_state, prepare, expected):
-    if "other_owner" in prepare.__name__ and os.getuid() != 0:
+@pytest.mark.parametrize("name,prepare,expected", BAD_OUT, ids=[c[0] for c in BAD_OUT])
+def test_bad_out_folder(tmp_path, good_state, name, prepare, expected):
+    if "other-owner" in name and os.getuid() != 0:
         pytest.skip("chown needs root")
     home = tmp_path / "home"
     shutil.copytree(good_state, home / "osception")
@@ -376,5 +380,6 @@ def test_bad_out_folder(tmp_path, good_state, prepare, expected):
 
 
 def test_the_corpus_is_large_enough():
-    total = (len(BAD_CONFIGS) + 6 + 5 + len(BAD_STATE) + 4 + len(BAD_RESOURCES) + len(BAD_OUT))
+    total = (len(BAD_CONFIGS) + len(UNREADABLE) + len(BAD_ENVS) + len(BAD_STATE) + len(BAD_RESOURCES)
+             + len(BAD_OUT))
     assert total >= 50, total
