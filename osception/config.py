@@ -54,7 +54,6 @@ IMAGE_RE = re.compile(
     r"(?P<tag>:[A-Za-z0-9_][A-Za-z0-9_.-]{0,127})?"
     r"(?P<digest>@[A-Za-z][A-Za-z0-9]*(?:[-_+.][A-Za-z][A-Za-z0-9]*)*:[0-9a-fA-F]{32,})?"
 )
-MAX_INI_VALUE = 4096
 
 
 class _Strict(BaseModel):
@@ -285,9 +284,8 @@ class Config(_Strict):
                     where = f"{key}: [{section}] {_shown(option)}"
                     if not re.fullmatch(ini.KEY, option):
                         raise ValueError(f"{where}: an option name must be letters, digits and _.-")
-                    if isinstance(value, str) and (not value.isprintable() or len(value) > MAX_INI_VALUE):
-                        raise ValueError(f"{where}: the value must be one line of printable "
-                                         f"characters, at most {MAX_INI_VALUE}")
+                    if isinstance(value, str) and not value.isprintable():
+                        raise ValueError(f"{where}: the value must be one line of printable characters")
         return v
 
 

@@ -440,6 +440,8 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
         if base.startswith("_") or not base.endswith(".yaml.j2"):
             continue
         manifests[base.removesuffix(".j2")] = render_template(template, **context)
+    for name, text in manifests.items():  # before day2 reads them
+        check_file(f"k8s-0/manifests/{name}", text)
     manifests = day2(manifests)
     for name, text in manifests.items():
         plan.files[f"k8s-0/manifests/{name}"] = text
@@ -578,21 +580,30 @@ def _problem(e: Exception) -> str:
     return str(e) if isinstance(e, ValueError) and not isinstance(e, UnicodeError) else type(e).__name__
 
 
+def check_file(rel: str, text: str) -> bool:
+    """Parse back one rendered document by its name (cloud-config, YAML, INI); False when
+    it is none of those (a script). Raises PlanError, one line naming the file."""
+    name = rel.rsplit("/", 1)[-1]
+    try:
+        if name == "user-data":
+            _check_user_data(text)
+        elif name.endswith(".yaml"):
+            _check_yaml(text)
+        elif name.endswith((".conf", ".ini")):
+            _check_ini(text)
+        else:
+            return False
+    except (yaml.YAMLError, configparser.Error, ValueError, RecursionError) as e:
+        raise PlanError(f"{rel}: the rendered file does not parse ({_problem(e)}); "
+                        "a value in osception.yaml or secrets.yaml broke it") from None
+    return True
+
+
 def check(plan: Plan) -> None:
-    """Parse back every rendered document (cloud-config, Kubernetes YAML, INI): what a value
-    of the user's could inject ends here as one line, before anything is written or sent."""
+    """Parse back every rendered document: what a value of the user's could inject ends
+    here as one line, before anything is written or sent."""
     for rel, text in sorted(plan.files.items()):
-        name = rel.rsplit("/", 1)[-1]
-        try:
-            if name == "user-data":
-                _check_user_data(text)
-            elif name.endswith(".yaml"):
-                _check_yaml(text)
-            elif name.endswith((".conf", ".ini")):
-                _check_ini(text)
-        except (yaml.YAMLError, configparser.Error, ValueError, RecursionError) as e:
-            raise PlanError(f"{rel}: the rendered file does not parse ({_problem(e)}); "
-                            "a value in osception.yaml or secrets.yaml broke it") from None
+        check_file(rel, text)
 
 
 def write(plan: Plan, out: Path) -> None:
