@@ -96,7 +96,7 @@ def _save(env_dir: Path, names, ports, addresses, servers) -> None:
 
 def load_resources(env_dir: Path) -> dict:
     path = env_dir / RESOURCES
-    text = read_state(path)
+    text = read_state(path, private=False)  # ids and addresses, no secret
     try:
         data = json.loads(text) if text is not None else {}
     except (ValueError, RecursionError):
