@@ -150,7 +150,7 @@ def plan(
     console.print(f"release   {rel.name} ({rel.codename}); control plane images {rel.kolla_tag}; "
                   f"node packages {rel.package_source}")
     console.print(f"services  {', '.join(result.services)}")
-    console.print(f"endpoints http://keystone.{result.domain} ...", highlight=False)
+    console.print(f"endpoints https://keystone.{result.domain} ...", highlight=False)
     if result.controller_ip == render.PLACEHOLDER_CONTROLLER_IP:
         console.print(f"          (controller IP unknown until `up`: shown as {result.controller_ip})")
     console.print(f"user data bytes of base64, as Nova counts them (limit {render.NOVA_USER_DATA_LIMIT} a node)")
@@ -362,8 +362,14 @@ def _access(cfg, env_dir: Path, sec, auth_url: str | None):
                 fail(f"environment {cfg.name!r} has no controller address in {env_dir}; "
                      "run `osception up` or pass --auth-url")
             domain = f"{nodes['k8s-0']['ip']}.sslip.io"
-        auth_url = f"http://keystone.{domain}/v3"
-    return overcloud.Access(auth_url, sec.admin_password, sec.demo_password)
+        auth_url = f"https://keystone.{domain}/v3"
+    cacert = None
+    if auth_url.startswith("https://"):
+        # the environment's own CA: clients check the controller's certificate with it
+        cacert = env_dir / "ca.pem"
+        state.write_private(cacert, sec.tls["ca_cert"])
+    return overcloud.Access(auth_url, sec.admin_password, sec.demo_password,
+                            str(cacert) if cacert else None)
 
 
 AuthUrlOpt = Annotated[

@@ -42,7 +42,7 @@ def controller(domain: str, controller_ip: str) -> Endpoints:
         rabbitmq=f"rabbitmq:{services.RABBITMQ_PORT}",
         memcached=f"memcached:{services.MEMCACHED_PORT}",
         internal=_urls(lambda a: f"{a.name}:{a.port}"),
-        public=_urls(lambda a: f"{a.name}.{domain}"),
+        public=_urls(lambda a: f"{a.name}.{domain}", "https"),
         catalog_internal=_urls(lambda a: f"{controller_ip}:{a.port}"),
     )
 
@@ -56,7 +56,7 @@ def nodes(domain: str, controller_ip: str) -> Endpoints:
         rabbitmq=f"{controller_ip}:{services.RABBITMQ_PORT}",
         memcached=f"{controller_ip}:{services.MEMCACHED_PORT}",
         internal=at_ip,
-        public=_urls(lambda a: f"{a.name}.{domain}"),
+        public=_urls(lambda a: f"{a.name}.{domain}", "https"),
         catalog_internal=at_ip,
     )
 

@@ -32,18 +32,21 @@ class Access:
     auth_url: str
     admin_password: str
     demo_password: str
+    cacert: str | None = None  # the environment's CA (ca.pem), for its HTTPS endpoints
 
 
 def admin_conn(access: Access) -> openstack.connection.Connection:
     return openstack.connect(auth_url=access.auth_url, username="admin", password=access.admin_password,
                              project_name="admin", user_domain_name="Default",
-                             project_domain_name="Default", region_name=REGION)
+                             project_domain_name="Default", region_name=REGION,
+                             **({"cacert": access.cacert} if access.cacert else {}))
 
 
 def demo_conn(access: Access, project: str) -> openstack.connection.Connection:
     return openstack.connect(auth_url=access.auth_url, username="demo", password=access.demo_password,
                              project_name=project, user_domain_name="Default",
-                             project_domain_name="Default", region_name=REGION)
+                             project_domain_name="Default", region_name=REGION,
+                             **({"cacert": access.cacert} if access.cacert else {}))
 
 
 @dataclass
@@ -213,6 +216,7 @@ def write_access_files(access: Access, cfg: Config, state_dir: Path) -> dict[str
             "export OS_PROJECT_DOMAIN_NAME=Default",
             f"export OS_REGION_NAME={REGION}",
             "export OS_IDENTITY_API_VERSION=3",
+            *([f"export OS_CACERT={access.cacert}"] if access.cacert else []),
             "unset OS_CLOUD",
             "",
         ])
@@ -223,6 +227,7 @@ def write_access_files(access: Access, cfg: Config, state_dir: Path) -> dict[str
                      "project_name": project, "user_domain_name": "Default",
                      "project_domain_name": "Default"},
             "region_name": REGION, "identity_api_version": 3,
+            **({"cacert": access.cacert} if access.cacert else {}),
         }
     out["clouds.yaml"] = state_dir / "clouds.yaml"
     write_private(out["clouds.yaml"], yaml.safe_dump({"clouds": clouds}, sort_keys=False))

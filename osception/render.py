@@ -27,7 +27,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from . import endpoints, ini, progress, releases, services
+from . import endpoints, ini, progress, releases, services, tls
 from .config import Config, ConfigError
 from .secrets import Secrets
 from .state import check_dir, write_file
@@ -324,13 +324,15 @@ def render_template(name: str, **context) -> str:
 
 
 def secret_values(secrets: Secrets) -> list[str]:
-    """Every secret string, for splitting them out of config files (and for tests)."""
+    """Every secret string, for splitting them out of config files (and for tests).
+    The public halves (an SSH public key, the CA's certificate) are not secrets."""
     found: list[str] = []
 
     def walk(v):
         if isinstance(v, dict):
-            for x in v.values():
-                walk(x)
+            for k, x in v.items():
+                if k not in ("public", "ca_cert"):
+                    walk(x)
         elif isinstance(v, list):
             for x in v:
                 walk(x)
@@ -433,6 +435,7 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
         script=script,
         physnet=PHYSNET,
         k3s_version=releases.K3S_VERSION,
+        tls_cert=tls.server_cert(secrets.tls, domain, ip),
     )
     manifests = {}
     for template in sorted(_env.list_templates(filter_func=lambda t: t.startswith("k8s/"))):
@@ -457,8 +460,11 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
     plan.files[f"k8s-0/{DIAGNOSER}"] = script(DIAGNOSER)
     manifests_tar = archive(plan, {f"manifests/{name}": f"k8s-0/manifests/{name}" for name in manifests}
                             | {DIAGNOSER: f"k8s-0/{DIAGNOSER}"})
+    plan.files["k8s-0/k3s/traefik-config.yaml"] = render_template("k3s/traefik-config.yaml.j2")
+    plan.files["k8s-0/ca.pem"] = secrets.tls["ca_cert"]
     plan.files["k8s-0/user-data"] = render_template(
-        "cloud-init/controller.yaml.j2", node="k8s-0", step_sh=script("osception-step.sh"),
+        "cloud-init/controller.yaml.j2", traefik_config=plan.files["k8s-0/k3s/traefik-config.yaml"],
+        ca_pem=secrets.tls["ca_cert"], node="k8s-0", step_sh=script("osception-step.sh"),
         setup_sh=setup_sh, node_etc=NODE_ETC, archive_path=CONTROLLER_ARCHIVE,
         archive_b64=base64.b64encode(manifests_tar).decode(), **context
     )
@@ -591,6 +597,9 @@ def check_file(rel: str, text: str) -> bool:
             _check_yaml(text)
         elif name.endswith((".conf", ".ini")):
             _check_ini(text)
+        elif name.endswith(".pem"):
+            from cryptography import x509
+            x509.load_pem_x509_certificates(text.encode())
         else:
             return False
     except (yaml.YAMLError, configparser.Error, ValueError, RecursionError) as e:

@@ -29,12 +29,12 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from . import services, state
+from . import services, state, tls
 from .state import StateError
 
 FILE = "secrets.yaml"
 REGENERATE = "--regenerate-secrets"  # the only way to replace an environment's secrets
-ADDED_LATER: frozenset[str] = frozenset()  # keys ("a" or "a.b") an older secrets.yaml may lack
+ADDED_LATER: frozenset[str] = frozenset({"tls"})  # keys ("a" or "a.b") an older secrets.yaml may lack
 PASSWORD_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")  # what _password makes; safe in INI, YAML, URLs
 _PUBLIC_RE = re.compile(r"ssh-ed25519 [A-Za-z0-9+/]+=* [A-Za-z0-9@._-]+")  # goes into cloud-config as is
 _KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -81,6 +81,8 @@ def _wanted(env: str) -> dict:
         "ssh": _ssh_keypair(f"osception-{env}"),
         # nova live/cold migration between computes: its own key, never shared.
         "migration_ssh": _ssh_keypair(f"osception-{env}-nova-migration"),
+        # the environment's CA and the key of the controller's certificate (tls.py)
+        "tls": tls.make(env),
     }
 
 
@@ -147,6 +149,9 @@ def _problem(have: object, wanted: object, key: str) -> tuple[str, str] | None:
                 found = _ssh_problem(have[k])
                 if found:
                     return sub + found[0], found[1]
+            elif k == "tls":
+                if problem := tls.problem(have[k]):
+                    return sub, problem
             elif k in ("keystone_fernet_keys", "keystone_credential_keys"):
                 if problem := _fernet_problem(have[k], len(value)):
                     return sub, problem
