@@ -387,9 +387,10 @@ def node_config(cfg: Config, secrets: Secrets, node: Node, address: Address,
 
 
 def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = None,
-          mtu: int | None = None) -> Plan:
+          mtu: int | None = None, ep: endpoints.Endpoints | None = None) -> Plan:
     """Everything every node receives. `addresses` come from the outer cloud's ports;
-    without them (plan), documentation addresses stand in."""
+    without them (plan), documentation addresses stand in. `ep`: where the control
+    plane's services reach each other, when not in the controller's k3s (the devcloud)."""
     release = releases.get(cfg.release)
     addresses = addresses or placeholder_addresses(cfg)
     ip = addresses["k8s-0"].ip
@@ -397,7 +398,7 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
     mtu = mtu or cfg.mtu or DEFAULT_MTU
     plan = Plan(cfg, release, ip, domain, nodes(cfg))
 
-    ep = endpoints.controller(domain, ip)
+    ep = ep or endpoints.controller(domain, ip)
     # Service config: split so that no secret value ever reaches a ConfigMap.
     full = service_config(cfg, secrets, ep, mtu=mtu)
     hidden = secret_values(secrets)

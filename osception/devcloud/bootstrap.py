@@ -1,9 +1,10 @@
-"""Databases, schema migrations and Keystone's bootstrap, the way the controller's
-Jobs do them (same scripts, same commands, same order within each service), then
-the service users and catalog through the controller's own service_accounts.py.
+"""The controller's Jobs, run here: each Job's init containers and containers as the
+rendered manifests give them (manifests.py maps them onto this machine), in the
+order the Jobs wait for each other.
 
-Each step leaves a stamp (bootstrap.json): a fingerprint of what it ran with, so a
-warm `up` skips what is already done and redoes it when the config or venv changed.
+Each Job leaves a stamp (bootstrap.json): a fingerprint of its rendered pod (commands,
+environment, the files of its volumes) and of the venv, so a warm `up` skips what is
+done and runs a Job again when anything it runs with changed.
 """
 
 from __future__ import annotations
@@ -15,14 +16,10 @@ import subprocess
 import threading
 from pathlib import Path
 
-from .. import render, services
 from ..secrets import Secrets
-from . import configs, infra
-from .layout import APIS, Layout
+from .layout import Layout
+from .manifests import Local, Manifests, Pod
 from .processes import DevcloudError, tail
-
-SCRIPTS = Path(render.__file__).parent / "templates" / "scripts"
-REGION = "RegionOne"
 
 
 def _short(argv: list[str]) -> str:
@@ -37,8 +34,10 @@ def _short(argv: list[str]) -> str:
 
 
 class Bootstrap:
-    def __init__(self, layout: Layout, secrets: Secrets, venv: Path):
+    def __init__(self, layout: Layout, secrets: Secrets, venv: Path, manifests: Manifests):
         self.layout, self.secrets, self.venv = layout, secrets, venv
+        self.manifests = manifests
+        self.local = Local(layout, venv)
         self._lock = threading.Lock()  # stamps are written from several threads
 
     # -- stamps ---------------------------------------------------------------
@@ -53,9 +52,8 @@ class Bootstrap:
         stamp = self.venv / ".osception-lock.sha256"  # which lock the venv holds
         h.update(stamp.read_bytes() if stamp.exists() else b"")
         h.update(json.dumps(self.secrets.data, sort_keys=True).encode())  # e.g. re-made secrets
-        service = step.split(":")[0]
-        for path in configs.files_of(self.layout, service) if service in APIS else ():
-            h.update(path.read_bytes())
+        if step.startswith("job:"):
+            h.update(self.manifests.pod(step.removeprefix("job:")).fingerprint().encode())
         return h.hexdigest()
 
     def done(self, step: str) -> bool:
@@ -86,91 +84,36 @@ class Bootstrap:
                                 f"end of {log}:\n{tail(log)}")
         return r.stdout.decode(errors="replace")
 
-    def bin(self, name: str) -> str:
-        return str(self.venv / "bin" / name)
-
-    def conf(self, service: str, *files: str) -> list[str]:
-        out = []
-        for f in files:
-            out += ["--config-file", str(self.layout.etc(service) / f)]
-        return out
-
-    # -- the steps ------------------------------------------------------------
-    def databases(self, service: str) -> None:
-        """templates/scripts/create_databases.sh, as the Jobs' init container runs it."""
-        self.run(f"bootstrap-{service}", ["bash", str(SCRIPTS / "create_databases.sh")], {
-            **infra.db_env(self.secrets),
-            "DB_NAMES": " ".join(services.DATABASES[service]),
-            "DB_USER": service,
-            "DB_PASSWORD": self.secrets.database[service],
-        })
-
-    def migrate(self, service: str) -> bool:
-        """One service's Job: databases, then its migrations. False: nothing to do."""
-        step = f"{service}:migrate"
+    def run_job(self, pod: Pod) -> bool:
+        """One Job, as its pod runs: init containers in order, then its containers.
+        The `wait` init containers are the devcloud's order of the steps. False: done
+        before with the same pod."""
+        step = f"job:{pod.name}"
         if self.done(step):
             return False
-        self.databases(service)
-        for argv, env in self.commands(service):
-            if argv[-1] == "create_cell" and " cell1 " in self.run(
-                    "bootstrap-nova", [self.bin("nova-manage"), *self.conf("nova", "nova.conf"),
-                                       "cell_v2", "list_cells"]):
-                continue  # create_cell is not idempotent (the Job skips it the same way)
-            if argv[-1] == "create_cell":
-                argv = [*argv, "--name", "cell1"]
-            self.run(f"bootstrap-{service}", argv, env)
+        self.local.project(pod)
+        for c in [*pod.init, *pod.containers]:
+            if c.waits is not None:
+                continue
+            self.local.link_homes(set(self.local.set_configs(pod, c)))
+            argv, env = self.local.command(pod, c)
+            self.run(f"job-{pod.name}", argv, env)
         self.mark(step)
         return True
 
-    def commands(self, service: str) -> list[tuple[list[str], dict | None]]:
-        """The commands of the controller's Job of `service` (templates/k8s/*.yaml.j2)."""
-        if service == "keystone":
-            urls = next(s for s in render.catalog(configs.local_endpoints())["services"]
-                        if s["name"] == "keystone")
-            manage = [self.bin("keystone-manage"), *self.conf("keystone", "keystone.conf")]
-            return [
-                (manage + ["db_sync"], None),
-                (manage + ["bootstrap", "--bootstrap-username", "admin",
-                           "--bootstrap-project-name", "admin", "--bootstrap-role-name", "admin",
-                           "--bootstrap-service-name", "keystone",
-                           "--bootstrap-region-id", REGION,
-                           "--bootstrap-public-url", urls["public"],
-                           "--bootstrap-internal-url", urls["internal"],
-                           "--bootstrap-admin-url", urls["internal"]],
-                 # From the env rather than the command line, which `ps` shows.
-                 {"OS_BOOTSTRAP_PASSWORD": self.secrets.admin_password}),
-            ]
-        if service == "glance":
-            return [([self.bin("glance-manage"), *self.conf("glance", "glance-api.conf"),
-                      "db_sync"], None)]
-        if service == "placement":
-            return [([self.bin("placement-manage"), *self.conf("placement", "placement.conf"),
-                      "db", "sync"], None)]
-        if service == "neutron":
-            return [([self.bin("neutron-db-manage"),
-                      *self.conf("neutron", "neutron.conf", "plugins/ml2/ml2_conf.ini"),
-                      "upgrade", "heads"], None)]
-        if service == "nova":
-            manage = [self.bin("nova-manage"), *self.conf("nova", "nova.conf")]
-            return [(manage + args, None) for args in (
-                ["api_db", "sync"], ["cell_v2", "map_cell0"], ["cell_v2", "create_cell"],
-                ["db", "sync"], ["db", "online_data_migrations"])]
-        raise ValueError(service)
+    def pending(self, service: str) -> bool:
+        return not all(self.done(f"job:{j.name}") for j in self.manifests.jobs(service))
 
-    def service_accounts(self) -> None:
-        """templates/scripts/service_accounts.py with the venv's python, as the Job runs it."""
-        step = "keystone:accounts"
-        if self.done(step):
-            return
-        ep = configs.local_endpoints()
-        catalog = render.catalog(ep)
-        catalog["services"] = [s for s in catalog["services"] if s["name"] != "keystone"]
-        path = self.layout.etc("") / "catalog.json"  # not a file keystone reads
-        path.write_text(json.dumps(catalog, indent=1))
-        env = {"OS_AUTH_URL": f"{ep.internal['keystone']}/v3",
-               "OS_PASSWORD": self.secrets.admin_password}
-        env |= {f"OSCEPTION_PASSWORD_{u.upper()}": p
-                for u, p in self.secrets.service_users.items()}
-        self.run("bootstrap-keystone", [self.bin("python"), str(SCRIPTS / "service_accounts.py"),
-                                        str(path)], env)
-        self.mark(step)
+    # -- the steps ------------------------------------------------------------
+    def migrate(self, service: str) -> bool:
+        """The Jobs of a service's manifest that wait for no API: databases, schema
+        migrations (Keystone: and its bootstrap). False: nothing to do."""
+        ran = [self.run_job(job) for job in self.manifests.jobs(service)
+               if not job.apis_awaited]
+        return any(ran)
+
+    def after_api(self, api: str) -> None:
+        """The Jobs that wait for `api` to answer (Keystone: the service accounts)."""
+        for pod in self.manifests.pods.values():
+            if pod.kind == "Job" and pod.apis_awaited == {api}:
+                self.run_job(pod)

@@ -1,9 +1,12 @@
-"""The devcloud's config files: osception's own service config (the text the
-controller's ConfigMaps carry, rendered with local endpoints), the devcloud-only
-overrides on top, and the few files the services need beside them."""
+"""The devcloud's config files: the controller's plan rendered with local endpoints and
+the devcloud-only overrides (overrides.py), its pods' volumes and what their
+config.json files copy into etc/<project>/ (manifests.py), and the few files the
+services need beside them."""
 
 from __future__ import annotations
 
+import configparser
+import shlex
 import shutil
 from pathlib import Path
 
@@ -11,40 +14,17 @@ from .. import endpoints, ini, render, services
 from ..config import Config
 from ..secrets import Secrets
 from ..state import write_private
-from .layout import APIS, HOST, PORTS, Layout
+from .layout import APIS, DEPLOYMENTS, HOST, PORTS, Layout
+from .manifests import Local, Manifests, Pod
 from .overrides import overrides
+from .processes import DevcloudError
 
-# Where each rendered file goes: etc/<service>/<path>.
-DESTINATIONS = {
-    "keystone.conf": "keystone/keystone.conf",
-    "glance-api.conf": "glance/glance-api.conf",
-    "placement.conf": "placement/placement.conf",
-    "neutron.conf": "neutron/neutron.conf",
-    "ml2_conf.ini": "neutron/plugins/ml2/ml2_conf.ini",  # where OS_NEUTRON_CONFIG_DIR wants it
-    "nova.conf": "nova/nova.conf",
-    # nova-compute reads what a compute node gets (templates/conf/nova-compute.conf.j2).
-    "nova-compute.conf": "nova-compute/nova.conf",
-}
-# Paste pipelines the services ship in their wheels (venv/etc/...), copied beside the config.
+# Files the Kolla images ship beside the config (from the services' packages); here
+# the same files from the venv (venv/etc/...) go to etc/<project>/.
 PASTE = {
     "glance": "glance/glance-api-paste.ini",
     "neutron": "neutron/api-paste.ini",
     "nova": "nova/api-paste.ini",
-}
-# How each API's WSGI module finds its config files.
-CONFIG_ENV = {
-    "keystone": ("OS_KEYSTONE_CONFIG_FILES", "keystone.conf"),
-    "glance": ("OS_GLANCE_CONFIG_DIR", None),
-    "placement": ("OS_PLACEMENT_CONFIG_DIR", None),
-    "neutron": ("OS_NEUTRON_CONFIG_DIR", None),
-    "nova": ("OS_NOVA_CONFIG_DIR", None),
-}
-WSGI_MODULES = {
-    "keystone": "keystone.wsgi.api",
-    "glance": "glance.wsgi.api",
-    "placement": "placement.wsgi.api",
-    "neutron": "neutron.wsgi.api",
-    "nova": "nova.wsgi.osapi_compute",
 }
 # A module per API for gunicorn: the services' WSGI modules parse sys.argv with
 # oslo.config at import, and gunicorn's own arguments would be "unrecognized".
@@ -52,8 +32,10 @@ APP_MODULE = '''"""gunicorn entry point of {service} for osception devcloud."""
 import sys
 
 sys.argv = sys.argv[:1]
-from {module} import application  # noqa: E402,F401
+from {module} import {callable}  # noqa: E402,F401
 '''
+# nova-compute reads what a compute node gets (templates/conf/nova-compute.conf.j2).
+COMPUTE_CONF = "nova-compute/nova.conf"
 
 
 def local_endpoints() -> endpoints.Endpoints:
@@ -72,28 +54,52 @@ def compute_node_conf(cfg: Config, secrets: Secrets) -> str:
     return ini.merge(text, cfg.overrides["nova.conf"]) if "nova.conf" in cfg.overrides else text
 
 
+def devcloud_config(cfg: Config, layout: Layout) -> Config:
+    """The user's config with the devcloud-only overrides merged in last."""
+    merged = {name: {sec: dict(opts) for sec, opts in files.items()}
+              for name, files in cfg.overrides.items()}
+    for name, sections in overrides(layout).items():
+        for section, options in sections.items():
+            merged.setdefault(name, {}).setdefault(section, {}).update(options)
+    return cfg.model_copy(update={"overrides": merged})
+
+
+def plan(cfg: Config, secrets: Secrets, layout: Layout) -> render.Plan:
+    """The controller's plan as `osception plan` renders it, with local endpoints and the
+    devcloud-only overrides: its manifests say what the devcloud runs."""
+    return render.build(devcloud_config(cfg, layout), secrets, ep=local_endpoints())
+
+
 def rendered(cfg: Config, secrets: Secrets, layout: Layout) -> dict[str, str]:
-    """{file name: text}: the controller's templates (and a compute node's nova.conf)
-    with local endpoints, then the devcloud-only overrides."""
-    files = render.service_config(cfg, secrets, local_endpoints())
-    files["nova-compute.conf"] = compute_node_conf(cfg, secrets)
-    extra = overrides(layout)
-    return {name: ini.merge(text, extra.get(name, {})) for name, text in files.items()}
+    """{file name: text}: each service config file whole (as the ConfigMap file and its
+    secrets.conf drop-in read together), and a compute node's nova.conf."""
+    files = render.service_config(devcloud_config(cfg, layout), secrets, local_endpoints())
+    files["nova-compute.conf"] = ini.merge(compute_node_conf(cfg, secrets),
+                                           overrides(layout)["nova-compute.conf"])
+    return files
 
 
-def write(cfg: Config, secrets: Secrets, layout: Layout, venv: Path) -> None:
-    for name, text in rendered(cfg, secrets, layout).items():
-        write_private(layout.etc("") / DESTINATIONS[name], text)
+def write(cfg: Config, secrets: Secrets, layout: Layout, venv: Path) -> Manifests:
+    """Every file the devcloud's processes read: the volumes of the pods it runs, and
+    what their config.json copies to etc/<project>/, as Kolla's set_configs does."""
+    man = Manifests(plan(cfg, secrets, layout).files)
+    local = Local(layout, venv)
+    written: set[Path] = set()
+    for pod in pods_run(man):
+        written.update(local.project(pod))
+        for c in pod.containers:
+            written.update(local.set_configs(pod, c))
     for service, rel in PASTE.items():
-        shutil.copyfile(venv / "etc" / rel, layout.etc(service) / Path(rel).name)
-    # Keystone signs with the environment's keys, as on the controller (no fernet_setup).
-    for kind, keys in (("fernet-keys", secrets.keystone_fernet_keys),
-                       ("credential-keys", secrets.keystone_credential_keys)):
-        for i, key in enumerate(keys):
-            write_private(layout.etc("keystone") / kind / str(i), key)
+        dest = layout.etc(service) / Path(rel).name
+        shutil.copyfile(venv / "etc" / rel, dest)
+        written.add(dest)
+    _sweep(layout, written)
+    local.link_homes(written)
+    write_private(layout.etc("") / COMPUTE_CONF, rendered(cfg, secrets, layout)["nova-compute.conf"])
     for service in APIS:
+        module, _, attr = uwsgi_option(layout, man, service, "module").partition(":")
         (layout.apps / f"{service}_app.py").write_text(
-            APP_MODULE.format(service=service, module=WSGI_MODULES[service]))
+            APP_MODULE.format(service=service, module=module, callable=attr or "application"))
     for path in (layout.data("glance") / d for d in ("images", "staging", "tasks_work_dir")):
         path.mkdir(parents=True, exist_ok=True)
     for service in ("glance", "neutron", "nova", "nova-compute"):
@@ -101,12 +107,45 @@ def write(cfg: Config, secrets: Secrets, layout: Layout, venv: Path) -> None:
     layout.data("neutron").mkdir(parents=True, exist_ok=True)
     layout.data("nova").mkdir(parents=True, exist_ok=True)
     layout.data("nova-compute").mkdir(parents=True, exist_ok=True)
+    return man
+
+
+def pods_run(man: Manifests) -> list[Pod]:
+    """The Jobs of the devcloud's services and the Deployments it runs."""
+    return [*(job for svc in APIS for job in man.jobs(svc)),
+            *(man.pod(name) for name in DEPLOYMENTS.values())]
+
+
+def _sweep(layout: Layout, written: set[Path]) -> None:
+    """Files in a project's etc folder (or a pod's volume) that no config.json (no
+    volume) holds any more."""
+    folders = {top / p.relative_to(top).parts[0] for p in written
+               for top in (layout.root / "etc", layout.root / "pods") if p.is_relative_to(top)}
+    for folder in folders:
+        for path in folder.rglob("*"):
+            if path.is_file() and path not in written:
+                path.unlink()
+
+
+def uwsgi_option(layout: Layout, man: Manifests, service: str, option: str) -> str:
+    """An option of the uWSGI ini the API's Deployment runs (`uwsgi <ini>`)."""
+    pod = man.pod(DEPLOYMENTS[service])
+    config = pod.config_json(pod.containers[0]) or {}
+    words = shlex.split(config.get("command", ""))
+    if words[:1] != ["uwsgi"] or len(words) != 2:
+        raise DevcloudError(f"{pod.name}: the devcloud serves APIs that run `uwsgi <ini>`, "
+                            f"not `{config.get('command')}`")
+    ini_path = Path(Local(layout, Path()).path(words[1], {}))
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    parser.read_string(ini_path.read_text())
+    return parser.get("uwsgi", option)
 
 
 def api_env(layout: Layout, service: str) -> dict[str, str]:
-    var, file = CONFIG_ENV[service]
-    where = layout.etc(service)
-    return {var: str(where / file) if file else str(where)}
+    """Where an API's WSGI module finds /etc/<project>: its own variable, and HOME for
+    oslo.config's discovery of the <project>.conf.d drop-in (manifests.py)."""
+    return {f"OS_{service.upper()}_CONFIG_DIR": str(layout.etc(service)),
+            "HOME": str(layout.root / "home")}
 
 
 def files_of(layout: Layout, service: str) -> list[Path]:

@@ -51,8 +51,23 @@ def ensure_packages(layout: Layout) -> list[str]:
 
 def db_root_password(secrets: Secrets) -> str:
     # One MariaDB holds every service's databases here (the controller runs one per
-    # service): it takes the root password of Keystone's, the first one.
+    # service): it is made with the root password of Keystone's, the first one...
     return secrets.database_root["keystone"]
+
+
+def open_to_every_root_password(secrets: Secrets) -> None:
+    """...and stands in for every service's MariaDB (host mariadb-<service>): root
+    logs in over TCP with any service's root password, as each Job's init container
+    does with its own (MariaDB: one authentication method per password, OR-ed)."""
+    via = " OR ".join(f"mysql_native_password USING PASSWORD('{p}')"
+                      for p in dict.fromkeys([db_root_password(secrets),
+                                              *secrets.database_root.values()]))
+    argv = ["mariadb", f"--host={HOST}", f"--port={PORTS['mariadb']}", "--user=root",
+            "-e", f"ALTER USER 'root'@'{HOST}' IDENTIFIED VIA {via}"]
+    r = subprocess.run(argv, capture_output=True, text=True,
+                       env={**os.environ, "MYSQL_PWD": db_root_password(secrets)})
+    if r.returncode:
+        raise DevcloudError(f"MariaDB refused the services' root passwords: {r.stderr.strip()}")
 
 
 def _socket(layout: Layout) -> Path:
@@ -115,12 +130,6 @@ def mariadb(layout: Layout) -> Spec:
     if is_root():
         argv.append("--user=root")  # the data dir is root's, under root's home
     return Spec("mariadb", argv, port=PORTS["mariadb"])
-
-
-def db_env(secrets: Secrets) -> dict[str, str]:
-    """For the mysql client (create_databases.sh): our server, over TCP, as root."""
-    return {"DB_HOST": HOST, "MYSQL_TCP_PORT": str(PORTS["mariadb"]),
-            "DB_ROOT_PASSWORD": db_root_password(secrets)}
 
 
 def epmd(layout: Layout) -> Spec:

@@ -5,7 +5,9 @@
         devcloud.json           release, venv and config file of the last `up`
         clouds.yaml             admin and member entries (0600)
         venv/                   the services' venv, unless another one is given
-        etc/<service>/          rendered config files, as the controller's ConfigMaps carry
+        etc/<project>/          config files where config.json puts them in /etc/<project>/
+        pods/<pod>/<volume>/    the files of each pod's volumes (ConfigMaps, Secrets)
+        home/                   HOME of the services: .<project> -> etc/<project>
         apps/                   tiny WSGI modules gunicorn loads
         data/                   MariaDB, RabbitMQ, Glance images, Nova/Neutron state
         lock/<service>/         oslo.concurrency lock paths
@@ -41,6 +43,18 @@ PORTS = {
     "nova": 28774,
 }
 APIS = ("keystone", "glance", "placement", "neutron", "nova")
+# The controller's Deployments the devcloud runs: process -> Deployment of the manifests.
+# (Not nova-metadata, nova-novncproxy, neutron-rpc-server and -periodic-workers, skyline:
+# no agents, consoles or dashboard here.)
+DEPLOYMENTS = {
+    "keystone": "keystone",
+    "glance": "glance-api",
+    "placement": "placement-api",
+    "neutron": "neutron-server",
+    "nova": "nova-api",
+    "nova-conductor": "nova-conductor",
+    "nova-scheduler": "nova-scheduler",
+}
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,10 @@
 """`up`, `status` and `down`: the devcloud's whole life, in the controller's order.
 
-up:  packages -> venv -> config files -> MariaDB, RabbitMQ, memcached ->
-     per service, in parallel: databases + migrations (Keystone: + bootstrap), then its
-     API -> service users and catalog -> nova-compute -> member project, flavor, image
-     -> the compute host can take servers.
+up:  packages -> venv -> the controller's plan, its pods' files -> MariaDB, RabbitMQ,
+     memcached -> per service, in parallel: its Jobs (databases, migrations; Keystone:
+     + bootstrap), then its API -> the Jobs waiting for Keystone (service users and
+     catalog) -> nova-compute -> member project, flavor, image -> the compute host
+     can take servers.
 Each step is skipped when already done and current, so `up` on a running devcloud
 does nothing, and after a crash restarts only what is down.
 """
@@ -30,7 +31,8 @@ from .. import secrets as secrets_mod
 from . import cloud, configs, infra
 from . import venv as venv_mod
 from .bootstrap import Bootstrap
-from .layout import APIS, HOST, PORTS, VENV_ENV_VAR, Layout
+from .layout import APIS, DEPLOYMENTS, HOST, PORTS, VENV_ENV_VAR, Layout
+from .manifests import Local, Manifests
 from .processes import DevcloudError, Processes, Spec, port_open, port_taken
 
 # Sync gunicorn workers per API: one request at a time each. Keystone checks
@@ -110,23 +112,36 @@ class Devcloud:
         self.procs = Processes(layout)
 
     # -- what runs ------------------------------------------------------------
-    def specs(self, venv: Path, secrets) -> dict[str, Spec]:
+    def specs(self, venv: Path, secrets, man: Manifests) -> dict[str, Spec]:
+        """Every process: the infrastructure, the controller's Deployments as the manifests
+        give them (APIs under gunicorn instead of uWSGI), and a compute node's nova-compute."""
         lay = self.layout
+        local = Local(lay, venv)
         out = {s.name: s for s in (infra.epmd(lay), infra.rabbitmq(lay, secrets),
                                    infra.memcached(lay), infra.mariadb(lay))}
-        for svc in APIS:
-            argv = [str(venv / "bin" / "gunicorn"), "--bind", f"{HOST}:{PORTS[svc]}",
-                    "--workers", str(WORKERS[svc]), "--worker-class", "sync",
-                    "--timeout", "300", "--graceful-timeout", "10",
-                    "--pythonpath", str(lay.apps), f"{svc}_app:application"]
-            out[svc] = Spec(svc, argv, port=PORTS[svc], env=configs.api_env(lay, svc),
-                            config=[*configs.files_of(lay, svc), lay.apps / f"{svc}_app.py"],
-                            ready=_http_ready(PORTS[svc], "/v3" if svc == "keystone" else "/"))
-        for daemon in NOVA_DAEMONS:
-            where = "nova-compute" if daemon == "nova-compute" else "nova"
-            out[daemon] = Spec(daemon, [str(venv / "bin" / daemon), "--config-file",
-                                        str(lay.etc(where) / "nova.conf")],
-                               config=configs.files_of(lay, where))
+        for name, deployment in DEPLOYMENTS.items():
+            pod = man.pod(deployment)
+            c = pod.containers[0]
+            if name in APIS:  # uwsgi <ini>: its module under gunicorn (configs.APP_MODULE)
+                env = local.env(c, local.mounts(pod, c))
+                argv = [str(venv / "bin" / "gunicorn"), "--bind", f"{HOST}:{PORTS[name]}",
+                        "--workers", str(WORKERS[name]), "--worker-class", "sync",
+                        "--timeout", "300", "--graceful-timeout", "10",
+                        "--pythonpath", str(lay.apps), f"{name}_app:application"]
+                out[name] = Spec(name, argv, port=PORTS[name],
+                                 env=env | configs.api_env(lay, name),
+                                 config=[*configs.files_of(lay, name), lay.apps / f"{name}_app.py"],
+                                 ready=_http_ready(PORTS[name],
+                                                   "/v3" if name == "keystone" else "/"))
+            else:
+                argv, env = local.command(pod, c)
+                out[name] = Spec(name, argv, env=env,
+                                 config=configs.files_of(lay, name.split("-")[0]))
+        # A compute node's nova-compute, not the controller's: no manifest runs it.
+        out["nova-compute"] = Spec(
+            "nova-compute", [str(venv / "bin" / "nova-compute"), "--config-file",
+                             str(lay.etc("") / configs.COMPUTE_CONF)],
+            config=configs.files_of(lay, "nova-compute"))
         return out
 
     def check_ports(self, specs: dict[str, Spec]) -> None:
@@ -191,15 +206,15 @@ class Devcloud:
         settings.save(lay)
         clock.lap("venv")
 
-        configs.write(cfg, secrets, lay, Path(settings.venv))
-        specs = self.specs(Path(settings.venv), secrets)
+        man = configs.write(cfg, secrets, lay, Path(settings.venv))
+        specs = self.specs(Path(settings.venv), secrets, man)
         if all(self.procs.current(s) for s in specs.values()) and self._all_ready(specs):
             cloud.write_clouds_yaml(lay, secrets)
             self.say("devcloud already running")
             return settings
 
         self.check_ports(specs)
-        boot = Bootstrap(lay, secrets, Path(settings.venv))
+        boot = Bootstrap(lay, secrets, Path(settings.venv), man)
         self._infrastructure(specs, boot, secrets)
         clock.lap("infrastructure")
         self.say(f"MariaDB, RabbitMQ, memcached ready ({clock.laps['infrastructure']} s)")
@@ -235,18 +250,19 @@ class Devcloud:
         self.procs.wait_ready([epmd], 30)
         self.ensure_running(others)
         self.procs.wait_ready(others, 90)
+        infra.open_to_every_root_password(secrets)
 
     def _services(self, specs: dict[str, Spec], boot: Bootstrap, clock: "_Clock") -> None:
         """Each service's migrations in parallel, as the controller's Jobs run; each API
         starts once its own are done, Keystone first, then its users and catalog."""
         with ThreadPoolExecutor(max_workers=len(APIS)) as pool:
-            if not boot.done("keystone:migrate"):
+            if boot.pending("keystone"):
                 infra.flush_memcached()  # Keystone's bootstrap must meet an empty cache
             migrations = {svc: pool.submit(boot.migrate, svc) for svc in APIS}
             migrations["keystone"].result()
             self.ensure_running([specs["keystone"]])
             self.procs.wait_ready([specs["keystone"]], API_TIMEOUT)
-            boot.service_accounts()
+            boot.after_api("keystone")  # the service accounts
             clock.lap("keystone")
             for svc in APIS[1:]:
                 migrations[svc].result()

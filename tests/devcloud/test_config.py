@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from osception import config, secrets
+from osception import config, secrets, services
 from osception.devcloud import configs
 from osception.devcloud.layout import Layout
 from osception.devcloud.overrides import overrides
@@ -19,12 +19,15 @@ def rendered(tmp_path_factory):
     return configs.rendered(config.Config(), sec, layout)
 
 
-@pytest.mark.parametrize("name", sorted(configs.DESTINATIONS))
+FILES = sorted([*services.CONTROLLER_INI, "nova-compute.conf"])
+
+
+@pytest.mark.parametrize("name", FILES)
 def test_every_devcloud_file_is_valid_for_the_release(services_venv, rendered, name, tmp_path):
     path = tmp_path / name
     path.write_text(rendered[name])
     oslo.assert_valid(services_venv, path, "nova.conf" if name == "nova-compute.conf" else name)
 
 
-def test_every_override_names_a_rendered_file(tmp_path):
-    assert set(overrides(Layout(tmp_path))) == set(configs.DESTINATIONS)
+def test_every_override_names_a_rendered_file(rendered, tmp_path):
+    assert set(overrides(Layout(tmp_path))) == set(rendered) == set(FILES)
