@@ -1,11 +1,11 @@
 """`osception devcloud`: a real OpenStack on this machine, for tests and template tuning.
 
 Keystone, Glance, Placement, the Neutron server and Nova (api, conductor, scheduler,
-compute with the fake hypervisor) from the release's PyPI services, configured by
-osception's own templates (render.service_config() with local endpoints, the very
-text the controller's ConfigMaps carry) plus a short list of devcloud-only
-overrides (overrides.py). MariaDB, RabbitMQ and memcached are the distro's,
-each run as the devcloud's own instance.
+compute with the fake hypervisor) from the release's PyPI services, running what the
+controller's rendered manifests say (manifests.py: each Job's containers, each
+service's config.json files), with local endpoints and a short list of devcloud-only
+overrides (overrides.py). MariaDB, RabbitMQ and memcached are the distro's, each run
+as the devcloud's own instance.
 
     from osception.devcloud import Devcloud, Layout
     Devcloud(Layout.default()).up()

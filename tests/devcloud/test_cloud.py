@@ -5,6 +5,7 @@ populate a new cloud. Real services, fake hypervisor."""
 from __future__ import annotations
 
 import base64
+import configparser
 import uuid
 
 import pytest
@@ -12,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from openstack.exceptions import NotFoundException
 
-from osception import ini
+from osception import ini, services
 from osception import secrets as secrets_mod
 from osception.devcloud import configs
 from osception.devcloud.lifecycle import Settings
@@ -34,19 +35,34 @@ def test_catalog_has_every_service(devcloud):
     assert {"identity", "image", "placement", "network", "compute"} <= types
 
 
+def _ini(*texts: str) -> dict:
+    parser = configparser.ConfigParser(interpolation=None, strict=False)
+    for text in texts:
+        parser.read_string(text)
+    return {section: dict(parser[section]) for section in parser}
+
+
 def test_services_run_osceptions_own_config(devcloud):
     """What the services read is render.service_config() (and, for nova-compute, a
-    compute node's nova.conf) plus the devcloud overrides, nothing else: the templates
-    of the controller's ConfigMaps and of the nodes."""
+    compute node's nova.conf) plus the devcloud overrides, nothing else, split as in
+    production: the ConfigMap's file where config.json puts it, the lines holding a
+    secret in the <project>.conf.d/secrets.conf drop-in."""
     sec = secrets_mod.ensure(devcloud.layout.root, "devcloud")
     cfg = Settings.load(devcloud.layout).user_config()
     rendered = configs.rendered(cfg, sec, devcloud.layout)
-    assert set(rendered) == set(configs.DESTINATIONS)
     extra = overrides(devcloud.layout)
-    for name, rel in configs.DESTINATIONS.items():
-        assert (devcloud.layout.etc("") / rel).read_text() == rendered[name]
+    etc = devcloud.layout.root / "etc"
+    where = {"ml2_conf.ini": "neutron/plugins/ml2/ml2_conf.ini",
+             "glance-api.conf": "glance/glance-api.conf"}
+    for name in services.CONTROLLER_INI:
+        rel = where.get(name) or f"{name.removesuffix('.conf')}/{name}"
+        project = rel.split("/")[0]
+        drop_in = etc / project / f"{project}.conf.d" / "secrets.conf"
+        texts = [(etc / rel).read_text()] + ([drop_in.read_text()] if name.endswith(".conf") else [])
+        assert _ini(*texts) == _ini(rendered[name]), name
         # Every override is in the file (merging it again changes nothing).
         assert ini.merge(rendered[name], extra[name]) == rendered[name]
+    assert (etc / configs.COMPUTE_CONF).read_text() == rendered["nova-compute.conf"]
     assert "compute_driver = fake.FakeDriverWithoutFakeNodes" in rendered["nova-compute.conf"]
     assert "[api_database]" not in rendered["nova-compute.conf"]  # a compute has no DB access
 
