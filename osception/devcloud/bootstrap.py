@@ -91,7 +91,7 @@ class Bootstrap:
         step = f"job:{pod.name}"
         if self.done(step):
             return False
-        self.local.project(pod)
+        self.local.write_volumes(pod)
         for c in [*pod.init, *pod.containers]:
             if c.waits is not None:
                 continue

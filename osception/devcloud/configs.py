@@ -32,7 +32,7 @@ APP_MODULE = '''"""gunicorn entry point of {service} for osception devcloud."""
 import sys
 
 sys.argv = sys.argv[:1]
-from {module} import {callable}  # noqa: E402,F401
+from {module} import {callable} as application  # noqa: E402,F401
 '''
 # nova-compute reads what a compute node gets (templates/conf/nova-compute.conf.j2).
 COMPUTE_CONF = "nova-compute/nova.conf"
@@ -86,7 +86,7 @@ def write(cfg: Config, secrets: Secrets, layout: Layout, venv: Path) -> Manifest
     local = Local(layout, venv)
     written: set[Path] = set()
     for pod in pods_run(man):
-        written.update(local.project(pod))
+        written.update(local.write_volumes(pod))
         for c in pod.containers:
             written.update(local.set_configs(pod, c))
     for service, rel in PASTE.items():
@@ -95,7 +95,8 @@ def write(cfg: Config, secrets: Secrets, layout: Layout, venv: Path) -> Manifest
         written.add(dest)
     _sweep(layout, written)
     local.link_homes(written)
-    write_private(layout.etc("") / COMPUTE_CONF, rendered(cfg, secrets, layout)["nova-compute.conf"])
+    compute = rendered(cfg, secrets, layout)["nova-compute.conf"]
+    write_private(layout.etc("") / COMPUTE_CONF, compute)
     for service in APIS:
         module, _, attr = uwsgi_option(layout, man, service, "module").partition(":")
         (layout.apps / f"{service}_app.py").write_text(
@@ -142,10 +143,9 @@ def uwsgi_option(layout: Layout, man: Manifests, service: str, option: str) -> s
 
 
 def api_env(layout: Layout, service: str) -> dict[str, str]:
-    """Where an API's WSGI module finds /etc/<project>: its own variable, and HOME for
-    oslo.config's discovery of the <project>.conf.d drop-in (manifests.py)."""
-    return {f"OS_{service.upper()}_CONFIG_DIR": str(layout.etc(service)),
-            "HOME": str(layout.root / "home")}
+    """Where an API's WSGI module finds /etc/<project> when it names that folder itself
+    (the <project>.conf.d drop-in it finds through HOME: manifests.py)."""
+    return {f"OS_{service.upper()}_CONFIG_DIR": str(layout.etc(service))}
 
 
 def files_of(layout: Layout, service: str) -> list[Path]:

@@ -136,7 +136,7 @@ class Devcloud:
             else:
                 argv, env = local.command(pod, c)
                 out[name] = Spec(name, argv, env=env,
-                                 config=configs.files_of(lay, name.split("-")[0]))
+                                 config=configs.files_of(lay, local.project(pod, c)))
         # A compute node's nova-compute, not the controller's: no manifest runs it.
         out["nova-compute"] = Spec(
             "nova-compute", [str(venv / "bin" / "nova-compute"), "--config-file",

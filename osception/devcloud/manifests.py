@@ -217,7 +217,7 @@ class Local:
             else self.path(arg, mounts)
 
     # -- files ----------------------------------------------------------------
-    def project(self, pod: Pod) -> list[Path]:
+    def write_volumes(self, pod: Pod) -> list[Path]:
         """Write each volume's files as the kubelet projects them (0600; only changed
         files are rewritten). Returns the files."""
         out = []
@@ -254,6 +254,14 @@ class Local:
                 os.chmod(path, int(entry["perm"], 8))
             # Other paths (e.g. a volume at /var/lib/glance) and owners: container-only.
         return out
+
+    def project(self, pod: Pod, c: Container) -> str:
+        """The /etc/<project> folder its config.json copies into: keystone, nova, ..."""
+        config = pod.config_json(c) or {}
+        dests = [e["dest"] for e in config.get("config_files", [])]
+        if not dests or not dests[0].startswith("/etc/"):
+            raise DevcloudError(f"{pod.name}/{c.name}: config.json copies nothing to /etc")
+        return dests[0].split("/")[2]
 
     def _dest(self, pod: Pod, c: Container, dest: str) -> Path:
         local = self.path(dest, {})

@@ -53,7 +53,8 @@ def test_a_changed_job_script_is_what_the_devcloud_runs(layout, tmp_path):
     plan = configs.plan(config.Config(), sec, layout)
     # The init container's script, so that no MariaDB is needed: it echoes its env.
     _edit_config_map(plan.files, "osception-scripts", "create_databases.sh",
-                     lambda _: 'echo "databases $DB_NAMES for $DB_USER on $DB_HOST:$MYSQL_TCP_PORT"\n')
+                     lambda _: 'echo "databases $DB_NAMES for $DB_USER'
+                               ' on $DB_HOST:$MYSQL_TCP_PORT"\n')
     _edit_config_map(plan.files, "nova-config", "nova-db-sync.sh", _after_first_line(
         "grep -q '^connection = ' ~/.nova/nova.conf.d/secrets.conf && echo marker one; exit 0"))
     venv = tmp_path / "venv"  # nothing of it runs: the script exits before nova-manage
