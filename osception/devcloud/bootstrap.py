@@ -53,8 +53,11 @@ class Bootstrap:
         h.update(stamp.read_bytes() if stamp.exists() else b"")
         h.update(json.dumps(self.secrets.data, sort_keys=True).encode())  # e.g. re-made secrets
         if step.startswith("job:"):
-            h.update(self.manifests.pod(step.removeprefix("job:")).fingerprint().encode())
+            h.update(self._job(step.removeprefix("job:")).fingerprint().encode())
         return h.hexdigest()
+
+    def _job(self, app: str) -> Pod:
+        return next(p for p in self.manifests.pods.values() if p.kind == "Job" and p.app == app)
 
     def done(self, step: str) -> bool:
         return self._stamps().get(step) == self.fingerprint(step)
@@ -88,7 +91,7 @@ class Bootstrap:
         """One Job, as its pod runs: init containers in order, then its containers.
         The `wait` init containers are the devcloud's order of the steps. False: done
         before with the same pod."""
-        step = f"job:{pod.name}"
+        step = f"job:{pod.app}"
         if self.done(step):
             return False
         self.local.write_volumes(pod)
@@ -97,12 +100,12 @@ class Bootstrap:
                 continue
             self.local.link_homes(set(self.local.set_configs(pod, c)))
             argv, env = self.local.command(pod, c)
-            self.run(f"job-{pod.name}", argv, env)
+            self.run(f"job-{pod.app}", argv, env)
         self.mark(step)
         return True
 
     def pending(self, service: str) -> bool:
-        return not all(self.done(f"job:{j.name}") for j in self.manifests.jobs(service))
+        return not all(self.done(f"job:{j.app}") for j in self.manifests.jobs(service))
 
     # -- the steps ------------------------------------------------------------
     def migrate(self, service: str) -> bool:

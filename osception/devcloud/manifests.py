@@ -50,12 +50,22 @@ from .layout import HOST, PORTS, Layout
 from .processes import DevcloudError
 
 KOLLA_CONFIG = "/var/lib/kolla/config_files"
-KOLLA_VENV = "/var/lib/kolla/venv"
-# A Kolla image's PATH, with the services venv for its venv (and stable from one
-# `up` to the next: it is part of what a process is started with).
-KOLLA_PATH = "{venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 WAIT_SCRIPT = "wait_for.py"
-_DB_HOST = re.compile(r"mariadb-[a-z0-9-]+")
+
+# The table above, as data ({venv}: the services venv, {root}: the devcloud's folder;
+# each volume mount goes to pods/<pod>/<volume>/ beside these paths).
+PATHS = {
+    "/var/lib/kolla/venv": "{venv}",
+    "/etc": "{root}/etc",
+}
+DB_HOST = re.compile(r"mariadb-[a-z0-9-]+")  # -> layout.HOST
+ENV = {
+    # A Kolla image's PATH, its venv first (and the same from one `up` to the next:
+    # a process's env is part of what it was started with).
+    "PATH": "{venv}/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+    "HOME": "{root}/home",
+    "MYSQL_TCP_PORT": str(PORTS["mariadb"]),  # the MariaDB client's default port
+}
 
 
 @dataclass(frozen=True)
@@ -78,7 +88,8 @@ class Container:
 @dataclass(frozen=True)
 class Pod:
     kind: str  # Job | Deployment
-    name: str
+    name: str  # a Job's carries a hash of its spec: keystone-bootstrap-1a2b3c4d
+    app: str  # its pods' label `app`, the same from one plan to the next
     service: str  # of its manifest: 20-keystone.yaml -> keystone
     init: list[Container]
     containers: list[Container]
@@ -135,8 +146,11 @@ class Manifests:
         return [p for p in self.pods.values() if p.kind == "Job" and p.service == service]
 
     def _pod(self, service: str, doc: dict) -> Pod:
-        spec = doc["spec"]["template"]["spec"]
-        return Pod(doc["kind"], doc["metadata"]["name"], service,
+        template = doc["spec"]["template"]
+        spec = template["spec"]
+        name = doc["metadata"]["name"]
+        app = (template.get("metadata") or {}).get("labels", {}).get("app", name)
+        return Pod(doc["kind"], name, app, service,
                    [self._container(c) for c in spec.get("initContainers") or []],
                    [self._container(c) for c in spec["containers"]],
                    {v["name"]: self._volume(v) for v in spec.get("volumes") or []})
@@ -178,7 +192,13 @@ class Manifests:
             kind = "secret" if "secretKeyRef" in ref else "configMap"
             key = ref[f"{kind}KeyRef"]
             env[e["name"]] = self._source(kind, key["name"])[key["key"]]
-        return Container(c["name"], c.get("command"), env,
+        command = c.get("command")
+        if c.get("args") is not None:
+            if command is None:
+                raise DevcloudError(f"container {c['name']}: `args` without a `command` "
+                                    "(the image's entrypoint) cannot run here")
+            command = [*command, *c["args"]]
+        return Container(c["name"], command, env,
                          {m["mountPath"]: m["name"] for m in c.get("volumeMounts") or []})
 
 
@@ -192,7 +212,7 @@ class Local:
     @property
     def home(self) -> Path:
         """HOME of the controller's processes: ~/.<project> is etc/<project>."""
-        return self.layout.root / "home"
+        return Path(self._fill(ENV["HOME"]))
 
     def volume_dir(self, pod: Pod, volume: str) -> Path:
         return self.layout.root / "pods" / pod.name / volume
@@ -203,8 +223,8 @@ class Local:
 
     def path(self, path: str, mounts: dict[str, Path]) -> str:
         """A path inside the container -> here; other text is returned as is."""
-        table = {**{k: str(v) for k, v in mounts.items()},
-                 KOLLA_VENV: str(self.venv), "/etc": str(self.layout.root / "etc")}
+        table = {**{k: self._fill(v) for k, v in PATHS.items()},
+                 **{k: str(v) for k, v in mounts.items()}}
         for prefix in sorted(table, key=len, reverse=True):
             if path == prefix or path.startswith(prefix + "/"):
                 return table[prefix] + path[len(prefix):]
@@ -282,13 +302,12 @@ class Local:
     # -- commands -------------------------------------------------------------
     def env(self, c: Container, mounts: dict[str, Path]) -> dict[str, str]:
         """The container's env, hosts and paths mapped, plus the local stand-ins."""
-        env = {k: self.arg(_DB_HOST.sub(HOST, v) if _DB_HOST.fullmatch(v) else v, mounts)
+        env = {k: HOST if DB_HOST.fullmatch(v) else self.arg(v, mounts)
                for k, v in c.env.items()}
-        return env | {
-            "PATH": KOLLA_PATH.format(venv=self.venv),
-            "HOME": str(self.home),
-            "MYSQL_TCP_PORT": str(PORTS["mariadb"]),  # the client's default port
-        }
+        return env | {k: self._fill(v) for k, v in ENV.items()}
+
+    def _fill(self, template: str) -> str:
+        return template.format(venv=self.venv, root=self.layout.root)
 
     def command(self, pod: Pod, c: Container) -> tuple[list[str], dict[str, str]]:
         """argv and env of a container (after set_configs, for a Kolla one)."""

@@ -87,7 +87,7 @@ def test_every_job_and_service_runs_with_local_paths_and_hosts_only(layout, serv
         assert boot.migrate(service)
     boot.after_api("keystone")
     jobs = {log.removeprefix("job-") for log, _, _ in ran}
-    assert jobs == {p.name for p in man.pods.values()
+    assert jobs == {p.app for p in man.pods.values()
                     if p.kind == "Job" and p.service != "skyline"}
     specs = Devcloud(layout).specs(services_venv, sec, man)
     runs = [(argv, env) for _, argv, env in ran] + [(specs[n].argv, specs[n].env)
@@ -101,8 +101,8 @@ def test_every_job_and_service_runs_with_local_paths_and_hosts_only(layout, serv
     by_job = {}
     for log, argv, _ in ran:
         by_job.setdefault(log.removeprefix("job-"), []).append(argv)
-    for name, argvs in by_job.items():
-        pod = man.pod(name)
+    for app, argvs in by_job.items():
+        pod = next(p for p in man.pods.values() if p.app == app)
         c = pod.containers[0]
         words = c.command or json.loads(pod.volumes[c.mounts["/var/lib/kolla/config_files"]]
                                         ["config.json"])["command"].split()
