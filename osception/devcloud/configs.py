@@ -19,13 +19,14 @@ from .manifests import Local, Manifests, Pod
 from .overrides import overrides
 from .processes import DevcloudError
 
-# Files the Kolla images ship beside the config (from the services' packages); here
-# the same files from the venv (venv/etc/...) go to etc/<project>/.
-PASTE = {
-    "glance": "glance/glance-api-paste.ini",
-    "neutron": "neutron/api-paste.ini",
-    "nova": "nova/api-paste.ini",
-}
+# Files the Kolla images ship in /etc/<project> (from the services' packages); here
+# the same files (or folders) from the venv (venv/etc/...) go to etc/<project>/.
+IMAGE_FILES = (
+    "glance/glance-api-paste.ini",
+    "glance/metadefs",
+    "neutron/api-paste.ini",
+    "nova/api-paste.ini",
+)
 # A module per API for gunicorn: the services' WSGI modules parse sys.argv with
 # oslo.config at import, and gunicorn's own arguments would be "unrecognized".
 APP_MODULE = '''"""gunicorn entry point of {service} for osception devcloud."""
@@ -34,6 +35,11 @@ import sys
 sys.argv = sys.argv[:1]
 from {module} import {callable} as application  # noqa: E402,F401
 '''
+# A devcloud-only file: glance-manage (the Job's `db_load_metadefs`) reads the metadata
+# definitions from /etc/glance/metadefs, an option of its own (not of glance-api.conf):
+# here they are in etc/glance/metadefs (IMAGE_FILES), told in glance-manage.conf,
+# which glance-manage finds beside glance-api.conf.
+GLANCE_MANAGE_CONF = "glance/glance-manage.conf"
 # nova-compute reads what a compute node gets (templates/conf/nova-compute.conf.j2).
 COMPUTE_CONF = "nova-compute/nova.conf"
 
@@ -89,10 +95,17 @@ def write(cfg: Config, secrets: Secrets, layout: Layout, venv: Path) -> Manifest
         written.update(local.write_volumes(pod))
         for c in pod.containers:
             written.update(local.set_configs(pod, c))
-    for service, rel in PASTE.items():
-        dest = layout.etc(service) / Path(rel).name
-        shutil.copyfile(venv / "etc" / rel, dest)
-        written.add(dest)
+    for rel in IMAGE_FILES:
+        src = venv / "etc" / rel
+        for path in sorted(src.rglob("*")) if src.is_dir() else [src]:
+            if path.is_file():
+                dest = layout.etc("") / path.relative_to(venv / "etc")
+                dest.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(path, dest)
+                written.add(dest)
+    manage = layout.etc("") / GLANCE_MANAGE_CONF
+    write_private(manage, f"[DEFAULT]\nmetadata_source_path = {layout.etc('glance')}/metadefs\n")
+    written.add(manage)
     _sweep(layout, written)
     local.link_homes(written)
     compute = rendered(cfg, secrets, layout)["nova-compute.conf"]

@@ -12,6 +12,7 @@ local machine is mapped, all of it in this table:
     a volume mount (/var/lib/kolla/        pods/<pod>/<volume>/, the volume's files
       config_files, /scripts, /catalog)      written as the kubelet projects them
     /var/lib/kolla/venv (Kolla's venv)     the services venv: python3, and first on PATH
+    /opt/ansible (kolla-toolbox's venv)    the services venv (it has openstacksdk)
     /etc/<project>                         etc/<project>; oslo.config's own discovery of
                                              <project>.conf, <prog>.conf and the
                                              <project>.conf.d drop-in searches ~/.<project>
@@ -27,7 +28,7 @@ local machine is mapped, all of it in this table:
 Not run here, each for a reason: the `wait` init containers (wait_for.py asks the
 Kubernetes API about Jobs; the devcloud runs the steps in the order their targets
 name instead), uWSGI (not in the services venv: lifecycle.py serves the ini's
-`module` with gunicorn) and the image's own files (api-paste.ini: configs.PASTE).
+`module` with gunicorn) and the image's own files (api-paste.ini, metadefs: configs.IMAGE_FILES).
 """
 
 from __future__ import annotations
@@ -56,6 +57,7 @@ WAIT_SCRIPT = "wait_for.py"
 # each volume mount goes to pods/<pod>/<volume>/ beside these paths).
 PATHS = {
     "/var/lib/kolla/venv": "{venv}",
+    "/opt/ansible": "{venv}",  # kolla-toolbox's venv (openstacksdk): the services venv
     "/etc": "{root}/etc",
 }
 DB_HOST = re.compile(r"mariadb-[a-z0-9-]+")  # -> layout.HOST
