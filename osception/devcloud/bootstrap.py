@@ -12,6 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import threading
 from pathlib import Path
@@ -20,6 +21,9 @@ from ..secrets import Secrets
 from .layout import Layout
 from .manifests import Local, Manifests, Pod
 from .processes import DevcloudError, tail
+
+
+CONTAINER_TIMEOUT = 600  # s; the slowest, nova's migrations, takes about a minute
 
 
 def _short(argv: list[str]) -> str:
@@ -73,25 +77,32 @@ class Bootstrap:
         self.layout.bootstrap_stamps.unlink(missing_ok=True)
 
     # -- running things -------------------------------------------------------
-    def run(self, log_name: str, argv: list[str], env: dict[str, str] | None = None) -> str:
+    def run(self, log_name: str, argv: list[str], env: dict[str, str] | None = None) -> None:
+        """One container's command; it fails by name, also when it never ends (a Job's
+        script may wait in a loop for something that never comes)."""
         log = self.layout.log(log_name)
         with open(log, "ab") as out:
             out.write(f"\n$ {' '.join(argv)}\n".encode())
             out.flush()
-            r = subprocess.run(argv, stdin=subprocess.DEVNULL, capture_output=True,
-                               env={**os.environ, **(env or {})})
-            out.write(r.stdout + r.stderr)
-        if r.returncode:
+            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out,
+                                    stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+                                    start_new_session=True)  # its own group, killed as one
+            try:
+                code = proc.wait(timeout=CONTAINER_TIMEOUT)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+                raise DevcloudError(f"{log_name}: `{_short(argv)}` did not end within "
+                                    f"{CONTAINER_TIMEOUT} s; end of {log}:\n{tail(log)}") from None
+        if code:
             raise DevcloudError(f"{log_name}: `{_short(argv)}` "
-                                f"failed (exit code {r.returncode}); "
-                                f"end of {log}:\n{tail(log)}")
-        return r.stdout.decode(errors="replace")
+                                f"failed (exit code {code}); end of {log}:\n{tail(log)}")
 
     def run_job(self, pod: Pod) -> bool:
         """One Job, as its pod runs: init containers in order, then its containers.
         The `wait` init containers are the devcloud's order of the steps. False: done
         before with the same pod."""
-        step = f"job:{pod.app}"
+        step = f"job:{pod.stable_name}"
         if self.done(step):
             return False
         self.local.write_volumes(pod)
@@ -100,7 +111,7 @@ class Bootstrap:
                 continue
             self.local.link_homes(set(self.local.set_configs(pod, c)))
             argv, env = self.local.command(pod, c)
-            self.run(f"job-{pod.app}", argv, env)
+            self.run(f"job-{pod.stable_name}", argv, env)
         self.mark(step)
         return True
 

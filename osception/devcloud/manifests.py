@@ -46,6 +46,7 @@ from pathlib import Path
 
 import yaml
 
+from .. import services
 from ..state import write_private
 from .layout import HOST, PORTS, Layout
 from .processes import DevcloudError
@@ -60,7 +61,8 @@ PATHS = {
     "/opt/ansible": "{venv}",  # kolla-toolbox's venv (openstacksdk): the services venv
     "/etc": "{root}/etc",
 }
-DB_HOST = re.compile(r"mariadb-[a-z0-9-]+")  # -> layout.HOST
+# The Kubernetes Service of each service's MariaDB -> layout.HOST.
+DB_HOST = re.compile(f"mariadb-({'|'.join(map(re.escape, services.DATABASES))})")
 ENV = {
     # A Kolla image's PATH, its venv first (and the same from one `up` to the next:
     # a process's env is part of what it was started with).
@@ -96,6 +98,11 @@ class Pod:
     init: list[Container]
     containers: list[Container]
     volumes: dict[str, dict[str, str]]  # volume -> {path inside it: text}
+
+    @property
+    def stable_name(self) -> str:
+        """The same from one plan to the next: a Job's app label, a Deployment's name."""
+        return self.app if self.kind == "Job" else self.name
 
     @property
     def waits(self) -> list[str]:
@@ -217,7 +224,7 @@ class Local:
         return Path(self._fill(ENV["HOME"]))
 
     def volume_dir(self, pod: Pod, volume: str) -> Path:
-        return self.layout.root / "pods" / pod.name / volume
+        return self.layout.root / "pods" / pod.stable_name / volume
 
     def mounts(self, pod: Pod, c: Container) -> dict[str, Path]:
         return {path: self.volume_dir(pod, vol) for path, vol in c.mounts.items()

@@ -5,18 +5,22 @@ config.json gives it, mapped onto this machine by manifests.py alone."""
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
 from osception import config, secrets
-from osception.devcloud import configs
+from osception.devcloud import bootstrap, configs
 from osception.devcloud.bootstrap import Bootstrap
 from osception.devcloud.layout import DEPLOYMENTS, Layout
 from osception.devcloud.lifecycle import Devcloud
+from osception.devcloud import manifests
 from osception.devcloud.manifests import Manifests
+from osception.devcloud.processes import DevcloudError
 
 CONTAINER_PATHS = ("/var/lib/kolla", "/etc/", "/scripts", "/catalog")
 
@@ -95,8 +99,11 @@ def test_every_job_and_service_runs_with_local_paths_and_hosts_only(layout, serv
     for argv, env in runs:
         for word in [*argv, *env.values()]:
             assert not word.startswith(CONTAINER_PATHS), (argv, word)
-            assert not word.startswith("mariadb-"), (argv, word)
+            assert not manifests.DB_HOST.fullmatch(word), (argv, word)  # a Kubernetes host
         assert Path(argv[0]).is_absolute() and Path(argv[0]).exists(), argv
+        for program in ("DB_CLIENT", "DB_ADMIN"):  # a program, not a host, though mariadb-*
+            if program in env:
+                assert shutil.which(env[program], path=env["PATH"]), env[program]
     # The Jobs' main commands are their config.json's (or the container's command).
     by_job = {}
     for log, argv, _ in ran:
@@ -136,3 +143,15 @@ def test_services_start_with_exactly_the_files_of_their_config_json(layout, serv
     home = layout.root / "home" / ".nova"
     assert found.split() == [f"['{home}/nova.conf']", f"['{home}/nova.conf.d']"]
     assert home.resolve() == nova.resolve()
+
+
+def test_a_job_that_never_ends_fails_by_name(layout, tmp_path, monkeypatch):
+    """A script looping forever (e.g. waiting for a server it cannot reach) fails with
+    its log, its whole process group gone."""
+    monkeypatch.setattr(bootstrap, "CONTAINER_TIMEOUT", 1)
+    boot = Bootstrap(layout, secrets.ensure(layout.root, "devcloud"), tmp_path, Manifests({}))
+    start = time.monotonic()
+    with pytest.raises(DevcloudError, match=r"job-x: `bash .*` did not end within 1 s"):
+        boot.run("job-x", ["bash", "-c", "echo waiting; sleep 30 & wait"])
+    assert time.monotonic() - start < 10
+    assert "waiting" in layout.log("job-x").read_text()
