@@ -155,3 +155,31 @@ def test_a_job_that_never_ends_fails_by_name(layout, tmp_path, monkeypatch):
         boot.run("job-x", ["bash", "-c", "echo waiting; sleep 30 & wait"])
     assert time.monotonic() - start < 10
     assert "waiting" in layout.log("job-x").read_text()
+
+
+FAKE_NOVA_MANAGE = """#!/bin/bash
+# nova-manage on a database where cell1 exists: list_cells prints it first, then more.
+case "$*" in
+  "cell_v2 list_cells")
+    echo "| cell1 | 40cb87a8 |"; sleep 0.3
+    for i in $(seq 2000); do echo "| more | row $i |"; done ;;
+  "cell_v2 create_cell --name cell1")
+    echo "already exists for another cell"; exit 1 ;;
+  *) echo "nova-manage $*" ;;
+esac
+"""
+
+
+def test_nova_db_sync_runs_again_on_a_database_with_cell1(layout, tmp_path):
+    """The Job runs again whenever its spec changes: create_cell must be skipped when
+    cell1 exists, even if `grep -q` leaves list_cells writing into a closed pipe."""
+    sec = secrets.ensure(layout.root, "devcloud")
+    plan = configs.plan(config.Config(), sec, layout)
+    _edit_config_map(plan.files, "osception-scripts", "create_databases.sh",
+                     lambda _: "true\n")
+    venv = tmp_path / "venv"
+    (venv / "bin").mkdir(parents=True)
+    (venv / "bin" / "nova-manage").write_text(FAKE_NOVA_MANAGE)
+    (venv / "bin" / "nova-manage").chmod(0o755)
+    Bootstrap(layout, sec, venv, Manifests(plan.files)).migrate("nova")
+    assert "nova-manage db online_data_migrations" in layout.log("job-nova-db-sync").read_text()
