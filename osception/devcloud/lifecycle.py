@@ -208,13 +208,14 @@ class Devcloud:
 
         man = configs.write(cfg, secrets, lay, Path(settings.venv))
         specs = self.specs(Path(settings.venv), secrets, man)
-        if all(self.procs.current(s) for s in specs.values()) and self._all_ready(specs):
+        boot = Bootstrap(lay, secrets, Path(settings.venv), man)
+        if (all(self.procs.current(s) for s in specs.values()) and self._all_ready(specs)
+                and not any(boot.pending(svc) for svc in APIS)):
             cloud.write_clouds_yaml(lay, secrets)
             self.say("devcloud already running")
             return settings
 
         self.check_ports(specs)
-        boot = Bootstrap(lay, secrets, Path(settings.venv), man)
         self._infrastructure(specs, boot, secrets)
         clock.lap("infrastructure")
         self.say(f"MariaDB, RabbitMQ, memcached ready ({clock.laps['infrastructure']} s)")
