@@ -44,7 +44,8 @@ CONTROLLER_ARCHIVE = f"{NODE_ETC}/manifests.tar.xz"
 DIAGNOSER = "kube_diagnose.py"  # in the archive too: run while the control plane converges
 # Nova's API schema (nova/api/openstack/compute/schemas/servers.py, server create and
 # rebuild, every microversion) takes `user_data` as a base64 string of at most 65535
-# characters: Nova counts the base64 text, so a document may hold at most 49149 bytes.
+# characters: Nova counts the base64 text of what the server is given (wire_user_data:
+# the gzip of the cloud-config), at most 49149 bytes of it.
 NOVA_USER_DATA_LIMIT = 65535
 
 _env = jinja2.Environment(
@@ -165,7 +166,7 @@ CHECKSUM_ANNOTATION = "osception/config-checksum"
 JOB_LABEL = "osception/job"
 
 
-def _referenced_config(pod: dict) -> list[tuple[str, str]]:
+def referenced_config(pod: dict) -> list[tuple[str, str]]:
     """(kind, name) of every ConfigMap and Secret a pod spec reads."""
     refs = set()
     for v in pod.get("volumes", []):
@@ -206,29 +207,31 @@ def day2(manifests: dict[str, str]) -> dict[str, str]:
     An unchanged plan gives the same text, so re-applying it changes nothing."""
     import hashlib
 
-    docs = {name: [d for d in yaml.safe_load_all(text) if d] for name, text in manifests.items()}
-    objects = {(d["kind"], d["metadata"]["name"]): d for ds in docs.values() for d in ds
-               if d["kind"] in ("ConfigMap", "Secret")}
+    # Each manifest as its text documents (split on the `---` lines the templates write)
+    # and each document parsed once: the checksums go back into the text as written.
+    parts = {name: re.split(r"(?m)^---\n", text) for name, text in manifests.items()}
+    loaded = {name: [yaml.safe_load(part) for part in ps] for name, ps in parts.items()}
+    objects = {(d["kind"], d["metadata"]["name"]): d for ds in loaded.values() for d in ds
+               if d and d["kind"] in ("ConfigMap", "Secret")}
 
     def digest(value) -> str:
         return hashlib.sha256(json.dumps(value, sort_keys=True).encode()).hexdigest()
 
     jobs = {}
-    for ds in docs.values():
-        for d in ds:
-            if d["kind"] in ("Deployment", "StatefulSet", "Job"):
+    for name, ds in loaded.items():
+        for k, d in enumerate(ds):
+            if d and d["kind"] in ("Deployment", "StatefulSet", "Job"):
                 pod = d["spec"]["template"]
-                read = [objects[r] for r in _referenced_config(pod["spec"])]
+                read = [objects[r] for r in referenced_config(pod["spec"])]
                 checksum = digest([[o["kind"], o["metadata"]["name"], o.get("data"), o.get("stringData")]
-                                   for o in read])
-                pod.setdefault("metadata", {}).setdefault("annotations", {})[CHECKSUM_ANNOTATION] = checksum[:16]
+                                   for o in read])[:16]
+                pod.setdefault("metadata", {}).setdefault("annotations", {})[CHECKSUM_ANNOTATION] = checksum
+                parts[name][k] = _annotate(parts[name][k], checksum)
                 if d["kind"] == "Job":
                     jobs[d["metadata"]["name"]] = f"{d['metadata']['name']}-{digest(d['spec'])[:8]}"
     out = {}
-    for name, text in manifests.items():
-        for i, d in enumerate(docs[name]):
-            if d["kind"] in ("Deployment", "StatefulSet", "Job"):
-                text = _annotate(text, i, d["spec"]["template"]["metadata"]["annotations"][CHECKSUM_ANNOTATION])
+    for name, ps in parts.items():
+        text = "---\n".join(ps)
         for job, new in jobs.items():
             text = re.sub(rf"(\bjob/|^  name: ){re.escape(job)}\b(?=[\"\n])", rf"\g<1>{new}", text, flags=re.M)
             text = text.replace(f"kind: Job\nmetadata:\n  name: {new}\n",
@@ -237,25 +240,14 @@ def day2(manifests: dict[str, str]) -> dict[str, str]:
     return out
 
 
-def _annotate(text: str, index: int, checksum: str) -> str:
-    """Add the checksum annotation to the pod template of the index-th document, as
-    text (the manifests stay as written, comments included)."""
-    parts = re.split(r"(?m)^---\n", text)
-    # documents are counted as yaml.safe_load_all does: skip empty ones
-    seen = -1
-    for k, part in enumerate(parts):
-        if yaml.safe_load(part) is None:
-            continue
-        seen += 1
-        if seen == index:
-            line = f'        {CHECKSUM_ANNOTATION}: "{checksum}"\n'
-            if re.search(r"(?m)^    metadata:\n(      labels:\n(        .*\n)+)?      annotations:\n", part):
-                part = re.sub(r"(?m)^(      annotations:\n)", lambda m: m.group(1) + line, part, count=1)
-            else:
-                part = re.sub(r"(?m)^(  template:\n    metadata:\n)", lambda m: m.group(1) + "      annotations:\n" + line,
-                              part, count=1)
-            parts[k] = part
-    return "---\n".join(parts)
+def _annotate(document: str, checksum: str) -> str:
+    """Add the checksum annotation to a workload document's pod template, as text (the
+    manifests stay as written, comments included)."""
+    line = f'        {CHECKSUM_ANNOTATION}: "{checksum}"\n'
+    if re.search(r"(?m)^    metadata:\n(      labels:\n(        .*\n)+)?      annotations:\n", document):
+        return re.sub(r"(?m)^(      annotations:\n)", lambda m: m.group(1) + line, document, count=1)
+    return re.sub(r"(?m)^(  template:\n    metadata:\n)", lambda m: m.group(1) + "      annotations:\n" + line,
+                  document, count=1)
 
 
 def holds_secret(manifest: str) -> bool:

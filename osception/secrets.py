@@ -62,8 +62,10 @@ def _ssh_keypair(comment: str) -> dict[str, str]:
     return {"private": private, "public": f"{public} {comment}"}
 
 
-def _wanted(env: str) -> dict:
-    """Every secret an environment needs, freshly generated."""
+def _wanted(env: str, have_tls: object = None) -> dict:
+    """Every secret an environment needs, freshly generated. `have_tls`: an existing
+    file's `tls` entry, used as is (checked by tls.problem) rather than making a new CA
+    (an RSA key) on every load only to compare shapes."""
     return {
         "admin_password": _password(),
         "demo_password": _password(),
@@ -82,7 +84,7 @@ def _wanted(env: str) -> dict:
         # nova live/cold migration between computes: its own key, never shared.
         "migration_ssh": _ssh_keypair(f"osception-{env}-nova-migration"),
         # the environment's CA and the key of the controller's certificate (tls.py)
-        "tls": tls.make(env),
+        "tls": have_tls if have_tls is not None else tls.make(env),
     }
 
 
@@ -177,7 +179,7 @@ def _parse(text: str, path: Path, env: str) -> tuple[dict, list[str]]:
     if not isinstance(have, dict):
         raise StateError(f"{path}: must be a mapping of secrets; restore it from a backup, or start "
                          f"over with `osception plan {REGENERATE}`")
-    wanted = _wanted(env)
+    wanted = _wanted(env, have.get("tls"))
     if found := _problem(have, wanted, ""):
         raise StateError(f"{path}: {found[0]}: {found[1]}; restore it from a backup, or start over "
                          f"with `osception plan {REGENERATE}`")

@@ -63,5 +63,5 @@ def test_a_secret_change_rolls_its_readers(state_home):
     plan = _plan(state_home)
     objects = _objects(plan)
     readers = {n for (k, n), d in objects.items() if k == "Deployment"
-               and ("Secret", "keystone-secrets") in render._referenced_config(d["spec"]["template"]["spec"])}
+               and ("Secret", "keystone-secrets") in render.referenced_config(d["spec"]["template"]["spec"])}
     assert "keystone" in readers

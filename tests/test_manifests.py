@@ -96,28 +96,11 @@ def test_one_mariadb_per_service(docs):
 
 
 def _referenced(spec):
-    """(kind, name) of every ConfigMap, Secret and PVC a pod spec uses."""
-    refs = set()
-    for v in spec.get("volumes", []):
-        if "configMap" in v:
-            refs.add(("ConfigMap", v["configMap"]["name"]))
-        if "secret" in v:
-            refs.add(("Secret", v["secret"]["secretName"]))
-        if "persistentVolumeClaim" in v:
-            refs.add(("PersistentVolumeClaim", v["persistentVolumeClaim"]["claimName"]))
-        for src in v.get("projected", {}).get("sources", []):
-            if "configMap" in src:
-                refs.add(("ConfigMap", src["configMap"]["name"]))
-            if "secret" in src:
-                refs.add(("Secret", src["secret"]["name"]))
-    for c in spec.get("initContainers", []) + spec["containers"]:
-        for e in c.get("env", []):
-            ref = e.get("valueFrom", {}).get("secretKeyRef")
-            if ref:
-                refs.add(("Secret", ref["name"]))
-        for e in c.get("envFrom", []):
-            refs.add(("Secret", e["secretRef"]["name"]))
-    return refs
+    """(kind, name) of every ConfigMap, Secret and PVC a pod spec uses: what render.day2
+    checksums (render.referenced_config), and the volume claims."""
+    return {*render.referenced_config(spec),
+            *(("PersistentVolumeClaim", v["persistentVolumeClaim"]["claimName"])
+              for v in spec.get("volumes", []) if "persistentVolumeClaim" in v)}
 
 
 def test_every_referenced_object_is_in_the_rendered_set(docs):

@@ -80,7 +80,7 @@ def test_racing_first_uses_all_get_the_same_secrets(tmp_path, monkeypatch):
     from concurrent.futures import ThreadPoolExecutor
 
     wanted = secrets._wanted
-    monkeypatch.setattr(secrets, "_wanted", lambda env: (time.sleep(0.3), wanted(env))[1])
+    monkeypatch.setattr(secrets, "_wanted", lambda env, *more: (time.sleep(0.3), wanted(env, *more))[1])
     with ThreadPoolExecutor(6) as pool:
         made = list(pool.map(lambda _: secrets.ensure(tmp_path / "e", "e").admin_password, range(6)))
     assert len(set(made)) == 1

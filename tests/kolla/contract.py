@@ -559,9 +559,10 @@ def bootstrap_commands(src: KollaSources, image: str) -> list[str]:
     if not script or not script.exists():
         return []
     m = re.search(r'if \[\[ "\$\{!KOLLA_BOOTSTRAP\[@\]\}" \]\]; then\n(.*?)\n\s*exit 0', script.read_text(), re.S)
-    return [action(line) for line in (m.group(1).splitlines() if m else [])
-            if action(line) and not line.strip().startswith(("#", "if", "fi", "for", "done", "pushd", "popd",
-                                                              "SITE_PACKAGES", "echo"))]
+    lines = [line for line in (m.group(1).splitlines() if m else [])
+             if not line.strip().startswith(("#", "if", "fi", "for", "done", "pushd", "popd",
+                                             "SITE_PACKAGES", "echo"))]
+    return [a for a in map(action, lines) if a]
 
 
 def action(command: str) -> str | None:
