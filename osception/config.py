@@ -183,21 +183,6 @@ class Overcloud(_Strict):
     # DVR's floating IP gateways take addresses from this private subnet of the
     # public network instead of public IPs.
     fip_agent_gateway_cidr: str = "100.64.0.0/22"
-    # Glance's web-download may fetch only from these hosts (and the ports of the image
-    # URLs): null, the hosts of `images`. A project member could otherwise make Glance
-    # fetch from any address it reaches, the outer cloud's metadata service included.
-    import_hosts: tuple[str, ...] | None = None
-
-    @property
-    def web_download(self) -> dict[str, list]:
-        """Glance's [import_filtering_opts]: the hosts and ports web-download may use."""
-        from urllib.parse import urlparse
-
-        urls = [urlparse(i.url) for i in self.images]
-        hosts = list(self.import_hosts) if self.import_hosts is not None else [u.hostname for u in urls]
-        ports = [u.port or (443 if u.scheme == "https" else 80) for u in urls]
-        return {"hosts": sorted(set(hosts)), "ports": sorted(set(ports)) or [80, 443]}
-
     @field_validator("demo_cidr", "fip_agent_gateway_cidr")
     @classmethod
     def _cidr(cls, v: str) -> str:
