@@ -105,7 +105,8 @@ class PublicNetwork(_Strict):
     """The overcloud's external (flat `provider`) network.
 
     mode none: no external network; instances get floating IPs nowhere.
-    mode provider: the nodes get an extra port on `network` of the outer cloud and the
+    mode provider: the compute and network nodes get an extra port on `network` of the
+    outer cloud (bridged by their br-ex; the controller gets none) and the
     overcloud's public network uses `cidr`/`gateway`, allocating from `pool`.
     """
 
@@ -373,7 +374,8 @@ nodes:
 
 # The new cloud's external network.
 #   mode: none       no external network.
-#   mode: provider   every node gets a port on `network` (an outer provider network),
+#   mode: provider   every compute and network node gets a port on `network` (an
+#                    outer provider network; the controller needs none),
 #                    and the new cloud's flat `public` network uses cidr/gateway,
 #                    allocating floating IPs from pool_start..pool_end.
 public_network:

@@ -47,12 +47,12 @@ def provision(conn, cfg: Config, secrets: Secrets, env_dir: Path, say=lambda msg
     say("keypair, security group and server group ready")
 
     nodes = render.nodes(cfg)
-    provider = cfg.public_network.mode == "provider"
+    public_nodes = render.public_port_nodes(cfg)
 
     def ports_of(node):
         primary = uc.ensure_port(conn, names, names.port(node.name), found.network, sg)
         public = (uc.ensure_port(conn, names, names.public_port(node.name), found.public_network,
-                                 sg, port_security=False) if provider else None)
+                                 sg, port_security=False) if node in public_nodes else None)
         return node.name, primary, public
 
     ports = {name: (p, pub) for name, p, pub in _parallel(ports_of, nodes)}

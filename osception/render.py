@@ -78,6 +78,12 @@ class Node:
     image: str
     index: int
 
+    @property
+    def data_plane(self) -> bool:
+        """compute and network nodes: Open vSwitch, and br-ex on the provider network.
+        The controller runs no agent and never uses a provider port."""
+        return self.role != "controller"
+
 
 @dataclass(frozen=True)
 class Address:
@@ -96,13 +102,20 @@ def nodes(cfg: Config) -> list[Node]:
     return out
 
 
+def public_port_nodes(cfg: Config) -> list[Node]:
+    """The nodes that get a port on the outer provider network (public_network.mode
+    provider): the data plane, whose br-ex bridges it. Never the controller."""
+    return [n for n in nodes(cfg) if cfg.public_network.mode == "provider" and n.data_plane]
+
+
 def placeholder_addresses(cfg: Config) -> dict[str, Address]:
     """Documentation addresses (RFC 5737) and locally administered MACs for `plan`."""
     base = {"controller": 10, "compute": 20, "network": 40}
     out = {}
+    public_nodes = public_port_nodes(cfg)
     for n in nodes(cfg):
         host = base[n.role] + n.index
-        public = f"02:00:00:00:01:{host:02x}" if cfg.public_network.mode == "provider" else None
+        public = f"02:00:00:00:01:{host:02x}" if n in public_nodes else None
         out[n.name] = Address(f"203.0.113.{host}", f"02:00:00:00:00:{host:02x}", public)
     return out
 
@@ -463,7 +476,7 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
     plan.private.add("k8s-0/user-data")
 
     for node in plan.nodes:
-        if node.role != "controller":
+        if node.data_plane:
             _data_plane_node(plan, secrets, hidden, node, addresses[node.name], mtu)
     check(plan)
     check_user_data(plan)

@@ -21,7 +21,7 @@ from openstack import exceptions as sdk_exc
 
 from . import services
 from .config import Config
-from .render import Address, Node, nodes, wire_user_data
+from .render import Address, Node, nodes, public_port_nodes, wire_user_data
 
 TAG = "osception"
 
@@ -60,7 +60,9 @@ class Names:
         return f"{self.prefix}-{node}-public"
 
     def owns(self, name: str | None) -> bool:
-        """Whether a server or port name is one this environment makes."""
+        """Whether a server or port name is one this environment makes (or made:
+        k8s-N-public, the controller's provider port of older versions, which `down`
+        still removes)."""
         pattern = rf"{re.escape(self.prefix)}-(k8s|compute|network)-\d+(-public)?"
         return bool(name) and re.fullmatch(pattern, name) is not None
 
@@ -143,8 +145,7 @@ def _quota_problems(conn, cfg: Config, names: Names, found: Found) -> list[str]:
     ram = sum(found.flavors[n.role].ram for n in new)
     have_ports = {p.name for p in _env_ports(conn, names)}
     want_ports = [names.port(n.name) for n in nodes(cfg)]
-    if cfg.public_network.mode == "provider":
-        want_ports += [names.public_port(n.name) for n in nodes(cfg)]
+    want_ports += [names.public_port(n.name) for n in public_port_nodes(cfg)]
     new_ports = len([p for p in want_ports if p not in have_ports])
     new_sg = 0 if _env_security_group(conn, names) else 1
 

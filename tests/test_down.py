@@ -1,0 +1,142 @@
+"""What `up` asks the outer cloud for and what `down` deletes, without a cloud.
+
+`FakeCloud` is a mock of an openstacksdk connection: it holds resources in lists,
+answers listings the way we tell it (e.g. ignoring the `tags` filter, as a cloud
+without the tag extension may) and records every create and delete. The same
+behaviour against a real OpenStack is in test_undercloud.py (the devcloud, slow)."""
+
+from __future__ import annotations
+
+import itertools
+from types import SimpleNamespace
+
+from osception import config, deploy, render, secrets
+from osception import undercloud as uc
+
+PROVIDER = {"mode": "provider", "network": "Provider-Net", "cidr": "198.51.100.0/24",
+            "gateway": "198.51.100.1", "pool_start": "198.51.100.100", "pool_end": "198.51.100.200"}
+
+
+def provider_cfg(name: str = "t-prov") -> config.Config:
+    return config.Config.model_validate({"name": name, "public_network": PROVIDER})
+
+
+class FakeCloud:
+    """A mock openstacksdk connection (compute and network proxies in one object)."""
+
+    def __init__(self, honour_tag_filter: bool = True):
+        self.honour_tag_filter = honour_tag_filter
+        self.servers_, self.ports_, self.sgs, self.groups, self.keypairs = [], [], [], [], []
+        self.deleted: list[tuple[str, str]] = []
+        self.compute = self.network = self
+        self._ids = itertools.count(1)
+
+    def _listing(self, items, tags=None, name=None):
+        if tags is not None and self.honour_tag_filter:
+            items = [i for i in items if tags in (i.tags or [])]
+        return [i for i in items if name is None or i.name == name]
+
+    def add(self, kind: str, name: str, tags=(), **attrs):
+        item = SimpleNamespace(id=f"{kind}-{next(self._ids)}", name=name, tags=list(tags),
+                               status="ACTIVE", **attrs)
+        getattr(self, kind).append(item)
+        return item
+
+    # listings and lookups
+    def servers(self, tags=None):
+        return self._listing(self.servers_, tags)
+
+    def ports(self, tags=None):
+        return self._listing(self.ports_, tags)
+
+    def security_groups(self, name=None):
+        return self._listing(self.sgs, name=name) if self.honour_tag_filter else list(self.sgs)
+
+    def server_groups(self):
+        return list(self.groups)
+
+    def find_keypair(self, name, ignore_missing=True):
+        return next((k for k in self.keypairs if k.name == name), None)
+
+    # deletes (recorded)
+    def _delete(self, kind, item):
+        self.deleted.append((kind, item.name))
+        getattr(self, kind).remove(item)
+
+    def delete_server(self, s):
+        self._delete("servers_", s)
+
+    def wait_for_delete(self, s, wait=None):
+        pass
+
+    def delete_port(self, p, ignore_missing=True):
+        self._delete("ports_", p)
+
+    def delete_security_group(self, sg, ignore_missing=True):
+        self._delete("sgs", sg)
+
+    def delete_server_group(self, g, ignore_missing=True):
+        self._delete("groups", g)
+
+    def delete_keypair(self, k, ignore_missing=True):
+        self._delete("keypairs", k)
+
+
+# --- the provider port: compute and network nodes only -----------------------------
+
+def test_up_gives_a_provider_port_to_compute_and_network_nodes_only(tmp_path, monkeypatch):
+    cfg = provider_cfg()
+    sec = secrets.ensure(tmp_path, cfg.name)
+    asked, macs = [], iter(range(1, 100))
+
+    def ensure_port(conn, names, name, network, security_group=None, port_security=True):
+        asked.append((name, network))
+        n = next(macs)
+        return SimpleNamespace(id=name, mac_address=f"fa:16:3e:00:00:{n:02x}",
+                               fixed_ips=[{"ip_address": f"192.0.2.{n}"}])
+
+    found = uc.Found(network="Ext-Net", public_network="Provider-Net")
+    monkeypatch.setattr(uc, "preflight", lambda conn, cfg, names: found)
+    monkeypatch.setattr(uc, "ensure_keypair", lambda *a: None)
+    monkeypatch.setattr(uc, "ensure_security_group", lambda *a: SimpleNamespace(id="sg"))
+    monkeypatch.setattr(uc, "ensure_server_group", lambda *a: SimpleNamespace(id="group"))
+    monkeypatch.setattr(uc, "ensure_port", ensure_port)
+    monkeypatch.setattr(uc, "ensure_server", lambda conn, names, node, *a, **k: SimpleNamespace(id=node.name))
+
+    result = deploy.provision(None, cfg, sec, tmp_path)
+    public = sorted(name for name, net in asked if net == "Provider-Net")
+    assert public == [f"osception-t-prov-{n}-public"
+                      for n in ("compute-0", "compute-1", "network-0", "network-1")]
+    assert len(asked) == 5 + 4
+    # The controller's user data names no provider port; each node's names its own.
+    controller = result.plan.files["k8s-0/user-data"]
+    assert "public_mac" not in controller and "MACAddress" not in controller
+    for node in ("compute-0", "network-1"):
+        assert "MACAddress=fa:16:3e:" in result.plan.files[f"{node}/user-data"]
+
+
+def test_plan_has_no_provider_mac_for_the_controller():
+    addresses = render.placeholder_addresses(provider_cfg())
+    assert addresses["k8s-0"].public_mac is None
+    assert all(addresses[n].public_mac for n in ("compute-0", "compute-1", "network-0", "network-1"))
+
+
+def test_preflight_counts_no_provider_port_for_the_controller():
+    """Port quota: 5 nodes' ports and 4 provider ports fit in a quota of 9."""
+    cfg = provider_cfg()
+    flavor = SimpleNamespace(vcpus=1, ram=1)
+    found = uc.Found(flavors={r: flavor for r in ("controller", "compute", "network")})
+    cloud = FakeCloud()
+    cloud.get_limits = lambda: SimpleNamespace(absolute=SimpleNamespace(
+        instances=-1, instances_used=0, total_cores=-1, total_cores_used=0,
+        total_ram=-1, total_ram_used=0, server_group_members=-1))
+    cloud.current_project_id = "p"
+    cloud.get_quota = lambda project, details: SimpleNamespace(
+        ports={"limit": 9, "used": 0, "reserved": 0},
+        security_groups={"limit": -1}, security_group_rules={"limit": -1})
+    assert uc._quota_problems(cloud, cfg, uc.Names(cfg.name), found) == []
+    cloud.get_quota = lambda project, details: SimpleNamespace(
+        ports={"limit": 8, "used": 0, "reserved": 0},
+        security_groups={"limit": -1}, security_group_rules={"limit": -1})
+    assert uc._quota_problems(cloud, cfg, uc.Names(cfg.name), found) == [
+        "quota: ports: need 9 more, 8 left of 8; raise the project's quota"]
