@@ -249,10 +249,16 @@ def down(
     from . import undercloud
 
     cfg = load_config(config, env)
-    lock(state.env_dir(cfg.name, state_dir))
+    env_dir = state.env_dir(cfg.name, state_dir)
+    lock(env_dir)
+    # The keypair carries no tag: only the environment's own public key proves it ours.
+    public_key = state.read_state(env_dir / "ssh" / "id_ed25519.pub", private=False)
     conn = _conn(cfg)
     names = undercloud.Names(cfg.name)
-    found = undercloud.inventory(conn, names)
+    notes: list[str] = []
+    found = undercloud.inventory(conn, names, public_key, notes)
+    for note in notes:
+        console.print(note, highlight=False)
     total = sum(len(v) for v in found.values())
     if total == 0:
         console.print(f"environment {cfg.name!r}: nothing to delete")
@@ -260,7 +266,7 @@ def down(
     summary = ", ".join(f"{len(v)} {k.replace('_', ' ')}" for k, v in found.items() if v)
     if not yes and not typer.confirm(f"Delete environment {cfg.name!r}: {summary}?"):
         raise typer.Exit(1)
-    counts = undercloud.destroy(conn, names, progress=lambda m: console.print(m, style="dim"))
+    counts = undercloud.destroy(conn, names, public_key, progress=lambda m: console.print(m, style="dim"))
     console.print(f"deleted environment {cfg.name!r}: " +
                   ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items()))
 

@@ -2,9 +2,12 @@
 
 Every resource of an environment is named `osception-<env>-...` and, where the API
 supports tags (servers, ports, security groups), tagged `osception` and
-`osception-env:<env>`, so `down` finds it again without local state. Resources
-without tags (keypair, server group) are found by their exact name. Nothing that
-does not carry both the name pattern and the environment tag is ever deleted.
+`osception-env:<env>`, so `down` finds it again without local state; the tag is
+checked here as well as by the server's filter. Nothing tagged that does not carry
+both the name pattern and the environment tag is ever deleted. Resources without
+tags are deleted only when proven ours: the keypair by its exact name and the
+environment's own public key, the server group by its exact name and members that
+are all the environment's servers.
 """
 
 from __future__ import annotations
@@ -186,17 +189,24 @@ def _tags(env: str) -> list[str]:
     return [TAG, env_tag(env)]
 
 
+def _tagged(resource, names: Names) -> bool:
+    """The environment's tag, checked here too: a cloud that ignores the `tags` filter
+    of a listing must not hand the user's resources to `down`."""
+    return env_tag(names.env) in (resource.tags or [])
+
+
 def _env_servers(conn, names: Names) -> list:
     # A deleted server may still be listed for a moment, as DELETED: it is gone.
     return [s for s in conn.compute.servers(tags=env_tag(names.env))
-            if names.owns(s.name) and s.status != "DELETED"]
+            if _tagged(s, names) and names.owns(s.name) and s.status != "DELETED"]
 
 
 def _env_ports(conn, names: Names, adopt_untagged: bool = False) -> list:
     """The environment's ports: tagged, with our names. `up` also adopts an untagged
     port with our exact name: one created on a cloud without tags-on-create whose
     tagging was interrupted. `down` never does: it deletes tagged resources only."""
-    found = {p.id: p for p in conn.network.ports(tags=env_tag(names.env)) if names.owns(p.name)}
+    found = {p.id: p for p in conn.network.ports(tags=env_tag(names.env))
+             if _tagged(p, names) and names.owns(p.name)}
     if adopt_untagged:
         for p in conn.network.ports():
             if names.owns(p.name) and not p.tags:
@@ -206,7 +216,7 @@ def _env_ports(conn, names: Names, adopt_untagged: bool = False) -> list:
 
 def _env_security_group(conn, names: Names, adopt_untagged: bool = False):
     for sg in conn.network.security_groups(name=names.security_group):
-        if env_tag(names.env) in (sg.tags or []) or (adopt_untagged and not sg.tags):
+        if sg.name == names.security_group and (_tagged(sg, names) or (adopt_untagged and not sg.tags)):
             return sg
     return None
 
@@ -224,16 +234,56 @@ def _create_tagged(create, tag, env: str, **kwargs):
         return resource
 
 
-def inventory(conn, names: Names) -> dict[str, list]:
-    """Every resource of the environment that exists now, by kind."""
+def _same_key(a: str, b: str) -> bool:
+    """Two OpenSSH public keys are the same key when type and base64 body match."""
+    return a.split()[:2] == b.split()[:2]
+
+
+def _env_keypair(conn, names: Names, public_key: str | None, notes: list[str] | None = None):
+    """The keypair named like ours, if it holds the environment's own public key.
+    Keypairs carry no tags: without the key (no local state) it is not proven ours."""
+    kp = conn.compute.find_keypair(names.keypair, ignore_missing=True)
+    if kp is None or kp.name != names.keypair:
+        return None
+    if public_key is not None and _same_key(kp.public_key or "", public_key):
+        return kp
+    if notes is not None:
+        why = ("it holds another key than this environment's ssh/id_ed25519.pub" if public_key is not None
+               else "no local state (ssh/id_ed25519.pub) proves it is this environment's")
+        notes.append(f"kept keypair {names.keypair!r}: {why}; delete it yourself if it is yours")
+    return None
+
+
+def _env_server_groups(conn, names: Names, our_servers: set[str], notes: list[str] | None = None) -> list:
+    """Server groups carry no tags: ours are named exactly like ours and hold no server
+    but the environment's (a race of two `up` runs may have made two)."""
+    found = []
+    for group in conn.compute.server_groups():
+        if group.name != names.server_group:
+            continue
+        strangers = set(group.member_ids or []) - our_servers
+        if strangers:
+            if notes is not None:
+                notes.append(f"kept server group {names.server_group!r} ({group.id}): it holds "
+                             f"{len(strangers)} server(s) that are not this environment's")
+            continue
+        found.append(group)
+    return found
+
+
+def inventory(conn, names: Names, public_key: str | None = None, notes: list[str] | None = None
+              ) -> dict[str, list]:
+    """Every resource of the environment that exists now, by kind. `public_key`: the
+    environment's own (ssh/id_ed25519.pub), the only proof that the keypair is ours.
+    What has our name but is not proven ours is left out, with one line in `notes`."""
     sg = _env_security_group(conn, names)
-    group = conn.compute.find_server_group(names.server_group, ignore_missing=True)
-    keypair = conn.compute.find_keypair(names.keypair, ignore_missing=True)
+    servers = _env_servers(conn, names)
+    keypair = _env_keypair(conn, names, public_key, notes)
     return {
-        "servers": _env_servers(conn, names),
+        "servers": servers,
         "ports": _env_ports(conn, names),
         "security_groups": [sg] if sg else [],
-        "server_groups": [group] if group else [],
+        "server_groups": _env_server_groups(conn, names, {s.id for s in servers}, notes),
         "keypairs": [keypair] if keypair else [],
     }
 
@@ -347,8 +397,10 @@ def ensure_server(conn, names: Names, node: Node, found: Found, user_data: str, 
 
 # --- teardown --------------------------------------------------------------------
 
-def destroy(conn, names: Names, progress=lambda msg: None) -> dict[str, int]:
-    """Delete every resource of the environment, in dependency order. Resumable."""
+def destroy(conn, names: Names, public_key: str | None = None, progress=lambda msg: None) -> dict[str, int]:
+    """Delete every resource of the environment, in dependency order. Resumable.
+    Only what carries the environment's tag, or (keypair, server group) is proven
+    ours as `inventory` says; everything else stays."""
     counts = {}
     servers = _env_servers(conn, names)
     for s in servers:
@@ -365,11 +417,11 @@ def destroy(conn, names: Names, progress=lambda msg: None) -> dict[str, int]:
     if sg is not None:
         _retry_in_use(lambda: conn.network.delete_security_group(sg, ignore_missing=True))
     counts["security_groups"] = int(sg is not None)
-    group = conn.compute.find_server_group(names.server_group, ignore_missing=True)
-    if group is not None:
+    groups = _env_server_groups(conn, names, {s.id for s in servers})
+    for group in groups:
         conn.compute.delete_server_group(group, ignore_missing=True)
-    counts["server_groups"] = int(group is not None)
-    keypair = conn.compute.find_keypair(names.keypair, ignore_missing=True)
+    counts["server_groups"] = len(groups)
+    keypair = _env_keypair(conn, names, public_key)
     if keypair is not None:
         conn.compute.delete_keypair(keypair, ignore_missing=True)
     counts["keypairs"] = int(keypair is not None)

@@ -140,3 +140,120 @@ def test_preflight_counts_no_provider_port_for_the_controller():
         security_groups={"limit": -1}, security_group_rules={"limit": -1})
     assert uc._quota_problems(cloud, cfg, uc.Names(cfg.name), found) == [
         "quota: ports: need 9 more, 8 left of 8; raise the project's quota"]
+
+
+# --- down: only what is proven ours ----------------------------------------------
+
+KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOurEnvironmentsOwnKeyxxxxxxxxxxxxxxxxxxxxxx osception-t-own"
+OTHER = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAISomebodyElsesKeyxxxxxxxxxxxxxxxxxxxxxxxxx me@laptop"
+TAGS = ("osception", "osception-env:t-own")
+
+
+def environment(cloud: FakeCloud, keypair_key: str = KEY) -> dict:
+    """What `up` makes for t-own (one compute), plus an older version's controller
+    provider port; and the user's own resources, named like ours but untagged."""
+    ours = {
+        "server": cloud.add("servers_", "osception-t-own-compute-0", TAGS),
+        "ports": [cloud.add("ports_", f"osception-t-own-{n}", TAGS)
+                  for n in ("k8s-0", "compute-0", "k8s-0-public", "compute-0-public")],
+        "sg": cloud.add("sgs", "osception-t-own", TAGS),
+        "keypair": cloud.add("keypairs", "osception-t-own", public_key=keypair_key),
+    }
+    ours["group"] = cloud.add("groups", "osception-t-own-compute", member_ids=[ours["server"].id])
+    cloud.add("servers_", "osception-t-own-k8s-0")  # the user's, untagged
+    cloud.add("servers_", "osception-t-own-network-0", ["osception", "osception-env:t-other"])
+    cloud.add("ports_", "osception-t-own-k8s-0-public")
+    cloud.add("sgs", "osception-t-own", ["osception-env:t-other"])
+    return ours
+
+
+def test_down_deletes_the_environment_and_an_old_controller_provider_port():
+    cloud = FakeCloud()
+    ours = environment(cloud)
+    counts = uc.destroy(cloud, uc.Names("t-own"), KEY)
+    assert counts == {"servers": 1, "ports": 4, "security_groups": 1, "server_groups": 1, "keypairs": 1}
+    assert ("ports_", "osception-t-own-k8s-0-public") in cloud.deleted
+    assert ours["keypair"] not in cloud.keypairs and ours["group"] not in cloud.groups
+    assert sorted(cloud.deleted) == sorted(
+        [("servers_", "osception-t-own-compute-0"), ("sgs", "osception-t-own"),
+         ("groups", "osception-t-own-compute"), ("keypairs", "osception-t-own")]
+        + [("ports_", p.name) for p in ours["ports"]])
+
+
+def test_down_on_a_cloud_ignoring_the_tags_filter_deletes_only_tagged_resources():
+    """The mock returns every server, port and security group whatever the filter:
+    the untagged ones (and another environment's) named like ours must survive."""
+    cloud = FakeCloud(honour_tag_filter=False)
+    ours = environment(cloud)
+    uc.destroy(cloud, uc.Names("t-own"), KEY)
+    assert [s.name for s in cloud.servers_] == ["osception-t-own-k8s-0", "osception-t-own-network-0"]
+    assert [(p.name, p.tags) for p in cloud.ports_] == [("osception-t-own-k8s-0-public", [])]
+    assert [s.tags for s in cloud.sgs] == [["osception-env:t-other"]]
+    assert ours["server"] not in cloud.servers_
+
+
+def test_down_keeps_a_keypair_holding_another_key():
+    cloud = FakeCloud()
+    environment(cloud, keypair_key=OTHER)
+    notes = []
+    assert uc.inventory(cloud, uc.Names("t-own"), KEY, notes)["keypairs"] == []
+    assert notes == ["kept keypair 'osception-t-own': it holds another key than this environment's "
+                     "ssh/id_ed25519.pub; delete it yourself if it is yours"]
+    assert uc.destroy(cloud, uc.Names("t-own"), KEY)["keypairs"] == 0
+    assert [k.public_key for k in cloud.keypairs] == [OTHER]
+
+
+def test_down_without_the_key_keeps_the_keypair():
+    cloud = FakeCloud()
+    environment(cloud)
+    notes = []
+    uc.inventory(cloud, uc.Names("t-own"), None, notes)
+    assert notes == ["kept keypair 'osception-t-own': no local state (ssh/id_ed25519.pub) proves it "
+                     "is this environment's; delete it yourself if it is yours"]
+    assert uc.destroy(cloud, uc.Names("t-own"), None)["keypairs"] == 0
+    assert len(cloud.keypairs) == 1 and len(cloud.servers_) == 2
+
+
+def test_down_keeps_a_server_group_holding_servers_not_ours():
+    cloud = FakeCloud()
+    ours = environment(cloud)
+    ours["group"].member_ids.append("somebody-elses-server")
+    cloud.add("groups", "osception-t-own-compute-old", member_ids=[])
+    notes = []
+    assert uc.inventory(cloud, uc.Names("t-own"), KEY, notes)["server_groups"] == []
+    assert notes == [f"kept server group 'osception-t-own-compute' ({ours['group'].id}): it holds "
+                     "1 server(s) that are not this environment's"]
+    assert uc.destroy(cloud, uc.Names("t-own"), KEY)["server_groups"] == 0
+    assert len(cloud.groups) == 2
+
+
+def test_down_deletes_every_server_group_of_ours_a_race_left():
+    cloud = FakeCloud()
+    environment(cloud)
+    cloud.add("groups", "osception-t-own-compute", member_ids=[])
+    assert uc.destroy(cloud, uc.Names("t-own"), KEY)["server_groups"] == 2
+    assert cloud.groups == []
+
+
+def test_cli_down_reads_the_environments_key_and_says_what_it_keeps(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from osception import cli
+
+    cloud = FakeCloud()
+    environment(cloud)
+    monkeypatch.setattr(cli, "_conn", lambda cfg: cloud)
+    cfg_file = tmp_path / "osception.yaml"
+    cfg_file.write_text("name: t-own\n")
+    run = CliRunner().invoke
+    # No local state: everything tagged goes, the keypair stays, with one line.
+    result = run(cli.app, ["down", "-c", str(cfg_file), "--state-dir", str(tmp_path / "none"), "--yes"])
+    assert result.exit_code == 0, result.output
+    assert "kept keypair 'osception-t-own': no local state" in result.output
+    assert "0 keypairs" in result.output and len(cloud.keypairs) == 1
+    # With the environment's key in its state folder, the keypair goes too.
+    (tmp_path / "home" / "t-own" / "ssh").mkdir(parents=True)
+    (tmp_path / "home" / "t-own" / "ssh" / "id_ed25519.pub").write_text(KEY + "\n")
+    result = run(cli.app, ["down", "-c", str(cfg_file), "--state-dir", str(tmp_path / "home"), "--yes"])
+    assert result.exit_code == 0, result.output
+    assert "1 keypairs" in result.output and cloud.keypairs == []

@@ -34,8 +34,11 @@ def make_cfg(name: str, provider: bool = False, **nodes) -> config.Config:
 
 
 def counts(conn, env: str) -> dict[str, int]:
-    """The environment's resources, counted through the API."""
-    return {k: len(v) for k, v in uc.inventory(conn, uc.Names(env)).items()}
+    """The environment's resources, counted through the API (the keypair by its name:
+    whether `down` may delete it is for test_down.py)."""
+    names = uc.Names(env)
+    return {k: len(v) for k, v in uc.inventory(conn, names).items()} | {
+        "keypairs": int(conn.compute.find_keypair(names.keypair, ignore_missing=True) is not None)}
 
 
 ZERO = {"servers": 0, "ports": 0, "security_groups": 0, "server_groups": 0, "keypairs": 0}
@@ -49,6 +52,7 @@ def outer(devcloud):
     # What an interrupted earlier run of these tests left (their environments: t-*).
     for env in {e for e in uc.environments(member) if e.startswith("t-")} | {"t-full", "t-own", "t-pre"}:
         uc.destroy(member, uc.Names(env))
+        member.compute.delete_keypair(uc.Names(env).keypair, ignore_missing=True)  # tests' own
     return member
 
 
@@ -95,29 +99,34 @@ def test_full_up_then_down_leaves_nothing(outer, devcloud, tmp_path):
     again = deploy.provision(outer, cfg, sec, tmp_path)
     assert {n: s.id for n, s in again.servers.items()} == {n: s.id for n, s in result.servers.items()}
 
-    uc.destroy(outer, names)
+    uc.destroy(outer, names, sec.ssh["public"])
     assert counts(outer, cfg.name) == ZERO
 
 
 def test_down_without_local_state_removes_everything(outer, tmp_path):
     cfg = make_cfg("t-lost", compute=1, network=1)
-    deploy.provision(outer, cfg, secrets.ensure(tmp_path / "a", cfg.name), tmp_path / "a")
+    sec = secrets.ensure(tmp_path / "a", cfg.name)
+    deploy.provision(outer, cfg, sec, tmp_path / "a")
     # The state folder is gone: a new process knows only the environment's name.
+    # Everything tagged goes; the keypair (no tag, no key to prove it ours) stays.
     uc.destroy(outer, uc.Names(cfg.name))
+    assert counts(outer, cfg.name) == ZERO | {"keypairs": 1}
+    uc.destroy(outer, uc.Names(cfg.name), sec.ssh["public"])
     assert counts(outer, cfg.name) == ZERO
 
 
 def test_two_environments_do_not_touch_each_other(outer, tmp_path):
     a, b = make_cfg("t-a", compute=1, network=0), make_cfg("t-b", compute=1, network=0)
-    deploy.provision(outer, a, secrets.ensure(tmp_path / "a", a.name), tmp_path / "a")
-    deploy.provision(outer, b, secrets.ensure(tmp_path / "b", b.name), tmp_path / "b")
+    sec_a, sec_b = secrets.ensure(tmp_path / "a", a.name), secrets.ensure(tmp_path / "b", b.name)
+    deploy.provision(outer, a, sec_a, tmp_path / "a")
+    deploy.provision(outer, b, sec_b, tmp_path / "b")
     assert counts(outer, "t-a")["servers"] == 2 and counts(outer, "t-b")["servers"] == 2
     assert {"t-a", "t-b"} <= set(uc.environments(outer))
-    uc.destroy(outer, uc.Names("t-a"))
+    uc.destroy(outer, uc.Names("t-a"), sec_a.ssh["public"])
     assert counts(outer, "t-a") == ZERO
     assert counts(outer, "t-b") == {"servers": 2, "ports": 2, "security_groups": 1,
                                     "server_groups": 1, "keypairs": 1}
-    uc.destroy(outer, uc.Names("t-b"))
+    uc.destroy(outer, uc.Names("t-b"), sec_b.ssh["public"])
 
 
 def test_users_own_resources_survive_up_and_down(outer, tmp_path):
@@ -131,8 +140,9 @@ def test_users_own_resources_survive_up_and_down(outer, tmp_path):
     outer.compute.wait_for_server(mine_server)
     try:
         cfg = make_cfg("t-own", compute=0, network=0)
-        deploy.provision(outer, cfg, secrets.ensure(tmp_path, cfg.name), tmp_path)
-        uc.destroy(outer, uc.Names(cfg.name))
+        sec = secrets.ensure(tmp_path, cfg.name)
+        deploy.provision(outer, cfg, sec, tmp_path)
+        uc.destroy(outer, uc.Names(cfg.name), sec.ssh["public"])
         # Same name as one of ours, but not tagged: not ours.
         assert outer.compute.get_server(mine_server.id).status == "ACTIVE"
         assert outer.network.get_port(mine_port.id)
@@ -206,7 +216,7 @@ def test_up_interrupted_at_many_points_resumes_without_duplicates_or_leaks(outer
     deploy.provision(outer, cfg, sec, tmp_path)
     total = calls["n"]
     restore()
-    uc.destroy(outer, names)
+    uc.destroy(outer, names, sec.ssh["public"])
     assert total > 20
 
     points = sorted({max(1, total * i // 12) for i in range(1, 12)})
@@ -220,7 +230,7 @@ def test_up_interrupted_at_many_points_resumes_without_duplicates_or_leaks(outer
         assert len(result.servers) == 3
         assert counts(outer, cfg.name) == {"servers": 3, "ports": 3, "security_groups": 1,
                                            "server_groups": 1, "keypairs": 1}, f"after a stop at call {k}"
-        uc.destroy(outer, names)
+        uc.destroy(outer, names, sec.ssh["public"])
         assert counts(outer, cfg.name) == ZERO, f"leak after a stop at call {k}"
     print(f"fault injection: {len(points)} points out of {total} calls: {points}")
 
@@ -250,6 +260,6 @@ def test_cli_up_status_list_down(outer, devcloud, tmp_path, monkeypatch):
     assert result.exit_code == 0 and "compute-0" in result.output and "pending" in result.output, result.output
     result = run(app, ["list", *common])
     assert result.exit_code == 0 and "t-cli" in result.output
-    result = run(app, ["down", "-c", str(cfg_file), "--yes"])
+    result = run(app, ["down", *common, "--yes"])
     assert result.exit_code == 0 and "deleted environment 't-cli'" in result.output, result.output
     assert counts(outer, "t-cli") == ZERO
