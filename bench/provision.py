@@ -45,7 +45,7 @@ def time_osception(member, n: int, work: Path) -> float:
     t0 = time.monotonic()
     deploy.provision(member, cfg, sec, work / cfg.name)
     elapsed = time.monotonic() - t0
-    uc.destroy(member, uc.Names(cfg.name))
+    uc.destroy(member, uc.Names(cfg.name), sec.ssh["public"])
     return elapsed
 
 
