@@ -36,7 +36,12 @@ def _readable(plan, node: str) -> str:
     for f in yaml.safe_load(user_data)["write_files"]:
         if f.get("encoding") == "b64":
             with tarfile.open(fileobj=io.BytesIO(base64.b64decode(f["content"]))) as tar:
-                parts += [tar.extractfile(m).read().decode() for m in tar.getmembers() if m.isfile()]
+                for member in (m for m in tar.getmembers() if m.isfile()):
+                    text = tar.extractfile(member).read().decode()
+                    parts.append(text)
+                    if member.name.endswith(".yaml"):  # a Secret's PEM values, unindented
+                        parts += [v for doc in yaml.safe_load_all(text) if doc and doc["kind"] == "Secret"
+                                  for v in doc.get("stringData", {}).values()]
         else:
             parts.append(f["content"])  # unindented: multi-line keys read whole
     return "\n".join(parts)
