@@ -11,6 +11,7 @@ import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlparse
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -149,9 +150,25 @@ class Flavor(_Strict):
     disk: Annotated[int, Field(ge=0)]  # GiB
 
 
+# A DNS name or an IPv4/IPv6 literal: what Glance's import filter compares (as a list).
+HOST_RE = r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$"
+
+
 class Image(_Strict):
     name: str = Field(min_length=1)
     url: str = Field(pattern=r"^https?://")
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        try:
+            parsed = urlparse(v)
+            parsed.port  # noqa: B018 -- raises on a bad port
+        except ValueError as e:
+            raise ValueError(f"not a usable URL ({e})") from None
+        if not parsed.hostname or not re.match(HOST_RE, parsed.hostname):
+            raise ValueError("needs a host name or IP address, e.g. https://cloud.debian.org/...")
+        return v
     disk_format: Literal["qcow2", "raw", "vmdk", "vdi", "iso"] = "qcow2"
     # Glance image properties, e.g. os_distro, os_admin_user, hw_disk_bus.
     properties: dict[str, str] = {}
@@ -184,6 +201,20 @@ class Overcloud(_Strict):
     # DVR's floating IP gateways take addresses from this private subnet of the
     # public network instead of public IPs.
     fip_agent_gateway_cidr: str = "100.64.0.0/22"
+    # Glance's web-download may fetch only from these hosts; null: the hosts of
+    # `images`. Without a filter a project member could make Glance fetch from any
+    # address the controller reaches, the outer cloud's metadata service included.
+    import_hosts: tuple[Annotated[str, Field(pattern=HOST_RE)], ...] | None = None
+
+    @property
+    def web_download(self) -> dict[str, list]:
+        """Glance's [import_filtering_opts]: the hosts web-download may fetch from, and
+        the ports (Glance's default 80 and 443, and those of the image URLs)."""
+        urls = [urlparse(i.url) for i in self.images]
+        hosts = self.import_hosts if self.import_hosts is not None else [u.hostname for u in urls]
+        ports = {80, 443} | {u.port for u in urls if u.port}
+        return {"hosts": sorted(set(hosts)), "ports": sorted(ports)}
+
     @field_validator("demo_cidr", "fip_agent_gateway_cidr")
     @classmethod
     def _cidr(cls, v: str) -> str:

@@ -366,6 +366,7 @@ def service_config(cfg: Config, secrets: Secrets, ep: endpoints.Endpoints,
         physnet=PHYSNET,
         mtu={"physnet": mtu, "tenant": mtu - VXLAN_OVERHEAD},
         ml2_project_network_types_option=release.ml2_project_network_types_option,
+        web_download=cfg.overcloud.web_download,
     )
     return {name: _ini(cfg, name, name, **context) for name in names}
 

@@ -106,6 +106,14 @@ BAD_CONFIGS = [
     ("release-float", "release: 2026.1", "release:"),
     ("mtu-small", "mtu: 576", "mtu:"),
     ("image-url-file", "overcloud: {images: [{name: x, url: 'file:///etc/passwd'}]}", "overcloud.images.0.url"),
+    ("image-url-no-host", "overcloud: {images: [{name: x, url: 'http:///x.img'}]}", "overcloud.images.0.url"),
+    ("image-url-comma-host", "overcloud: {images: [{name: x, url: 'http://a,169.254.169.254/x'}]}",
+     "overcloud.images.0.url"),
+    ("image-url-bad-port", "overcloud: {images: [{name: x, url: 'http://a.example:99999/x'}]}",
+     "overcloud.images.0.url"),
+    ("import-host-list-injection", "overcloud: {import_hosts: ['a.example,169.254.169.254']}",
+     "overcloud.import_hosts.0"),
+    ("import-host-bracket", "overcloud: {import_hosts: ['a]']}", "overcloud.import_hosts.0"),
     ("alias-loop", "nodez: &a [*a]", "nodez: unknown key"),
 ]
 

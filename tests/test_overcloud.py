@@ -8,6 +8,7 @@ import http.server
 import threading
 import time
 
+import openstack
 import pytest
 
 from osception import config, overcloud
@@ -111,3 +112,22 @@ def test_smoke_names_the_first_broken_link(access, image_url):
     checks = overcloud.smoke(bad, smoke_cfg(image_url), expected_computes=1, expected_network_nodes=0)
     assert [(c.name, c.status) for c in checks] == [("token", "fail")]
     assert "Unauthorized" in checks[0].detail or "401" in checks[0].detail
+
+
+def test_a_members_web_download_from_another_host_is_refused(devcloud, image_url):
+    """Glance's import filter, as rendered: the devcloud admits its own image server
+    (127.0.0.1) and nothing else. 127.0.0.2 stands for the outer cloud's metadata
+    service (169.254.169.254): the same kind of address a pod could otherwise reach."""
+    member = devcloud.connect("member")
+    image = member.image.create_image(name="osception-import-refused", disk_format="raw",
+                                      container_format="bare", allow_duplicates=True)
+    try:
+        with pytest.raises(openstack.exceptions.BadRequestException, match="filtering|URI"):
+            member.image.import_image(image, method="web-download",
+                                      uri=image_url.replace("127.0.0.1", "127.0.0.2"))
+        assert member.image.get_image(image).status == "queued"  # nothing was fetched
+        # The allowed host still works for the same member.
+        member.image.import_image(image, method="web-download", uri=image_url)
+        member.image.wait_for_status(image, "active", failures=["killed"], wait=120)
+    finally:
+        member.image.delete_image(image, ignore_missing=True)

@@ -90,3 +90,58 @@ def test_user_overrides_are_validated_too(openstack_venv, tmp_path, state_home):
         f.write_text(confs[name])
         oslo.assert_valid(openstack_venv, f)
     assert "api_workers = 4" in confs["neutron.conf"]
+
+
+# Glance's own validate_import_uri (what the image import API calls before a
+# web-download), reading the rendered glance-api.conf through oslo.config.
+GLANCE_FILTER = """
+import sys
+from oslo_config import cfg
+import glance.async_.flows._internal_plugins  # registers [import_filtering_opts]
+from glance.common import utils
+cfg.CONF([], project="glance", default_config_files=[sys.argv[1]])
+for uri in sys.argv[2:]:
+    print(uri, utils.validate_import_uri(uri))
+"""
+
+
+def _glance_filter(venv: Path, conf_text: str, tmp_path: Path, *uris: str) -> dict[str, bool]:
+    conf = tmp_path / "glance-api.conf"
+    conf.write_text(conf_text)
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", GLANCE_FILTER, str(conf), *uris],
+                         capture_output=True, text=True, check=True, timeout=120).stdout
+    return {uri: ok == "True" for uri, ok in (line.rsplit(" ", 1) for line in out.splitlines())}
+
+
+def test_glance_web_download_fetches_only_from_the_image_hosts(openstack_venv, tmp_path, state_home):
+    # Image hosts as IP literals: Glance admits a host NAME only when it resolves in
+    # DNS, which nothing does on this offline machine (on a cloud cloud.debian.org does).
+    images = ["http://198.51.100.7/cirros.img", "https://[2001:db8::7]:8443/debian.qcow2"]
+    cfg = config.Config.model_validate({"release": RELEASE, "overcloud": {"images": [
+        {"name": f"i{n}", "url": url} for n, url in enumerate(images)]}})
+    sec = secrets.ensure(state_home / cfg.name, cfg.name)
+    ep = endpoints.controller("203.0.113.10.sslip.io", "203.0.113.10")
+    conf = render.service_config(cfg, sec, ep)["glance-api.conf"]
+    assert "allowed_hosts = [198.51.100.7,2001:db8::7]" in conf
+    assert "allowed_ports = [80,443,8443]" in conf
+    refused = ["http://169.254.169.254/openstack/latest/user_data",  # the outer metadata service
+               "http://127.0.0.1/x", "http://10.0.0.5:3306/", "file:///etc/passwd",
+               "http://198.51.100.7:8080/x", "http://198.51.100.8/cirros.img"]
+    verdict = _glance_filter(openstack_venv, conf, tmp_path, *images, *refused)
+    assert [u for u in images if not verdict[u]] == []
+    assert [u for u in refused if verdict[u]] == []
+
+
+def test_import_hosts_replace_the_image_hosts_and_no_host_turns_web_download_off(
+        openstack_venv, tmp_path, state_home):
+    cfg = config.Config.model_validate({"overcloud": {"import_hosts": ["images.example.org"]}})
+    sec = secrets.ensure(state_home / cfg.name, cfg.name)
+    ep = endpoints.controller("203.0.113.10.sslip.io", "203.0.113.10")
+    conf = render.service_config(cfg, sec, ep)["glance-api.conf"]
+    assert "allowed_hosts = [images.example.org]" in conf
+    off = config.Config.model_validate({"overcloud": {"images": []}})
+    conf = render.service_config(off, sec, ep)["glance-api.conf"]
+    # An empty allowed_hosts would let Glance fetch from anywhere: the method is off.
+    assert "enabled_import_methods = [glance-direct]\n" in conf
+    assert _glance_filter(openstack_venv, conf, tmp_path, "http://169.254.169.254/") == {
+        "http://169.254.169.254/": True}  # what an empty filter would admit, hence the method off

@@ -61,13 +61,17 @@ def compute_node_conf(cfg: Config, secrets: Secrets) -> str:
 
 
 def devcloud_config(cfg: Config, layout: Layout) -> Config:
-    """The user's config with the devcloud-only overrides merged in last."""
+    """The user's config with the devcloud-only overrides merged in last, and Glance's
+    web-download allowed to fetch from this machine (HOST): a laptop serves its test
+    images itself. Any other host stays refused, as on the controller."""
     merged = {name: {sec: dict(opts) for sec, opts in files.items()}
               for name, files in cfg.overrides.items()}
     for name, sections in overrides(layout).items():
         for section, options in sections.items():
             merged.setdefault(name, {}).setdefault(section, {}).update(options)
-    return cfg.model_copy(update={"overrides": merged})
+    hosts = (*cfg.overcloud.web_download["hosts"], HOST)
+    overcloud = cfg.overcloud.model_copy(update={"import_hosts": tuple(sorted(set(hosts)))})
+    return cfg.model_copy(update={"overrides": merged, "overcloud": overcloud})
 
 
 def plan(cfg: Config, secrets: Secrets, layout: Layout) -> render.Plan:
