@@ -306,7 +306,8 @@ def catalog(ep: endpoints.Endpoints) -> dict:
              "public": ep.public[name] + api.path, "internal": ep.catalog_internal[name] + api.path}
             for name, api in services.APIS.items() if api.catalog_type
         ],
-        "users": list(services.SERVICE_USERS),
+        "users": {user: list(roles) for user, roles in services.SERVICE_USER_ROLES.items()},
+        "managed_roles": list(services.MANAGED_SERVICE_ROLES),
     }
 
 

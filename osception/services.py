@@ -59,8 +59,26 @@ DATABASES: dict[str, tuple[str, ...]] = {
     "skyline": ("skyline",),
 }
 
-# Keystone users of the services (all in project "service" with role "admin").
-SERVICE_USERS = ("glance", "placement", "neutron", "nova", "skyline")
+# Keystone users of the services (project "service") and their roles there: the
+# least each needs, checked against the release's own policy defaults
+# (tests/test_service_roles.py runs them through oslo.policy). "service" is what
+# keystonemiddleware's service tokens and the service-to-service APIs ask for.
+SERVICE_USER_ROLES: dict[str, tuple[str, ...]] = {
+    # Only validate their users' tokens (Keystone: identity:validate_token).
+    "glance": ("service",),
+    "placement": ("service",),
+    # Validates tokens, reports port events to Nova (os-server-external-events).
+    "neutron": ("service",),
+    # Nova binds ports (Neutron's create_port:binding:profile admits only "service")
+    # and reads their resource_request to schedule QoS bandwidth (admitted only to
+    # admin: without it such ports would be scheduled as if they asked for nothing).
+    "nova": ("admin", "service"),
+    # Skyline's system user reads across projects for the console's admin pages.
+    "skyline": ("admin",),
+}
+SERVICE_USERS = tuple(SERVICE_USER_ROLES)
+# The roles service_accounts.py manages: one a user has but should not is revoked.
+MANAGED_SERVICE_ROLES = ("admin", "service")
 
 # Kolla images of the control plane; `images:` in osception.yaml overrides any.
 KOLLA_IMAGES = (

@@ -42,6 +42,21 @@ def _ini(*texts: str) -> dict:
     return {section: dict(parser[section]) for section in parser}
 
 
+def test_service_users_hold_exactly_their_roles(devcloud):
+    """service_accounts.py gives each service user its roles of services.SERVICE_USER_ROLES
+    in project "service" (and takes back a managed role it should not have); the
+    server tests below then run with glance, placement and neutron holding only
+    "service"."""
+    ident = devcloud.connect("admin").identity
+    project = ident.find_project("service", ignore_missing=False)
+    held = {}
+    for user in services.SERVICE_USER_ROLES:
+        uid = ident.find_user(user, domain_id="default", ignore_missing=False).id
+        held[user] = tuple(sorted(ident.get_role(a.role["id"]).name for a in ident.role_assignments(
+            user_id=uid, scope_project_id=project.id)))
+    assert held == {u: tuple(sorted(r)) for u, r in services.SERVICE_USER_ROLES.items()}
+
+
 def test_services_run_osceptions_own_config(devcloud):
     """What the services read is render.service_config() (and, for nova-compute, a
     compute node's nova.conf) plus the devcloud overrides, nothing else, split as in

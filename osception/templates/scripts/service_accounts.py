@@ -7,7 +7,9 @@ missing and corrects what differs, so it can run on every deploy.
     service_accounts.py CATALOG.json
 
 CATALOG.json: {"region": "RegionOne", "services": [{"name", "type", "public", "internal"}],
-               "users": ["glance", ...]}
+               "users": {"glance": ["service"], ...}, "managed_roles": ["admin", "service"]}
+A user gets exactly its roles of the managed ones in project "service": one it has
+and should not (e.g. "admin" from an older deployment) is revoked.
 Env: OS_AUTH_URL, OS_PASSWORD (admin), and OSCEPTION_PASSWORD_<USER> per service user.
 Used by the controller's Job (Kolla image) and by the devcloud (its own venv).
 """
@@ -19,8 +21,6 @@ import sys
 import openstack
 
 SERVICE_PROJECT = "service"
-# keystonemiddleware's service_token_roles_required wants the "service" role.
-SERVICE_ROLES = ("admin", "service")
 
 
 def ensure(finder, creator, name, **attrs):
@@ -55,9 +55,9 @@ def main(path: str) -> None:
 
     project = ensure(ident.find_project, ident.create_project, SERVICE_PROJECT,
                      domain_id="default", description="OpenStack service users")
-    roles = [ensure(ident.find_role, ident.create_role, r) for r in SERVICE_ROLES]
+    roles = {r: ensure(ident.find_role, ident.create_role, r) for r in catalog["managed_roles"]}
 
-    for name in catalog["users"]:
+    for name, wanted in catalog["users"].items():
         password = os.environ[f"OSCEPTION_PASSWORD_{name.upper()}"]
         user = ident.find_user(name, domain_id="default")
         if user is None:
@@ -67,8 +67,14 @@ def main(path: str) -> None:
             # The environment's secret is the truth: a re-deploy converges to it.
             ident.update_user(user, password=password)
             print(f"reset the password of {name}")
-        for role in roles:
-            ident.assign_project_role_to_user(project, user, role)
+        for role_name, role in roles.items():
+            has = ident.validate_user_has_project_role(project, user, role)
+            if role_name in wanted and not has:
+                ident.assign_project_role_to_user(project, user, role)
+                print(f"gave {name} the role {role_name}")
+            elif role_name not in wanted and has:
+                ident.unassign_project_role_from_user(project, user, role)
+                print(f"took the role {role_name} from {name}")
 
     for svc in catalog["services"]:
         service = next(iter(ident.services(name=svc["name"], type=svc["type"])), None)
