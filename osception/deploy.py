@@ -10,10 +10,12 @@ any point completes the environment without duplicates.
 from __future__ import annotations
 
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+
+from openstack import exceptions as sdk_exc
+from openstack import utils as sdk_utils
 
 from . import progress, render
 from . import undercloud as uc
@@ -118,14 +120,16 @@ def poll_progress(conn, servers: dict[str, object]) -> dict[str, progress.NodePr
 def follow(conn, servers: dict[str, object], env_dir: Path, on_update, timeout: float,
            interval: float = 10.0) -> dict[str, progress.NodeProgress]:
     """Poll until every node reports its final line (or one fails, or time runs out)."""
-    deadline = time.monotonic() + timeout
-    while True:
-        state = poll_progress(conn, servers)
-        on_update(state)
-        write_private(env_dir / TIMINGS, json.dumps(
-            {n: progress.timings(p) for n, p in state.items()}, indent=2, sort_keys=True))
-        if all(p.state in ("done", "failed") for p in state.values()):
-            return state
-        if any(p.state == "failed" for p in state.values()) or time.monotonic() > deadline:
-            return state
-        time.sleep(interval)
+    state: dict[str, progress.NodeProgress] = {}
+    try:
+        for _ in sdk_utils.iterate_timeout(timeout, "nodes still setting up", wait=interval):
+            state = poll_progress(conn, servers)
+            on_update(state)
+            write_private(env_dir / TIMINGS, json.dumps(
+                {n: progress.timings(p) for n, p in state.items()}, indent=2, sort_keys=True))
+            if (all(p.state in ("done", "failed") for p in state.values())
+                    or any(p.state == "failed" for p in state.values())):
+                return state
+    except sdk_exc.ResourceTimeout:
+        pass  # the caller reports the nodes that did not finish
+    return state

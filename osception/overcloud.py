@@ -17,6 +17,7 @@ from pathlib import Path
 import openstack
 import yaml
 from openstack import exceptions as sdk_exc
+from openstack import utils as sdk_utils
 
 from .config import Config
 from .state import write_private
@@ -95,6 +96,17 @@ def _flavors(conn, cfg: Config, ch: Changes) -> None:
         ch.add(f"flavor {f.name}")
 
 
+def import_from_url(conn, image, url: str) -> None:
+    """Ask Glance to fetch the image itself (web-download). openstacksdk returns the
+    response without raising: a refusal (e.g. Glance's import filter) is raised here."""
+    response = conn.image.import_image(image, method="web-download", uri=url)
+    try:
+        sdk_exc.raise_from_response(response)
+    except sdk_exc.HttpException as e:
+        raise RuntimeError(f"image {image.name}: Glance refused to fetch {url} ({e.details or e}); "
+                           "a host not in overcloud.images needs overcloud.import_hosts") from None
+
+
 def _images(conn, cfg: Config, ch: Changes, wait: float) -> None:
     """Glance fetches each image itself (image import, web-download)."""
     pending = []
@@ -108,19 +120,19 @@ def _images(conn, cfg: Config, ch: Changes, wait: float) -> None:
         image = conn.image.create_image(name=spec.name, disk_format=spec.disk_format,
                                         container_format="bare", visibility="public",
                                         **spec.properties)
-        conn.image.import_image(image, method="web-download", uri=spec.url)
+        import_from_url(conn, image, spec.url)
         ch.add(f"image {spec.name}")
         pending.append(image)
-    deadline = time.monotonic() + wait
     for image in pending:
-        while True:
-            image = conn.image.get_image(image)
-            if image.status == "active":
-                break
-            if image.status in ("killed", "deleted") or time.monotonic() > deadline:
-                raise RuntimeError(f"image {image.name}: import ended {image.status!r}; "
-                                   "check that Glance can reach its URL")
-            time.sleep(1)
+        try:
+            conn.image.wait_for_status(image, "active", failures=["killed", "deleted"],
+                                       interval=1, wait=wait)
+        except sdk_exc.ResourceFailure as e:
+            raise RuntimeError(f"image {image.name}: import failed ({e}); "
+                               "check that Glance can reach its URL") from None
+        except sdk_exc.ResourceTimeout:
+            raise RuntimeError(f"image {image.name}: not active after {wait:.0f} s; "
+                               "check that Glance can reach its URL") from None
 
 
 def _public_network(conn, cfg: Config, ch: Changes):
@@ -332,13 +344,10 @@ def smoke(access: Access, cfg: Config, expected_computes: int, expected_network_
     def console_login():
         if ctx.get("fake"):
             raise _Skip("fake hypervisor: instances do not really boot")
-        deadline = time.monotonic() + server_timeout
-        while time.monotonic() < deadline:
+        for _ in sdk_utils.iterate_timeout(server_timeout, "no login prompt on the console", wait=5):
             out = ctx["demo"].compute.get_server_console_output(ctx["server"])["output"] or ""
             if "login:" in out:
                 return "login prompt seen"
-            time.sleep(5)
-        raise RuntimeError("no login prompt on the console")
 
     def reachability():
         if ctx.get("fake"):
@@ -361,6 +370,10 @@ def smoke(access: Access, cfg: Config, expected_computes: int, expected_network_
     return results
 
 
+# How long a new floating IP may take to answer (DVR's FIP namespace, ARP).
+PING_TIMEOUT = 120
+
+
 def _ping_floating_ip(demo, server) -> str:
     import subprocess
 
@@ -369,12 +382,10 @@ def _ping_floating_ip(demo, server) -> str:
     try:
         port = next(demo.network.ports(device_id=server.id))
         demo.network.update_ip(fip, port_id=port.id)
-        for _ in range(30):
+        for _ in sdk_utils.iterate_timeout(PING_TIMEOUT, f"{fip.floating_ip_address} does not answer ping"):
             if subprocess.run(["ping", "-c", "1", "-W", "2", fip.floating_ip_address],
                               capture_output=True).returncode == 0:
                 return f"{fip.floating_ip_address} answers"
-            time.sleep(2)
-        raise RuntimeError(f"{fip.floating_ip_address} does not answer ping")
     finally:
         demo.network.delete_ip(fip, ignore_missing=True)
 

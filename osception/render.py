@@ -27,7 +27,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
-from . import endpoints, ini, progress, releases, services, tls
+from . import endpoints, ini, releases, services, tls
 from .config import Config, ConfigError
 from .secrets import Secrets
 from .state import check_dir, write_file

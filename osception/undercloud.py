@@ -15,12 +15,12 @@ from __future__ import annotations
 import base64
 import functools
 import re
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 import openstack
 from openstack import exceptions as sdk_exc
+from openstack import utils as sdk_utils
 
 from . import services
 from .config import Config
@@ -428,13 +428,18 @@ def destroy(conn, names: Names, public_key: str | None = None, progress=lambda m
     return counts
 
 
-def _retry_in_use(call, attempts: int = 30) -> None:
+# How long a security group may stay "in use" after its last port is deleted.
+IN_USE_TIMEOUT = 60
+
+
+def _retry_in_use(call) -> None:
     """A security group stays 'in use' for a moment after its last port goes."""
-    for i in range(attempts):
-        try:
-            call()
-            return
-        except sdk_exc.ConflictException:
-            if i == attempts - 1:
-                raise
-            time.sleep(2)
+    last: Exception | None = None
+    try:
+        for _ in sdk_utils.iterate_timeout(IN_USE_TIMEOUT, "security group still in use"):
+            try:
+                return call()
+            except sdk_exc.ConflictException as e:
+                last = e
+    except sdk_exc.ResourceTimeout:
+        raise last from None

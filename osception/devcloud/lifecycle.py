@@ -25,6 +25,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Callable
 
+from openstack import exceptions as sdk_exc
+from openstack import utils as sdk_utils
+
 from .. import config as config_mod
 from .. import releases
 from .. import secrets as secrets_mod
@@ -285,15 +288,16 @@ class Devcloud:
             cloud.ensure_member_project(conn, secrets)
             cloud.ensure_flavor_and_image(conn)
             boot.mark("keystone:member")
-        deadline = time.monotonic() + COMPUTE_TIMEOUT
-        while not cloud.compute_ready(conn, secrets, since):
-            for daemon in NOVA_DAEMONS:
-                if not self.procs.running(daemon):
-                    raise self.procs.failure(daemon, f"{daemon} exited")
-            if time.monotonic() > deadline:
-                raise self.procs.failure("nova-compute", "the compute host did not become "
-                                         f"schedulable within {COMPUTE_TIMEOUT} s")
-            time.sleep(1)
+        try:
+            for _ in sdk_utils.iterate_timeout(COMPUTE_TIMEOUT, "compute host", wait=1):
+                if cloud.compute_ready(conn, secrets, since):
+                    break
+                for daemon in NOVA_DAEMONS:
+                    if not self.procs.running(daemon):
+                        raise self.procs.failure(daemon, f"{daemon} exited")
+        except sdk_exc.ResourceTimeout:
+            raise self.procs.failure("nova-compute", "the compute host did not become "
+                                     f"schedulable within {COMPUTE_TIMEOUT} s") from None
 
     def _all_ready(self, specs: dict[str, Spec]) -> bool:
         return all(s.is_ready() for s in specs.values())
