@@ -70,6 +70,8 @@ def test_validators_catch_a_bad_key_and_a_bad_value(openstack_venv, tmp_path, st
     cases = [
         ("nova.conf", ini.merge(nova, {"scheduler": {"discover_hosts_in_cell_interval": 60}})),
         ("nova.conf", ini.merge(nova, {"DEFAULT": {"debug": "maybe"}})),
+        # a misspelt keystoneauth session option in a group nova lists as an OptGroup
+        ("nova.conf", ini.merge(nova, {"glance": {"ca_file": "/etc/ca.crt"}})),
         ("ml2_conf.ini", ini.merge(ml2, {"ml2": {"tenant_network_types": "vxlan"}})),
     ]
     for kind, text in cases:

@@ -65,8 +65,12 @@ def main(argv=None):
                 registered.setdefault((gname, opt.dest), opt)
             except cfg.DuplicateOptError:
                 # Same name, different definition, from two namespaces (or a
-                # plugin): the first registration wins, as in the services.
-                pass
+                # plugin): the first registration wins, as in the services. Also
+                # a group listed as a module's own OptGroup object that the
+                # service's import already filled (nova's [glance] keystoneauth
+                # session options: cafile, certfile, keyfile, insecure): the
+                # option is known all the same.
+                registered.setdefault((gname, opt.dest), opt)
 
     try:
         listed = generator._list_opts(args.namespace)
