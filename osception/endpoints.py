@@ -3,13 +3,28 @@
 The service config templates take every address from an `Endpoints`, never from
 literals, so the very same templates render for the controller's pods, for the
 compute/network nodes, and for the local devcloud.
+
+The catalog's internal interface is where the control plane's own services reach
+each other: the Kubernetes Services, in plain HTTP inside the cluster. The control
+plane's services look that interface up themselves (keystonemiddleware's
+`[keystone_authtoken] interface`, nova's `valid_interfaces`, neutron's
+`[nova] endpoint_type`, skyline's `interface_type`), so it must be one they can
+reach without the environment's CA. The compute and network nodes are outside the
+cluster: they use the public interface, the very names users use, over HTTPS,
+resolved to the controller's address in their own /etc/hosts (never public DNS),
+trusting the environment's CA; RabbitMQ they reach on its TLS listener.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from . import services
+
+# The environment's CA on every compute and network node: update-ca-certificates adds
+# it to the system's store (curl, apt), and every service option that takes a CA file
+# names it, so only this CA vouches for the controller.
+NODE_CA = "/usr/local/share/ca-certificates/osception.crt"
 
 
 @dataclass(frozen=True)
@@ -20,7 +35,9 @@ class Endpoints:
     memcached: str  # host:port
     internal: dict[str, str]  # API -> URL for service-to-service calls
     public: dict[str, str]  # API -> URL for users; the catalog's public interface
-    catalog_internal: dict[str, str]  # API -> the catalog's internal interface (nodes use it)
+    interface: str = "internal"  # the catalog interface this place's services look up
+    cafile: str | None = None  # the CA file verifying the controller: APIs and RabbitMQ over TLS
+    hosts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # /etc/hosts: address -> names
 
     def db_url(self, user: str, password: str, database: str) -> str:
         host = self.database[user]
@@ -43,21 +60,25 @@ def controller(domain: str, controller_ip: str) -> Endpoints:
         memcached=f"memcached:{services.MEMCACHED_PORT}",
         internal=_urls(lambda a: f"{a.name}:{a.port}"),
         public=_urls(lambda a: f"{a.name}.{domain}", "https"),
-        catalog_internal=_urls(lambda a: f"{controller_ip}:{a.port}"),
     )
 
 
 def nodes(domain: str, controller_ip: str) -> Endpoints:
-    """On the compute and network nodes: everything on the controller's IP."""
-    at_ip = _urls(lambda a: f"{controller_ip}:{a.port}")
+    """On the compute and network nodes: the APIs through the controller's HTTPS
+    ingress by their public names, RabbitMQ on its TLS listener (the controller's
+    certificate names its address too), the nova metadata API on its own port."""
+    public = _urls(lambda a: f"{a.name}.{domain}", "https")
     return Endpoints(
         bind_host="0.0.0.0",
         database={},  # nodes never talk to a database
-        rabbitmq=f"{controller_ip}:{services.RABBITMQ_PORT}",
-        memcached=f"{controller_ip}:{services.MEMCACHED_PORT}",
-        internal=at_ip,
-        public=_urls(lambda a: f"{a.name}.{domain}", "https"),
-        catalog_internal=at_ip,
+        rabbitmq=f"{controller_ip}:{services.RABBITMQ_TLS_PORT}",
+        memcached="",  # nor to memcached (in-cluster only)
+        internal=public,
+        public=public,
+        interface="public",
+        cafile=NODE_CA,
+        hosts={controller_ip: tuple(f"{a.name}.{domain}" for a in services.APIS.values()
+                                    if a.catalog_type)},
     )
 
 
@@ -75,5 +96,4 @@ def local(host: str = "127.0.0.1", database_port: int = services.MARIADB_PORT,
         memcached=f"{host}:{memcached_port}",
         internal=at_host,
         public=at_host,
-        catalog_internal=at_host,
     )

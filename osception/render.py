@@ -298,12 +298,13 @@ def script(name: str) -> str:
 
 
 def catalog(ep: endpoints.Endpoints) -> dict:
-    """The Keystone catalog: public URLs through the ingress, internal on the controller IP."""
+    """The Keystone catalog: public URLs through the ingress, internal ones inside the
+    cluster (see endpoints)."""
     return {
         "region": "RegionOne",
         "services": [
             {"name": name, "type": api.catalog_type,
-             "public": ep.public[name] + api.path, "internal": ep.catalog_internal[name] + api.path}
+             "public": ep.public[name] + api.path, "internal": ep.internal[name] + api.path}
             for name, api in services.APIS.items() if api.catalog_type
         ],
         "users": {user: list(roles) for user, roles in services.SERVICE_USER_ROLES.items()},
@@ -515,20 +516,21 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
         "osception_chroot": False,
     }
     vars_yaml = yaml.safe_dump(node_vars, sort_keys=False)
+    ep = endpoints.nodes(plan.domain, plan.controller_ip)
     plan.files[f"{node.name}/user-data"] = render_template(
         "cloud-init/node.yaml.j2",
         node=node,
         release=release,
         domain=plan.domain,
         secrets=secrets,
+        ep=ep,
         node_etc=NODE_ETC,
         vars_yaml=vars_yaml,
         files=files,
         playbooks={name: source(f"ansible/{name}") for name in ANSIBLE_FILES},
         step_sh=script("osception-step.sh"),
         setup_sh=render_template("scripts/node-setup.sh.j2", node=node, node_etc=NODE_ETC,
-                                 release=release, controller_ip=plan.controller_ip,
-                                 services=services),
+                                 release=release, services=services, ep=ep),
         public_mac=address.public_mac,
     )
     plan.private.add(f"{node.name}/user-data")

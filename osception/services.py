@@ -19,8 +19,9 @@ class Api:
     path: str = ""  # endpoint URL suffix, e.g. /v2.1 for compute
 
 
-# HTTP APIs. Nodes reach them on the controller IP at these ports, users through
-# Traefik at http://<name>.<domain>.
+# HTTP APIs, on these ports inside the cluster. Users and the compute/network nodes
+# reach them through Traefik at https://<name>.<domain>; the nodes also reach the
+# nova metadata API on its port on the controller's IP.
 APIS: dict[str, Api] = {
     a.name: a
     for a in (
@@ -36,17 +37,15 @@ APIS: dict[str, Api] = {
 }
 
 SKYLINE_APISERVER_PORT = 9998
-RABBITMQ_PORT = 5672
+RABBITMQ_PORT = 5672  # plain, inside the cluster
+RABBITMQ_TLS_PORT = 5671  # TLS, for the nodes (kolla-ansible's port with rabbitmq_enable_tls)
 MARIADB_PORT = 3306
 MEMCACHED_PORT = 11211
 
-# Services reached from the compute and network nodes on the controller's IP
-# (k3s servicelb binds these ports on the node). The outer security group lets only
-# the environment's own nodes in, except for the ports in PUBLIC_PORTS.
-NODE_FACING_PORTS = {
-    "rabbitmq": RABBITMQ_PORT,
-    **{name: api.port for name, api in APIS.items()},
-}
+# Ports on the controller's IP (k3s servicelb binds them on the node): Traefik's 80
+# and 443, RabbitMQ's TLS listener and the nova metadata API (LoadBalancer Services,
+# `node_facing` in the manifests). The outer security group lets only the
+# environment's own nodes in, except for the ports in PUBLIC_PORTS.
 PUBLIC_PORTS = (22, 80, 443, 6080)
 
 # One MariaDB server per service, holding that service's databases.

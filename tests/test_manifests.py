@@ -82,12 +82,14 @@ def test_every_api_has_a_service_and_an_ingress_on_its_port(docs, default_plan):
         assert ingresses[name]["spec"]["ingressClassName"] == "traefik"
 
 
-def test_nodes_reach_rabbitmq_metadata_and_novnc_on_the_controller_ip(docs):
+def test_nodes_reach_rabbitmq_tls_and_metadata_on_the_controller_ip(docs):
     svcs = by_kind(docs, "Service")
-    for name in ("rabbitmq", "metadata", "novnc", "keystone", "nova", "neutron", "placement", "glance"):
+    for name in ("rabbitmq-tls", "metadata"):
         assert svcs[name]["spec"]["type"] == "LoadBalancer", name  # k3s servicelb: host ports
-    for name in ("memcached", *[f"mariadb-{s}" for s in services.DATABASES]):
-        assert svcs[name]["spec"]["type"] == "ClusterIP", name  # never outside the cluster
+    # The APIs only through Traefik's HTTPS; the rest never outside the cluster.
+    for name in ("rabbitmq", "memcached", "keystone", "glance", "placement", "neutron", "nova",
+                 "novnc", "skyline", *[f"mariadb-{s}" for s in services.DATABASES]):
+        assert svcs[name]["spec"]["type"] == "ClusterIP", name
 
 
 def test_one_mariadb_per_service(docs):
