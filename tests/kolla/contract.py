@@ -591,10 +591,19 @@ BOOTSTRAP_DEVIATIONS = {
 
 # --- kolla-ansible's config.json of the same container --------------------------------
 
+# kolla-ansible deployment options osception turns on for a container, and why: its
+# config.json is rendered with them, so the files they add are compared too.
+ENABLED_OPTIONS = {
+    "rabbitmq": ({"rabbitmq_enable_tls": "true", "project_name": "rabbitmq"},
+                 "the TLS listener the compute and network nodes reach (its certificate and key)"),
+}
+
+
 def kolla_ansible_config(src: KollaSources, image: str, container: str) -> dict | None:
     """kolla-ansible's config.json template for a container of that image, rendered
-    with every deployment option off (no TLS, no custom policy, no extra CA): its
-    command and the files it always installs. None if no role has that container."""
+    with every deployment option off (no TLS, no custom policy, no extra CA) but those
+    of ENABLED_OPTIONS: its command and the files it installs. None if no role has
+    that container."""
     import jinja2
 
     class Off(jinja2.ChainableUndefined):
@@ -613,7 +622,7 @@ def kolla_ansible_config(src: KollaSources, image: str, container: str) -> dict 
             if tpl.exists():
                 text = env.from_string(tpl.read_text()).render(
                     container_config_directory=CONFIG_DIR, kolla_base_distro="ubuntu",
-                    neutron_plugin_agent="openvswitch")
+                    neutron_plugin_agent="openvswitch", **ENABLED_OPTIONS.get(container, ({},))[0])
                 return json.loads(text)
     return None
 
