@@ -46,7 +46,7 @@ MEMCACHED_PORT = 11211
 # and 443, RabbitMQ's TLS listener and the nova metadata API (LoadBalancer Services,
 # `node_facing` in the manifests). The outer security group lets only the
 # environment's own nodes in, except for the ports in PUBLIC_PORTS.
-PUBLIC_PORTS = (22, 80, 443, 6080)
+PUBLIC_PORTS = (22, 80, 443)
 
 # One MariaDB server per service, holding that service's databases.
 DATABASES: dict[str, tuple[str, ...]] = {

@@ -314,7 +314,7 @@ def ensure_security_group(conn, names: Names, cfg: Config):
         sg = _create_tagged(
             conn.network.create_security_group, conn.network.set_tags, names.env,
             name=names.security_group,
-            description=f"osception environment {names.env}: its nodes only, plus SSH/HTTP(S)/noVNC")
+            description=f"osception environment {names.env}: its nodes only, plus SSH and HTTP(S)")
     if set(_tags(names.env)) - set(sg.tags or []):
         conn.network.set_tags(sg, _tags(names.env))
     wanted = [dict(protocol="tcp", port_range_min=p, port_range_max=p, remote_ip_prefix=cfg.access_cidr,

@@ -134,6 +134,8 @@ def test_the_controller_opens_only_tls_and_metadata_to_the_nodes(default_plan):
                       "metadata": [services.APIS["metadata"].port]}
     assert svcs["rabbitmq-tls"]["spec"]["selector"] == svcs["rabbitmq"]["spec"]["selector"]
     assert svcs["rabbitmq"]["spec"]["type"] == "ClusterIP"  # the pods' plain in-cluster listener
+    # and the outer security group opens no API's own port to access_cidr (noVNC: HTTPS)
+    assert not set(services.PUBLIC_PORTS) & {a.port for a in services.APIS.values()}
 
 
 def test_the_catalog_internal_interface_stays_inside_the_cluster():
