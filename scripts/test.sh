@@ -7,7 +7,7 @@
 #   (installed when missing; needs root, else says what to install).
 # - .venv: osception with its test extras (kubernetes-validate, ansible...).
 # - .venv-openstack-2026.1: the real OpenStack services of the default release,
-#   from requirements/openstack-2026.1.txt, for oslo-config-validator.
+#   from osception/devcloud/services-venv/openstack-2026.1.txt, for oslo-config-validator.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -31,7 +31,7 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 
-scripts/openstack-venv.sh 2026.1 .venv-openstack-2026.1
+osception/devcloud/services-venv/openstack-venv.sh 2026.1 .venv-openstack-2026.1
 
 # The kolla and kolla-ansible sources each release is checked against (tests/kolla),
 # fetched once into .cache/kolla/ and reused.

@@ -55,7 +55,7 @@ def up(
     config: Annotated[Optional[Path], typer.Option(
         "--config", "-c", help="An osception.yaml whose `overrides:` apply (remembered).")] = None,
     venv: Annotated[Optional[Path], typer.Option(
-        help=f"An existing services venv (scripts/openstack-venv.sh); also ${VENV_ENV_VAR}. "
+        help=f"An existing services venv (built from osception's lock); also ${VENV_ENV_VAR}. "
              "Default: one built under the state folder.")] = None,
     state_dir: StateOpt = None,
 ) -> None:

@@ -1,35 +1,41 @@
-"""The services' virtual environment: built from the release's committed lock by
-scripts/openstack-venv.sh (the same script and lock the test suite uses), plus the
-devcloud's test ML2 driver."""
+"""The services' virtual environment: built from the release's lock by
+openstack-venv.sh (the same script and lock the test suite uses), plus the devcloud's
+test ML2 driver. All three are package data (services-venv/, fake_hypervisor_ml2/),
+so an installed osception builds it as a clone does."""
 
 from __future__ import annotations
 
 import shutil
 import subprocess
+from importlib import resources
 from pathlib import Path
 
 from .layout import Layout
 from .processes import DevcloudError, tail
 
-REPO = Path(__file__).resolve().parents[2]
-VENV_SCRIPT = REPO / "scripts" / "openstack-venv.sh"
-ML2_DRIVER = Path(__file__).resolve().parent / "fake_hypervisor_ml2"
+
+def _data(name: str) -> Path:
+    """A folder of this package's data; pip installs packages as plain folders."""
+    return Path(str(resources.files(__package__) / name))
+
+
+DATA = _data("services-venv")
+VENV_SCRIPT = DATA / "openstack-venv.sh"
+ML2_DRIVER = _data("fake_hypervisor_ml2")
 ML2_DIST = "osception-fake-hypervisor-ml2"
 
 
 def lock_file(release: str) -> Path:
-    return REPO / "requirements" / f"openstack-{release}.txt"
+    return DATA / f"openstack-{release}.txt"
 
 
 def ensure(layout: Layout, release: str, venv: Path) -> None:
     """Build (or keep, when its stamp matches the lock) the venv, then add the ML2 driver."""
     log = layout.log("venv")
-    if not VENV_SCRIPT.exists():
-        raise DevcloudError(f"{VENV_SCRIPT} not found: run osception from a clone of its "
-                            "repository, or give an existing services venv with --venv")
     if not lock_file(release).exists():
-        raise DevcloudError(f"no lock for release {release} ({lock_file(release)}); "
-                            "the devcloud needs one (see scripts/openstack-venv.sh)")
+        locked = sorted(p.stem.removeprefix("openstack-") for p in DATA.glob("openstack-*.txt"))
+        raise DevcloudError(f"no lock for release {release} in {DATA} (locked: "
+                            f"{', '.join(locked)})")
     with open(log, "ab") as out:
         rc = subprocess.run(["bash", str(VENV_SCRIPT), release, str(venv)],
                             stdout=out, stderr=subprocess.STDOUT).returncode

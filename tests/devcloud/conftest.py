@@ -4,7 +4,7 @@ It reuses a devcloud that is already running (e.g. after `osception devcloud up`
 and leaves it running; one it started itself is stopped at the end, unless
 OSCEPTION_DEVCLOUD_KEEP=1 (then the next run reuses it: seconds instead of a minute).
 The services venv is $OSCEPTION_DEVCLOUD_VENV, else the suite's own
-.venv-openstack-2026.1 (built from the committed lock when missing).
+.venv-openstack-2026.1 (built from the lock osception ships when missing).
 State: the devcloud folder of the state home ($OSCEPTION_HOME honoured).
 """
 
@@ -20,7 +20,7 @@ import openstack
 import pytest
 
 from osception import secrets as secrets_mod
-from osception.devcloud import Devcloud, Layout, cloud
+from osception.devcloud import Devcloud, Layout, cloud, venv as services
 from osception.devcloud.layout import VENV_ENV_VAR
 from osception.devcloud.lifecycle import START_ORDER
 
@@ -46,7 +46,7 @@ def _services_venv() -> Path:
     if os.environ.get(VENV_ENV_VAR):
         return Path(os.environ[VENV_ENV_VAR])
     venv = REPO / f".venv-openstack-{RELEASE}"
-    subprocess.run([str(REPO / "scripts/openstack-venv.sh"), RELEASE, str(venv)], check=True)
+    subprocess.run(["bash", str(services.VENV_SCRIPT), RELEASE, str(venv)], check=True)
     return venv
 
 

@@ -1,8 +1,9 @@
 """Validate rendered OpenStack config files with the real oslo.config tooling.
 
 Plain functions, no pytest fixtures. Everything runs in a separate venv that holds
-the services of one release (build it with ``scripts/openstack-venv.sh 2026.1 DEST``
-or ``ensure_venv()`` below); this module itself needs only the standard library.
+the services of one release (build it with
+``osception/devcloud/services-venv/openstack-venv.sh 2026.1 DEST`` or ``ensure_venv()``
+below); this module itself needs only the standard library.
 
     from tests.validators import oslo
     r = oslo.validate(venv, Path("out/nova.conf"))            # oslo-config-validator
@@ -205,8 +206,8 @@ def assert_valid(venv: Path, conf: Path, name: str | None = None, *, allow_depre
 
 def ensure_venv(release: str, dest: Path, *, timeout: float = 1800) -> Path:
     """Build (or reuse, if its stamp matches the lock) the service venv of a release
-    with scripts/openstack-venv.sh; returns ``dest``."""
-    script = REPO / "scripts" / "openstack-venv.sh"
+    with osception/devcloud/services-venv/openstack-venv.sh; returns ``dest``."""
+    script = REPO / "osception" / "devcloud" / "services-venv" / "openstack-venv.sh"
     r = subprocess.run(["bash", str(script), release, str(dest)],
                        capture_output=True, text=True, timeout=timeout, check=False)
     if r.returncode != 0:

@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Create a virtualenv holding exactly the OpenStack service set of one release.
 #
-#   scripts/openstack-venv.sh RELEASE DEST
+#   openstack-venv.sh RELEASE DEST
 #
-# Installs requirements/openstack-RELEASE.txt (a full `pip freeze` lock) with
+# Installs openstack-RELEASE.txt beside this script (a full `pip freeze` lock) with
 # --no-deps, then runs `pip check`. Idempotent: when DEST already holds a venv
 # whose stamp file matches the lock's sha256, nothing is done. A DEST with a
 # stale or missing stamp is rebuilt, but only if it looks like a venv (has
@@ -23,12 +23,11 @@ dest=$2
 [ -n "$release" ] && [ -n "$dest" ] || usage
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-lock="$here/../requirements/openstack-$release.txt"
+lock="$here/openstack-$release.txt"
 if [ ! -f "$lock" ]; then
     echo "openstack-venv: no lock for release '$release' ($lock)" >&2
     exit 2
 fi
-lock=$(cd "$(dirname "$lock")" && pwd)/$(basename "$lock")
 
 python=${PYTHON:-python3}
 stamp_name=.osception-lock.sha256
