@@ -1,17 +1,44 @@
 #!/usr/bin/env bash
-# Install everything the tests need, then run them all. CI (.ci/run) calls this.
+# Install what the selected tests need, then run them. CI (.ci/run) calls this.
 #
-#   scripts/test.sh [PYTEST ARGS...]
+#   scripts/test.sh [PYTEST ARGS...]        everything
+#   scripts/test.sh -m "not slow"            the fast tier: no services venv, no Kolla
+#                                            sources, no root, no devcloud
 #
-# - Debian packages: cloud-init (its schema validator), shellcheck, debootstrap
-#   (installed when missing; needs root, else says what to install).
 # - .venv: osception with its test extras (kubernetes-validate, ansible...).
-# - .venv-openstack-2026.1: the real OpenStack services of the default release,
-#   from osception/devcloud/services-venv/openstack-2026.1.txt, for oslo-config-validator.
+# - Debian packages: cloud-init (its schema validator), shellcheck; with the slow tests
+#   also debootstrap and the devcloud's MariaDB, RabbitMQ, memcached (installed when
+#   missing; needs root, else says what to install).
+# - .venv-openstack-2026.1: the real OpenStack services of the default release, from
+#   the lock osception ships (osception/devcloud/services-venv/), for
+#   oslo-config-validator and the devcloud.
+# - .cache/kolla: the kolla and kolla-ansible sources each release is checked against.
+# Which of these the selected tests need, pytest says (SLOW_FIXTURES in tests/conftest.py).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-debs=(cloud-init shellcheck debootstrap mariadb-server rabbitmq-server memcached)
+python=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$python" -m venv .venv
+fi
+.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
+
+# Which of these the selected tests need: pytest collects them and says.
+tmp=$(mktemp -d)
+rc=0
+.venv/bin/python -m pytest --collect-only -q --needs-file="$tmp/needs" "$@" >"$tmp/log" 2>&1 || rc=$?
+if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then  # 5: no test selected
+  cat "$tmp/log" >&2
+  rm -rf "$tmp"
+  exit "$rc"
+fi
+needed=$(cat "$tmp/needs" 2>/dev/null || true)
+rm -rf "$tmp"
+needs() { grep -qx "$1" <<<"$needed"; }
+
+debs=(cloud-init shellcheck)
+if needs root; then debs+=(debootstrap); fi
+if needs devcloud; then debs+=(mariadb-server rabbitmq-server memcached); fi
 missing=()
 for pkg in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
@@ -25,16 +52,13 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
-python=${PYTHON:-python3}
-if [ ! -x .venv/bin/python ]; then
-  "$python" -m venv .venv
+if needs services-venv; then
+  osception/devcloud/services-venv/openstack-venv.sh 2026.1 .venv-openstack-2026.1
 fi
-.venv/bin/pip install -q --disable-pip-version-check -e '.[test]'
 
-osception/devcloud/services-venv/openstack-venv.sh 2026.1 .venv-openstack-2026.1
-
-# The kolla and kolla-ansible sources each release is checked against (tests/kolla),
-# fetched once into .cache/kolla/ and reused.
-.venv/bin/python -m tests.kolla.sources
+# Fetched once into .cache/kolla/ and reused.
+if needs kolla-sources; then
+  .venv/bin/python -m tests.kolla.sources
+fi
 
 exec .venv/bin/python -m pytest "$@"

@@ -6,6 +6,39 @@ import pytest
 
 from osception import config, render, secrets
 
+# The slow tier, decided in one place: a test is slow when it uses one of these
+# fixtures (directly or through another fixture), whatever its module. Each names what
+# it needs prepared: scripts/test.sh asks (--needs-file) and prepares only that, so
+# `-m "not slow"` builds no services venv, fetches no Kolla source and needs no root.
+SLOW_FIXTURES: dict[str, tuple[str, ...]] = {
+    "services_venv": ("services-venv",),  # .venv-openstack-2026.1: the real services
+    "devcloud": ("services-venv", "devcloud"),  # a running devcloud (MariaDB, RabbitMQ...)
+    "kolla_sources": ("kolla-sources",),  # a release's kolla sdists, in .cache/kolla
+    "all_kolla_sources": ("kolla-sources",),  # every release's
+    "debian13_root": ("root",),  # debootstrap and chroot
+}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--needs-file", metavar="PATH",
+                     help="write what the selected tests need prepared (words of SLOW_FIXTURES "
+                          "in tests/conftest.py), one per line; for scripts/test.sh")
+
+
+@pytest.hookimpl(tryfirst=True)  # before -m deselects
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if any(name in SLOW_FIXTURES for name in item.fixturenames):
+            item.add_marker(pytest.mark.slow)
+
+
+def pytest_collection_finish(session):
+    path = session.config.getoption("--needs-file")
+    if path:
+        needs = {need for item in session.items for name in item.fixturenames
+                 for need in SLOW_FIXTURES.get(name, ())}
+        Path(path).write_text("".join(f"{need}\n" for need in sorted(needs)))
+
 
 @pytest.fixture(scope="session")
 def state_home(tmp_path_factory) -> Path:
@@ -25,5 +58,5 @@ def default_secrets(state_home, default_plan) -> secrets.Secrets:
     return secrets.ensure(state_home / "osception", "osception")
 
 
-# The local real OpenStack, for the tests that talk to a cloud (tests/devcloud/conftest.py).
-from tests.devcloud.conftest import devcloud  # noqa: E402,F401
+# The real services and the local real OpenStack (tests/devcloud/conftest.py).
+from tests.devcloud.conftest import devcloud, services_venv  # noqa: E402,F401

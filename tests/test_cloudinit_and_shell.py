@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from osception import render
-from tests.test_service_config import openstack_venv  # noqa: F401 (fixture)
 
 # The top-level keys of cloud-config modules osception uses or may use. cloud-init's
 # schema does not reject unknown top-level keys (`runcmds:`), so we do.
@@ -113,7 +112,7 @@ print(json.dumps({"limits": sorted(limits), "accepted": [accepted(u) for u in js
 """
 
 
-def test_the_user_data_limit_is_novas_own(openstack_venv):
+def test_the_user_data_limit_is_novas_own(services_venv):
     """Nova's server schema, run for real: it counts base64 characters, and plan's
     check draws the line exactly where Nova does."""
     import json
@@ -131,7 +130,7 @@ def test_the_user_data_limit_is_novas_own(openstack_venv):
     longer = next(n for n in range(lo + 1, lo + 100)
                   if render.user_data_size(text[:n]) > render.NOVA_USER_DATA_LIMIT)
     docs = [text[:lo], text[:longer]]
-    r = subprocess.run([str(openstack_venv / "bin/python"), "-c", NOVA_SCHEMA_CHECK], check=True,
+    r = subprocess.run([str(services_venv / "bin/python"), "-c", NOVA_SCHEMA_CHECK], check=True,
                        input=json.dumps([base64.b64encode(render.wire_user_data(d)).decode() for d in docs]),
                        capture_output=True, text=True)
     nova = json.loads(r.stdout)

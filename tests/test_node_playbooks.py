@@ -61,8 +61,9 @@ def test_only_kernel_and_service_tasks_depend_on_the_chroot_variable():
 
 # --- the real run --------------------------------------------------------------------
 
-def _debian13_base() -> Path:
-    """A minimal Debian 13 root, built once and kept as a tarball in .cache/.
+@pytest.fixture(scope="session")
+def debian13_root() -> Path:
+    """A minimal Debian 13 root (a tarball of it), built once and kept in .cache/.
     adduser: every cloud image has it, and the OpenStack packages' scripts need it."""
     tar = CACHE / "debian13-minbase.tar"
     if not tar.exists():
@@ -142,9 +143,8 @@ def _owner(root: Path, path: str) -> tuple[str, str, int]:
     return name("passwd", st.st_uid), name("group", st.st_gid), st.st_mode & 0o7777
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("role", ["compute", "network"])
-def test_playbook_really_sets_up_a_debian13_root(role, tmp_path):
+def test_playbook_really_sets_up_a_debian13_root(role, debian13_root, tmp_path):
     cfg = config.Config(release="2025.1")  # Debian 13 carries 2025.1 itself
     sec = secrets.ensure(tmp_path / "state", cfg.name)
     plan = render.build(cfg, sec)
@@ -152,7 +152,7 @@ def test_playbook_really_sets_up_a_debian13_root(role, tmp_path):
 
     root = tmp_path / "root"
     root.mkdir()
-    subprocess.run(["tar", "-C", str(root), "-xf", str(_debian13_base())], check=True)
+    subprocess.run(["tar", "-C", str(root), "-xf", str(debian13_root)], check=True)
     _cloud_init_write_files(root, plan.files[f"{node}/user-data"])
     with _like_a_vm(root, node):
         changed, _ = _run_playbook(root, role)

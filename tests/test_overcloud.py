@@ -12,8 +12,6 @@ import pytest
 
 from osception import config, overcloud
 
-pytestmark = pytest.mark.slow
-
 
 @pytest.fixture(scope="module")
 def image_url(tmp_path_factory):

@@ -12,15 +12,7 @@ import pytest
 from osception import config, endpoints, ini, render, secrets, services
 from tests.validators import oslo
 
-REPO = Path(__file__).resolve().parent.parent
 RELEASE = "2026.1"  # the release whose services are in the lock the suite installs
-
-
-@pytest.fixture(scope="session")
-def openstack_venv() -> Path:
-    venv = REPO / f".venv-openstack-{RELEASE}"
-    subprocess.run([str(REPO / "scripts/openstack-venv.sh"), RELEASE, str(venv)], check=True)
-    return venv
 
 
 def _files(tmp_path, state_home):
@@ -45,7 +37,7 @@ def _files(tmp_path, state_home):
     return out
 
 
-def test_every_generated_ini_is_valid_for_the_release(openstack_venv, tmp_path, state_home):
+def test_every_generated_ini_is_valid_for_the_release(services_venv, tmp_path, state_home):
     files = _files(tmp_path, state_home)
     kinds = {k for _, _, k in files}
     assert kinds >= set(services.CONTROLLER_INI) | set(services.NODE_INI)
@@ -54,13 +46,13 @@ def test_every_generated_ini_is_valid_for_the_release(openstack_venv, tmp_path, 
         f = tmp_path / label.replace(":", "_")
         f.write_text(text)
         try:
-            oslo.assert_valid(openstack_venv, f, kind)
+            oslo.assert_valid(services_venv, f, kind)
         except AssertionError as e:
             failures.append(str(e))
     assert not failures, "\n\n".join(failures)
 
 
-def test_validators_catch_a_bad_key_and_a_bad_value(openstack_venv, tmp_path, state_home):
+def test_validators_catch_a_bad_key_and_a_bad_value(services_venv, tmp_path, state_home):
     """The checks above can fail: a typo in a key, a wrong value, a renamed option."""
     cfg = config.Config()
     sec = secrets.ensure(state_home / cfg.name, cfg.name)
@@ -78,10 +70,10 @@ def test_validators_catch_a_bad_key_and_a_bad_value(openstack_venv, tmp_path, st
         f = tmp_path / kind
         f.write_text(text)
         with pytest.raises(AssertionError):
-            oslo.assert_valid(openstack_venv, f, kind)
+            oslo.assert_valid(services_venv, f, kind)
 
 
-def test_user_overrides_are_validated_too(openstack_venv, tmp_path, state_home):
+def test_user_overrides_are_validated_too(services_venv, tmp_path, state_home):
     p = tmp_path / "o.yaml"
     p.write_text("overrides: {neutron.conf: {DEFAULT: {api_workers: 4}}, nova.conf: {quota: {instances: 40}}}\n")
     cfg = config.load(p)
@@ -90,7 +82,7 @@ def test_user_overrides_are_validated_too(openstack_venv, tmp_path, state_home):
     for name in ("neutron.conf", "nova.conf"):
         f = tmp_path / name
         f.write_text(confs[name])
-        oslo.assert_valid(openstack_venv, f)
+        oslo.assert_valid(services_venv, f)
     assert "api_workers = 4" in confs["neutron.conf"]
 
 
@@ -115,7 +107,7 @@ def _glance_filter(venv: Path, conf_text: str, tmp_path: Path, *uris: str) -> di
     return {uri: ok == "True" for uri, ok in (line.rsplit(" ", 1) for line in out.splitlines())}
 
 
-def test_glance_web_download_fetches_only_from_the_image_hosts(openstack_venv, tmp_path, state_home):
+def test_glance_web_download_fetches_only_from_the_image_hosts(services_venv, tmp_path, state_home):
     # Image hosts as IP literals: Glance admits a host NAME only when it resolves in
     # DNS, which nothing does on this offline machine (on a cloud cloud.debian.org does).
     images = ["http://198.51.100.7/cirros.img", "https://[2001:db8::7]:8443/debian.qcow2"]
@@ -129,13 +121,13 @@ def test_glance_web_download_fetches_only_from_the_image_hosts(openstack_venv, t
     refused = ["http://169.254.169.254/openstack/latest/user_data",  # the outer metadata service
                "http://127.0.0.1/x", "http://10.0.0.5:3306/", "file:///etc/passwd",
                "http://198.51.100.7:8080/x", "http://198.51.100.8/cirros.img"]
-    verdict = _glance_filter(openstack_venv, conf, tmp_path, *images, *refused)
+    verdict = _glance_filter(services_venv, conf, tmp_path, *images, *refused)
     assert [u for u in images if not verdict[u]] == []
     assert [u for u in refused if verdict[u]] == []
 
 
 def test_import_hosts_replace_the_image_hosts_and_no_host_turns_web_download_off(
-        openstack_venv, tmp_path, state_home):
+        services_venv, tmp_path, state_home):
     cfg = config.Config.model_validate({"overcloud": {"import_hosts": ["images.example.org"]}})
     sec = secrets.ensure(state_home / cfg.name, cfg.name)
     ep = endpoints.controller("203.0.113.10.sslip.io", "203.0.113.10")
@@ -145,5 +137,5 @@ def test_import_hosts_replace_the_image_hosts_and_no_host_turns_web_download_off
     conf = render.service_config(off, sec, ep)["glance-api.conf"]
     # An empty allowed_hosts would let Glance fetch from anywhere: the method is off.
     assert "enabled_import_methods = [glance-direct]\n" in conf
-    assert _glance_filter(openstack_venv, conf, tmp_path, "http://169.254.169.254/") == {
+    assert _glance_filter(services_venv, conf, tmp_path, "http://169.254.169.254/") == {
         "http://169.254.169.254/": True}  # what an empty filter would admit, hence the method off

@@ -16,8 +16,6 @@ from osception import config, deploy, secrets
 from osception import undercloud as uc
 from osception.devcloud import cloud
 
-pytestmark = pytest.mark.slow
-
 FLAVOR = cloud.OUTER_FLAVOR
 
 

@@ -19,8 +19,6 @@ from osception.devcloud import configs
 from osception.devcloud.lifecycle import Settings
 from osception.devcloud.overrides import overrides
 
-pytestmark = pytest.mark.slow
-
 PREFIX = "devcloud-test-"
 USER_DATA = "#cloud-config\nhostname: devcloud-test\n"
 

@@ -14,8 +14,6 @@ from osception.devcloud import Devcloud, cloud
 from osception.devcloud.cli import app
 from osception.devcloud.lifecycle import START_ORDER, Settings
 
-pytestmark = pytest.mark.slow
-
 
 def _pids(dc: Devcloud) -> dict[str, int]:
     return {name: dc.procs.record(name)["pid"] for name in START_ORDER}

@@ -21,7 +21,7 @@ def release(request) -> releases.Release:
 
 
 @pytest.fixture(scope="module")
-def src(release) -> sources.KollaSources:
+def kolla_sources(release) -> sources.KollaSources:
     return sources.get(release)
 
 
@@ -37,19 +37,19 @@ def kolla_containers(plan):
     return [c for c in contract.containers(plan) if contract.CONFIG_DIR in c.mounts]
 
 
-def test_every_image_is_an_image_of_that_kolla_release(plan, src):
+def test_every_image_is_an_image_of_that_kolla_release(plan, kolla_sources):
     for c in contract.containers(plan):
-        assert contract.image_dir(src, c.kolla_image), f"{c.label}: no image {c.kolla_image} in {src.kolla.name}"
+        assert contract.image_dir(kolla_sources, c.kolla_image), f"{c.label}: no image {c.kolla_image} in {kolla_sources.kolla.name}"
         assert c.image.endswith(":" + plan.release.kolla_tag), c.image
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="set_configs.py chowns to Kolla's uids: needs root")
-def test_kolla_set_configs_accepts_every_config_json(kolla_containers, src, tmp_path):
-    users = contract.kolla_users(src)
+def test_kolla_set_configs_accepts_every_config_json(kolla_containers, kolla_sources, tmp_path):
+    users = contract.kolla_users(kolla_sources)
     assert kolla_containers
     for i, c in enumerate(kolla_containers):
         root = tmp_path / f"c{i}"
-        done = contract.run_set_configs(src, c, root)
+        done = contract.run_set_configs(kolla_sources, c, root)
         assert done.returncode == 0, f"{c.label}: set_configs.py failed:\n{done.stderr[-2000:]}"
         config = c.config_json
         assert (root / "run_command").read_text() == config["command"], c.label
@@ -59,35 +59,36 @@ def test_kolla_set_configs_accepts_every_config_json(kolla_containers, src, tmp_
             assert oct(st.st_mode & 0o777) == oct(int(entry["perm"], 8)), f"{c.label}: {entry['dest']}"
             assert st.st_uid == users[entry["owner"]][0], f"{c.label}: {entry['dest']} owner"
         # and its own consistency check (`kolla_set_configs --check`) passes afterwards
-        check = contract.run_set_configs(src, c, root, check=True)
+        check = contract.run_set_configs(kolla_sources, c, root, check=True)
         assert check.returncode == 0, f"{c.label}: set_configs.py --check:\n{check.stderr[-2000:]}"
 
 
-def test_every_evidence_entry_holds_in_that_release(src):
+def test_every_evidence_entry_holds_in_that_release(kolla_sources):
     for e in contract.EVIDENCE:
-        if contract.image_dir(src, e.folder):
-            assert contract.evidence_holds(src, e), f"{e.executable}: {e.file} no longer matches {e.pattern!r}"
+        if contract.image_dir(kolla_sources, e.folder):
+            assert contract.evidence_holds(kolla_sources, e), f"{e.executable}: {e.file} no longer matches {e.pattern!r}"
 
 
-def test_every_executable_is_one_the_image_ships_or_kolla_calls(plan, src):
+def test_every_executable_is_one_the_image_ships_or_kolla_calls(plan, kolla_sources):
     problems = []
     checked = 0
     for c in contract.containers(plan):
-        allowed = contract.allowed_executables(src, c.kolla_image)
+        allowed = contract.allowed_executables(kolla_sources, c.kolla_image)
         for call in contract.calls(c):
             checked += 1
             if not contract.is_allowed(call.executable, allowed):
                 problems.append(f"{call.where}: {call.executable!r} is not shown in {c.kolla_image}'s "
-                                f"Kolla files ({src.kolla.name}, {src.ansible.name})")
+                                f"Kolla files ({kolla_sources.kolla.name}, {kolla_sources.ansible.name})")
     assert not problems, "\n".join(problems)
     assert checked > 50
 
 
-def _all_sources():
+@pytest.fixture(scope="module")
+def all_kolla_sources() -> list[sources.KollaSources]:
     return [sources.get(r) for r in releases.RELEASES.values()]
 
 
-def test_uwsgi_settings_agree_with_kolla_ansible(plan, src):
+def test_uwsgi_settings_agree_with_kolla_ansible(plan, kolla_sources, all_kolla_sources):
     """Each API's uWSGI file has every setting kolla-ansible's service-uwsgi-config
     gives that service, with the same value, apart from the documented deviations.
     Where this release's kolla-ansible runs the service another way (e.g. glance under
@@ -101,7 +102,7 @@ def test_uwsgi_settings_agree_with_kolla_ansible(plan, src):
                     for key, value in doc.get("data", {}).items():
                         if key in contract.UWSGI_FILES:
                             ours_by_file[key] = value
-    newest_first = sorted(_all_sources(), key=lambda s: s.release.name, reverse=True)
+    newest_first = sorted(all_kolla_sources, key=lambda s: s.release.name, reverse=True)
     known_keys = set()
     for s in newest_first:
         known_keys |= set(contract.ini_pairs(
@@ -112,7 +113,7 @@ def test_uwsgi_settings_agree_with_kolla_ansible(plan, src):
             continue  # this release does not run that API under uWSGI (neutron in 2025.1)
         ours = contract.ini_pairs(ours_by_file[name])
         reference = next(filter(None, (contract.kolla_ansible_uwsgi(s, role, service_name, ours)
-                                       for s in [src] + newest_first)), None)
+                                       for s in [kolla_sources] + newest_first)), None)
         assert reference, f"{name}: no pinned kolla-ansible runs {service_name} under uWSGI"
         theirs = contract.ini_pairs(reference)
         differing = {k for k in theirs if ours.get(k) != theirs[k]}
@@ -124,7 +125,7 @@ def test_uwsgi_settings_agree_with_kolla_ansible(plan, src):
     assert compared >= 5
 
 
-def test_every_kolla_bootstrap_step_runs_in_our_job(plan, src):
+def test_every_kolla_bootstrap_step_runs_in_our_job(plan, kolla_sources):
     """What Kolla's own bootstrap of an image does (its extend_start.sh KOLLA_BOOTSTRAP
     block) our Job with that image does too: this is what catches a missing
     `glance-manage db_load_metadefs` or placement's online data migrations."""
@@ -141,12 +142,12 @@ def test_every_kolla_bootstrap_step_runs_in_our_job(plan, src):
             ours |= {contract.action(part) for line in script.splitlines()
                      if line.strip() and not line.lstrip().startswith(("#", "set "))
                      for part in line.split("||")}
-        for step in contract.bootstrap_commands(src, c.kolla_image):
+        for step in contract.bootstrap_commands(kolla_sources, c.kolla_image):
             assert step in ours or step in contract.BOOTSTRAP_DEVIATIONS, (
                 f"{c.workload}: Kolla's {c.kolla_image} bootstrap runs `{step}`; our Job does not")
 
 
-def test_containers_agree_with_kolla_ansibles_config_json(plan, src):
+def test_containers_agree_with_kolla_ansibles_config_json(plan, kolla_sources):
     """Command, files, owners and modes of every long-running container agree with
     kolla-ansible's config.json for the same container, or differ by a documented
     reason (contract.CONFIG_DEVIATIONS, EXTRA_FILES)."""
@@ -154,7 +155,7 @@ def test_containers_agree_with_kolla_ansibles_config_json(plan, src):
     for c in contract.containers(plan):
         if c.init or c.workload.startswith("Job/") or c.config_json is None:
             continue
-        found = contract.config_differences(src, c)
+        found = contract.config_differences(kolla_sources, c)
         if found is None:
             continue
         compared += 1
@@ -167,10 +168,10 @@ def test_containers_agree_with_kolla_ansibles_config_json(plan, src):
     assert compared >= 13
 
 
-def test_every_documented_deviation_still_exists_in_some_release():
+def test_every_documented_deviation_still_exists_in_some_release(all_kolla_sources):
     """A deviation that no pinned release shows any more is stale: remove it."""
     seen = set()
-    for s in _all_sources():
+    for s in all_kolla_sources:
         cfg = config.load(None).model_copy(update={"release": s.release.name})
         import tempfile
         from pathlib import Path
@@ -183,14 +184,14 @@ def test_every_documented_deviation_still_exists_in_some_release():
     assert set(contract.CONFIG_DEVIATIONS) <= seen, set(contract.CONFIG_DEVIATIONS) - seen
 
 
-def test_images_run_as_kolla_expects(plan, src):
+def test_images_run_as_kolla_expects(plan, kolla_sources):
     """No pod overrides the user its image runs as, and every image that runs as
     root and serves uWSGI drops to its service user (uid in the uWSGI file)."""
     for c in contract.containers(plan):
         for ctx in (c.pod.get("securityContext", {}), c.spec.get("securityContext", {})):
             assert "runAsUser" not in ctx and "runAsGroup" not in ctx, c.label
         config = c.config_json
-        if config and config["command"].startswith("uwsgi ") and contract.image_user(src, c.kolla_image) == "root":
+        if config and config["command"].startswith("uwsgi ") and contract.image_user(kolla_sources, c.kolla_image) == "root":
             ini = c.mounts[contract.CONFIG_DIR][config["command"].split()[1].rsplit("/", 1)[1]]
             owner = {e["owner"] for e in config["config_files"]}
             assert contract.ini_pairs(ini).get("uid") in owner, f"{c.label}: uWSGI as root"
