@@ -40,3 +40,26 @@ def test_a_failed_controller_keeps_its_reasons_a_finished_one_does_not():
         "OSCEPTION 2026-11-27T10:09:00Z k8s-0 wait-control-plane done\n"
         "OSCEPTION 2026-11-27T10:09:00Z k8s-0 check-ingress started\n")))
     assert "check-ingress (started)" in done and "deploy/" not in done
+
+
+def rows(state) -> dict[str, list[str]]:
+    """node -> its cells (node, state, step, elapsed), for rows that start a node."""
+    cells = [[c.strip() for c in line.split("│")[1:5]] for line in render(state).splitlines()
+             if line.count("│") == 5]
+    return {c[0]: c for c in cells if c[0]}
+
+
+def test_elapsed_runs_to_now_while_running_and_stops_at_the_end_when_done():
+    state = progress.parse(
+        "OSCEPTION 2026-11-27T10:00:00Z compute-0 packages started\n"
+        "OSCEPTION 2026-11-27T10:00:10Z compute-0 packages done\n"
+        "OSCEPTION 2026-11-27T10:00:10Z compute-0 config started\n"
+        "OSCEPTION 2026-11-27T10:00:45Z compute-0 config done\n"
+        "OSCEPTION 2026-11-27T10:00:45Z compute-0 node done\n"
+        "OSCEPTION 2026-11-27T10:00:30Z network-0 packages started\n")
+    state["network-1"] = progress.NodeProgress("network-1")
+    row = rows(state)
+    assert list(row) == ["compute-0", "network-0", "network-1"]  # sorted by node
+    assert row["compute-0"] == ["compute-0", "done", "config (done)", "45s"]
+    assert row["network-0"] == ["network-0", "running", "packages (started)", "90s"]  # now: 10:02:00
+    assert row["network-1"] == ["network-1", "pending", "waiting for the first line", "-"]
