@@ -10,6 +10,8 @@ from __future__ import annotations
 import itertools
 from types import SimpleNamespace
 
+from openstack import exceptions
+
 from osception import config, deploy, render, secrets
 from osception import undercloud as uc
 
@@ -257,3 +259,41 @@ def test_cli_down_reads_the_environments_key_and_says_what_it_keeps(tmp_path, mo
     result = run(cli.app, ["down", "-c", str(cfg_file), "--state-dir", str(tmp_path / "home"), "--yes"])
     assert result.exit_code == 0, result.output
     assert "1 keypairs" in result.output and cloud.keypairs == []
+
+
+# --- the provider port's port security: off where allowed, else the environment's group --
+
+class PortCloud(FakeCloud):
+    """Creates ports; a member may not disable port security (Neutron's default policy)."""
+
+    def __init__(self, may_disable_port_security: bool):
+        super().__init__()
+        self.may_disable = may_disable_port_security
+        self.asked: list[dict] = []
+
+    def create_port(self, **kwargs):
+        self.asked.append(kwargs)
+        if kwargs.get("port_security_enabled") is False and not self.may_disable:
+            raise exceptions.ForbiddenException("(rule:create_port:port_security_enabled) is disallowed")
+        return self.add("ports_", kwargs.pop("name"), tags=kwargs.pop("tags", ()),
+                        security_group_ids=kwargs.pop("security_group_ids", []), **kwargs)
+
+    def set_tags(self, resource, tags):
+        resource.tags = list(tags)
+
+
+def test_the_network_owner_gets_a_provider_port_without_port_security():
+    cloud, names = PortCloud(may_disable_port_security=True), uc.Names("t-ps")
+    port = uc.ensure_port(cloud, names, names.public_port("compute-0"), SimpleNamespace(id="net"),
+                          SimpleNamespace(id="sg"), port_security=False)
+    assert port.port_security_enabled is False and port.security_group_ids == []
+    assert len(cloud.asked) == 1 and set(port.tags) == {uc.TAG, uc.env_tag("t-ps")}
+
+
+def test_a_member_gets_a_provider_port_with_the_environments_group():
+    cloud, names = PortCloud(may_disable_port_security=False), uc.Names("t-ps")
+    port = uc.ensure_port(cloud, names, names.public_port("compute-0"), SimpleNamespace(id="net"),
+                          SimpleNamespace(id="sg"), port_security=False)
+    assert [a.get("port_security_enabled") for a in cloud.asked] == [False, None]
+    assert port.security_group_ids == ["sg"] and not hasattr(port, "port_security_enabled")
+    assert [p.name for p in cloud.ports_] == [names.public_port("compute-0")]  # one port, no leftover

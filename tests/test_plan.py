@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import stat
 
 import yaml
+import typer
 from typer.testing import CliRunner
 
 from osception import config, render, secrets
@@ -72,7 +74,9 @@ def test_two_environments_get_different_secrets(tmp_path):
     assert a.admin_password != b.admin_password
     assert a.ssh["public"] != b.ssh["public"]
     assert a.migration_ssh["private"] != b.migration_ssh["private"]
-    assert "admin_password" not in repr(a) or a.admin_password not in repr(a)
+    shown = repr(a) + str(a)
+    assert not [v for v in (a.admin_password, *a.database.values(), a.ssh["private"]) if v in shown]
+    assert shown.startswith("Secrets(admin_password, ")  # the keys, never a value
 
 
 def test_state_dir_from_environment_variable(tmp_path, monkeypatch):
@@ -113,11 +117,15 @@ def test_every_release_renders(tmp_path):
         assert f"{rel.ml2_project_network_types_option} = vxlan" in plan.files["k8s-0/config/ml2_conf.ini"]
 
 
-def test_help_lists_the_commands():
+def test_help_lists_every_command_with_what_it_does():
     result = CliRunner().invoke(app, ["--help"])
-    assert result.exit_code == 0
-    for cmd in ("init", "plan", "releases"):
-        assert cmd in result.output
+    assert result.exit_code == 0, result.output
+    panel = result.output.split(" Commands ")[1]
+    # "│ name   what it does │"; a wrapped description continues on a row without name
+    listed = dict(re.findall(r"^│ (\S+) +(\S.*?) *│$", panel, flags=re.M))
+    commands = typer.main.get_command(app).commands
+    assert sorted(listed) == sorted(name for name, c in commands.items() if not c.hidden)
+    assert {"init", "plan", "up", "down", "devcloud"} <= set(listed)
 
 
 def test_plan_reports_each_nodes_user_data_size(tmp_path):

@@ -73,8 +73,10 @@ def test_full_up_then_down_leaves_nothing(outer, devcloud, tmp_path):
         # The controller never bridges the provider network: it gets no port there.
         assert (public is None) == (node == "k8s-0") and len(ports) == (1 if node == "k8s-0" else 2)
         # Disabling port security is for the network's owner (Neutron's default
-        # policy): as a member, the provider port keeps the environment's group.
-        assert public is None or public.is_port_security_enabled is False or public.security_group_ids == [sg.id]
+        # policy): as a member, the provider port keeps the environment's group (the
+        # branch where it is allowed: test_down.py's FakeCloud).
+        if public is not None:
+            assert public.is_port_security_enabled is True and public.security_group_ids == [sg.id]
         # The user data the server received (only admins may read it back) names
         # its own ports' MACs and IP.
         # sent gzip-compressed (render.wire_user_data); cloud-init decompresses it
@@ -171,14 +173,16 @@ def test_preflight_says_what_to_change_and_creates_nothing(outer, devcloud, tmp_
             base[key] = value
     cfg = config.Config.model_validate(base)
     admin = devcloud.connect("admin")
+    quotas = admin.get_compute_quotas(outer.current_project_id)
     if "quota" in message:
         admin.set_compute_quotas(outer.current_project_id, instances=20, server_group_members=10)
     before = len(list(outer.network.ports()))
     try:
         with pytest.raises(uc.PreflightError) as exc:
             deploy.provision(outer, cfg, secrets.ensure(tmp_path, cfg.name), tmp_path)
-    finally:
-        admin.set_compute_quotas(outer.current_project_id, instances=200, server_group_members=200)
+    finally:  # as they were, whatever they were
+        admin.set_compute_quotas(outer.current_project_id, instances=quotas.instances,
+                                 server_group_members=quotas.server_group_members)
     assert any(message in p for p in exc.value.problems), exc.value.problems
     assert counts(outer, cfg.name) == ZERO
     assert len(list(outer.network.ports())) == before
