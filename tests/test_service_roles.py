@@ -13,7 +13,6 @@ import pytest
 from osception import services
 
 REPO = Path(__file__).resolve().parent.parent
-RELEASE = "2026.1"  # the release whose services are in the lock the suite installs
 ENFORCE = REPO / "tests" / "policy" / "enforce.py"
 
 # A project's port, subnet and server, as another project's.
@@ -52,12 +51,9 @@ NEEDS: dict[str, list[tuple[str, str, dict]]] = {
 
 
 @pytest.fixture(scope="module")
-def enforce():
-    venv = REPO / f".venv-openstack-{RELEASE}"
-    subprocess.run([str(REPO / "scripts/openstack-venv.sh"), RELEASE, str(venv)], check=True)
-
+def enforce(services_venv):
     def run(requests: list) -> list[bool]:
-        out = subprocess.run([str(venv / "bin" / "python"), str(ENFORCE)], input=json.dumps(requests),
+        out = subprocess.run([str(services_venv / "bin" / "python"), str(ENFORCE)], input=json.dumps(requests),
                              capture_output=True, text=True, check=True, timeout=300).stdout
         return [json.loads(line)[3] for line in out.splitlines()]
     return run
