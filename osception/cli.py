@@ -93,9 +93,15 @@ def lock(env_dir: Path) -> None:
     _held[-1].enter_context(state.lock(env_dir, say=say))
 
 
-def load_environment(path: Path | None, env: str | None, state_dir: Path | None, regenerate: bool = False):
-    """The config, the environment's state folder (locked), and its secrets (made on first use)."""
+def load_environment(path: Path | None, env: str | None, state_dir: Path | None, regenerate: bool = False,
+                     certificate: bool = False):
+    """The config, the environment's state folder (locked), and its secrets (made on first use).
+    `certificate`: check the files of `tls:` first (plan, up: before anything is written)."""
     cfg = load_config(path, env)
+    if certificate and cfg.tls is not None:
+        from . import tls
+
+        tls.own(cfg.tls)
     env_dir = state.env_dir(cfg.name, state_dir)
     lock(env_dir)
     return cfg, env_dir, secrets.ensure(env_dir, cfg.name, regenerate, say=say)
@@ -126,7 +132,7 @@ def plan(
         "(the old ones are kept aside). A running environment keeps its old passwords.")] = False,
 ) -> None:
     """Render every file every node will receive. Needs no cloud."""
-    cfg, env_dir, sec = load_environment(config, env, state_dir, regenerate_secrets)
+    cfg, env_dir, sec = load_environment(config, env, state_dir, regenerate_secrets, certificate=True)
     try:
         result = render.build(cfg, sec)
     except render.UserDataTooLarge as e:
@@ -180,7 +186,7 @@ def up(
 
     from . import board, deploy, undercloud
 
-    cfg, env_dir, sec = load_environment(config, env, state_dir)
+    cfg, env_dir, sec = load_environment(config, env, state_dir, certificate=True)
     render.build(cfg, sec)  # a config that does not render stops here, before the cloud is touched
     conn = _conn(cfg)
     try:
@@ -369,11 +375,15 @@ def _access(cfg, env_dir: Path, sec, auth_url: str | None):
                      "run `osception up` or pass --auth-url")
             domain = f"{nodes['k8s-0']['ip']}.sslip.io"
         auth_url = f"https://keystone.{domain}/v3"
+    from . import tls
+
     cacert = None
-    if auth_url.startswith("https://"):
-        # the environment's own CA: clients check the controller's certificate with it
+    ca = tls.client_ca(cfg.tls, sec.tls) if auth_url.startswith("https://") else None
+    if ca is not None:
+        # clients check the controller's certificate with the environment's own CA, or
+        # with tls.ca; a certificate of your own without tls.ca: with the system's CAs
         cacert = env_dir / "ca.pem"
-        state.write_private(cacert, sec.tls["ca_cert"])
+        state.write_private(cacert, ca)
     return overcloud.Access(auth_url, sec.admin_password, sec.demo_password,
                             str(cacert) if cacert else None)
 

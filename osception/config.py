@@ -14,7 +14,8 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlparse
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
+                      model_validator)
 
 from . import ini, releases
 
@@ -221,6 +222,22 @@ class Overcloud(_Strict):
         return _ipv4_network(v)
 
 
+class Tls(_Strict):
+    """The user's own certificate for the endpoints (e.g. from a public CA), served by
+    Traefik instead of the one the environment's CA issues. Paths are relative to the
+    config file; tls.py reads and checks the files when a plan is made."""
+
+    certificate: Path  # PEM: the certificate, then its intermediates
+    key: Path  # PEM, unencrypted
+    ca: Path | None = None  # what clients verify it with; None: the system's CAs
+
+    @field_validator("certificate", "key", "ca")
+    @classmethod
+    def _relative_to_the_config(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        base = (info.context or {}).get("base")
+        return v if v is None or base is None else base / v
+
+
 IniOverrides = dict[str, dict[str, dict[str, str | int | float | bool]]]
 
 
@@ -232,6 +249,7 @@ class Config(_Strict):
     mtu: Annotated[int, Field(ge=1280, le=9000)] | None = None
     access_cidr: str = "0.0.0.0/0"
     domain: str | None = None
+    tls: Tls | None = None
     nodes: Nodes = Nodes()
     public_network: PublicNetwork = PublicNetwork()
     images: dict[str, str] = {}
@@ -258,6 +276,14 @@ class Config(_Strict):
     def _domain(cls, v: str | None) -> str | None:
         if v is not None and (len(v) > 253 or not re.fullmatch(r"([a-z0-9-]{1,63}\.)+[a-z]{2,63}", v)):
             raise ValueError("must be a DNS name such as cloud.example.com")
+        return v
+
+    @field_validator("tls")
+    @classmethod
+    def _tls(cls, v: Tls | None, info: ValidationInfo) -> Tls | None:
+        if v is not None and info.data.get("domain") is None:
+            raise ValueError("needs domain: a certificate of your own names <service>.<domain>, "
+                             "not the controller's <IP>.sslip.io")
         return v
 
     @field_validator("images")
@@ -353,7 +379,8 @@ def load(path: Path | None) -> Config:
         if not isinstance(data, dict):
             raise ConfigError(f"{where}: must be a mapping of settings")
     try:
-        return Config.model_validate(data)
+        base = path.parent if path is not None else None  # tls: paths relative to the file
+        return Config.model_validate(data, context={"base": base})
     except ValidationError as e:
         # An unknown key usually explains the other errors: name it first.
         err = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")[0]
@@ -388,6 +415,17 @@ access_cidr: 0.0.0.0/0
 # DNS name of the new cloud's endpoints (keystone.<domain>, nova.<domain>...).
 # null: <controller IP>.sslip.io, a wildcard name that resolves to that IP.
 domain: null
+
+# Your own certificate for those endpoints (e.g. from a public CA) instead of the one
+# the environment's own CA issues. Needs `domain:`; it must name every
+# <service>.<domain> (a wildcard *.<domain> does). Paths are relative to this file;
+# plan and up check the files. The key is read from there at each plan, never copied
+# into the state folder.
+#   tls:
+#     certificate: fullchain.pem   # PEM: the certificate, then its intermediates
+#     key: privkey.pem             # PEM, unencrypted
+#     ca: null                     # what clients verify it with; null: the system's CAs
+tls: null
 
 nodes:
   controller:          # k3s and the whole control plane; exactly one

@@ -263,6 +263,12 @@ def _annotate(document: str, checksum: str) -> str:
                   document, count=1)
 
 
+def ingress_hosts(manifests) -> list[str]:
+    """The host of every Ingress rule: the names users reach the controller by."""
+    return [rule["host"] for text in manifests for doc in yaml.safe_load_all(text)
+            if doc and doc.get("kind") == "Ingress" for rule in doc["spec"]["rules"]]
+
+
 def holds_secret(manifest: str) -> bool:
     """A manifest with a Kubernetes Secret among its documents (top-level `kind:` lines
     only: a ConfigMap quoting the words stays public)."""
@@ -444,6 +450,8 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
         physnet=PHYSNET,
         k3s_version=releases.K3S_VERSION,
         tls_cert=tls.server_cert(secrets.tls, domain, ip),
+        # what Traefik serves: that certificate, or the user's own (tls: in osception.yaml)
+        ingress=(ingress := tls.ingress(cfg.tls, secrets.tls, domain, ip)),
     )
     manifests = {}
     for template in sorted(_env.list_templates(filter_func=lambda t: t.startswith("k8s/"))):
@@ -453,6 +461,8 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
         manifests[base.removesuffix(".j2")] = render_template(template, **context)
     for name, text in manifests.items():  # before day2 reads them
         check_file(f"k8s-0/manifests/{name}", text)
+    if cfg.tls is not None:  # the user's certificate must name every host of an Ingress
+        tls.check_names(cfg.tls, ingress.chain, ingress_hosts(manifests.values()))
     manifests = day2(manifests)
     for name, text in manifests.items():
         plan.files[f"k8s-0/manifests/{name}"] = text
@@ -469,10 +479,11 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
     manifests_tar = archive(plan, {f"manifests/{name}": f"k8s-0/manifests/{name}" for name in manifests}
                             | {DIAGNOSER: f"k8s-0/{DIAGNOSER}"})
     plan.files["k8s-0/k3s/traefik-config.yaml"] = render_template("k3s/traefik-config.yaml.j2")
-    plan.files["k8s-0/ca.pem"] = secrets.tls["ca_cert"]
+    if ingress.ca is not None:  # what verifies the ingress (none: the system's CAs)
+        plan.files["k8s-0/ca.pem"] = ingress.ca
     plan.files["k8s-0/user-data"] = render_template(
         "cloud-init/controller.yaml.j2", traefik_config=plan.files["k8s-0/k3s/traefik-config.yaml"],
-        ca_pem=secrets.tls["ca_cert"], node="k8s-0", step_sh=script("osception-step.sh"),
+        ca_pem=ingress.ca, node="k8s-0", step_sh=script("osception-step.sh"),
         setup_sh=setup_sh, node_etc=NODE_ETC, archive_path=CONTROLLER_ARCHIVE,
         archive_b64=base64.b64encode(manifests_tar).decode(), **context
     )

@@ -8,6 +8,12 @@ signatures are deterministic, so `plan` twice stays byte-identical.
 
 Users and clients trust the CA through clouds.yaml (`cacert`) and the openrc files
 (`OS_CACERT`); `ca.pem` sits in the state folder.
+
+A user may bring their own certificate instead (`tls:` in osception.yaml, e.g. from a
+public CA): `ingress` picks what Traefik serves and what clients verify it with, and
+`own` reads and checks the user's files, each problem one line naming the key and
+the file. The user's key is read at each plan and goes only into the osception-tls
+Secret; the environment's CA stays in secrets.yaml for what it signs inside.
 """
 
 from __future__ import annotations
@@ -15,11 +21,18 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
+import os
+import stat
+from dataclasses import dataclass
+from pathlib import Path
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, rsa
+from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+from .config import ConfigError, Tls
 
 CA_YEARS = 10
 
@@ -87,3 +100,137 @@ def server_cert(tls: dict[str, str], domain: str, ip: str) -> str:
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
             .sign(ca_key, hashes.SHA256()))
     return cert.public_bytes(serialization.Encoding.PEM).decode() + tls["ca_cert"]
+
+
+@dataclass(frozen=True)
+class Ingress:
+    """What Traefik serves on every Ingress, and what clients verify it with."""
+
+    chain: str  # PEM: the certificate, then its intermediates
+    key: str  # PEM
+    ca: str | None  # PEM of the CA(s) to verify it with; None: the system's CAs
+
+
+def ingress(own_tls: Tls | None, env_tls: dict[str, str], domain: str, ip: str) -> Ingress:
+    """The user's certificate when osception.yaml has `tls:`, else the controller's
+    certificate from the environment's CA."""
+    if own_tls is not None:
+        return own(own_tls)
+    return Ingress(server_cert(env_tls, domain, ip), env_tls["key"], env_tls["ca_cert"])
+
+
+MAX_PEM = 1 << 20  # bytes: a chain is a few KiB
+
+
+def _read(key: str, path: Path) -> bytes:
+    where = f"tls.{key}: {path}"
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the command
+    except OSError as e:
+        raise ConfigError(f"{where}: cannot read: {e.strerror}") from None
+    with os.fdopen(fd, "rb") as f:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise ConfigError(f"{where}: not a regular file")
+        try:
+            data = f.read(MAX_PEM + 1)
+        except OSError as e:
+            raise ConfigError(f"{where}: cannot read: {e.strerror}") from None
+    if len(data) > MAX_PEM:
+        raise ConfigError(f"{where}: larger than {MAX_PEM // 1024} KiB; not a PEM file")
+    return data
+
+
+def _certificates(key: str, path: Path) -> list[x509.Certificate]:
+    data = _read(key, path)
+    try:
+        certs = x509.load_pem_x509_certificates(data)
+    except ValueError:
+        certs = []
+    if not certs:
+        raise ConfigError(f"tls.{key}: {path}: not PEM certificates (-----BEGIN CERTIFICATE-----)")
+    return certs
+
+
+def _public(key) -> bytes:
+    return key.public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+
+
+def _when(t: datetime.datetime) -> str:
+    return t.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _issued_by(cert: x509.Certificate, issuer: x509.Certificate) -> bool:
+    try:
+        cert.verify_directly_issued_by(issuer)
+    except (ValueError, TypeError, InvalidSignature):
+        return False
+    return True
+
+
+def own(t: Tls, now: datetime.datetime | None = None) -> Ingress:
+    """Read and check the user's certificate, key and CA: each problem is one line
+    naming the key and the file; no file content is ever shown."""
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    chain = _certificates("certificate", t.certificate)
+    data = _read("key", t.key)
+    try:
+        key = serialization.load_pem_private_key(data, None)
+    except (ValueError, TypeError, UnsupportedAlgorithm):
+        raise ConfigError(f"tls.key: {t.key}: not an unencrypted PEM private key") from None
+    if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey, ed25519.Ed25519PrivateKey)):
+        raise ConfigError(f"tls.key: {t.key}: not an RSA, ECDSA or Ed25519 key (what Traefik serves)")
+    if _public(key.public_key()) != _public(chain[0].public_key()):
+        raise ConfigError(f"tls.key: {t.key}: does not match the first certificate of {t.certificate}")
+    for i, cert in enumerate(chain, 1):
+        if cert.not_valid_before_utc > now:
+            raise ConfigError(f"tls.certificate: {t.certificate}: certificate {i} is not valid "
+                              f"before {_when(cert.not_valid_before_utc)}")
+        if cert.not_valid_after_utc < now:
+            raise ConfigError(f"tls.certificate: {t.certificate}: certificate {i} expired "
+                              f"on {_when(cert.not_valid_after_utc)}")
+        if i < len(chain) and not _issued_by(cert, chain[i]):
+            raise ConfigError(f"tls.certificate: {t.certificate}: certificate {i + 1} did not issue "
+                              f"certificate {i}; give the certificate, then its intermediates in order")
+    ca = None
+    if t.ca is not None:
+        cas = _certificates("ca", t.ca)
+        last = chain[-1]
+        if not any(last == c or _issued_by(last, c) for c in cas):
+            raise ConfigError(f"tls.ca: {t.ca}: did not issue {t.certificate}")
+        ca = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in cas)
+    pem = "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in chain)
+    return Ingress(pem, _pem_key(key), ca)
+
+
+def client_ca(own_tls: Tls | None, env_tls: dict[str, str]) -> str | None:
+    """What clients (clouds.yaml, openrc) verify the endpoints with: the environment's
+    CA, or the user's `tls.ca`, or None for the system's CAs."""
+    if own_tls is None:
+        return env_tls["ca_cert"]
+    if own_tls.ca is None:
+        return None
+    return "".join(c.public_bytes(serialization.Encoding.PEM).decode() for c in _certificates("ca", own_tls.ca))
+
+
+def _covers(pattern: str, host: str) -> bool:
+    """RFC 6125: a wildcard stands for exactly one whole left-most label."""
+    pattern, host = pattern.lower().rstrip("."), host.lower()
+    if pattern.startswith("*."):
+        first, _, rest = host.partition(".")
+        return bool(first) and rest == pattern[2:]
+    return pattern == host
+
+
+def check_names(t: Tls, chain: str, hosts: list[str]) -> None:
+    """Every host the endpoints are reached by must be a DNS name of the certificate."""
+    cert = x509.load_pem_x509_certificate(chain.encode())
+    try:
+        names = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName).value \
+            .get_values_for_type(x509.DNSName)
+    except x509.ExtensionNotFound:
+        names = []
+    for host in hosts:
+        if not any(_covers(n, host) for n in names):
+            shown = ", ".join(names[:4]) + (", ..." if len(names) > 4 else "") or "no DNS name"
+            raise ConfigError(f"tls.certificate: {t.certificate}: does not name {host} "
+                              f"(it names {shown}); it needs *.{host.split('.', 1)[1]} or every endpoint's name")
