@@ -128,9 +128,10 @@ def _read(key: str, path: Path) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the command
     except OSError as e:
         raise ConfigError(f"{where}: cannot read: {e.strerror}") from None
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ConfigError(f"{where}: not a regular file")
     with os.fdopen(fd, "rb") as f:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise ConfigError(f"{where}: not a regular file")
         try:
             data = f.read(MAX_PEM + 1)
         except OSError as e:

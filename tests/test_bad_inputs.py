@@ -17,6 +17,7 @@ from typer.testing import CliRunner
 
 from osception import secrets
 from osception.cli import app
+from tests import pki
 
 OTHER_UID = 4242  # the tests run as root here or not: chown to it only where allowed
 
@@ -387,7 +388,132 @@ def test_bad_out_folder(tmp_path, good_state, name, prepare, expected):
     refused(tmp_path, ["plan", "--out", str(tmp_path / "out"), "--state-dir", str(home)], expected)
 
 
+# --- tls: a certificate of the user's own (tests/pki.py makes a throw-away PKI) ------------
+
+_PKI = pki.make()
+_OTHER_PKI = pki.make()
+_TLS = f"domain: {pki.DOMAIN}\ntls: {{certificate: fullchain.pem, key: key.pem, ca: ca.pem}}\n"
+
+
+def _tls(**change):
+    """The good files (tests/pki.py), then `change`: {file name: text, bytes, 'dir' or 'fifo'}."""
+    def apply(folder: Path) -> str:
+        _PKI.write(folder)
+        for name, content in change.items():
+            path = folder / name
+            path.unlink(missing_ok=True)
+            if content == "dir":
+                path.mkdir()
+            elif content == "fifo":
+                os.mkfifo(path)
+            elif content is not None:
+                (path.write_bytes if isinstance(content, bytes) else path.write_text)(content)
+        return _TLS
+    return apply
+
+
+def _encrypted(key) -> str:
+    from cryptography.hazmat.primitives import serialization as s
+    return key.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8,
+                             s.BestAvailableEncryption(b"password")).decode()
+
+
+def _x25519() -> str:
+    from cryptography.hazmat.primitives import serialization as s
+    from cryptography.hazmat.primitives.asymmetric import x25519
+    return x25519.X25519PrivateKey.generate().private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8,
+                                                           s.NoEncryption()).decode()
+
+
+def _leaf(names, days=(-1, 90)) -> str:
+    return pki.pem(_PKI.leaf_for(names, days), _PKI.intermediate)
+
+
+# (id, prepare(folder) -> osception.yaml text, what the one line must name). Each is
+# refused before anything is written, even on a new environment (no secrets made).
+BAD_TLS = [
+    ("tls-no-domain", lambda f: "tls: {certificate: fullchain.pem, key: key.pem}", "tls: needs domain:"),
+    ("tls-unknown-key", lambda f: f"domain: {pki.DOMAIN}\ntls: {{certificate: a, key: b, chain: c}}",
+     "tls.chain: unknown key"),
+    ("tls-no-key", lambda f: f"domain: {pki.DOMAIN}\ntls: {{certificate: a}}", "tls.key: Field required"),
+    ("tls-certificate-missing", _tls(**{"fullchain.pem": None}),
+     "tls.certificate: {dir}/fullchain.pem: cannot read: No such file"),
+    ("tls-certificate-a-folder", _tls(**{"fullchain.pem": "dir"}), "fullchain.pem: not a regular file"),
+    ("tls-key-a-fifo", _tls(**{"key.pem": "fifo"}), "tls.key: {dir}/key.pem: not a regular file"),
+    ("tls-certificate-dev-zero",
+     lambda f: f"domain: {pki.DOMAIN}\ntls: {{certificate: /dev/zero, key: key.pem}}",
+     "tls.certificate: /dev/zero: not a regular file"),
+    ("tls-certificate-too-large", _tls(**{"fullchain.pem": "x" * (2 << 20)}), "fullchain.pem: larger than"),
+    ("tls-certificate-is-a-key", _tls(**{"fullchain.pem": pki.key_pem(_PKI.key)}),
+     "tls.certificate: {dir}/fullchain.pem: not PEM certificates"),
+    ("tls-certificate-bad-base64",
+     _tls(**{"fullchain.pem": "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n"}),
+     "fullchain.pem: not PEM certificates"),
+    ("tls-certificate-binary", _tls(**{"fullchain.pem": b"\x30\x82\xff\xfe"}), "fullchain.pem: not PEM"),
+    ("tls-key-not-pem", _tls(**{"key.pem": "hello"}), "tls.key: {dir}/key.pem: not an unencrypted PEM"),
+    ("tls-key-encrypted", _tls(**{"key.pem": _encrypted(_PKI.key)}), "tls.key: {dir}/key.pem: not an unencrypted"),
+    ("tls-key-x25519", _tls(**{"key.pem": _x25519()}), "tls.key: {dir}/key.pem: not an RSA, ECDSA or Ed25519"),
+    ("tls-key-of-another-certificate", _tls(**{"key.pem": pki.key_pem(_OTHER_PKI.key)}),
+     "tls.key: {dir}/key.pem: does not match the first certificate of {dir}/fullchain.pem"),
+    ("tls-chain-reversed", _tls(**{"fullchain.pem": pki.pem(_PKI.intermediate, _PKI.leaf)}),
+     "tls.key: {dir}/key.pem: does not match"),
+    ("tls-chain-skips-intermediate", _tls(**{"fullchain.pem": pki.pem(_PKI.leaf, _PKI.root)}),
+     "certificate 2 did not issue certificate 1"),
+    ("tls-expired", _tls(**{"fullchain.pem": _leaf([f"*.{pki.DOMAIN}"], (-90, -1))}),
+     "tls.certificate: {dir}/fullchain.pem: certificate 1 expired on"),
+    ("tls-not-yet-valid", _tls(**{"fullchain.pem": _leaf([f"*.{pki.DOMAIN}"], (2, 90))}),
+     "certificate 1 is not valid before"),
+    ("tls-ca-of-another", _tls(**{"ca.pem": pki.pem(_OTHER_PKI.root)}),
+     "tls.ca: {dir}/ca.pem: did not issue {dir}/fullchain.pem"),
+    ("tls-ca-not-pem", _tls(**{"ca.pem": "ca"}), "tls.ca: {dir}/ca.pem: not PEM certificates"),
+    ("tls-ca-missing", _tls(**{"ca.pem": None}), "tls.ca: {dir}/ca.pem: cannot read"),
+]
+
+
+def _refused_tls(tmp_path, command, prepare, expected):
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    cfg = folder / "osception.yaml"
+    cfg.write_text(prepare(folder))
+    args = [command, "-c", str(cfg), "--state-dir", str(tmp_path / "home")]
+    refused(tmp_path, args + (["--out", str(tmp_path / "out")] if command == "plan" else []),
+            expected.format(dir=folder), hidden=["PRIVATE KEY", str(_PKI.key.private_numbers().private_value)])
+
+
+@pytest.mark.parametrize("prepare,expected", [c[1:] for c in BAD_TLS], ids=[c[0] for c in BAD_TLS])
+def test_bad_own_certificate(tmp_path, prepare, expected):
+    _refused_tls(tmp_path, "plan", prepare, expected)
+
+
+def test_up_stops_at_a_bad_certificate_before_it_looks_for_a_cloud(tmp_path):
+    (_, prepare, expected), = [c for c in BAD_TLS if c[0] == "tls-expired"]
+    _refused_tls(tmp_path, "up", prepare, expected)
+
+
+# Names are checked against the hosts of the rendered Ingresses: after the secrets are
+# made, so these run on an existing environment (nothing written, the plan neither).
+BAD_TLS_NAMES = [
+    ("tls-other-domain", [f"*.other.example.com"], "does not name keystone.cloud.example.com (it names *.other"),
+    ("tls-wildcard-one-level-up", ["*.example.com"], "does not name keystone.cloud.example.com"),
+    ("tls-bare-domain-only", [pki.DOMAIN], "does not name keystone.cloud.example.com"),
+    ("tls-no-novnc", [f"{n}.{pki.DOMAIN}" for n in ("keystone", "glance", "placement", "neutron", "nova",
+                                                    "skyline")], "does not name novnc.cloud.example.com"),
+]
+
+
+@pytest.mark.parametrize("names,expected", [c[1:] for c in BAD_TLS_NAMES], ids=[c[0] for c in BAD_TLS_NAMES])
+def test_own_certificate_without_the_endpoints_names(tmp_path, good_state, names, expected):
+    home = tmp_path / "home"
+    shutil.copytree(good_state, home / "osception")
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    cfg = folder / "osception.yaml"
+    cfg.write_text(_tls(**{"fullchain.pem": _leaf(names)})(folder))
+    refused(tmp_path, ["plan", "-c", str(cfg), "--out", str(tmp_path / "out"), "--state-dir", str(home)],
+            f"tls.certificate: {folder}/fullchain.pem: {expected}")
+
+
 def test_the_corpus_is_large_enough():
     total = (len(BAD_CONFIGS) + len(UNREADABLE) + len(BAD_ENVS) + len(BAD_STATE) + len(BAD_RESOURCES)
-             + len(BAD_OUT))
+             + len(BAD_OUT) + len(BAD_TLS) + len(BAD_TLS_NAMES))
     assert total >= 50, total

@@ -107,3 +107,152 @@ def test_the_plan_stays_byte_identical_with_the_certificate(state_home):
     sec = secrets.ensure(state_home / cfg.name, cfg.name)
     a, b = render.build(cfg, sec), render.build(cfg, sec)
     assert a.files == b.files
+
+
+# --- a certificate of the user's own (tls: in osception.yaml) ----------------------------
+
+from tests import pki  # noqa: E402
+
+
+def _handshake(chain: str, key: str, name: str, cadata: str | None, tmp_path) -> str:
+    """Serve chain+key on 127.0.0.1 with Python's ssl (OpenSSL); connect as a client
+    verifying `name` against cadata. The TLS version, or the verification error."""
+    (tmp_path / "srv-chain.pem").write_text(chain)
+    (tmp_path / "srv-key.pem").write_text(key)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp_path / "srv-chain.pem", tmp_path / "srv-key.pem")
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        conn, _ = listener.accept()
+        try:
+            with server.wrap_socket(conn, server_side=True) as s:
+                s.recv(1)
+        except (ssl.SSLError, OSError):
+            pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    client = ssl.create_default_context(cadata=cadata) if cadata else ssl.create_default_context()
+    try:
+        with socket.create_connection(listener.getsockname()) as raw, \
+                client.wrap_socket(raw, server_hostname=name) as s:
+            s.sendall(b"x")
+            return s.version()
+    except ssl.SSLCertVerificationError as e:
+        return f"refused: {e.verify_message}"
+    finally:
+        t.join(5)
+        listener.close()
+
+
+def _own_plan(tmp_path, with_ca=True):
+    from typer.testing import CliRunner
+
+    from osception.cli import app
+
+    ca = pki.make()
+    files = ca.write(tmp_path)
+    cfg = tmp_path / "osception.yaml"  # the paths relative to it, not to the working folder
+    cfg.write_text(f"domain: {pki.DOMAIN}\ntls:\n  certificate: fullchain.pem\n  key: key.pem\n"
+                   + ("  ca: ca.pem\n" if with_ca else ""))
+    out, home = tmp_path / "out", tmp_path / "home"
+    r = CliRunner().invoke(app, ["plan", "-c", str(cfg), "--out", str(out), "--state-dir", str(home)])
+    assert r.exit_code == 0, r.output
+    return ca, files, out, home
+
+
+def _manifest_docs(out):
+    return [d for p in sorted((out / "k8s-0" / "manifests").glob("*.yaml"))
+            for d in yaml.safe_load_all(p.read_text()) if d]
+
+
+def test_own_certificate_is_what_traefik_serves_and_a_real_client_accepts_it(tmp_path):
+    ca, files, out, home = _own_plan(tmp_path)
+    docs = _manifest_docs(out)
+    (secret,) = [d for d in docs if d["metadata"]["name"] == "osception-tls"]
+    served, key = secret["stringData"]["tls.crt"], secret["stringData"]["tls.key"]
+    assert x509.load_pem_x509_certificates(served.encode()) == [ca.leaf, ca.intermediate]
+    assert tls._public(tls.serialization.load_pem_private_key(key.encode(), None).public_key()) == \
+        tls._public(ca.key.public_key())
+    ingresses = [d for d in docs if d["kind"] == "Ingress"]
+    assert len(ingresses) == 7
+    for ing in ingresses:
+        assert ing["spec"]["tls"] == [{"hosts": [f"{ing['metadata']['name']}.{pki.DOMAIN}"],
+                                       "secretName": "osception-tls"}]
+    # clients verify it with the user's CA (k8s-0/ca.pem), not the environment's
+    assert (out / "k8s-0" / "ca.pem").read_text() == pki.pem(ca.root)
+    name = f"keystone.{pki.DOMAIN}"
+    assert _handshake(served, key, name, (out / "k8s-0" / "ca.pem").read_text(), tmp_path) in ("TLSv1.2", "TLSv1.3")
+    env_ca = yaml.safe_load((home / "osception" / "secrets.yaml").read_text())["tls"]["ca_cert"]
+    assert _handshake(served, key, name, env_ca, tmp_path).startswith("refused")
+    assert _handshake(served, key, "keystone.other.example.com", pki.pem(ca.root), tmp_path).startswith("refused")
+
+
+def test_own_key_is_only_in_the_private_secret_and_the_environment_ca_stays(tmp_path, default_secrets):
+    ca, files, out, home = _own_plan(tmp_path)
+    key_b64 = "".join(tls._pem_key(ca.key).splitlines()[1:-1])  # the served key, as PKCS#8
+    body = "".join(files["key"].read_text().splitlines()[1:-1])  # the user's file
+
+    def holds(text):  # the key's base64, whatever the line breaks and indentation
+        flat = "".join(text.split())
+        return key_b64 in flat or body in flat
+
+    holding = sorted(str(p.relative_to(out)) for p in out.rglob("*") if p.is_file() and holds(p.read_text()))
+    assert holding == ["k8s-0/manifests/01-secrets.yaml"]  # (the user data holds it inside the archive)
+    assert all(oct((out / p).stat().st_mode & 0o777) == "0o600" for p in holding + ["k8s-0/user-data"])
+    assert not any(holds(p.read_text()) for p in (home / "osception").rglob("*") if p.is_file())
+    sec = yaml.safe_load((home / "osception" / "secrets.yaml").read_text())
+    assert set(sec["tls"]) == {"ca_cert", "ca_key", "key"}  # the environment's own CA is kept
+
+
+def test_controller_checks_its_ingress_with_the_ca_that_issued_the_served_certificate(tmp_path):
+    (tmp_path / "a").mkdir()
+    ca, files, out, home = _own_plan(tmp_path / "a")
+    written = {f["path"]: f.get("content") for f in yaml.safe_load((out / "k8s-0" / "user-data").read_text())
+               ["write_files"]}
+    assert written["/etc/osception/ca.pem"] == pki.pem(ca.root)
+    setup = written["/usr/local/sbin/osception-setup"]
+    assert f"curl -sf --cacert /etc/osception/ca.pem --resolve 'keystone.{pki.DOMAIN}:443:127.0.0.1'" in setup
+    # a public CA's certificate without tls.ca: the system's CAs, no ca.pem anywhere
+    (tmp_path / "b").mkdir()
+    ca, files, out, home = _own_plan(tmp_path / "b", with_ca=False)
+    written = {f["path"]: f.get("content") for f in yaml.safe_load((out / "k8s-0" / "user-data").read_text())
+               ["write_files"]}
+    assert "/etc/osception/ca.pem" not in written and not (out / "k8s-0" / "ca.pem").exists()
+    assert f"curl -sf --resolve 'keystone.{pki.DOMAIN}:443:127.0.0.1'" in written["/usr/local/sbin/osception-setup"]
+
+
+def test_clients_use_tls_ca_or_the_system_cas(tmp_path, default_secrets):
+    from osception import cli
+
+    ca = pki.make()
+    files = ca.write(tmp_path)
+    for with_ca in (True, False):
+        env_dir = tmp_path / f"env-{with_ca}"
+        env_dir.mkdir(mode=0o700)
+        own = config.Tls(certificate=files["certificate"], key=files["key"], ca=files["ca"] if with_ca else None)
+        cfg = config.Config(domain=pki.DOMAIN, tls=own)
+        access = cli._access(cfg, env_dir, default_secrets, None)
+        assert access.auth_url == f"https://keystone.{pki.DOMAIN}/v3"
+        out = overcloud.write_access_files(access, cfg, env_dir)
+        clouds = yaml.safe_load(out["clouds.yaml"].read_text())["clouds"]
+        openrc = out["admin"].read_text()
+        if with_ca:
+            assert (env_dir / "ca.pem").read_text() == pki.pem(ca.root)
+            assert all(c["cacert"] == str(env_dir / "ca.pem") for c in clouds.values())
+            assert f"export OS_CACERT={env_dir / 'ca.pem'}" in openrc
+        else:
+            assert not any("cacert" in c for c in clouds.values()) and "OS_CACERT" not in openrc
+            assert not (env_dir / "ca.pem").exists()
+
+
+def test_own_certificate_naming_each_endpoint_instead_of_a_wildcard(tmp_path, default_secrets):
+    ca = pki.make()
+    hosts = [f"{n}.{pki.DOMAIN}" for n in ("keystone", "glance", "placement", "neutron", "nova", "novnc", "skyline")]
+    files = ca.write(tmp_path, leaf=ca.leaf_for(hosts))
+    cfg = config.Config(domain=pki.DOMAIN, tls=config.Tls(certificate=files["certificate"], key=files["key"]))
+    plan = render.build(cfg, default_secrets)
+    assert sorted(render.ingress_hosts(t for p, t in plan.files.items() if p.startswith("k8s-0/manifests/"))) \
+        == sorted(hosts)
+    assert "k8s-0/ca.pem" not in plan.files  # no tls.ca: clients use the system's CAs
