@@ -22,9 +22,16 @@ from dataclasses import dataclass, field
 from . import services
 
 # The environment's CA on every compute and network node: update-ca-certificates adds
-# it to the system's store (curl, apt), and every service option that takes a CA file
-# names it, so only this CA vouches for the controller.
+# it to the system's store (curl, apt). It verifies RabbitMQ's TLS listener always,
+# and the APIs unless `tls:` in osception.yaml brings another certificate; every
+# service option that takes a CA file names the one that applies, so by default only
+# this CA vouches for the controller.
 NODE_CA = "/usr/local/share/ca-certificates/osception.crt"
+# `tls.ca` of the user's own certificate, when given.
+NODE_INGRESS_CA = "/usr/local/share/ca-certificates/osception-ingress.crt"
+# Debian's bundle of the system's CAs (update-ca-certificates): a user's certificate
+# from a public CA without `tls.ca`.
+SYSTEM_CA_BUNDLE = "/etc/ssl/certs/ca-certificates.crt"
 
 
 @dataclass(frozen=True)
@@ -36,7 +43,8 @@ class Endpoints:
     internal: dict[str, str]  # API -> URL for service-to-service calls
     public: dict[str, str]  # API -> URL for users; the catalog's public interface
     interface: str = "internal"  # the catalog interface this place's services look up
-    cafile: str | None = None  # the CA file verifying the controller: APIs and RabbitMQ over TLS
+    cafile: str | None = None  # the CA file verifying the controller's HTTPS APIs
+    rabbitmq_cafile: str | None = None  # the CA file verifying RabbitMQ's TLS listener
     hosts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # /etc/hosts: address -> names
 
     def db_url(self, user: str, password: str, database: str) -> str:
@@ -63,10 +71,11 @@ def controller(domain: str, controller_ip: str) -> Endpoints:
     )
 
 
-def nodes(domain: str, controller_ip: str) -> Endpoints:
+def nodes(domain: str, controller_ip: str, api_cafile: str = NODE_CA) -> Endpoints:
     """On the compute and network nodes: the APIs through the controller's HTTPS
-    ingress by their public names, RabbitMQ on its TLS listener (the controller's
-    certificate names its address too), the nova metadata API on its own port."""
+    ingress by their public names (verified with `api_cafile`), RabbitMQ on its TLS
+    listener (the controller's certificate from the environment's CA, which names its
+    address too), the nova metadata API on its own port."""
     public = _urls(lambda a: f"{a.name}.{domain}", "https")
     return Endpoints(
         bind_host="0.0.0.0",
@@ -76,7 +85,8 @@ def nodes(domain: str, controller_ip: str) -> Endpoints:
         internal=public,
         public=public,
         interface="public",
-        cafile=NODE_CA,
+        cafile=api_cafile,
+        rabbitmq_cafile=NODE_CA,
         hosts={controller_ip: tuple(f"{a.name}.{domain}" for a in services.APIS.values()
                                     if a.catalog_type)},
     )

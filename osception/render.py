@@ -129,6 +129,16 @@ class Plan:
     nodes: list[Node]
     files: dict[str, str] = field(default_factory=dict)
     private: set[str] = field(default_factory=set)  # files written 0600
+    ingress: tls.Ingress | None = None  # what Traefik serves, and what verifies it
+
+    def node_endpoints(self) -> endpoints.Endpoints:
+        """Where a compute or network node reaches the controller. Its services verify
+        the APIs with the environment's CA, or with the user's `tls.ca`, or (a public
+        CA's certificate given without it) with the system's CAs."""
+        own = self.cfg.tls
+        cafile = (endpoints.NODE_CA if own is None else
+                  endpoints.NODE_INGRESS_CA if self.ingress.ca else endpoints.SYSTEM_CA_BUNDLE)
+        return endpoints.nodes(self.domain, self.controller_ip, cafile)
 
     @property
     def services(self) -> list[str]:
@@ -380,10 +390,11 @@ def service_config(cfg: Config, secrets: Secrets, ep: endpoints.Endpoints,
 
 
 def node_config(cfg: Config, secrets: Secrets, node: Node, address: Address,
-                controller_ip: str, domain: str) -> dict[str, str]:
-    """The config files of a compute or network node, keyed by their path on the node."""
+                controller_ip: str, domain: str, ep: endpoints.Endpoints | None = None) -> dict[str, str]:
+    """The config files of a compute or network node, keyed by their path on the node
+    (`ep`: Plan.node_endpoints(); by default the environment's CA verifies the APIs)."""
     context = dict(
-        ep=endpoints.nodes(domain, controller_ip),
+        ep=ep or endpoints.nodes(domain, controller_ip),
         secrets=secrets,
         services=services,
         physnet=PHYSNET,
@@ -453,6 +464,7 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
         # what Traefik serves: that certificate, or the user's own (tls: in osception.yaml)
         ingress=(ingress := tls.ingress(cfg.tls, secrets.tls, domain, ip)),
     )
+    plan.ingress = ingress
     manifests = {}
     for template in sorted(_env.list_templates(filter_func=lambda t: t.startswith("k8s/"))):
         base = template.removeprefix("k8s/")
@@ -501,7 +513,8 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
                      mtu: int) -> None:
     """compute-N / network-N: config files, the playbooks and their variables, user data."""
     cfg, release = plan.cfg, plan.release
-    files = node_config(cfg, secrets, node, address, plan.controller_ip, plan.domain)
+    ep = plan.node_endpoints()
+    files = node_config(cfg, secrets, node, address, plan.controller_ip, plan.domain, ep)
     for dest, text in files.items():
         rel = f"{node.name}/config/{dest.rsplit('/', 1)[1]}"
         plan.files[rel] = text
@@ -527,7 +540,6 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
         "osception_chroot": False,
     }
     vars_yaml = yaml.safe_dump(node_vars, sort_keys=False)
-    ep = endpoints.nodes(plan.domain, plan.controller_ip)
     plan.files[f"{node.name}/user-data"] = render_template(
         "cloud-init/node.yaml.j2",
         node=node,
@@ -543,6 +555,7 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
         setup_sh=render_template("scripts/node-setup.sh.j2", node=node, node_etc=NODE_ETC,
                                  release=release, services=services, ep=ep),
         public_mac=address.public_mac,
+        ingress_ca=plan.ingress.ca if ep.cafile == endpoints.NODE_INGRESS_CA else None,
     )
     plan.private.add(f"{node.name}/user-data")
 

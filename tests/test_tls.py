@@ -256,3 +256,50 @@ def test_own_certificate_naming_each_endpoint_instead_of_a_wildcard(tmp_path, de
     assert sorted(render.ingress_hosts(t for p, t in plan.files.items() if p.startswith("k8s-0/manifests/"))) \
         == sorted(hosts)
     assert "k8s-0/ca.pem" not in plan.files  # no tls.ca: clients use the system's CAs
+
+
+def _node_cafiles(out, node="compute-0"):
+    """{option: CA file} of a node's config files, and the CA files its user data writes."""
+    import configparser
+    found = {}
+    for conf in sorted((out / node / "config").iterdir()):
+        p = configparser.ConfigParser(interpolation=None, strict=False)
+        p.read_string(conf.read_text())
+        for section in p.sections():
+            for opt in ("cafile", "ssl_ca_file"):
+                if p.has_option(section, opt):
+                    found[f"{conf.name}[{section}]{opt}"] = p.get(section, opt)
+    written = {f["path"]: f.get("content", "") for f in yaml.safe_load((out / node / "user-data").read_text())["write_files"]}
+    return found, written
+
+
+def test_nodes_verify_the_apis_with_tls_ca_and_rabbitmq_with_the_environment_ca(tmp_path):
+    """With the user's certificate on the ingress, the nodes' services verify the APIs
+    with tls.ca (written beside the environment's CA) and a real handshake with the
+    served chain succeeds with that file; RabbitMQ's listener still carries the
+    environment's certificate, verified with the environment's CA."""
+    ca, files, out, home = _own_plan(tmp_path)
+    found, written = _node_cafiles(out)
+    api = {k: v for k, v in found.items() if not k.endswith("ssl_ca_file")}
+    rabbit = {k: v for k, v in found.items() if k.endswith("ssl_ca_file")}
+    assert api and set(api.values()) == {endpoints.NODE_INGRESS_CA}
+    assert rabbit and set(rabbit.values()) == {endpoints.NODE_CA}
+    assert written[endpoints.NODE_INGRESS_CA].strip() == pki.pem(ca.root).strip()
+    env_ca = yaml.safe_load((home / "osception" / "secrets.yaml").read_text())["tls"]["ca_cert"]
+    assert written[endpoints.NODE_CA].strip() == env_ca.strip()
+    served = files["certificate"].read_text()
+    key = files["key"].read_text()
+    assert _handshake(served, key, f"glance.{pki.DOMAIN}", written[endpoints.NODE_INGRESS_CA],
+                      tmp_path).startswith("TLS")
+    assert _handshake(served, key, f"glance.{pki.DOMAIN}", written[endpoints.NODE_CA],
+                      tmp_path).startswith("refused")
+
+
+def test_nodes_use_the_system_cas_for_a_public_certificate_without_tls_ca(tmp_path):
+    _, _, out, _ = _own_plan(tmp_path, with_ca=False)
+    found, written = _node_cafiles(out)
+    api = {v for k, v in found.items() if not k.endswith("ssl_ca_file")}
+    assert api == {endpoints.SYSTEM_CA_BUNDLE}
+    assert endpoints.NODE_INGRESS_CA not in written and endpoints.NODE_CA in written
+    setup = written[f"{render.NODE_ETC}/setup"]
+    assert f"curl -sf --cacert {endpoints.SYSTEM_CA_BUNDLE} https://keystone.{pki.DOMAIN}/v3" in setup
