@@ -289,11 +289,11 @@ class Config(_Strict):
     @field_validator("images")
     @classmethod
     def _images(cls, v: dict[str, str]) -> dict[str, str]:
-        from .services import IMAGES
+        from .services import KOLLA_IMAGES
 
         for key, ref in v.items():
-            if key not in IMAGES:
-                raise ValueError(f"unknown image {key!r}; allowed: {', '.join(sorted(IMAGES))}")
+            if key not in KOLLA_IMAGES:
+                raise ValueError(f"unknown image {key!r}; allowed: {', '.join(sorted(KOLLA_IMAGES))}")
             m = IMAGE_RE.fullmatch(ref)
             if not m or not (m["tag"] or m["digest"]) or len(ref) > 512:
                 raise ValueError(f"{key}: must be an image reference with a tag or a digest, "

@@ -52,7 +52,7 @@ class Endpoints:
         return f"mysql+pymysql://{user}:{password}@{host}/{database}"
 
     def transport_url(self, password: str) -> str:
-        return f"rabbit://openstack:{password}@{self.rabbitmq}//"
+        return f"rabbit://{services.RABBITMQ_USER}:{password}@{self.rabbitmq}//"
 
 
 def _urls(host_of, scheme: str = "http") -> dict[str, str]:

@@ -19,11 +19,11 @@ import yaml
 from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 
+from . import services
 from .config import Config
 from .state import write_private
 
 EXPECTED_SERVICES = ("identity", "image", "placement", "network", "compute")
-REGION = "RegionOne"
 
 
 @dataclass(frozen=True)
@@ -39,14 +39,14 @@ class Access:
 def admin_conn(access: Access) -> openstack.connection.Connection:
     return openstack.connect(auth_url=access.auth_url, username="admin", password=access.admin_password,
                              project_name="admin", user_domain_name="Default",
-                             project_domain_name="Default", region_name=REGION,
+                             project_domain_name="Default", region_name=services.REGION,
                              **({"cacert": access.cacert} if access.cacert else {}))
 
 
 def demo_conn(access: Access, project: str) -> openstack.connection.Connection:
     return openstack.connect(auth_url=access.auth_url, username="demo", password=access.demo_password,
                              project_name=project, user_domain_name="Default",
-                             project_domain_name="Default", region_name=REGION,
+                             project_domain_name="Default", region_name=services.REGION,
                              **({"cacert": access.cacert} if access.cacert else {}))
 
 
@@ -142,7 +142,7 @@ def _public_network(conn, cfg: Config, ch: Changes):
     net = conn.network.find_network("public", ignore_missing=True)
     if net is None:
         net = conn.network.create_network(name="public", is_router_external=True, is_shared=False,
-                                          provider_network_type="flat", provider_physical_network="provider")
+                                          provider_network_type="flat", provider_physical_network=services.PHYSNET)
         ch.add("network public")
     if conn.network.find_subnet("public-subnet", network_id=net.id, ignore_missing=True) is None:
         pool = [{"start": pub.pool_start, "end": pub.pool_end}] if pub.pool_start and pub.pool_end else None
@@ -226,7 +226,7 @@ def write_access_files(access: Access, cfg: Config, state_dir: Path) -> dict[str
             f"export OS_PROJECT_NAME={project}",
             "export OS_USER_DOMAIN_NAME=Default",
             "export OS_PROJECT_DOMAIN_NAME=Default",
-            f"export OS_REGION_NAME={REGION}",
+            f"export OS_REGION_NAME={services.REGION}",
             "export OS_IDENTITY_API_VERSION=3",
             *([f"export OS_CACERT={access.cacert}"] if access.cacert else []),
             "unset OS_CLOUD",
@@ -238,7 +238,7 @@ def write_access_files(access: Access, cfg: Config, state_dir: Path) -> dict[str
             "auth": {"auth_url": access.auth_url, "username": user, "password": password,
                      "project_name": project, "user_domain_name": "Default",
                      "project_domain_name": "Default"},
-            "region_name": REGION, "identity_api_version": 3,
+            "region_name": services.REGION, "identity_api_version": 3,
             **({"cacert": access.cacert} if access.cacert else {}),
         }
     out["clouds.yaml"] = state_dir / "clouds.yaml"

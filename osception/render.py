@@ -35,9 +35,7 @@ from .state import check_dir, write_file
 # Until `up` knows the real addresses, a plan uses documentation addresses (RFC 5737).
 PLACEHOLDER_CONTROLLER_IP = "203.0.113.10"
 NODE_ETC = "/etc/osception"  # on every node: setup script, playbooks, vars, rendered files
-VXLAN_OVERHEAD = 50
 DEFAULT_MTU = 1500
-PHYSNET = "provider"  # ML2 flat network name, mapped to br-ex on every node
 NAMESPACE = "openstack"
 # The controller's manifests travel in its user data as one archive, unpacked under NODE_ETC.
 CONTROLLER_ARCHIVE = f"{NODE_ETC}/manifests.tar.xz"
@@ -317,7 +315,7 @@ def catalog(ep: endpoints.Endpoints) -> dict:
     """The Keystone catalog: public URLs through the ingress, internal ones inside the
     cluster (see endpoints)."""
     return {
-        "region": "RegionOne",
+        "region": services.REGION,
         "services": [
             {"name": name, "type": api.catalog_type,
              "public": ep.public[name] + api.path, "internal": ep.internal[name] + api.path}
@@ -381,8 +379,7 @@ def service_config(cfg: Config, secrets: Secrets, ep: endpoints.Endpoints,
         secrets=secrets,
         services=services,
         release=release,
-        physnet=PHYSNET,
-        mtu={"physnet": mtu, "tenant": mtu - VXLAN_OVERHEAD},
+        mtu={"physnet": mtu},
         ml2_project_network_types_option=release.ml2_project_network_types_option,
         web_download=cfg.overcloud.web_download,
     )
@@ -397,7 +394,6 @@ def node_config(cfg: Config, secrets: Secrets, node: Node, address: Address,
         ep=ep or endpoints.nodes(domain, controller_ip),
         secrets=secrets,
         services=services,
-        physnet=PHYSNET,
         controller_ip=controller_ip,
         node={"name": node.name, "role": node.role, "ip": address.ip},
     )
@@ -435,7 +431,7 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
             plan.files[f"k8s-0/config/{secret_name}"] = conf_secret[name]
             plan.private.add(f"k8s-0/config/{secret_name}")
 
-    skyline_yaml = render_template("conf/skyline.yaml.j2", ep=ep, secrets=secrets)
+    skyline_yaml = render_template("conf/skyline.yaml.j2", ep=ep, secrets=secrets, services=services)
     plan.files["k8s-0/config/skyline.yaml"] = skyline_yaml
     plan.private.add("k8s-0/config/skyline.yaml")
 
@@ -458,7 +454,6 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
         image=lambda n: services.image(n, release, cfg.images),
         knobs=knob_reader(cfg, tuned := {}),
         script=script,
-        physnet=PHYSNET,
         k3s_version=releases.K3S_VERSION,
         tls_cert=tls.server_cert(secrets.tls, domain, ip),
         # what Traefik serves: that certificate, or the user's own (tls: in osception.yaml)

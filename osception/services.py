@@ -36,6 +36,15 @@ APIS: dict[str, Api] = {
     )
 }
 
+# The physical network of the public (flat) network: ML2's flat network, mapped to
+# br-ex on every compute and network node.
+PHYSNET = "provider"
+
+# The Keystone region of every endpoint, client file and service option.
+REGION = "RegionOne"
+# The RabbitMQ user of every service (its password: secrets rabbitmq_password).
+RABBITMQ_USER = "openstack"
+
 SKYLINE_APISERVER_PORT = 9998
 RABBITMQ_PORT = 5672  # plain, inside the cluster
 RABBITMQ_TLS_PORT = 5671  # TLS, for the nodes (kolla-ansible's port with rabbitmq_enable_tls)
@@ -96,7 +105,6 @@ KOLLA_IMAGES = (
     "skyline-console",
     "kolla-toolbox",
 )
-IMAGES = KOLLA_IMAGES
 
 
 def image(name: str, release: releases.Release, overrides: dict[str, str]) -> str:

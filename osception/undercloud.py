@@ -169,7 +169,8 @@ def _quota_problems(conn, cfg: Config, names: Names, found: Found) -> list[str]:
                         f"the project allows {members}; lower nodes.compute.count or raise the quota")
     quota = conn.network.get_quota(conn.current_project_id, details=True)
     for what, need in (("ports", new_ports), ("security_groups", new_sg),
-                       ("security_group_rules", new_sg * (len(services.PUBLIC_PORTS) + 4))):
+                       ("security_group_rules",
+                        new_sg * (len(security_group_rules(cfg, "")) + DEFAULT_SECURITY_GROUP_RULES))):
         q = getattr(quota, what, None)
         if isinstance(q, dict) and q.get("limit", -1) >= 0:
             left = q["limit"] - q.get("used", 0) - q.get("reserved", 0)
@@ -308,6 +309,21 @@ def ensure_keypair(conn, names: Names, public_key: str):
     return kp or conn.compute.create_keypair(name=names.keypair, public_key=public_key)
 
 
+# Neutron gives a new security group two rules of its own (egress, IPv4 and IPv6).
+DEFAULT_SECURITY_GROUP_RULES = 2
+
+
+def security_group_rules(cfg: Config, sg_id: str) -> list[dict]:
+    """The ingress rules of the environment's group (preflight counts them too)."""
+    wanted = [dict(protocol="tcp", port_range_min=p, port_range_max=p, remote_ip_prefix=cfg.access_cidr,
+                   ether_type="IPv4")
+              for p in services.PUBLIC_PORTS]
+    # Everything between members: RabbitMQ, metadata, VXLAN reach only the nodes.
+    wanted += [dict(remote_group_id=sg_id, ether_type=e) for e in ("IPv4", "IPv6")]
+    wanted += [dict(protocol="icmp", remote_ip_prefix=cfg.access_cidr, ether_type="IPv4")]
+    return wanted
+
+
 def ensure_security_group(conn, names: Names, cfg: Config):
     sg = _env_security_group(conn, names, adopt_untagged=True)
     if sg is None:
@@ -317,12 +333,7 @@ def ensure_security_group(conn, names: Names, cfg: Config):
             description=f"osception environment {names.env}: its nodes only, plus SSH and HTTP(S)")
     if set(_tags(names.env)) - set(sg.tags or []):
         conn.network.set_tags(sg, _tags(names.env))
-    wanted = [dict(protocol="tcp", port_range_min=p, port_range_max=p, remote_ip_prefix=cfg.access_cidr,
-                   ether_type="IPv6" if ":" in cfg.access_cidr else "IPv4")
-              for p in services.PUBLIC_PORTS]
-    # Everything between members: RabbitMQ, MariaDB, metadata, VXLAN reach only the nodes.
-    wanted += [dict(remote_group_id=sg.id, ether_type=e) for e in ("IPv4", "IPv6")]
-    wanted += [dict(protocol="icmp", remote_ip_prefix=cfg.access_cidr, ether_type="IPv4")]
+    wanted = security_group_rules(cfg, sg.id)
     have = list(conn.network.security_group_rules(security_group_id=sg.id, direction="ingress"))
     for rule in wanted:
         if not any(all(getattr(h, k) == v for k, v in rule.items()) for h in have):

@@ -169,3 +169,41 @@ def test_an_existing_security_group_needs_no_group_nor_rules():
     assert found[0] == "quota: security_groups: need 1 more, 0 left of 0; raise the project's quota"
     cloud.ours("sgs", NAMES.security_group)
     assert problems(cloud) == []
+
+
+class RuleCloud(QuotaCloud):
+    """Records the security group and rules ensure_security_group creates; a new group
+    comes with Neutron's own default rules, as on a real cloud."""
+
+    def __init__(self, **kw):
+        super().__init__(**kw)
+        self.rules = []
+
+    def create_security_group(self, name, tags=(), **attrs):
+        sg = self.add("sgs", name, tags, **attrs)
+        self.rules += [SimpleNamespace(direction="egress", ether_type=e, security_group_id=sg.id)
+                       for e in ("IPv4", "IPv6")]
+        return sg
+
+    def set_tags(self, resource, tags):
+        resource.tags = list(tags)
+
+    def security_group_rules(self, security_group_id=None, direction=None):
+        return [r for r in self.rules if direction in (None, r.direction)]
+
+    def create_security_group_rule(self, **rule):
+        unset = dict.fromkeys(("protocol", "port_range_min", "port_range_max", "remote_ip_prefix",
+                               "remote_group_id"))
+        self.rules.append(SimpleNamespace(**(unset | rule)))
+
+
+def test_preflight_counts_every_rule_a_new_security_group_gets():
+    cloud = RuleCloud()
+    uc.ensure_security_group(cloud, NAMES, CFG)
+    made = len(cloud.rules)
+    uc.ensure_security_group(cloud, NAMES, CFG)  # idempotent: nothing more
+    assert len(cloud.rules) == made
+    short = RuleCloud(quota={"security_group_rules": {"limit": made - 1, "used": 0}})
+    assert problems(short) == [f"quota: security_group_rules: need {made} more, {made - 1} left of "
+                               f"{made - 1}; raise the project's quota"]
+    assert problems(RuleCloud(quota={"security_group_rules": {"limit": made, "used": 0}})) == []

@@ -11,6 +11,7 @@ from datetime import datetime
 import openstack
 import yaml
 
+from .. import services
 from ..secrets import Secrets
 from ..state import write_private
 from .layout import HOST, PORTS, Layout
@@ -21,7 +22,6 @@ MEMBER_PROJECT = "demo"
 MEMBER_USER = "demo"
 FLAVOR = "devcloud.tiny"
 IMAGE = "devcloud-raw"  # 1 MiB of zeros: the fake driver never reads it
-REGION = "RegionOne"
 
 
 def auth_url() -> str:
@@ -34,7 +34,7 @@ def clouds(secrets: Secrets) -> dict:
             "auth": {"auth_url": auth_url(), "username": user, "password": password,
                      "project_name": project, "user_domain_name": "Default",
                      "project_domain_name": "Default"},
-            "region_name": REGION,
+            "region_name": services.REGION,
             "identity_api_version": 3,
             "interface": "public",
         }
@@ -52,7 +52,7 @@ def write_clouds_yaml(layout: Layout, secrets: Secrets) -> None:
 def connect_kwargs(secrets: Secrets, cloud: str = ADMIN_CLOUD) -> dict:
     """openstack.connect(**these): explicit, ignoring OS_* and the user's clouds.yaml."""
     c = clouds(secrets)["clouds"][cloud]
-    return {**c["auth"], "region_name": REGION, "interface": "public",
+    return {**c["auth"], "region_name": services.REGION, "interface": "public",
             "load_envvars": False, "load_yaml_config": False}
 
 

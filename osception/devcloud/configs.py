@@ -55,7 +55,7 @@ def compute_node_conf(cfg: Config, secrets: Secrets) -> str:
     endpoints; the user's nova.conf overrides apply, as they do on the nodes."""
     text = render.render_template(
         "conf/nova-compute.conf.j2", ep=local_endpoints(), secrets=secrets, services=services,
-        physnet=render.PHYSNET, controller_ip=HOST,
+        controller_ip=HOST,
         node={"name": "devcloud-compute", "role": "compute", "ip": HOST})
     return ini.merge(text, cfg.overrides["nova.conf"]) if "nova.conf" in cfg.overrides else text
 

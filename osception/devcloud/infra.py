@@ -10,6 +10,7 @@ import shutil
 import subprocess
 from pathlib import Path
 
+from .. import services
 from ..secrets import Secrets
 from ..state import write_private
 from .layout import HOST, PORTS, Layout
@@ -22,7 +23,6 @@ PACKAGES = {
     "memcached": "/usr/bin/memcached",
 }
 RABBITMQ_NODE = "osception-devcloud@localhost"
-RABBITMQ_USER = "openstack"  # the user of endpoints.transport_url()
 
 
 def is_root() -> bool:
@@ -145,7 +145,7 @@ def rabbitmq(layout: Layout, secrets: Secrets) -> Spec:
     # default_user is created on the first boot: the user of transport_url.
     write_private(conf / "rabbitmq.conf", "\n".join([
         f"listeners.tcp.1 = {HOST}:{PORTS['rabbitmq']}",
-        f"default_user = {RABBITMQ_USER}",
+        f"default_user = {services.RABBITMQ_USER}",
         f"default_pass = {secrets.rabbitmq_password}",
         "log.console = true",
         "log.console.level = warning",
