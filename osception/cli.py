@@ -13,7 +13,7 @@ from rich.table import Table
 from rich.text import Text
 
 from . import config as config_mod
-from . import releases, render, secrets, state
+from . import endpoints, releases, render, secrets, state, topology
 
 
 _held: list[contextlib.ExitStack] = []  # what the running command holds (its environment's lock)
@@ -156,8 +156,8 @@ def plan(
     console.print(f"release   {rel.name} ({rel.codename}); control plane images {rel.kolla_tag}; "
                   f"node packages {rel.package_source}")
     console.print(f"services  {', '.join(result.services)}")
-    console.print(f"endpoints https://keystone.{result.domain} ...", highlight=False)
-    if result.controller_ip == render.PLACEHOLDER_CONTROLLER_IP:
+    console.print(f"endpoints {endpoints.auth_url(result.domain)} ...", highlight=False)
+    if result.controller_ip == topology.PLACEHOLDER_CONTROLLER_IP:
         console.print(f"          (controller IP unknown until `up`: shown as {result.controller_ip})")
     console.print(f"user data bytes of base64, as Nova counts them (limit {render.NOVA_USER_DATA_LIMIT} a node)")
     console.print(f"files     {len(result.files)} written to {target}")
@@ -341,12 +341,11 @@ def logs(
 ) -> None:
     """A service's recent log, over SSH: `kubectl logs` on the controller, `journalctl` on a node."""
     from . import logs as logs_mod
-    from . import render
 
     cfg = load_config(config, env)
     env_dir = state.env_dir(cfg.name, state_dir)
     ssh_args = _ssh_args(env_dir, node, user)
-    role = next((n.role for n in render.nodes(cfg) if n.name == node), None)
+    role = next((n.role for n in topology.nodes(cfg) if n.name == node), None)
     if role is None:
         fail(f"node {node!r} is not in the configuration of {cfg.name!r}")
     manifests = sorted((env_dir / "plan" / node / "manifests").glob("*.yaml")) if role == "controller" else []
@@ -364,17 +363,17 @@ def logs(
 
 def _access(cfg, env_dir: Path, sec, auth_url: str | None):
     """Where the new cloud's Keystone is: --auth-url, else the controller's ingress name."""
-    from . import deploy, overcloud
+    from . import deploy, endpoints, overcloud, render
 
     if auth_url is None:
-        domain = cfg.domain
-        if domain is None:
+        ip = None
+        if cfg.domain is None:
             nodes = deploy.load_resources(env_dir).get("nodes", {})
             if "k8s-0" not in nodes:
                 fail(f"environment {cfg.name!r} has no controller address in {env_dir}; "
                      "run `osception up` or pass --auth-url")
-            domain = f"{nodes['k8s-0']['ip']}.sslip.io"
-        auth_url = f"https://keystone.{domain}/v3"
+            ip = nodes["k8s-0"]["ip"]
+        auth_url = endpoints.auth_url(render.domain_of(cfg, ip))
     from . import tls
 
     cacert = None

@@ -17,7 +17,7 @@ from pathlib import Path
 from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 
-from . import progress, render
+from . import progress, render, topology
 from . import undercloud as uc
 from .config import Config
 from .secrets import Secrets
@@ -48,8 +48,8 @@ def provision(conn, cfg: Config, secrets: Secrets, env_dir: Path, say=lambda msg
     group = uc.ensure_server_group(conn, names) if cfg.nodes.compute.count else None
     say("keypair, security group and server group ready")
 
-    nodes = render.nodes(cfg)
-    public_nodes = render.public_port_nodes(cfg)
+    nodes = topology.nodes(cfg)
+    public_nodes = topology.public_port_nodes(cfg)
 
     def ports_of(node):
         primary = uc.ensure_port(conn, names, names.port(node.name), found.network, sg)

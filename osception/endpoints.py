@@ -59,6 +59,16 @@ def _urls(host_of, scheme: str = "http") -> dict[str, str]:
     return {name: f"{scheme}://{host_of(api)}" for name, api in services.APIS.items()}
 
 
+def public_urls(domain: str) -> dict[str, str]:
+    """API -> https://<api>.<domain>: through Traefik, the catalog's public interface."""
+    return _urls(lambda a: f"{a.name}.{domain}", "https")
+
+
+def auth_url(domain: str) -> str:
+    """Keystone's public URL, what users and clients authenticate against."""
+    return public_urls(domain)["keystone"] + services.APIS["keystone"].path
+
+
 def controller(domain: str, controller_ip: str) -> Endpoints:
     """Inside the controller's k3s: Kubernetes Service names in namespace openstack."""
     return Endpoints(
@@ -67,7 +77,7 @@ def controller(domain: str, controller_ip: str) -> Endpoints:
         rabbitmq=f"rabbitmq:{services.RABBITMQ_PORT}",
         memcached=f"memcached:{services.MEMCACHED_PORT}",
         internal=_urls(lambda a: f"{a.name}:{a.port}"),
-        public=_urls(lambda a: f"{a.name}.{domain}", "https"),
+        public=public_urls(domain),
     )
 
 
@@ -76,7 +86,7 @@ def nodes(domain: str, controller_ip: str, api_cafile: str = NODE_CA) -> Endpoin
     ingress by their public names (verified with `api_cafile`), RabbitMQ on its TLS
     listener (the controller's certificate from the environment's CA, which names its
     address too), the nova metadata API on its own port."""
-    public = _urls(lambda a: f"{a.name}.{domain}", "https")
+    public = public_urls(domain)
     return Endpoints(
         bind_host="0.0.0.0",
         database={},  # nodes never talk to a database

@@ -28,12 +28,11 @@ import jinja2
 import yaml
 
 from . import endpoints, ini, releases, services, tls
+from .topology import Address, Node, nodes, placeholder_addresses
 from .config import Config, ConfigError
 from .secrets import Secrets
 from .state import check_dir, write_file
 
-# Until `up` knows the real addresses, a plan uses documentation addresses (RFC 5737).
-PLACEHOLDER_CONTROLLER_IP = "203.0.113.10"
 NODE_ETC = "/etc/osception"  # on every node: setup script, playbooks, vars, rendered files
 DEFAULT_MTU = 1500
 NAMESPACE = "openstack"
@@ -66,56 +65,6 @@ _env.filters["tojson"] = lambda v, indent=None, sort_keys=True: json.dumps(v, in
 # {"a": 1} | merge({"b": 2}) -> {"a": 1, "b": 2}: Jinja has no ** in dict literals.
 _env.filters["merge"] = lambda a, *more: {k: v for d in (a, *more) for k, v in d.items()}
 _env.filters["yaml"] = lambda v: yaml.safe_dump(v, sort_keys=False, default_flow_style=False).rstrip()
-
-
-@dataclass(frozen=True)
-class Node:
-    name: str  # k8s-0, compute-0, network-1 ...
-    role: str  # controller | compute | network
-    flavor: str
-    image: str
-    index: int
-
-    @property
-    def data_plane(self) -> bool:
-        """compute and network nodes: Open vSwitch, and br-ex on the provider network.
-        The controller runs no agent and never uses a provider port."""
-        return self.role != "controller"
-
-
-@dataclass(frozen=True)
-class Address:
-    """What the outer cloud gave a node's ports (known before the server exists)."""
-
-    ip: str  # fixed IP on the outer network: the node's own address
-    mac: str  # MAC of that port
-    public_mac: str | None = None  # MAC of the port on the provider network, if any
-
-
-def nodes(cfg: Config) -> list[Node]:
-    out = []
-    for role, prefix in (("controller", "k8s"), ("compute", "compute"), ("network", "network")):
-        group = getattr(cfg.nodes, role)
-        out += [Node(f"{prefix}-{i}", role, group.flavor, group.image, i) for i in range(group.count)]
-    return out
-
-
-def public_port_nodes(cfg: Config) -> list[Node]:
-    """The nodes that get a port on the outer provider network (public_network.mode
-    provider): the data plane, whose br-ex bridges it. Never the controller."""
-    return [n for n in nodes(cfg) if cfg.public_network.mode == "provider" and n.data_plane]
-
-
-def placeholder_addresses(cfg: Config) -> dict[str, Address]:
-    """Documentation addresses (RFC 5737) and locally administered MACs for `plan`."""
-    base = {"controller": 10, "compute": 20, "network": 40}
-    out = {}
-    public_nodes = public_port_nodes(cfg)
-    for n in nodes(cfg):
-        host = base[n.role] + n.index
-        public = f"02:00:00:00:01:{host:02x}" if n in public_nodes else None
-        out[n.name] = Address(f"203.0.113.{host}", f"02:00:00:00:00:{host:02x}", public)
-    return out
 
 
 @dataclass
@@ -406,6 +355,12 @@ def node_config(cfg: Config, secrets: Secrets, node: Node, address: Address,
     return files
 
 
+def domain_of(cfg: Config, controller_ip: str) -> str:
+    """The endpoints' DNS name: `domain`, else <controller IP>.sslip.io (a public
+    wildcard name that resolves to that IP)."""
+    return cfg.domain or f"{controller_ip}.sslip.io"
+
+
 def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = None,
           mtu: int | None = None, ep: endpoints.Endpoints | None = None) -> Plan:
     """Everything every node receives. `addresses` come from the outer cloud's ports;
@@ -414,7 +369,7 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
     release = releases.get(cfg.release)
     addresses = addresses or placeholder_addresses(cfg)
     ip = addresses["k8s-0"].ip
-    domain = cfg.domain or f"{ip}.sslip.io"
+    domain = domain_of(cfg, ip)
     mtu = mtu or cfg.mtu or DEFAULT_MTU
     plan = Plan(cfg, release, ip, domain, nodes(cfg))
 

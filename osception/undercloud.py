@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import base64
 import functools
-import re
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -24,7 +23,8 @@ from openstack import utils as sdk_utils
 
 from . import services
 from .config import Config
-from .render import Address, Node, nodes, public_port_nodes, wire_user_data
+from .render import wire_user_data
+from .topology import Address, Node, is_node_name, nodes, public_port_nodes
 
 TAG = "osception"
 
@@ -66,8 +66,10 @@ class Names:
         """Whether a server or port name is one this environment makes (or made:
         k8s-N-public, the controller's provider port of older versions, which `down`
         still removes)."""
-        pattern = rf"{re.escape(self.prefix)}-(k8s|compute|network)-\d+(-public)?"
-        return bool(name) and re.fullmatch(pattern, name) is not None
+        if not name or not name.startswith(f"{self.prefix}-"):
+            return False
+        node = name.removeprefix(f"{self.prefix}-").removesuffix("-public")
+        return is_node_name(node)
 
 
 class PreflightError(Exception):

@@ -12,7 +12,7 @@ from types import SimpleNamespace
 
 from openstack import exceptions
 
-from osception import config, deploy, render, secrets
+from osception import config, deploy, secrets, topology
 from osception import undercloud as uc
 
 PROVIDER = {"mode": "provider", "network": "Provider-Net", "cidr": "198.51.100.0/24",
@@ -118,7 +118,7 @@ def test_up_gives_a_provider_port_to_compute_and_network_nodes_only(tmp_path, mo
 
 
 def test_plan_has_no_provider_mac_for_the_controller():
-    addresses = render.placeholder_addresses(provider_cfg())
+    addresses = topology.placeholder_addresses(provider_cfg())
     assert addresses["k8s-0"].public_mac is None
     assert all(addresses[n].public_mac for n in ("compute-0", "compute-1", "network-0", "network-1"))
 

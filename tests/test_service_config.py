@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from osception import config, endpoints, ini, render, secrets, services
+from osception import config, endpoints, ini, render, secrets, services, topology
 from tests.validators import oslo
 
 RELEASE = "2026.1"  # the release whose services are in the lock the suite installs
@@ -26,7 +26,7 @@ def _files(tmp_path, state_home):
         out.append((name, text, name))
     # A compute and a network node.
     plan = render.build(cfg, sec)
-    addr = render.placeholder_addresses(cfg)
+    addr = topology.placeholder_addresses(cfg)
     for node in plan.nodes:
         if node.name in ("compute-0", "network-0"):
             files = render.node_config(cfg, sec, node, addr[node.name], plan.controller_ip, plan.domain)
