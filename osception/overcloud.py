@@ -23,7 +23,7 @@ from . import services
 from .config import Config
 from .state import write_private
 
-EXPECTED_SERVICES = ("identity", "image", "placement", "network", "compute")
+EXPECTED_SERVICES = tuple(services.APIS[name].catalog_type for name in services.CATALOG_APIS)
 
 
 @dataclass(frozen=True)

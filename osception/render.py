@@ -473,6 +473,7 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
     node_vars = {
         "node_name": node.name,
         "node_role": node.role,
+        "node_etc": NODE_ETC,
         "node_ip": address.ip,
         "node_mac": address.mac,
         "public_mac": address.public_mac,

@@ -45,6 +45,9 @@ REGION = "RegionOne"
 # The RabbitMQ user of every service (its password: secrets rabbitmq_password).
 RABBITMQ_USER = "openstack"
 
+# The APIs in the Keystone catalog, in the order `populate`, `smoke` and the devcloud use.
+CATALOG_APIS = tuple(name for name, api in APIS.items() if api.catalog_type)
+
 SKYLINE_APISERVER_PORT = 9998
 RABBITMQ_PORT = 5672  # plain, inside the cluster
 RABBITMQ_TLS_PORT = 5671  # TLS, for the nodes (kolla-ansible's port with rabbitmq_enable_tls)

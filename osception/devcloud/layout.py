@@ -21,7 +21,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import state
+from .. import services, state
 
 HOST = "127.0.0.1"
 VENV_ENV_VAR = "OSCEPTION_DEVCLOUD_VENV"
@@ -42,7 +42,7 @@ PORTS = {
     "neutron": 29696,
     "nova": 28774,
 }
-APIS = ("keystone", "glance", "placement", "neutron", "nova")
+APIS = services.CATALOG_APIS  # the devcloud runs every API of the catalog
 # The controller's Deployments the devcloud runs: process -> Deployment of the manifests.
 # (Not nova-metadata, nova-novncproxy, neutron-rpc-server and -periodic-workers, skyline:
 # no agents, consoles or dashboard here.)
