@@ -93,16 +93,23 @@ def lock(env_dir: Path) -> None:
     _held[-1].enter_context(state.lock(env_dir, say=say))
 
 
+def environment(path: Path | None, env: str | None, state_dir: Path | None):
+    """What every command of an environment starts with: its config and its state
+    folder, without touching either (status, ssh, logs, openrc, down read them)."""
+    cfg = load_config(path, env)
+    return cfg, state.env_dir(cfg.name, state_dir)
+
+
 def load_environment(path: Path | None, env: str | None, state_dir: Path | None, regenerate: bool = False,
                      certificate: bool = False):
-    """The config, the environment's state folder (locked), and its secrets (made on first use).
-    `certificate`: check the files of `tls:` first (plan, up: before anything is written)."""
-    cfg = load_config(path, env)
+    """environment(), locked, with its secrets (made on first use): the commands that
+    write state (plan, up, populate, smoke). `certificate`: check the files of `tls:`
+    first (plan, up: before anything is written)."""
+    cfg, env_dir = environment(path, env, state_dir)
     if certificate and cfg.tls is not None:
         from . import tls
 
         tls.own(cfg.tls)
-    env_dir = state.env_dir(cfg.name, state_dir)
     lock(env_dir)
     return cfg, env_dir, secrets.ensure(env_dir, cfg.name, regenerate, say=say)
 
@@ -203,11 +210,16 @@ def up(
     with Live(board.table({}), console=console, refresh_per_second=1) as live:
         final = deploy.follow(conn, result.servers, env_dir, lambda s: live.update(board.table(s)), timeout)
     failed = [p for p in final.values() if p.state == "failed"]
-    if failed or any(p.state != "done" for p in final.values()):
+    unfinished = [p for p in final.values() if p.state not in ("done", "failed")]
+    if failed or unfinished:
         for p in failed:
             err.print(f"{p.node} failed:", p.reason, style="red", highlight=False)
             for note in p.current.notes if p.current else []:
                 err.print(f"  {note}", markup=False, highlight=False)
+        if unfinished and not failed:
+            where = ", ".join(f"{p.node} ({p.current.name if p.current else p.state})" for p in unfinished)
+            err.print(f"not finished after {timeout} s: {where}; the nodes go on: "
+                      "`osception status --watch` follows them", style="red", markup=False, highlight=False)
         raise typer.Exit(1)
     from . import overcloud
 
@@ -230,7 +242,7 @@ def status(
 
     from . import board, deploy, undercloud
 
-    cfg = load_config(config, env)
+    cfg, env_dir = environment(config, env, state_dir)
     conn = _conn(cfg)
     names = undercloud.Names(cfg.name)
     servers = {s.metadata.get("osception-node", s.name): s for s in undercloud.inventory(conn, names)["servers"]}
@@ -240,7 +252,7 @@ def status(
         console.print(board.table(deploy.poll_progress(conn, servers)))
         return
     with Live(board.table({}), console=console, refresh_per_second=1) as live:
-        deploy.follow(conn, servers, state.env_dir(cfg.name, state_dir),
+        deploy.follow(conn, servers, env_dir,
                       lambda s: live.update(board.table(s)), timeout=24 * 3600)
 
 
@@ -254,8 +266,7 @@ def down(
     """Delete every resource of the environment (found by tag and name), nothing else."""
     from . import undercloud
 
-    cfg = load_config(config, env)
-    env_dir = state.env_dir(cfg.name, state_dir)
+    cfg, env_dir = environment(config, env, state_dir)
     lock(env_dir)
     # The keypair carries no tag: only the environment's own public key proves it ours.
     public_key = state.read_state(env_dir / "ssh" / "id_ed25519.pub", private=False)
@@ -308,8 +319,8 @@ def ssh(
     """SSH to a node with the environment's key."""
     import os
 
-    cfg = load_config(config, env)
-    os.execvp("ssh", _ssh_args(state.env_dir(cfg.name, state_dir), node, user) + (command or []))
+    _, env_dir = environment(config, env, state_dir)
+    os.execvp("ssh", _ssh_args(env_dir, node, user) + (command or []))
 
 
 def _ssh_args(env_dir: Path, node: str, user: str) -> list[str]:
@@ -342,8 +353,7 @@ def logs(
     """A service's recent log, over SSH: `kubectl logs` on the controller, `journalctl` on a node."""
     from . import logs as logs_mod
 
-    cfg = load_config(config, env)
-    env_dir = state.env_dir(cfg.name, state_dir)
+    cfg, env_dir = environment(config, env, state_dir)
     ssh_args = _ssh_args(env_dir, node, user)
     role = next((n.role for n in topology.nodes(cfg) if n.name == node), None)
     if role is None:
@@ -429,8 +439,7 @@ def smoke(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt = No
 def openrc(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt = None,
            user: Annotated[str, typer.Option(help="admin or demo")] = "admin") -> None:
     """Say which file to source to use the new cloud."""
-    cfg = load_config(config, env)
-    env_dir = state.env_dir(cfg.name, state_dir)
+    cfg, env_dir = environment(config, env, state_dir)
     path = env_dir / f"openrc-{user}"
     if user not in ("admin", "demo"):
         fail("--user: admin or demo")
