@@ -4,6 +4,9 @@ CA, an intermediate and a server certificate, as a public CA would issue them.""
 from __future__ import annotations
 
 import datetime
+import socket
+import ssl
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,3 +76,35 @@ def make(domain: str = DOMAIN) -> Pki:
     key = ec.generate_private_key(ec.SECP256R1())
     leaf = _cert(f"*.{domain}", key, "Example Intermediate", inter_key, ca=False, names=[f"*.{domain}"])
     return Pki(root, root_key, inter, inter_key, leaf, key)
+
+
+def handshake(chain: str, key: str, name: str, cadata: str | None, tmp_path) -> str:
+    """Serve chain+key on 127.0.0.1 with Python's ssl (OpenSSL); connect as a client
+    verifying `name` against cadata. The TLS version, or the verification error."""
+    (tmp_path / "srv-chain.pem").write_text(chain)
+    (tmp_path / "srv-key.pem").write_text(key)
+    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    server.load_cert_chain(tmp_path / "srv-chain.pem", tmp_path / "srv-key.pem")
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        conn, _ = listener.accept()
+        try:
+            with server.wrap_socket(conn, server_side=True) as s:
+                s.recv(1)
+        except (ssl.SSLError, OSError):
+            pass
+
+    t = threading.Thread(target=serve, daemon=True)
+    t.start()
+    client = ssl.create_default_context(cadata=cadata) if cadata else ssl.create_default_context()
+    try:
+        with socket.create_connection(listener.getsockname()) as raw, \
+                client.wrap_socket(raw, server_hostname=name) as s:
+            s.sendall(b"x")
+            return s.version()
+    except ssl.SSLCertVerificationError as e:
+        return f"refused: {e.verify_message}"
+    finally:
+        t.join(5)
+        listener.close()

@@ -13,9 +13,7 @@ import os
 import re
 import shutil
 import socket
-import ssl
 import subprocess
-import threading
 import time
 import urllib.parse
 from pathlib import Path
@@ -24,6 +22,7 @@ import pytest
 import yaml
 
 from osception import endpoints, render, services
+from tests import pki
 
 REPO = Path(__file__).resolve().parent.parent
 SERVICES_VENV = REPO / ".venv-openstack-2026.1"
@@ -177,51 +176,22 @@ def test_rabbitmq_listens_with_tls_on_the_kolla_paths(default_plan):
     assert conf["ssl_options.keyfile"] == "/etc/rabbitmq/certs/rabbitmq-key.pem"
 
 
-def _serve_tls(chain: Path, key: Path, n: int):
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(chain, key)
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve():
-        for _ in range(n):
-            conn, _ = listener.accept()
-            try:
-                with server.wrap_socket(conn, server_side=True) as s:
-                    s.recv(1)
-            except (ssl.SSLError, OSError):
-                pass
-        listener.close()
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    return listener.getsockname()[1], t
-
-
 def test_a_node_with_only_the_ca_verifies_the_controller_by_name_and_address(default_plan, tmp_path):
     """The certificate the controller serves (its osception-tls Secret), a real TLS
     server, and a client holding only the CA the nodes get: every https name of the
     node configs and the controller's address verify."""
     (secret,) = [d for d in _manifest_docs(default_plan) if d["metadata"]["name"] == "osception-tls"]
-    (tmp_path / "chain.pem").write_text(secret["stringData"]["tls.crt"])
-    (tmp_path / "key.pem").write_text(secret["stringData"]["tls.key"])
+    chain, key = secret["stringData"]["tls.crt"], secret["stringData"]["tls.key"]
     ca = _written(default_plan, "compute-0")[endpoints.NODE_CA]["content"]
     names = sorted({urllib.parse.urlsplit(u).hostname
                     for rel, text in default_plan.files.items() if rel.startswith("compute-0/config/")
                     for u in _urls(text) if u.startswith("https://")})
     assert f"keystone.{default_plan.domain}" in names
     names.append(default_plan.controller_ip)
-    port, t = _serve_tls(tmp_path / "chain.pem", tmp_path / "key.pem", len(names) + 1)
-    client = ssl.create_default_context(cafile=None, cadata=ca)
     for name in names:
-        with socket.create_connection(("127.0.0.1", port)) as raw, \
-                client.wrap_socket(raw, server_hostname=name) as s:
-            assert s.version() in ("TLSv1.2", "TLSv1.3")
-            s.sendall(b"x")
-    with pytest.raises(ssl.SSLCertVerificationError):  # a name the certificate lacks
-        with socket.create_connection(("127.0.0.1", port)) as raw, \
-                client.wrap_socket(raw, server_hostname="keystone.example.org"):
-            pass
-    t.join(5)
+        assert pki.handshake(chain, key, name, ca, tmp_path) in ("TLSv1.2", "TLSv1.3"), name
+    # A name the certificate lacks.
+    assert pki.handshake(chain, key, "keystone.example.org", ca, tmp_path).startswith("refused")
 
 
 def _free_port() -> int:

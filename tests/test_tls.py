@@ -5,15 +5,13 @@ client files in HTTPS with the CA. The certificate is checked with the real
 
 from __future__ import annotations
 
-import socket
-import ssl
 import subprocess
-import threading
 
 import yaml
 from cryptography import x509
 
 from osception import config, endpoints, overcloud, render, tls
+from tests import pki
 
 
 def _docs(plan):
@@ -37,37 +35,12 @@ def test_the_certificate_names_the_endpoints_and_chains_to_the_ca(default_plan, 
 
 
 def test_a_real_handshake_with_the_ca_succeeds_and_without_it_fails(default_plan, default_secrets, tmp_path):
-    (tmp_path / "chain.pem").write_text(tls.server_cert(default_secrets.tls, default_plan.domain, "127.0.0.1"))
-    (tmp_path / "key.pem").write_text(default_secrets.tls["key"])
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(tmp_path / "chain.pem", tmp_path / "key.pem")
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-
-    def serve(n):
-        for _ in range(n):
-            conn, _ = listener.accept()
-            try:
-                with server.wrap_socket(conn, server_side=True) as s:
-                    s.recv(1)
-            except (ssl.SSLError, OSError):
-                pass
-
-    t = threading.Thread(target=serve, args=(2,), daemon=True)
-    t.start()
+    chain = tls.server_cert(default_secrets.tls, default_plan.domain, "127.0.0.1")
     name = f"keystone.{default_plan.domain}"
-    trusting = ssl.create_default_context(cafile=None, cadata=default_plan.files["k8s-0/ca.pem"])
-    with socket.create_connection(("127.0.0.1", port)) as raw, trusting.wrap_socket(raw, server_hostname=name) as s:
-        assert s.version() in ("TLSv1.2", "TLSv1.3")
-        s.sendall(b"x")
-    default = ssl.create_default_context()  # the system's CAs only
-    try:
-        with socket.create_connection(("127.0.0.1", port)) as raw, default.wrap_socket(raw, server_hostname=name):
-            raise AssertionError("a client without the environment's CA accepted the certificate")
-    except ssl.SSLCertVerificationError:
-        pass
-    t.join(5)
-    listener.close()
+    ca = default_plan.files["k8s-0/ca.pem"]
+    assert pki.handshake(chain, default_secrets.tls["key"], name, ca, tmp_path) in ("TLSv1.2", "TLSv1.3")
+    # The system's CAs only: refused.
+    assert pki.handshake(chain, default_secrets.tls["key"], name, None, tmp_path).startswith("refused")
 
 
 def test_every_ingress_is_https_and_http_redirects(default_plan):
@@ -111,39 +84,6 @@ def test_the_plan_stays_byte_identical_with_the_certificate(state_home):
 
 # --- a certificate of the user's own (tls: in osception.yaml) ----------------------------
 
-from tests import pki  # noqa: E402
-
-
-def _handshake(chain: str, key: str, name: str, cadata: str | None, tmp_path) -> str:
-    """Serve chain+key on 127.0.0.1 with Python's ssl (OpenSSL); connect as a client
-    verifying `name` against cadata. The TLS version, or the verification error."""
-    (tmp_path / "srv-chain.pem").write_text(chain)
-    (tmp_path / "srv-key.pem").write_text(key)
-    server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    server.load_cert_chain(tmp_path / "srv-chain.pem", tmp_path / "srv-key.pem")
-    listener = socket.create_server(("127.0.0.1", 0))
-
-    def serve():
-        conn, _ = listener.accept()
-        try:
-            with server.wrap_socket(conn, server_side=True) as s:
-                s.recv(1)
-        except (ssl.SSLError, OSError):
-            pass
-
-    t = threading.Thread(target=serve, daemon=True)
-    t.start()
-    client = ssl.create_default_context(cadata=cadata) if cadata else ssl.create_default_context()
-    try:
-        with socket.create_connection(listener.getsockname()) as raw, \
-                client.wrap_socket(raw, server_hostname=name) as s:
-            s.sendall(b"x")
-            return s.version()
-    except ssl.SSLCertVerificationError as e:
-        return f"refused: {e.verify_message}"
-    finally:
-        t.join(5)
-        listener.close()
 
 
 def _own_plan(tmp_path, with_ca=True):
@@ -183,10 +123,10 @@ def test_own_certificate_is_what_traefik_serves_and_a_real_client_accepts_it(tmp
     # clients verify it with the user's CA (k8s-0/ca.pem), not the environment's
     assert (out / "k8s-0" / "ca.pem").read_text() == pki.pem(ca.root)
     name = f"keystone.{pki.DOMAIN}"
-    assert _handshake(served, key, name, (out / "k8s-0" / "ca.pem").read_text(), tmp_path) in ("TLSv1.2", "TLSv1.3")
+    assert pki.handshake(served, key, name, (out / "k8s-0" / "ca.pem").read_text(), tmp_path) in ("TLSv1.2", "TLSv1.3")
     env_ca = yaml.safe_load((home / "osception" / "secrets.yaml").read_text())["tls"]["ca_cert"]
-    assert _handshake(served, key, name, env_ca, tmp_path).startswith("refused")
-    assert _handshake(served, key, "keystone.other.example.com", pki.pem(ca.root), tmp_path).startswith("refused")
+    assert pki.handshake(served, key, name, env_ca, tmp_path).startswith("refused")
+    assert pki.handshake(served, key, "keystone.other.example.com", pki.pem(ca.root), tmp_path).startswith("refused")
 
 
 def test_own_key_is_only_in_the_private_secret_and_the_environment_ca_stays(tmp_path, default_secrets):
@@ -289,9 +229,9 @@ def test_nodes_verify_the_apis_with_tls_ca_and_rabbitmq_with_the_environment_ca(
     assert written[endpoints.NODE_CA].strip() == env_ca.strip()
     served = files["certificate"].read_text()
     key = files["key"].read_text()
-    assert _handshake(served, key, f"glance.{pki.DOMAIN}", written[endpoints.NODE_INGRESS_CA],
+    assert pki.handshake(served, key, f"glance.{pki.DOMAIN}", written[endpoints.NODE_INGRESS_CA],
                       tmp_path).startswith("TLS")
-    assert _handshake(served, key, f"glance.{pki.DOMAIN}", written[endpoints.NODE_CA],
+    assert pki.handshake(served, key, f"glance.{pki.DOMAIN}", written[endpoints.NODE_CA],
                       tmp_path).startswith("refused")
 
 
