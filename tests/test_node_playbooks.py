@@ -88,8 +88,12 @@ def _cloud_init_write_files(root: Path, user_data: str) -> None:
             content = gzip.decompress(base64.b64decode(content)).decode()
         path = root / f["path"].lstrip("/")
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(content)
-        path.chmod(int(f["permissions"], 8))
+        if f.get("append"):  # e.g. /etc/hosts: the image's own lines stay
+            with path.open("a") as out:
+                out.write(content)
+        else:
+            path.write_text(content)
+        path.chmod(int(f.get("permissions", "0644"), 8))  # cloud-init's default mode
 
 
 @contextlib.contextmanager
