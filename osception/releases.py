@@ -1,9 +1,14 @@
 """Supported OpenStack releases: the one table every other module reads.
 
 A release maps to the Kolla image tag of the control plane (controller, k3s) and
-to the package source of the compute and network nodes (Debian 13 "trixie").
-Debian 13 carries 2025.1 itself; newer releases come from the Debian OpenStack
-backports (osbpo), enabled on the node with `extrepo enable <name>`.
+to the OS and package source of the compute and network nodes. Debian 13 "trixie"
+carries 2025.1 itself; other releases come from the Debian OpenStack backports
+(osbpo), enabled on the node with `extrepo enable <name>`. The extrepo names are
+those of Debian's own extrepo data (package extrepo-offline-data 1.0.6~deb13u1):
+for trixie it has `openstack_flamingo` (trixie-flamingo-backports); caracal
+(2024.1) exists for bookworm only, so 2024.1's nodes run Debian 12. That package has
+no `openstack_gazpacho` nor `openstack_hibiscus` yet: the nodes' extrepo finds them
+in its online data (extrepo's default), which is not checked here.
 """
 
 from __future__ import annotations
@@ -17,8 +22,18 @@ KUBERNETES_VERSION = "1.34.0"
 
 KOLLA_REGISTRY = "quay.io/openstack.kolla"
 
-# The node OS. Debian 13 is the only one the node playbooks target.
-NODE_OS = "debian-13"
+
+
+@dataclass(frozen=True)
+class NodeOS:
+    """The OS of the compute and network nodes."""
+    name: str  # "debian-13"
+    codename: str  # "trixie": the Debian suite, and the extrepo data's section
+    image: str  # the outer cloud's image of it, the nodes' default `image`
+
+
+DEBIAN_12 = NodeOS("debian-12", "bookworm", "Debian 12")
+DEBIAN_13 = NodeOS("debian-13", "trixie", "Debian 13")
 
 
 @dataclass(frozen=True)
@@ -26,14 +41,20 @@ class Release:
     name: str  # "2026.1"
     codename: str  # "Gazpacho"
     kolla_tag: str  # tag of every quay.io/openstack.kolla image
-    # None: Debian 13's own archive carries this release.
+    # None: the node OS's own archive carries this release.
     # Otherwise the extrepo repository name of the Debian OpenStack backports.
     extrepo: str | None
     # The Kolla and kolla-ansible source releases of this series (PyPI sdists) that the
     # control plane is checked against (tests/kolla: set_configs.py, Dockerfiles, roles).
     kolla_version: str
     kolla_ansible_version: str
-    # ML2 renamed tenant_network_types; each release is validated with its own name.
+    # The Tempest release tagged for this OpenStack release (its release note: "This
+    # release is to tag Tempest for OpenStack <release>"; tempest's ChangeLog).
+    tempest_version: str
+    node_os: NodeOS = DEBIAN_13
+    # Option names that changed between releases, each with the release that changed
+    # it; every release's files are validated with its own names (test_service_config).
+    # ML2 renamed tenant_network_types to project_network_types in 2026.1 (neutron 28).
     ml2_project_network_types_option: str = "tenant_network_types"
     # The MariaDB client programs of the release's mariadb-server image, as Kolla's own
     # extend_start.sh calls them (Kolla 21 moved from mysql/mysqladmin to these).
@@ -48,16 +69,29 @@ class Release:
         return "debian" if self.extrepo is None else f"extrepo:{self.extrepo}"
 
 
+# Image tags: kolla-ansible's `openstack_tag` (`<openstack_release>-<kolla_base_distro>-
+# <kolla_base_distro_version>`, ubuntu's version from kolla_base_distro_version_default_map),
+# the tag Kolla's publish jobs push (tests/playbooks/run.yml). Kolla 18 publishes 2024.1 on
+# jammy and noble; kolla-ansible 18 deploys jammy.
 RELEASES: dict[str, Release] = {
     r.name: r
     for r in (
+        Release("2024.1", "Caracal", "2024.1-ubuntu-jammy", "openstack_caracal",
+                kolla_version="18.8.0", kolla_ansible_version="18.8.0", tempest_version="38.0.0",
+                node_os=DEBIAN_12,
+                mariadb_client="mysql", mariadb_admin="mysqladmin", neutron_split=False),
         Release("2025.1", "Epoxy", "2025.1-ubuntu-noble", None,
-                kolla_version="20.6.0", kolla_ansible_version="20.6.0",
+                kolla_version="20.6.0", kolla_ansible_version="20.6.0", tempest_version="43.0.0",
                 mariadb_client="mysql", mariadb_admin="mysqladmin", neutron_split=False),
         Release("2025.2", "Flamingo", "2025.2-ubuntu-noble", "openstack_flamingo",
-                kolla_version="21.3.0", kolla_ansible_version="21.3.0"),
+                kolla_version="21.3.0", kolla_ansible_version="21.3.0", tempest_version="45.0.0"),
         Release("2026.1", "Gazpacho", "2026.1-ubuntu-noble", "openstack_gazpacho",
-                kolla_version="22.2.0", kolla_ansible_version="22.2.0",
+                kolla_version="22.2.0", kolla_ansible_version="22.2.0", tempest_version="46.2.0",
+                ml2_project_network_types_option="project_network_types"),
+        # kolla-ansible 23 (2026.2) is not on PyPI (newest: 22.2.0): the contract's
+        # kolla-ansible comparisons of 2026.2 use 2026.1's roles, its images Kolla 23's.
+        Release("2026.2", "Hibiscus", "2026.2-ubuntu-noble", "openstack_hibiscus",
+                kolla_version="23.0.0", kolla_ansible_version="22.2.0", tempest_version="47.0.0",
                 ml2_project_network_types_option="project_network_types"),
     )
 }

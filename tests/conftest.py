@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from osception import config, render, secrets
+from osception import config, releases, render, secrets
 
 # The slow tier, decided in one place: a test is slow when it uses one of these
 # fixtures (directly or through another fixture), whatever its module. Each names what
@@ -12,6 +12,7 @@ from osception import config, render, secrets
 # `-m "not slow"` builds no services venv, fetches no Kolla source and needs no root.
 SLOW_FIXTURES: dict[str, tuple[str, ...]] = {
     "services_venv": ("services-venv",),  # .venv-openstack-2026.1: the real services
+    "release_venv": ("release-venvs",),  # .venv-openstack-<release> of every release
     "devcloud": ("services-venv", "devcloud"),  # a running devcloud (MariaDB, RabbitMQ...)
     "kolla_sources": ("kolla-sources",),  # a release's kolla sdists, in .cache/kolla
     "all_kolla_sources": ("kolla-sources",),  # every release's
@@ -49,6 +50,14 @@ def state_home(tmp_path_factory) -> Path:
 def default_plan(state_home) -> render.Plan:
     """The plan of the built-in defaults, with this session's secrets."""
     cfg = config.load(None)
+    sec = secrets.ensure(state_home / cfg.name, cfg.name)
+    return render.build(cfg, sec)
+
+
+@pytest.fixture(scope="session", params=list(releases.RELEASES))
+def release_plan(request, state_home) -> render.Plan:
+    """The defaults' plan on each release of the table (the same secrets)."""
+    cfg = config.Config(release=request.param)
     sec = secrets.ensure(state_home / cfg.name, cfg.name)
     return render.build(cfg, sec)
 

@@ -35,8 +35,8 @@ def user_data(plan):
     return {p: t for p, t in plan.files.items() if p.endswith("/user-data")}
 
 
-def test_every_user_data_passes_the_cloud_init_schema(default_plan, tmp_path):
-    docs = user_data(default_plan)
+def test_every_user_data_passes_the_cloud_init_schema(release_plan, tmp_path):
+    docs = user_data(release_plan)
     assert "k8s-0/user-data" in docs
     for rel, text in docs.items():
         f = tmp_path / rel.replace("/", "_")
@@ -47,19 +47,19 @@ def test_every_user_data_passes_the_cloud_init_schema(default_plan, tmp_path):
         assert r.returncode == 0 and "Valid" in out and "DEPRECATED" not in out, f"{rel}: {out}"
 
 
-def test_user_data_top_level_keys_are_known(default_plan):
-    for rel, text in user_data(default_plan).items():
+def test_user_data_top_level_keys_are_known(release_plan):
+    for rel, text in user_data(release_plan).items():
         assert text.startswith("#cloud-config\n"), rel
         keys = set(yaml.safe_load(text))
         assert keys <= KNOWN_TOP_LEVEL, f"{rel}: unknown {keys - KNOWN_TOP_LEVEL}"
 
 
-def test_user_data_fits_the_nova_limit(default_plan):
-    for rel, text in user_data(default_plan).items():
+def test_user_data_fits_the_nova_limit(release_plan):
+    for rel, text in user_data(release_plan).items():
         # Nova accepts at most 65535 characters of base64-encoded user data.
         assert len(base64.b64encode(render.wire_user_data(text))) <= 65535, rel
     # The default controller keeps half of the limit free for services to come.
-    assert default_plan.user_data_sizes["k8s-0"] < render.NOVA_USER_DATA_LIMIT / 2
+    assert release_plan.user_data_sizes["k8s-0"] < render.NOVA_USER_DATA_LIMIT / 2
 
 
 CLOUD_INIT_READS = """
@@ -235,11 +235,11 @@ def shell_scripts(plan) -> dict[str, str]:
     return scripts
 
 
-def test_every_shell_script_passes_shellcheck(default_plan, tmp_path):
+def test_every_shell_script_passes_shellcheck(release_plan, tmp_path):
     exe = shutil.which("shellcheck")
     if exe is None:
         pytest.fail("shellcheck is not installed: run .ci/install")
-    scripts = shell_scripts(default_plan)
+    scripts = shell_scripts(release_plan)
     assert len(scripts) >= 5
     for name, text in scripts.items():
         f = tmp_path / "s.sh"

@@ -27,7 +27,7 @@ def test_init_file_is_exactly_the_defaults(tmp_path):
 # (yaml text, the one-line error it must give)
 BAD = [
     ("nodez: {}", "nodez: unknown key"),
-    ("release: '2024.1'", "release: must be one of 2025.1, 2025.2, 2026.1"),
+    ("release: '2023.2'", "release: must be one of 2024.1, 2025.1, 2025.2, 2026.1, 2026.2"),
     ("nodes: {compute: {count: -1, flavor: x}}", "nodes.compute.count: Input should be greater than or equal to 0"),
     ("nodes: {controller: {count: 2, flavor: x}}", "nodes.controller: must be 1"),
     ("nodes: {compute: {count: 1, flavr: x}}", "nodes.compute.flavr: unknown key"),

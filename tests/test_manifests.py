@@ -14,9 +14,10 @@ from osception import releases, render, services
 
 
 @pytest.fixture(scope="module")
-def docs(default_plan):
+def docs(release_plan):
+    """Every manifest document of the defaults' plan, on each release of the table."""
     out = []
-    for path, text in sorted(default_plan.files.items()):
+    for path, text in sorted(release_plan.files.items()):
         if path.startswith("k8s-0/manifests/"):
             for doc in yaml.safe_load_all(text):
                 assert doc is not None, f"empty YAML document in {path}"
@@ -71,13 +72,13 @@ def test_every_long_running_workload_has_a_readiness_probe(docs):
             assert "readinessProbe" in c, f"{doc['metadata']['name']}/{c['name']}"
 
 
-def test_every_api_has_a_service_and_an_ingress_on_its_port(docs, default_plan):
+def test_every_api_has_a_service_and_an_ingress_on_its_port(docs, release_plan):
     svcs, ingresses = by_kind(docs, "Service"), by_kind(docs, "Ingress")
     for name in ("keystone", "glance", "placement", "neutron", "nova", "novnc", "skyline"):
         port = services.APIS[name].port
         assert svcs[name]["spec"]["ports"][0]["port"] == port
         rule = ingresses[name]["spec"]["rules"][0]
-        assert rule["host"] == f"{name}.{default_plan.domain}"
+        assert rule["host"] == f"{name}.{release_plan.domain}"
         assert rule["http"]["paths"][0]["backend"]["service"] == {"name": name, "port": {"number": port}}
         assert ingresses[name]["spec"]["ingressClassName"] == "traefik"
 
@@ -217,8 +218,8 @@ def _archive_members(user_data: str) -> dict[str, str]:
     return out
 
 
-def test_images_are_the_releases_kolla_images(docs, default_plan):
-    tag = default_plan.release.kolla_tag
+def test_images_are_the_releases_kolla_images(docs, release_plan):
+    tag = release_plan.release.kolla_tag
     for doc, spec in pod_specs(docs):
         for c in spec.get("initContainers", []) + spec["containers"]:
             name = c["image"].rsplit("/", 1)[1].split(":")[0]

@@ -1,6 +1,8 @@
 """Every OpenStack config file osception generates, against the real option
-definitions of the release: oslo-config-validator --fatal-warnings, then every
-value loaded through oslo.config. Runs in .venv-openstack-2026.1 (scripts/test.sh)."""
+definitions of each release in the table: oslo-config-validator --fatal-warnings,
+then every value loaded through oslo.config, in that release's own services venv
+(.venv-openstack-<release>, built once from its lock by scripts/test.sh and reused
+while the lock is unchanged)."""
 
 from __future__ import annotations
 
@@ -9,15 +11,30 @@ from pathlib import Path
 
 import pytest
 
-from osception import config, endpoints, ini, render, secrets, services, topology
+from osception import config, endpoints, ini, releases, render, secrets, services, topology
+from osception.devcloud import venv as services_venv_mod
 from tests.validators import oslo
 
-RELEASE = "2026.1"  # the release whose services are in the lock the suite installs
+REPO = Path(__file__).resolve().parent.parent
 
 
-def _files(tmp_path, state_home):
+# Session scope: the tests are grouped by release, each venv checked once.
+@pytest.fixture(scope="session", params=list(releases.RELEASES))
+def release(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def release_venv(release) -> Path:
+    """.venv-openstack-<release> (slow: tests/conftest.py SLOW_FIXTURES)."""
+    venv = REPO / f".venv-openstack-{release}"
+    subprocess.run(["bash", str(services_venv_mod.VENV_SCRIPT), release, str(venv)], check=True)
+    return venv
+
+
+def _files(release, state_home):
     """(path, validator kind) of every rendered INI file: controller and nodes."""
-    cfg = config.Config(release=RELEASE)
+    cfg = config.Config(release=release)
     sec = secrets.ensure(state_home / cfg.name, cfg.name)
     out = []
     # The control plane, whole (before the secret split), as its services read it.
@@ -37,8 +54,8 @@ def _files(tmp_path, state_home):
     return out
 
 
-def test_every_generated_ini_is_valid_for_the_release(services_venv, tmp_path, state_home):
-    files = _files(tmp_path, state_home)
+def test_every_generated_ini_is_valid_for_the_release(release, release_venv, tmp_path, state_home):
+    files = _files(release, state_home)
     kinds = {k for _, _, k in files}
     assert kinds >= set(services.CONTROLLER_INI) | set(services.NODE_INI)
     failures = []
@@ -46,44 +63,48 @@ def test_every_generated_ini_is_valid_for_the_release(services_venv, tmp_path, s
         f = tmp_path / label.replace(":", "_")
         f.write_text(text)
         try:
-            oslo.assert_valid(services_venv, f, kind)
+            oslo.assert_valid(release_venv, f, kind)
         except AssertionError as e:
             failures.append(str(e))
     assert not failures, "\n\n".join(failures)
 
 
-def test_validators_catch_a_bad_key_and_a_bad_value(services_venv, tmp_path, state_home):
-    """The checks above can fail: a typo in a key, a wrong value, a renamed option."""
-    cfg = config.Config()
+def test_validators_catch_a_bad_key_and_a_bad_value(release, release_venv, tmp_path, state_home):
+    """The checks above can fail: a typo in a key, a wrong value, the other release's
+    name of a renamed option (before 2026.1 unknown, from 2026.1 on deprecated)."""
+    cfg = config.Config(release=release)
     sec = secrets.ensure(state_home / cfg.name, cfg.name)
     ep = endpoints.controller("x.sslip.io", "203.0.113.10")
     nova = render.service_config(cfg, sec, ep)["nova.conf"]
     ml2 = render.service_config(cfg, sec, ep)["ml2_conf.ini"]
+    ours = releases.get(release).ml2_project_network_types_option
+    other = ({"tenant_network_types", "project_network_types"} - {ours}).pop()
     cases = [
         ("nova.conf", ini.merge(nova, {"scheduler": {"discover_hosts_in_cell_interval": 60}})),
         ("nova.conf", ini.merge(nova, {"DEFAULT": {"debug": "maybe"}})),
         # a misspelt keystoneauth session option in a group nova lists as an OptGroup
         ("nova.conf", ini.merge(nova, {"glance": {"ca_file": "/etc/ca.crt"}})),
-        ("ml2_conf.ini", ini.merge(ml2, {"ml2": {"tenant_network_types": "vxlan"}})),
+        ("ml2_conf.ini", ini.merge(ml2, {"ml2": {other: "vxlan"}})),
     ]
     for kind, text in cases:
         f = tmp_path / kind
         f.write_text(text)
         with pytest.raises(AssertionError):
-            oslo.assert_valid(services_venv, f, kind)
+            oslo.assert_valid(release_venv, f, kind)
 
 
-def test_user_overrides_are_validated_too(services_venv, tmp_path, state_home):
+def test_user_overrides_are_validated_too(release, release_venv, tmp_path, state_home):
     p = tmp_path / "o.yaml"
-    p.write_text("overrides: {neutron.conf: {DEFAULT: {api_workers: 4}}, nova.conf: {quota: {instances: 40}}}\n")
+    p.write_text(f"release: '{release}'\n" "overrides: {neutron.conf: {DEFAULT: {rpc_workers: 4}}, nova.conf: {quota: {instances: 40}}}\n")
     cfg = config.load(p)
     sec = secrets.ensure(state_home / cfg.name, cfg.name)
     confs = render.service_config(cfg, sec, endpoints.local())
     for name in ("neutron.conf", "nova.conf"):
         f = tmp_path / name
         f.write_text(confs[name])
-        oslo.assert_valid(services_venv, f)
-    assert "api_workers = 4" in confs["neutron.conf"]
+        oslo.assert_valid(release_venv, f)
+    # (rpc_workers: neutron 29, 2026.2, has no api_workers any more: the API is under uWSGI)
+    assert "rpc_workers = 4" in confs["neutron.conf"]
 
 
 # Glance's own validate_import_uri (what the image import API calls before a
@@ -93,9 +114,10 @@ import sys
 from oslo_config import cfg
 import glance.async_.flows._internal_plugins  # registers [import_filtering_opts]
 from glance.common import utils
+validate = getattr(utils, "validate_import_uri", None) or utils.validate_uri  # glance 33: renamed
 cfg.CONF([], project="glance", default_config_files=[sys.argv[1]])
 for uri in sys.argv[2:]:
-    print(uri, utils.validate_import_uri(uri))
+    print(uri, validate(uri))
 """
 
 
@@ -107,11 +129,11 @@ def _glance_filter(venv: Path, conf_text: str, tmp_path: Path, *uris: str) -> di
     return {uri: ok == "True" for uri, ok in (line.rsplit(" ", 1) for line in out.splitlines())}
 
 
-def test_glance_web_download_fetches_only_from_the_image_hosts(services_venv, tmp_path, state_home):
+def test_glance_web_download_fetches_only_from_the_image_hosts(release, release_venv, tmp_path, state_home):
     # Image hosts as IP literals: Glance admits a host NAME only when it resolves in
     # DNS, which nothing does on this offline machine (on a cloud cloud.debian.org does).
     images = ["http://198.51.100.7/cirros.img", "https://[2001:db8::7]:8443/debian.qcow2"]
-    cfg = config.Config.model_validate({"release": RELEASE, "overcloud": {"images": [
+    cfg = config.Config.model_validate({"release": release, "overcloud": {"images": [
         {"name": f"i{n}", "url": url} for n, url in enumerate(images)]}})
     sec = secrets.ensure(state_home / cfg.name, cfg.name)
     ep = endpoints.controller("203.0.113.10.sslip.io", "203.0.113.10")
@@ -121,21 +143,24 @@ def test_glance_web_download_fetches_only_from_the_image_hosts(services_venv, tm
     refused = ["http://169.254.169.254/openstack/latest/user_data",  # the outer metadata service
                "http://127.0.0.1/x", "http://10.0.0.5:3306/", "file:///etc/passwd",
                "http://198.51.100.7:8080/x", "http://198.51.100.8/cirros.img"]
-    verdict = _glance_filter(services_venv, conf, tmp_path, *images, *refused)
+    verdict = _glance_filter(release_venv, conf, tmp_path, *images, *refused)
     assert [u for u in images if not verdict[u]] == []
     assert [u for u in refused if verdict[u]] == []
 
 
 def test_import_hosts_replace_the_image_hosts_and_no_host_turns_web_download_off(
-        services_venv, tmp_path, state_home):
-    cfg = config.Config.model_validate({"overcloud": {"import_hosts": ["images.example.org"]}})
+        release, release_venv, tmp_path, state_home):
+    cfg = config.Config.model_validate({"release": release, "overcloud": {"import_hosts": ["images.example.org"]}})
     sec = secrets.ensure(state_home / cfg.name, cfg.name)
     ep = endpoints.controller("203.0.113.10.sslip.io", "203.0.113.10")
     conf = render.service_config(cfg, sec, ep)["glance-api.conf"]
     assert "allowed_hosts = [images.example.org]" in conf
-    off = config.Config.model_validate({"overcloud": {"images": []}})
+    off = config.Config.model_validate({"release": release, "overcloud": {"images": []}})
     conf = render.service_config(off, sec, ep)["glance-api.conf"]
     # An empty allowed_hosts would let Glance fetch from anywhere: the method is off.
     assert "enabled_import_methods = [glance-direct]\n" in conf
-    assert _glance_filter(services_venv, conf, tmp_path, "http://169.254.169.254/") == {
-        "http://169.254.169.254/": True}  # what an empty filter would admit, hence the method off
+    # What an empty filter would admit, hence the method off: the metadata service up to
+    # glance 32 (2026.1); glance 33 (2026.2) refuses link-local addresses by itself.
+    admits = list(releases.RELEASES).index(release) < list(releases.RELEASES).index("2026.2")
+    assert _glance_filter(release_venv, conf, tmp_path, "http://169.254.169.254/") == {
+        "http://169.254.169.254/": admits}

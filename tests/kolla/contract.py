@@ -348,8 +348,9 @@ def calls(container: Container) -> list[Call]:
 
 def role_dirs(src: KollaSources, image: str) -> list[Path]:
     """The kolla-ansible roles that deploy an image: those whose defaults name it
-    (`nova_api_image: "{{ docker_image_url }}nova-api"` -> role nova)."""
-    mark = re.compile(r'\}\}' + re.escape(image) + r'"')
+    (`nova_api_image: "{{ docker_image_url }}nova-api"` -> role nova; kolla-ansible 18:
+    `"{{ docker_namespace }}/nova-api"`)."""
+    mark = re.compile(r'\}\}/?' + re.escape(image) + r'"')
     return sorted(p for p in src.roles.iterdir()
                   if (p / "defaults" / "main.yml").exists()
                   and mark.search((p / "defaults" / "main.yml").read_text()))
@@ -436,8 +437,10 @@ EVIDENCE = (
 
 
 def evidence_holds(src: KollaSources, e: Evidence) -> bool:
-    root = src.kolla if e.source == "kolla" else src.ansible
-    path = root / e.file
+    if e.source == "kolla":  # docker/... wherever this Kolla keeps docker/ (23: kolla/docker/)
+        path = src.docker.parent / e.file
+    else:
+        path = src.ansible / e.file
     return path.exists() and re.search(e.pattern, path.read_text()) is not None
 
 

@@ -30,7 +30,9 @@ class KollaSources:
 
     @property
     def docker(self) -> Path:
-        return self.kolla / "docker"
+        # Kolla 23 (2026.2) moved docker/ into the package: kolla/docker/.
+        old = self.kolla / "docker"
+        return old if old.is_dir() else self.kolla / "kolla" / "docker"
 
     @property
     def roles(self) -> Path:

@@ -14,6 +14,28 @@ from . import contract, sources
 
 RELEASES = list(releases.RELEASES)
 
+# What the contract finds in a release the control plane is not yet made to fit:
+# {(release, test): finding}. Each is a strict xfail, so the fix shows as a failure here.
+KNOWN_GAPS = {
+    ("2024.1", name): (
+        "Kolla 18 (2024.1) images have no uWSGI (kolla-ansible 18 serves keystone, placement, "
+        "nova-api and nova-metadata under Apache mod_wsgi, glance-api under eventlet), its "
+        "mariadb-server runs /usr/bin/mysqld_safe, kolla-toolbox's venv is built with "
+        "python{{ distro_python_version }}, and its neutron-server config.json always lists "
+        "neutron_vpnaas.conf: the 2024.1 control plane needs those modes (not done)")
+    for name in ("test_every_evidence_entry_holds_in_that_release",
+                 "test_every_executable_is_one_the_image_ships_or_kolla_calls",
+                 "test_containers_agree_with_kolla_ansibles_config_json")
+}
+
+
+@pytest.fixture(autouse=True)
+def _known_gap(request):
+    callspec = getattr(request.node, "callspec", None)
+    gap = callspec and KNOWN_GAPS.get((callspec.params.get("release"), request.node.originalname))
+    if gap:
+        request.node.add_marker(pytest.mark.xfail(strict=True, reason=gap))
+
 
 @pytest.fixture(scope="module", params=RELEASES)
 def release(request) -> releases.Release:
@@ -104,9 +126,10 @@ def test_uwsgi_settings_agree_with_kolla_ansible(plan, kolla_sources, all_kolla_
                             ours_by_file[key] = value
     newest_first = sorted(all_kolla_sources, key=lambda s: s.release.name, reverse=True)
     known_keys = set()
-    for s in newest_first:
-        known_keys |= set(contract.ini_pairs(
-            (s.roles / "service-uwsgi-config" / "templates" / "uwsgi.ini.j2").read_text()))
+    for s in newest_first:  # kolla-ansible before 19 (2024.1) has no uWSGI role: Apache mod_wsgi
+        template = s.roles / "service-uwsgi-config" / "templates" / "uwsgi.ini.j2"
+        if template.exists():
+            known_keys |= set(contract.ini_pairs(template.read_text()))
     compared = 0
     for name, (role, service_name) in contract.UWSGI_FILES.items():
         if name not in ours_by_file:
