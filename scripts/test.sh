@@ -55,6 +55,13 @@ fi
 if needs services-venv; then
   osception/devcloud/services-venv/openstack-venv.sh 2026.1 .venv-openstack-2026.1
 fi
+# Every release's services, for the validators: each venv built once, reused while its
+# lock is unchanged (the venv's stamp).
+if needs release-venvs; then
+  for release in $(.venv/bin/python -c 'from osception import releases; print(*releases.RELEASES)'); do
+    osception/devcloud/services-venv/openstack-venv.sh "$release" ".venv-openstack-$release"
+  done
+fi
 
 # Fetched once into .cache/kolla/ and reused.
 if needs kolla-sources; then
