@@ -52,19 +52,32 @@ if [ "${#missing[@]}" -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
 fi
 
+# The services venvs and the Kolla sources live in a cache of this machine
+# ($OSCEPTION_CACHE, default ~/.cache/osception), linked into the checkout: a fresh
+# clone reuses them. A venv is rebuilt only when its lock changed (its stamp).
+cache=${OSCEPTION_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/osception}
+link() {  # link TARGET NAME: NAME in the checkout points at TARGET (a real NAME stays)
+  mkdir -p "$(dirname "$2")"
+  if [ ! -e "$2" ] || [ -L "$2" ]; then ln -sfn "$1" "$2"; fi
+}
+services_venv() {
+  osception/devcloud/services-venv/openstack-venv.sh "$1" "$cache/venvs/openstack-$1"
+  link "$cache/venvs/openstack-$1" ".venv-openstack-$1"
+}
 if needs services-venv; then
-  osception/devcloud/services-venv/openstack-venv.sh 2026.1 .venv-openstack-2026.1
+  services_venv 2026.1
 fi
-# Every release's services, for the validators: each venv built once, reused while its
-# lock is unchanged (the venv's stamp).
+# Every release's services, for the validators.
 if needs release-venvs; then
   for release in $(.venv/bin/python -c 'from osception import releases; print(*releases.RELEASES)'); do
-    osception/devcloud/services-venv/openstack-venv.sh "$release" ".venv-openstack-$release"
+    services_venv "$release"
   done
 fi
 
-# Fetched once into .cache/kolla/ and reused.
+# Fetched once and reused.
 if needs kolla-sources; then
+  mkdir -p "$cache/kolla"
+  link "$cache/kolla" .cache/kolla
   .venv/bin/python -m tests.kolla.sources
 fi
 
