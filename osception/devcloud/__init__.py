@@ -12,7 +12,16 @@ as the devcloud's own instance.
 """
 
 from .layout import Layout
-from .lifecycle import Devcloud
 from .processes import DevcloudError
 
 __all__ = ["Devcloud", "DevcloudError", "Layout"]
+
+
+def __getattr__(name: str):
+    # Devcloud (lifecycle) imports openstacksdk, a good part of a second: only when
+    # used, so that `osception` commands that never touch the devcloud start fast.
+    if name == "Devcloud":
+        from .lifecycle import Devcloud
+
+        return Devcloud
+    raise AttributeError(name)

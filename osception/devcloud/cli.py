@@ -12,9 +12,7 @@ from rich.table import Table
 
 from .. import secrets as secrets_mod
 from .. import state
-from . import cloud
 from .layout import VENV_ENV_VAR, Layout
-from .lifecycle import Devcloud, Settings
 from .processes import DevcloudError
 
 app = typer.Typer(
@@ -60,6 +58,9 @@ def up(
     state_dir: StateOpt = None,
 ) -> None:
     """Start the devcloud (or whatever part of it is down). Idempotent."""
+    from . import cloud
+    from .lifecycle import Devcloud
+
     layout = _layout(state_dir)
     try:
         settings = Devcloud(layout, say=_say).up(release, config, venv)
@@ -75,6 +76,8 @@ def up(
 @app.command()
 def status(state_dir: StateOpt = None) -> None:
     """Every devcloud process: pid, port, running or not. Exit code 1 unless all run."""
+    from .lifecycle import Devcloud, Settings
+
     layout = _layout(state_dir)
     rows = Devcloud(layout).status()
     table = Table(title=f"osception devcloud ({layout.root})")
@@ -98,6 +101,8 @@ def down(
     state_dir: StateOpt = None,
 ) -> None:
     """Stop every process the devcloud started (by its own pids)."""
+    from .lifecycle import Devcloud
+
     Devcloud(_layout(state_dir), say=_say).down(purge)
 
 
@@ -109,6 +114,8 @@ def env(
     state_dir: StateOpt = None,
 ) -> None:
     """Print the devcloud's clouds.yaml (holds passwords), or shell exports for it."""
+    from . import cloud
+
     layout = _layout(state_dir)
     if not (layout.root / secrets_mod.FILE).exists():
         _fail(f"no devcloud in {layout.root}; run `osception devcloud up`")
