@@ -10,7 +10,7 @@ import shlex
 import shutil
 from pathlib import Path
 
-from .. import endpoints, ini, render, services
+from .. import endpoints, ini, render, topology
 from ..config import Config
 from ..secrets import Secrets
 from ..state import write_private
@@ -42,6 +42,8 @@ from {module} import {callable} as application  # noqa: E402,F401
 GLANCE_MANAGE_CONF = "glance/glance-manage.conf"
 # nova-compute reads what a compute node gets (templates/conf/nova-compute.conf.j2).
 COMPUTE_CONF = "nova-compute/nova.conf"
+# Where a compute node keeps the nova.conf the devcloud's nova-compute reads.
+COMPUTE_NODE_NOVA_CONF = "/etc/nova/nova.conf"
 
 
 def local_endpoints() -> endpoints.Endpoints:
@@ -51,13 +53,12 @@ def local_endpoints() -> endpoints.Endpoints:
 
 
 def compute_node_conf(cfg: Config, secrets: Secrets) -> str:
-    """A compute node's nova.conf (as render.node_config() makes it), with local
-    endpoints; the user's nova.conf overrides apply, as they do on the nodes."""
-    text = render.render_template(
-        "conf/nova-compute.conf.j2", ep=local_endpoints(), secrets=secrets, services=services,
-        controller_ip=HOST,
-        node={"name": "devcloud-compute", "role": "compute", "ip": HOST})
-    return ini.merge(text, cfg.overrides["nova.conf"]) if "nova.conf" in cfg.overrides else text
+    """A compute node's nova.conf exactly as render.node_config() makes it (the user's
+    nova.conf overrides included), with the devcloud's local endpoints."""
+    node = topology.Node("devcloud-compute", "compute", flavor="", image="", index=0)
+    files = render.node_config(cfg, secrets, node, topology.Address(HOST, ""), HOST, HOST,
+                               ep=local_endpoints())
+    return files[COMPUTE_NODE_NOVA_CONF]
 
 
 def devcloud_config(cfg: Config, layout: Layout) -> Config:
