@@ -63,6 +63,10 @@ class Release:
     # Neutron server split as kolla-ansible runs it from 2025.2 on: the API under uWSGI,
     # neutron-rpc-server and neutron-periodic-workers. False: one `neutron-server`.
     neutron_split: bool = True
+    # keystone, glance, placement and nova have <project>.wsgi.* modules from 2025.1 on
+    # (and dropped pbr's wsgi_scripts later): uWSGI loads the module. Before, it loads
+    # the project's WSGI script (services.Api.wsgi_script), as DevStack did.
+    wsgi_modules: bool = True
 
     @property
     def package_source(self) -> str:
@@ -79,7 +83,8 @@ RELEASES: dict[str, Release] = {
         Release("2024.1", "Caracal", "2024.1-ubuntu-jammy", "openstack_caracal",
                 kolla_version="18.8.0", kolla_ansible_version="18.8.0", tempest_version="38.0.0",
                 node_os=DEBIAN_12,
-                mariadb_client="mysql", mariadb_admin="mysqladmin", neutron_split=False),
+                mariadb_client="mysql", mariadb_admin="mysqladmin", neutron_split=False,
+                wsgi_modules=False),
         Release("2025.1", "Epoxy", "2025.1-ubuntu-noble", None,
                 kolla_version="20.6.0", kolla_ansible_version="20.6.0", tempest_version="43.0.0",
                 mariadb_client="mysql", mariadb_admin="mysqladmin", neutron_split=False),

@@ -17,6 +17,10 @@ class Api:
     port: int
     catalog_type: str | None = None  # None: not in the Keystone catalog
     path: str = ""  # endpoint URL suffix, e.g. /v2.1 for compute
+    # The WSGI application uWSGI serves: a module of the project (2025.1 on), or before
+    # (releases.Release.wsgi_modules False) pbr's WSGI script in the image's venv bin/.
+    wsgi_module: str | None = None
+    wsgi_script: str | None = None
 
 
 # HTTP APIs, on these ports inside the cluster. Users and the compute/network nodes
@@ -25,12 +29,19 @@ class Api:
 APIS: dict[str, Api] = {
     a.name: a
     for a in (
-        Api("keystone", 5000, "identity", "/v3"),
-        Api("glance", 9292, "image"),
-        Api("placement", 8778, "placement"),
-        Api("neutron", 9696, "network"),
-        Api("nova", 8774, "compute", "/v2.1"),
-        Api("metadata", 8775),  # nova metadata API, for the neutron metadata agents
+        Api("keystone", 5000, "identity", "/v3",
+            wsgi_module="keystone.wsgi.api:application", wsgi_script="keystone-wsgi-public"),
+        Api("glance", 9292, "image",
+            wsgi_module="glance.wsgi.api:application", wsgi_script="glance-wsgi-api"),
+        Api("placement", 8778, "placement",
+            wsgi_module="placement.wsgi.api:application", wsgi_script="placement-api"),
+        # Under uWSGI only from 2025.2 (Release.neutron_split), when the module exists.
+        Api("neutron", 9696, "network", wsgi_module="neutron.wsgi.api:application"),
+        Api("nova", 8774, "compute", "/v2.1",
+            wsgi_module="nova.wsgi.osapi_compute:application", wsgi_script="nova-api-wsgi"),
+        # nova metadata API, for the neutron metadata agents
+        Api("metadata", 8775,
+            wsgi_module="nova.wsgi.metadata:application", wsgi_script="nova-metadata-wsgi"),
         Api("novnc", 6080),  # nova-novncproxy, opened from browsers
         Api("skyline", 9999),  # skyline-console (nginx), which proxies the apiserver
     )
@@ -75,14 +86,17 @@ DATABASES: dict[str, tuple[str, ...]] = {
 # (tests/test_service_roles.py runs them through oslo.policy). "service" is what
 # keystonemiddleware's service tokens and the service-to-service APIs ask for.
 SERVICE_USER_ROLES: dict[str, tuple[str, ...]] = {
-    # Only validate their users' tokens (Keystone: identity:validate_token).
+    # Only validate their users' tokens (Keystone: identity:validate_token), and
+    # placement's user is the one Nova's [placement] reports resources with.
     "glance": ("service",),
     "placement": ("service",),
-    # Validates tokens, reports port events to Nova (os-server-external-events).
-    "neutron": ("service",),
-    # Nova binds ports (Neutron's create_port:binding:profile admits only "service")
-    # and reads their resource_request to schedule QoS bandwidth (admitted only to
-    # admin: without it such ports would be scheduled as if they asked for nothing).
+    # Validates tokens; it is also the user Nova's [neutron] section logs in with (as in
+    # kolla-ansible and DevStack): binding ports needs "service" (Neutron's
+    # *_port:binding:profile admit only it) and reading their resource_request "admin"
+    # (without it, QoS ports would be scheduled as if they asked for nothing).
+    "neutron": ("admin", "service"),
+    # Sends service tokens ([service_user]); Neutron's [nova] section logs in with it to
+    # post port events (os-server-external-events, admin only before 2025.2).
     "nova": ("admin", "service"),
     # Skyline's system user reads across projects for the console's admin pages.
     "skyline": ("admin",),

@@ -1,10 +1,12 @@
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pytest
 
 from osception import config, releases, render, secrets
+from osception.devcloud import venv as services_venv_mod
 
 # The slow tier, decided in one place: a test is slow when it uses one of these
 # fixtures (directly or through another fixture), whatever its module. Each names what
@@ -39,6 +41,20 @@ def pytest_collection_finish(session):
         needs = {need for item in session.items for name in item.fixturenames
                  for need in SLOW_FIXTURES.get(name, ())}
         Path(path).write_text("".join(f"{need}\n" for need in sorted(needs)))
+
+
+# Session scope: the tests are grouped by release, each venv checked once.
+@pytest.fixture(scope="session", params=list(releases.RELEASES))
+def release(request) -> str:
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def release_venv(release) -> Path:
+    """The release's services venv in the machine's cache (slow: SLOW_FIXTURES)."""
+    venv = services_venv_mod.cached(release)
+    subprocess.run(["bash", str(services_venv_mod.VENV_SCRIPT), release, str(venv)], check=True)
+    return venv
 
 
 @pytest.fixture(scope="session")

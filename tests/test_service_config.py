@@ -11,27 +11,13 @@ import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-import pytest
+import yaml
+
 
 from osception import config, endpoints, ini, releases, render, secrets, services, topology
-from osception.devcloud import venv as services_venv_mod
 from tests.validators import oslo
 
 REPO = Path(__file__).resolve().parent.parent
-
-
-# Session scope: the tests are grouped by release, each venv checked once.
-@pytest.fixture(scope="session", params=list(releases.RELEASES))
-def release(request) -> str:
-    return request.param
-
-
-@pytest.fixture(scope="session")
-def release_venv(release) -> Path:
-    """.venv-openstack-<release> (slow: tests/conftest.py SLOW_FIXTURES)."""
-    venv = REPO / f".venv-openstack-{release}"
-    subprocess.run(["bash", str(services_venv_mod.VENV_SCRIPT), release, str(venv)], check=True)
-    return venv
 
 
 def _files(release, state_home):
@@ -180,3 +166,27 @@ def test_import_hosts_replace_the_image_hosts_and_no_host_turns_web_download_off
     admits = list(releases.RELEASES).index(release) < list(releases.RELEASES).index("2026.2")
     assert _glance_filter(release_venv, conf, tmp_path, "http://169.254.169.254/") == {
         "http://169.254.169.254/": admits}
+
+
+def test_every_uwsgi_application_exists_in_the_release(release, release_venv, state_home):
+    """What each API's uWSGI file loads is in that release's services: its `module`
+    imports, or its `wsgi-file` (pbr's WSGI script, before 2025.1) is installed."""
+    cfg = config.Config(release=release)
+    plan = render.build(cfg, secrets.ensure(state_home / cfg.name, cfg.name))
+    modules, scripts = [], []
+    for path, text in plan.files.items():
+        if path.startswith("k8s-0/manifests/"):
+            for doc in yaml.safe_load_all(text):
+                for key, value in ((doc or {}).get("data") or {}).items():
+                    if key.endswith("-uwsgi.ini"):
+                        ini = dict(line.split(" = ", 1) for line in value.splitlines() if " = " in line)
+                        if "module" in ini:
+                            modules.append(ini["module"].split(":")[0])
+                        else:
+                            scripts.append(ini["wsgi-file"].removeprefix("/var/lib/kolla/venv/"))
+    assert len(modules) + len(scripts) >= 5
+    assert [s for s in scripts if not (release_venv / s).is_file()] == []
+    check = "import importlib.util, sys; print([m for m in sys.argv[1:] if not importlib.util.find_spec(m)])"
+    out = subprocess.run([str(release_venv / "bin" / "python"), "-c", check, *modules],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"

@@ -35,6 +35,15 @@ import sys
 sys.argv = sys.argv[:1]
 from {module} import {callable} as application  # noqa: E402,F401
 '''
+# Before 2025.1 the uWSGI ini names the project's WSGI script (`wsgi-file`, pbr's
+# wsgi_scripts): the same script, run as uWSGI imports it, gives `application`.
+APP_SCRIPT = '''"""gunicorn entry point of {service} for osception devcloud."""
+import runpy
+import sys
+
+sys.argv = sys.argv[:1]
+application = runpy.run_path({script!r}, run_name="{service}_wsgi")["application"]
+'''
 # A devcloud-only file: glance-manage (the Job's `db_load_metadefs`) reads the metadata
 # definitions from /etc/glance/metadefs, an option of its own (not of glance-api.conf):
 # here they are in etc/glance/metadefs (IMAGE_FILES), told in glance-manage.conf,
@@ -115,10 +124,8 @@ def write(cfg: Config, secrets: Secrets, layout: Layout, venv: Path) -> Manifest
     local.link_homes(written)
     compute = rendered(cfg, secrets, layout)["nova-compute.conf"]
     write_private(layout.etc("") / COMPUTE_CONF, compute)
-    for service in APIS:
-        module, _, attr = uwsgi_option(layout, man, service, "module").partition(":")
-        (layout.apps / f"{service}_app.py").write_text(
-            APP_MODULE.format(service=service, module=module, callable=attr or "application"))
+    for service in uwsgi_apis(layout, man):
+        (layout.apps / f"{service}_app.py").write_text(app_module(layout, man, venv, service))
     for path in (layout.data("glance") / d for d in ("images", "staging", "tasks_work_dir")):
         path.mkdir(parents=True, exist_ok=True)
     for service in ("glance", "neutron", "nova", "nova-compute"):
@@ -146,17 +153,42 @@ def _sweep(layout: Layout, written: set[Path]) -> None:
                 path.unlink()
 
 
-def uwsgi_option(layout: Layout, man: Manifests, service: str, option: str) -> str:
+def _command(man: Manifests, service: str) -> list[str]:
+    pod = man.pod(DEPLOYMENTS[service])
+    return shlex.split((pod.config_json(pod.containers[0]) or {}).get("command", ""))
+
+
+def uwsgi_apis(layout: Layout, man: Manifests) -> list[str]:
+    """The APIs whose Deployment runs `uwsgi <ini>` (the devcloud serves their module
+    under gunicorn). The others run their own server as the Deployment says: before
+    2025.2, the eventlet `neutron-server` (releases.Release.neutron_split)."""
+    return [service for service in APIS if _command(man, service)[:1] == ["uwsgi"]]
+
+
+def app_module(layout: Layout, man: Manifests, venv: Path, service: str) -> str:
+    """The gunicorn entry point of what the API's uWSGI ini loads: its `module`, or its
+    `wsgi-file` (a script of the image's venv bin/, here the services venv's)."""
+    module = uwsgi_option(layout, man, service, "module", fallback="")
+    if module:
+        module, _, attr = module.partition(":")
+        return APP_MODULE.format(service=service, module=module, callable=attr or "application")
+    script = venv / "bin" / Path(uwsgi_option(layout, man, service, "wsgi-file")).name
+    return APP_SCRIPT.format(service=service, script=str(script))
+
+
+def uwsgi_option(layout: Layout, man: Manifests, service: str, option: str,
+                 fallback: str | None = None) -> str:
     """An option of the uWSGI ini the API's Deployment runs (`uwsgi <ini>`)."""
     pod = man.pod(DEPLOYMENTS[service])
-    config = pod.config_json(pod.containers[0]) or {}
-    words = shlex.split(config.get("command", ""))
+    words = _command(man, service)
     if words[:1] != ["uwsgi"] or len(words) != 2:
         raise DevcloudError(f"{pod.name}: the devcloud serves APIs that run `uwsgi <ini>`, "
-                            f"not `{config.get('command')}`")
+                            f"not `{shlex.join(words)}`")
     ini_path = Path(Local(layout, Path()).path(words[1], {}))
     parser = configparser.ConfigParser(interpolation=None, strict=False)
     parser.read_string(ini_path.read_text())
+    if fallback is not None:
+        return parser.get("uwsgi", option, fallback=fallback)
     return parser.get("uwsgi", option)
 
 

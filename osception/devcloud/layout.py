@@ -4,7 +4,6 @@
         secrets.yaml            this devcloud's passwords and keys (0600)
         devcloud.json           release, venv and config file of the last `up`
         clouds.yaml             admin and member entries (0600)
-        venv/                   the services' venv, unless another one is given
         etc/<project>/          config files where config.json puts them in /etc/<project>/
         pods/<pod>/<volume>/    the files of each pod's volumes (ConfigMaps, Secrets)
         home/                   HOME of the services: .<project> -> etc/<project>
@@ -83,10 +82,6 @@ class Layout:
     @property
     def apps(self) -> Path:
         return self.root / "apps"
-
-    @property
-    def default_venv(self) -> Path:
-        return self.root / "venv"
 
     @property
     def settings(self) -> Path:

@@ -104,6 +104,13 @@ class Settings:
         except config_mod.ConfigError as e:
             raise DevcloudError(str(e)) from None
 
+    def run_config(self) -> config_mod.Config:
+        """The config the devcloud runs: the user's, on the devcloud's release."""
+        cfg = self.user_config()
+        if cfg.release == self.release:
+            return cfg
+        return config_mod.Config.model_validate(cfg.model_dump() | {"release": self.release})
+
     def save(self, layout: Layout) -> None:
         layout.settings.write_text(json.dumps(self.__dict__, indent=1) + "\n")
 
@@ -122,10 +129,11 @@ class Devcloud:
         local = Local(lay, venv)
         out = {s.name: s for s in (infra.epmd(lay), infra.rabbitmq(lay, secrets),
                                    infra.memcached(lay), infra.mariadb(lay))}
+        under_gunicorn = configs.uwsgi_apis(lay, man)
         for name, deployment in DEPLOYMENTS.items():
             pod = man.pod(deployment)
             c = pod.containers[0]
-            if name in APIS:  # uwsgi <ini>: its module under gunicorn (configs.APP_MODULE)
+            if name in under_gunicorn:  # uwsgi <ini>: its module under gunicorn (configs.APP_MODULE)
                 env = local.env(c, local.mounts(pod, c))
                 argv = [str(venv / "bin" / "gunicorn"), "--bind", f"{HOST}:{PORTS[name]}",
                         "--workers", str(WORKERS[name]), "--worker-class", "sync",
@@ -136,10 +144,12 @@ class Devcloud:
                                  config=[*configs.files_of(lay, name), lay.apps / f"{name}_app.py"],
                                  ready=_http_ready(PORTS[name],
                                                    "/v3" if name == "keystone" else "/"))
-            else:
+            else:  # its own command; an API among them listens where overrides.py says
                 argv, env = local.command(pod, c)
-                out[name] = Spec(name, argv, env=env,
-                                 config=configs.files_of(lay, local.project(pod, c)))
+                api = name in APIS
+                out[name] = Spec(name, argv, env=env, port=PORTS[name] if api else None,
+                                 config=configs.files_of(lay, local.project(pod, c)),
+                                 ready=_http_ready(PORTS[name], "/") if api else None)
         # A compute node's nova-compute, not the controller's: no manifest runs it.
         out["nova-compute"] = Spec(
             "nova-compute", [str(venv / "bin" / "nova-compute"), "--config-file",
@@ -193,12 +203,12 @@ class Devcloud:
         cfg = settings.user_config()
         release = release or (cfg.release if config_path else None) or settings.release
         releases.get(release)  # a clear error for an unknown release
-        if cfg.release != release:
-            cfg = config_mod.Config.model_validate(cfg.model_dump() | {"release": release})
         venv = venv or (Path(os.environ[VENV_ENV_VAR]) if os.environ.get(VENV_ENV_VAR) else None)
-        if venv is None and settings.venv and settings.release == release:
+        if (venv is None and settings.venv and settings.release == release
+                and Path(settings.venv).exists()):
             venv = Path(settings.venv)  # the venv of the last `up`
         settings.release = release
+        cfg = settings.run_config()
         secrets = secrets_mod.ensure(lay.root, "devcloud")
 
         installed = infra.ensure_packages(lay)
@@ -235,9 +245,10 @@ class Devcloud:
         return settings
 
     def _venv(self, release: str, venv: Path | None) -> Path:
-        """The given venv (plus the test ML2 driver), else the devcloud's own, built."""
+        """The given venv (plus the test ML2 driver), else the release's in the machine's
+        cache (built when missing or stale)."""
         if venv is None:
-            venv = self.layout.default_venv
+            venv = venv_mod.cached(release)
             self.say(f"services venv {venv} (release {release})")
             venv_mod.ensure(self.layout, release, venv)
         else:
@@ -335,9 +346,7 @@ class Devcloud:
                 self.say(f"stopping {', '.join(running)}")
             self.procs.stop(list(group))
         if purge and self.layout.root.exists():
-            keep = self.layout.default_venv
             for child in self.layout.root.iterdir():
-                if child != keep:
-                    shutil.rmtree(child) if child.is_dir() else child.unlink()
-            self.say(f"removed the devcloud's data in {self.layout.root}"
-                     + (f" (kept its venv {keep})" if keep.exists() else ""))
+                shutil.rmtree(child) if child.is_dir() else child.unlink()
+            self.say(f"removed the devcloud's data in {self.layout.root} (the services venvs "
+                     f"stay in {venv_mod.cache_home() / 'venvs'})")

@@ -1,11 +1,14 @@
 """The devcloud-only INI overrides: everything in which the devcloud's service config
 differs from the controller's, on top of the very same rendered templates.
 
-Three kinds, and nothing else:
+Four kinds, and nothing else:
 - paths: the controller's containers use /etc and /var/lib; here all of it lives
   under the state folder;
 - no hypervisor and no agents: Nova's fake driver, a test ML2 driver that binds
   every port, no VIF plug events, no VNC console, no notifications;
+- ports: an API that runs its own server (before 2025.2, the eventlet neutron-server)
+  listens on the devcloud's own port (layout.PORTS), on 127.0.0.1; the others run
+  under gunicorn, which binds them itself;
 - a laptop, not a data centre: one conductor and one scheduler worker, a compute
   host mapped into its cell within seconds, a quick stop.
 
@@ -18,7 +21,7 @@ They are merged last (after the user's own `overrides:` of osception.yaml).
 
 from __future__ import annotations
 
-from .layout import Layout
+from .layout import HOST, PORTS, Layout
 
 # Entry point name of osception/devcloud/fake_hypervisor_ml2 (a test aid).
 FAKE_ML2_DRIVER = "osception_fake_hypervisor"
@@ -41,7 +44,13 @@ def overrides(layout: Layout) -> dict[str, dict[str, dict[str, object]]]:
         },
         "placement.conf": {},
         "neutron.conf": {
-            "DEFAULT": {"state_path": layout.data("neutron")},
+            "DEFAULT": {
+                "state_path": layout.data("neutron"),
+                # The eventlet neutron-server of 2024.1 and 2025.1 (uWSGI ignores these),
+                # one API and one RPC worker like every process here.
+                "bind_host": HOST, "bind_port": PORTS["neutron"],
+                "api_workers": 1, "rpc_workers": 1,
+            },
             "oslo_concurrency": {"lock_path": layout.lock("neutron")},
             # Nothing listens to notifications here.
             "oslo_messaging_notifications": {"driver": "noop"},

@@ -5,6 +5,7 @@ so an installed osception builds it as a clone does."""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
 from importlib import resources
@@ -23,6 +24,21 @@ DATA = _data("services-venv")
 VENV_SCRIPT = DATA / "openstack-venv.sh"
 ML2_DRIVER = _data("fake_hypervisor_ml2")
 ML2_DIST = "osception-fake-hypervisor-ml2"
+
+
+def cache_home() -> Path:
+    """The machine's cache of built venvs (and of the test suite's downloads), shared by
+    every devcloud and checkout on the machine: $OSCEPTION_CACHE, else
+    $XDG_CACHE_HOME/osception, else ~/.cache/osception (scripts/test.sh uses the same)."""
+    if os.environ.get("OSCEPTION_CACHE"):
+        return Path(os.environ["OSCEPTION_CACHE"])
+    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(xdg) / "osception"
+
+
+def cached(release: str) -> Path:
+    """The release's services venv in the machine's cache: built once per lock."""
+    return cache_home() / "venvs" / f"openstack-{release}"
 
 
 def lock_file(release: str) -> Path:

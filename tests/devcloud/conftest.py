@@ -3,8 +3,10 @@
 It reuses a devcloud that is already running (e.g. after `osception devcloud up`)
 and leaves it running; one it started itself is stopped at the end, unless
 OSCEPTION_DEVCLOUD_KEEP=1 (then the next run reuses it: seconds instead of a minute).
-The services venv is $OSCEPTION_DEVCLOUD_VENV, else the suite's own
-.venv-openstack-2026.1 (built from the lock osception ships when missing).
+Its release is $OSCEPTION_DEVCLOUD_RELEASE, else the default release (scripts/test.sh
+runs the cloud tests once more for every other release of the table).
+The services venv is $OSCEPTION_DEVCLOUD_VENV, else the release's in the machine's
+cache (built from the lock osception ships when missing).
 State: the devcloud folder of the state home ($OSCEPTION_HOME honoured).
 """
 
@@ -19,13 +21,13 @@ from pathlib import Path
 import openstack
 import pytest
 
-from osception import secrets as secrets_mod
+from osception import releases, secrets as secrets_mod
 from osception.devcloud import Devcloud, Layout, cloud, venv as services
 from osception.devcloud.layout import VENV_ENV_VAR
 from osception.devcloud.lifecycle import START_ORDER
 
 REPO = Path(__file__).resolve().parents[2]
-RELEASE = "2026.1"
+RELEASE = os.environ.get("OSCEPTION_DEVCLOUD_RELEASE", releases.DEFAULT_RELEASE)
 
 
 @dataclass(frozen=True)
@@ -45,7 +47,7 @@ class DevcloudInfo:
 def _services_venv() -> Path:
     if os.environ.get(VENV_ENV_VAR):
         return Path(os.environ[VENV_ENV_VAR])
-    venv = REPO / f".venv-openstack-{RELEASE}"
+    venv = services.cached(RELEASE)
     subprocess.run(["bash", str(services.VENV_SCRIPT), RELEASE, str(venv)], check=True)
     return venv
 

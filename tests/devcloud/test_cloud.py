@@ -61,7 +61,7 @@ def test_services_run_osceptions_own_config(devcloud):
     production: the ConfigMap's file where config.json puts it, the lines holding a
     secret in the <project>.conf.d/secrets.conf drop-in."""
     sec = secrets_mod.ensure(devcloud.layout.root, "devcloud")
-    cfg = Settings.load(devcloud.layout).user_config()
+    cfg = Settings.load(devcloud.layout).run_config()
     rendered = configs.rendered(cfg, sec, devcloud.layout)
     extra = overrides(devcloud.layout)
     etc = devcloud.layout.root / "etc"
