@@ -396,7 +396,7 @@ DEFAULT_YAML = """\
 name: osception
 
 # OpenStack release of the new cloud: 2024.1, 2025.1, 2025.2, 2026.1 or 2026.2.
-release: "2026.1"
+release: "2026.2"
 
 # The outer cloud: a clouds.yaml entry. null: OS_CLOUD or the OS_* variables.
 cloud: null

@@ -67,6 +67,12 @@ class Release:
     # (and dropped pbr's wsgi_scripts later): uWSGI loads the module. Before, it loads
     # the project's WSGI script (services.Api.wsgi_script), as DevStack did.
     wsgi_modules: bool = True
+    # What this release's control plane still lacks against its own Kolla release: the
+    # Kolla contract's tests (tests/kolla) expect exactly these to fail (strict xfail).
+    kolla_gaps: str | None = None
+    # The node package sources ("packages", "pypi") whose real run in a Debian root
+    # (tests/test_node_playbooks.py, parametrized from this field) passes here.
+    node_chroot_runs: tuple[str, ...] = ()
 
     @property
     def package_source(self) -> str:
@@ -84,9 +90,16 @@ RELEASES: dict[str, Release] = {
                 kolla_version="18.8.0", kolla_ansible_version="18.8.0", tempest_version="38.0.0",
                 node_os=DEBIAN_12,
                 mariadb_client="mysql", mariadb_admin="mysqladmin", neutron_split=False,
-                wsgi_modules=False),
+                wsgi_modules=False, node_chroot_runs=("pypi",),
+                kolla_gaps="Kolla 18 (2024.1) images have no uWSGI (kolla-ansible 18 serves "
+                "keystone, placement, nova-api and nova-metadata under Apache mod_wsgi, "
+                "glance-api under eventlet), its mariadb-server runs /usr/bin/mysqld_safe, "
+                "kolla-toolbox's venv is built with python{{ distro_python_version }}, and its "
+                "neutron-server config.json always lists neutron_vpnaas.conf: the 2024.1 "
+                "control plane needs those modes (not done)"),
         Release("2025.1", "Epoxy", "2025.1-ubuntu-noble", None,
                 kolla_version="20.6.0", kolla_ansible_version="20.6.0", tempest_version="43.0.0",
+                node_chroot_runs=("packages",),
                 mariadb_client="mysql", mariadb_admin="mysqladmin", neutron_split=False),
         Release("2025.2", "Flamingo", "2025.2-ubuntu-noble", "openstack_flamingo",
                 kolla_version="21.3.0", kolla_ansible_version="21.3.0", tempest_version="45.0.0"),
@@ -97,11 +110,26 @@ RELEASES: dict[str, Release] = {
         # kolla-ansible comparisons of 2026.2 use 2026.1's roles, its images Kolla 23's.
         Release("2026.2", "Hibiscus", "2026.2-ubuntu-noble", "openstack_hibiscus",
                 kolla_version="23.0.0", kolla_ansible_version="22.2.0", tempest_version="47.0.0",
+                node_chroot_runs=("pypi",),
                 ml2_project_network_types_option="project_network_types"),
     )
 }
 
-DEFAULT_RELEASE = "2026.1"
+DEFAULT_RELEASE = "2026.2"
+
+
+def lock(name: str) -> str:
+    """The release's services lock (a full pip freeze), shipped as package data: the
+    devcloud's venv, the validators' and the nodes' `pypi` source use it."""
+    from importlib import resources
+    return (resources.files("osception.devcloud") / "services-venv" / f"openstack-{name}.txt").read_text()
+
+
+def service_versions(name: str, projects=("keystone", "nova", "neutron")) -> dict[str, str]:
+    """{project: version} of the release's lock."""
+    pins = dict(line.split("==", 1) for line in lock(name).splitlines()
+                if "==" in line and not line.startswith("#"))
+    return {p: pins[p] for p in projects if p in pins}
 
 
 def get(name: str) -> Release:

@@ -15,7 +15,7 @@ def test_defaults_need_no_file():
     assert (cfg.nodes.controller.count, cfg.nodes.compute.count, cfg.nodes.network.count) == (1, 2, 2)
     assert cfg.nodes.compute.image == "Debian 13"
     assert cfg.network == "Ext-Net"
-    assert cfg.release == "2026.1"
+    assert cfg.release == "2026.2"
 
 
 def test_init_file_is_exactly_the_defaults(tmp_path):

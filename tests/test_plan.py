@@ -43,7 +43,7 @@ def test_layout_of_plan_out(tmp_path):
         assert stat.S_IMODE((out / rel).stat().st_mode) == 0o600, rel
     assert stat.S_IMODE((out / "k8s-0/manifests/33-nova.yaml").stat().st_mode) == 0o644
     # The summary names release, services and where the files went.
-    assert "2026.1" in result.output and "keystone" in result.output and str(out) in result.output.replace("\n", "")
+    assert "2026.2" in result.output and "keystone" in result.output and str(out) in result.output.replace("\n", "")
 
 
 def test_secrets_are_generated_once_private_and_never_printed(tmp_path):
@@ -102,7 +102,7 @@ def test_init_writes_the_commented_defaults(tmp_path, monkeypatch):
     again = runner.invoke(app, ["init"])
     assert again.exit_code == 2 and "--force" in again.output
     # plan picks ./osception.yaml up by itself.
-    (tmp_path / "osception.yaml").write_text(text.replace('release: "2026.1"', 'release: "2025.1"'))
+    (tmp_path / "osception.yaml").write_text(text.replace('release: "2026.2"', 'release: "2025.1"'))
     result = runner.invoke(app, ["plan", "--state-dir", str(tmp_path / "h")])
     assert result.exit_code == 0 and "2025.1" in result.output
 

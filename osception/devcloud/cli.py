@@ -10,7 +10,7 @@ import yaml
 from rich.console import Console
 from rich.table import Table
 
-from .. import secrets as secrets_mod
+from .. import releases, secrets as secrets_mod
 from .. import state
 from .layout import VENV_ENV_VAR, Layout
 from .processes import DevcloudError
@@ -49,7 +49,7 @@ def _say(message: str) -> None:
 @app.command()
 def up(
     release: Annotated[Optional[str], typer.Option(
-        help="OpenStack release (default: 2026.1, or the config's).")] = None,
+        help=f"OpenStack release (default: {releases.DEFAULT_RELEASE}, or the config's).")] = None,
     config: Annotated[Optional[Path], typer.Option(
         "--config", "-c", help="An osception.yaml whose `overrides:` apply (remembered).")] = None,
     venv: Annotated[Optional[Path], typer.Option(
@@ -97,7 +97,7 @@ def status(state_dir: StateOpt = None) -> None:
 @app.command()
 def down(
     purge: Annotated[bool, typer.Option(
-        "--purge", help="Also remove its data, config, logs and secrets (not its venv).")] = False,
+        "--purge", help="Also remove its data, config, logs and secrets (the services venvs stay in the machine cache).")] = False,
     state_dir: StateOpt = None,
 ) -> None:
     """Stop every process the devcloud started (by its own pids)."""
