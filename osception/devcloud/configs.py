@@ -10,7 +10,7 @@ import shlex
 import shutil
 from pathlib import Path
 
-from .. import endpoints, ini, render, topology
+from .. import endpoints, ini, releases, render, topology
 from ..config import Config
 from ..secrets import Secrets
 from ..state import write_private
@@ -76,7 +76,7 @@ def devcloud_config(cfg: Config, layout: Layout) -> Config:
     images itself. Any other host stays refused, as on the controller."""
     merged = {name: {sec: dict(opts) for sec, opts in files.items()}
               for name, files in cfg.overrides.items()}
-    for name, sections in overrides(layout).items():
+    for name, sections in overrides(layout, releases.get(cfg.release)).items():
         for section, options in sections.items():
             merged.setdefault(name, {}).setdefault(section, {}).update(options)
     hosts = (*cfg.overcloud.web_download["hosts"], HOST)
@@ -95,7 +95,7 @@ def rendered(cfg: Config, secrets: Secrets, layout: Layout) -> dict[str, str]:
     secrets.conf drop-in read together), and a compute node's nova.conf."""
     files = render.service_config(devcloud_config(cfg, layout), secrets, local_endpoints())
     files["nova-compute.conf"] = ini.merge(compute_node_conf(cfg, secrets),
-                                           overrides(layout)["nova-compute.conf"])
+                                           overrides(layout, releases.get(cfg.release))["nova-compute.conf"])
     return files
 
 

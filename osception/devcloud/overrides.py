@@ -21,14 +21,20 @@ They are merged last (after the user's own `overrides:` of osception.yaml).
 
 from __future__ import annotations
 
+from .. import releases
 from .layout import HOST, PORTS, Layout
 
 # Entry point name of osception/devcloud/fake_hypervisor_ml2 (a test aid).
 FAKE_ML2_DRIVER = "osception_fake_hypervisor"
 
 
-def overrides(layout: Layout) -> dict[str, dict[str, dict[str, object]]]:
+def overrides(layout: Layout, release: releases.Release) -> dict[str, dict[str, dict[str, object]]]:
     glance = layout.data("glance")
+    # The eventlet neutron-server of 2024.1 and 2025.1 listens where the devcloud says,
+    # with one API and one RPC worker like every process here (newer Neutron runs its
+    # API under uWSGI and has none of these options).
+    neutron_server = {} if release.neutron_split else {
+        "bind_host": HOST, "bind_port": PORTS["neutron"], "api_workers": 1, "rpc_workers": 1}
     return {
         "keystone.conf": {
             # The controller mounts the secrets' keys at /etc/keystone/*-keys.
@@ -44,13 +50,7 @@ def overrides(layout: Layout) -> dict[str, dict[str, dict[str, object]]]:
         },
         "placement.conf": {},
         "neutron.conf": {
-            "DEFAULT": {
-                "state_path": layout.data("neutron"),
-                # The eventlet neutron-server of 2024.1 and 2025.1 (uWSGI ignores these),
-                # one API and one RPC worker like every process here.
-                "bind_host": HOST, "bind_port": PORTS["neutron"],
-                "api_workers": 1, "rpc_workers": 1,
-            },
+            "DEFAULT": {"state_path": layout.data("neutron"), **neutron_server},
             "oslo_concurrency": {"lock_path": layout.lock("neutron")},
             # Nothing listens to notifications here.
             "oslo_messaging_notifications": {"driver": "noop"},

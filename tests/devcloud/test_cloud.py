@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from openstack.exceptions import NotFoundException
 
-from osception import ini, services
+from osception import ini, releases, services
 from osception import secrets as secrets_mod
 from osception.devcloud import configs
 from osception.devcloud.lifecycle import Settings
@@ -63,7 +63,7 @@ def test_services_run_osceptions_own_config(devcloud):
     sec = secrets_mod.ensure(devcloud.layout.root, "devcloud")
     cfg = Settings.load(devcloud.layout).run_config()
     rendered = configs.rendered(cfg, sec, devcloud.layout)
-    extra = overrides(devcloud.layout)
+    extra = overrides(devcloud.layout, releases.get(cfg.release))
     etc = devcloud.layout.root / "etc"
     where = {"ml2_conf.ini": "neutron/plugins/ml2/ml2_conf.ini",
              "glance-api.conf": "glance/glance-api.conf"}
