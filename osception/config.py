@@ -258,6 +258,17 @@ class Config(_Strict):
     # opens with the knobs it has and their defaults (`knobs(...)`); unknown ones fail.
     tuning: dict[str, dict[str, int | str]] = {}
     overcloud: Overcloud = Overcloud()
+    # An HTTP proxy the compute and network nodes fetch their packages through (apt),
+    # e.g. a site's apt-cacher-ng; the devcloud's local nodes use one on this machine.
+    apt_proxy: str | None = None
+
+    @field_validator("apt_proxy")
+    @classmethod
+    def _apt_proxy(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?", v):
+            raise ValueError("must be an http:// or https:// URL of a host (and port), "
+                             "e.g. http://10.0.0.5:3142")
+        return v
 
     @field_validator("release")
     @classmethod
@@ -464,6 +475,10 @@ images: {}
 #     DEFAULT:
 #       debug: true
 overrides: {}
+
+# An HTTP proxy the compute and network nodes fetch their packages through, e.g.
+#   apt_proxy: http://10.0.0.5:3142
+apt_proxy: null
 
 # What `osception populate` creates in the new cloud (also run by `up`).
 overcloud:

@@ -506,6 +506,7 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
         setup_sh=render_template("scripts/node-setup.sh.j2", node=node, node_etc=NODE_ETC,
                                  release=release, services=services, ep=ep),
         public_mac=address.public_mac,
+        apt_proxy=cfg.apt_proxy,
         ingress_ca=plan.ingress.ca if ep.cafile == endpoints.NODE_INGRESS_CA else None,
     )
     plan.private.add(f"{node.name}/user-data")

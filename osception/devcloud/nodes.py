@@ -1,0 +1,339 @@
+"""The plan's compute and network nodes on this machine, joined to the devcloud.
+
+Each node is a system container: `systemd-nspawn --boot` of a Debian 13 root (one
+cached base, a per-node overlay on it) in a network namespace of its own, wired the
+way the outer cloud wires a real environment's servers:
+
+    namespace osc-outer (the outer cloud's networks)
+      br-outer     10.231.0.0/24  the nodes' network; the controller's address
+                                  10.231.0.10 is the relay (relay.py) to the devcloud
+      br-provider  10.231.1.0/24  the provider (public) flat network, 10.231.1.1 the
+                                  outer side that pings floating IPs
+    namespace osc-<node>          eth0 on br-outer, eth1 (the provider port, its MAC
+                                  the plan's) on br-provider
+
+Each node gets EXACTLY the user data `osception plan` renders for it, with this
+machine's addresses in place of the outer cloud's (render.build with addresses()),
+through cloud-init's NoCloud datasource; the network config (static, as the outer
+cloud's metadata would give it) is the datasource's part. It then sets itself up the
+production way: cloud-init, the setup script, the Ansible passes, services started by
+systemd; its progress lines are on its console (the container's, in its log).
+
+What differs from a cloud VM is the cloud, not the node: no DHCP on the outer
+network (static network config), no route out (packages through the relay's apt
+proxy, apt-cacher-ng on this machine, a config option real environments have too),
+and no /dev/kvm (QEMU). Needs root.
+
+Lifecycle: up = host packages, base root, networks, apt proxy and relay, per node
+(namespace, links, overlay, seed, boot); down = the reverse, every namespace, link,
+mount and process it made.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .. import render, topology
+from ..config import Config
+from ..secrets import Secrets
+from ..state import write_private
+from .layout import HOST, PORTS, Layout
+from .processes import DevcloudError, Processes, Spec, tail
+from .venv import cache_home
+
+# -- defaults ------------------------------------------------------------------
+OUTER_NETNS = "osc-outer"
+OUTER_BRIDGE = "br-outer"
+PROVIDER_BRIDGE = "br-provider"
+OUTER_NET = ipaddress.ip_network("10.231.0.0/24")
+PROVIDER_NET = ipaddress.ip_network("10.231.1.0/24")
+PROVIDER_GATEWAY = "10.231.1.1"  # the outer side of the provider network
+APT_PROXY_PORT = 3142  # apt-cacher-ng's own default
+# Host packages: the container manager, the base's builder, the packages' cache.
+HOST_PACKAGES = {
+    "systemd-container": "/usr/bin/systemd-nspawn",
+    "debootstrap": "/usr/sbin/debootstrap",
+    "apt-cacher-ng": "/usr/sbin/apt-cacher-ng",
+}
+# What a Debian 13 cloud image has that a minimal root lacks: systemd, cloud-init and
+# what it runs, SSH, the tools the setup script uses.
+BASE_SUITE = "trixie"
+BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "cloud-init", "python3", "python3-apt",
+                 "adduser", "iproute2", "ca-certificates", "curl", "openssh-server",
+                 "ifupdown", "netbase", "sudo", "gpg", "kmod", "udev")
+MIRROR = os.environ.get("OSCEPTION_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+
+
+def addresses(cfg: Config) -> dict[str, topology.Address]:
+    """The plan's addresses on this machine's outer network: the placeholder hosts
+    (k8s-0 .10, compute-N .20+N, network-N .40+N) and MACs, on OUTER_NET."""
+    prefix = str(OUTER_NET.network_address).rsplit(".", 1)[0]
+    return {name: topology.Address(f"{prefix}.{a.ip.rsplit('.', 1)[1]}", a.mac, a.public_mac)
+            for name, a in topology.placeholder_addresses(cfg).items()}
+
+
+def controller_ip(cfg: Config) -> str:
+    return addresses(cfg)["k8s-0"].ip
+
+
+def apt_proxy(cfg: Config) -> str:
+    return f"http://{controller_ip(cfg)}:{APT_PROXY_PORT}"
+
+
+def node_config(cfg: Config) -> Config:
+    """The user's config as the local nodes need it: packages through the apt proxy."""
+    return cfg.model_copy(update={"apt_proxy": apt_proxy(cfg)})
+
+
+def plan(cfg: Config, secrets: Secrets) -> render.Plan:
+    """What `osception plan` renders for this config, at this machine's addresses."""
+    return render.build(node_config(cfg), secrets, addresses(cfg))
+
+
+def network_config(address: topology.Address) -> str:
+    """The datasource's network config (what the outer cloud's metadata gives a server):
+    the node's address, no gateway (nothing is reachable but the controller)."""
+    # By name: cloud-init matches MACs of physical NICs only, and a veth is not one.
+    return yaml.safe_dump({"version": 2, "ethernets": {"eth0": {
+        "addresses": [f"{address.ip}/{OUTER_NET.prefixlen}"]}}}, sort_keys=False)
+
+
+def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if check and r.returncode:
+        raise DevcloudError(f"`{' '.join(argv)}` failed: {(r.stderr or r.stdout).strip()[-400:]}")
+    return r
+
+
+def _ip(*args: str, netns: str | None = None, check: bool = True) -> subprocess.CompletedProcess:
+    return _run("ip", *(["-n", netns] if netns else []), *args, check=check)
+
+
+def _netns_exists(name: str) -> bool:
+    return Path(f"/run/netns/{name}").exists()
+
+
+def _link_exists(name: str, netns: str) -> bool:
+    return _ip("link", "show", name, netns=netns, check=False).returncode == 0
+
+
+@dataclass(frozen=True)
+class LocalNode:
+    node: topology.Node
+    address: topology.Address
+    dir: Path  # <devcloud>/nodes/<name>: upper/ work/ root/
+
+    @property
+    def netns(self) -> str:
+        return f"osc-{self.node.name}"
+
+    @property
+    def root(self) -> Path:
+        return self.dir / "root"
+
+    @property
+    def process(self) -> str:
+        return f"node-{self.node.name}"
+
+
+class LocalNodes:
+    def __init__(self, layout: Layout, say=print):
+        self.layout = layout
+        self.say = say
+        self.procs = Processes(layout)
+        self.dir = layout.root / "nodes"
+
+    # -- host packages and the base root ---------------------------------------
+    def ensure_host(self) -> None:
+        if os.geteuid() != 0:
+            raise DevcloudError("local nodes need root (network namespaces, systemd-nspawn, mounts)")
+        missing = [p for p, path in HOST_PACKAGES.items() if not Path(path).exists()]
+        if missing:
+            env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+            for argv in (["apt-get", "update", "-qq"],
+                         ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing]):
+                if subprocess.run(argv, capture_output=True, env=env).returncode:
+                    raise DevcloudError(f"`{' '.join(argv)}` failed; install {' '.join(missing)}")
+            # apt-cacher-ng's package starts the machine's own instance: not ours to run.
+            _run("systemctl", "disable", "--now", "apt-cacher-ng", check=False)
+
+    def base(self) -> Path:
+        """The Debian 13 root every node starts from, built once per machine."""
+        base = cache_home() / "nodes" / f"base-{BASE_SUITE}"
+        if (base / ".osception-complete").exists():
+            return base
+        build = base.with_name(base.name + ".build")
+        shutil.rmtree(build, ignore_errors=True)
+        self.say(f"building the nodes' Debian 13 base in {base} (debootstrap, once)")
+        build.parent.mkdir(parents=True, exist_ok=True)
+        # debootstrap's own resolver misses virtual packages (cloud-init's cryptography
+        # needs python3-cffi-backend-api-*): a minimal root first, then apt inside it.
+        _run("debootstrap", "--variant=minbase", "--include=python3,python3-apt,adduser",
+             BASE_SUITE, str(build), MIRROR)
+        policy = build / "usr/sbin/policy-rc.d"  # no service starts while building
+        policy.write_text("#!/bin/sh\nexit 101\n")
+        policy.chmod(0o755)
+        _run("mount", "-t", "proc", "proc", str(build / "proc"))
+        try:
+            env = ["env", "DEBIAN_FRONTEND=noninteractive"]
+            _run("chroot", str(build), *env, "apt-get", "update", "-qq")
+            _run("chroot", str(build), *env, "apt-get", "install", "-y", "-qq",
+                 "--no-install-recommends", *BASE_PACKAGES)
+            _run("chroot", str(build), "apt-get", "clean")
+        finally:
+            _run("umount", "-l", str(build / "proc"), check=False)
+        policy.unlink()
+        # As a cloud image: cloud-init runs on first boot; no machine-id baked in.
+        (build / "etc/machine-id").write_text("")
+        shutil.rmtree(base, ignore_errors=True)
+        build.rename(base)
+        (base / ".osception-complete").write_text(BASE_SUITE + "\n")
+        return base
+
+    # -- networks ----------------------------------------------------------------
+    def ensure_outer(self, cfg: Config) -> None:
+        if not _netns_exists(OUTER_NETNS):
+            _ip("netns", "add", OUTER_NETNS)
+        _ip("link", "set", "lo", "up", netns=OUTER_NETNS)
+        for bridge, cidr in ((OUTER_BRIDGE, f"{controller_ip(cfg)}/{OUTER_NET.prefixlen}"),
+                             (PROVIDER_BRIDGE, f"{PROVIDER_GATEWAY}/{PROVIDER_NET.prefixlen}")):
+            if not _link_exists(bridge, OUTER_NETNS):
+                _ip("link", "add", bridge, "type", "bridge", netns=OUTER_NETNS)
+                _ip("addr", "add", cidr, "dev", bridge, netns=OUTER_NETNS)
+            _ip("link", "set", bridge, "up", netns=OUTER_NETNS)
+
+    def wire(self, n: LocalNode) -> None:
+        """The node's namespace, eth0 on br-outer and eth1 (provider) on br-provider."""
+        if not _netns_exists(n.netns):
+            _ip("netns", "add", n.netns)
+        _ip("link", "set", "lo", "up", netns=n.netns)
+        index = n.node.name.rsplit("-", 1)[1]
+        short = {"compute": "c", "network": "n"}[n.node.role] + index
+        for inside, outside, bridge, mac in (("eth0", f"o-{short}", OUTER_BRIDGE, n.address.mac),
+                                             ("eth1", f"p-{short}", PROVIDER_BRIDGE, n.address.public_mac)):
+            if mac is None or _link_exists(inside, n.netns):
+                continue
+            _ip("link", "del", outside, netns=OUTER_NETNS, check=False)
+            _ip("link", "add", outside, "netns", OUTER_NETNS, "type", "veth", "peer", "name", inside,
+                "netns", n.netns, "address", mac)
+            _ip("link", "set", outside, "master", bridge, "up", netns=OUTER_NETNS)
+
+    # -- the controller's side ---------------------------------------------------
+    def services(self, cfg: Config, p: render.Plan) -> list[Spec]:
+        """apt-cacher-ng (its cache in the machine's cache) and the relay."""
+        cache = cache_home() / "apt-cacher-ng"
+        cache.mkdir(parents=True, exist_ok=True)
+        logs = self.layout.root / "logs" / "apt-cacher-ng"
+        logs.mkdir(parents=True, exist_ok=True)
+        # Its own (empty) config folder: none of the package's mirror remapping, it
+        # fetches what it is asked for, as this machine resolves it.
+        conf = self.dir / "apt-cacher-ng"
+        conf.mkdir(parents=True, exist_ok=True)
+        (conf / "acng.conf").touch()
+        acng = Spec("apt-cacher-ng", [HOST_PACKAGES["apt-cacher-ng"], "-c", str(conf),
+                                      "ForeGround=1", f"BindAddress={HOST}", f"Port={APT_PROXY_PORT}",
+                                      f"CacheDir={cache}", f"LogDir={logs}",
+                                      f"PidFile={self.layout.root / 'run' / 'apt-cacher-ng.pid'}"],
+                    port=APT_PROXY_PORT)
+        tls_dir = self.dir / "relay"
+        tls_dir.mkdir(parents=True, exist_ok=True)
+        write_private(tls_dir / "cert.pem", p.ingress.chain)
+        write_private(tls_dir / "key.pem", p.ingress.key)
+        ip = p.controller_ip
+        apis = {f"{name}.{p.domain}": f"{HOST}:{PORTS[name]}" for name in PORTS if name in
+                {a for a in render.services.CATALOG_APIS}}
+        routes = [
+            {"listen": f"{ip}:443", "tls": True, "backends": apis},
+            {"listen": f"{ip}:{render.services.RABBITMQ_TLS_PORT}", "tls": True,
+             "backends": {"*": f"{HOST}:{PORTS['rabbitmq']}"}},
+            {"listen": f"{ip}:{APT_PROXY_PORT}", "tls": False,
+             "backends": {"*": f"{HOST}:{APT_PROXY_PORT}"}},
+        ]
+        if "metadata" in PORTS:
+            routes.append({"listen": f"{ip}:{render.services.APIS['metadata'].port}", "tls": False,
+                           "backends": {"*": f"{HOST}:{PORTS['metadata']}"}})
+        spec_file = tls_dir / "routes.json"
+        write_private(spec_file, json.dumps({"netns": OUTER_NETNS, "cert": str(tls_dir / "cert.pem"),
+                                             "key": str(tls_dir / "key.pem"), "routes": routes}, indent=1))
+        relay = Spec("relay", [sys.executable, "-m", "osception.devcloud.relay", str(spec_file)],
+                     config=[spec_file, tls_dir / "cert.pem"],
+                     ready=lambda: "relay ready" in self.layout.log("relay").read_text(errors="replace"))
+        return [acng, relay]
+
+    # -- the nodes ---------------------------------------------------------------
+    def local_nodes(self, cfg: Config) -> list[LocalNode]:
+        addr = addresses(cfg)
+        return [LocalNode(n, addr[n.name], self.dir / n.name)
+                for n in topology.nodes(cfg) if n.data_plane]
+
+    def prepare(self, n: LocalNode, base: Path, p: render.Plan) -> None:
+        """The node's overlay root on the base, and its NoCloud seed."""
+        for d in ("upper", "work", "root"):
+            (n.dir / d).mkdir(parents=True, exist_ok=True)
+        if not os.path.ismount(n.root):
+            _run("mount", "-t", "overlay", "overlay", "-o",
+                 f"lowerdir={base},upperdir={n.dir / 'upper'},workdir={n.dir / 'work'}", str(n.root))
+        seed = n.root / "var/lib/cloud/seed/nocloud"
+        seed.mkdir(parents=True, exist_ok=True)
+        write_private(seed / "user-data", p.files[f"{n.node.name}/user-data"])
+        (seed / "meta-data").write_text(yaml.safe_dump(
+            {"instance-id": f"osception-{n.node.name}", "local-hostname": n.node.name}))
+        (seed / "network-config").write_text(network_config(n.address))
+
+    def spec(self, n: LocalNode) -> Spec:
+        argv = ["systemd-nspawn", "--boot", f"--directory={n.root}", f"--machine=osc-{n.node.name}",
+                f"--network-namespace-path=/run/netns/{n.netns}", "--register=no",
+                "--keep-unit", "--console=pipe", "--capability=all",
+                # libvirt's QEMU needs tun; nothing else of the host's devices
+                "--bind=/dev/net/tun"]
+        return Spec(n.process, argv, ready=lambda: True)
+
+    def up(self, cfg: Config, secrets: Secrets) -> dict[str, LocalNode]:
+        self.ensure_host()
+        base = self.base()
+        p = plan(cfg, secrets)
+        self.ensure_outer(cfg)
+        for spec in self.services(cfg, p):
+            if not self.procs.current(spec):
+                self.procs.stop([spec.name])
+                self.procs.start(spec)
+            self.procs.wait_ready([spec], 30)
+        out = {}
+        for n in self.local_nodes(cfg):
+            self.wire(n)
+            self.prepare(n, base, p)
+            spec = self.spec(n)
+            if not self.procs.running(spec.name):
+                self.procs.start(spec)
+                self.say(f"{n.node.name}: booting ({n.address.ip}, console: {self.layout.log(n.process)})")
+            out[n.node.name] = n
+        return out
+
+    def down(self) -> None:
+        names = [p.name for p in self.dir.iterdir() if p.is_dir() and topology.is_node_name(p.name)] \
+            if self.dir.exists() else []
+        self.procs.stop([f"node-{name}" for name in names] + ["relay", "apt-cacher-ng"])
+        for name in names:
+            root = self.dir / name / "root"
+            if os.path.ismount(root):
+                _run("umount", "--lazy", str(root), check=False)
+            if _netns_exists(f"osc-{name}"):
+                _ip("netns", "del", f"osc-{name}", check=False)
+        if _netns_exists(OUTER_NETNS):
+            _ip("netns", "del", OUTER_NETNS, check=False)
+
+    def console(self, name: str) -> str:
+        path = self.layout.log(f"node-{name}")
+        return path.read_text(errors="replace") if path.exists() else ""
+
+
+__all__ = ["LocalNodes", "addresses", "plan", "tail"]
