@@ -55,6 +55,12 @@ def up(
     venv: Annotated[Optional[Path], typer.Option(
         help=f"An existing services venv (built from osception's lock); also ${VENV_ENV_VAR}. "
              "Default: one built under the state folder.")] = None,
+    nodes: Annotated[bool, typer.Option(
+        "--nodes", help="Also the plan's compute and network nodes, on this machine (root: "
+                        "systemd-nspawn containers in network namespaces), each set up from "
+                        "its own user data: 1 compute and 1 network node unless counted below.")] = False,
+    computes: Annotated[Optional[int], typer.Option(min=0, max=8, help="Local compute nodes (implies --nodes).")] = None,
+    network_nodes: Annotated[Optional[int], typer.Option(min=0, max=8, help="Local network nodes (implies --nodes).")] = None,
     state_dir: StateOpt = None,
 ) -> None:
     """Start the devcloud (or whatever part of it is down). Idempotent."""
@@ -62,8 +68,12 @@ def up(
     from .lifecycle import Devcloud
 
     layout = _layout(state_dir)
+    wanted = None
+    if nodes or computes is not None or network_nodes is not None:
+        wanted = {"compute": 1 if computes is None else computes,
+                  "network": 1 if network_nodes is None else network_nodes}
     try:
-        settings = Devcloud(layout, say=_say).up(release, config, venv)
+        settings = Devcloud(layout, say=_say).up(release, config, venv, nodes=wanted)
     except DevcloudError as e:
         _fail(str(e))
     _say(f"config    {layout.root / 'etc'}  (logs: {layout.root / 'logs'})")

@@ -28,6 +28,12 @@ def auth_url() -> str:
     return f"http://{HOST}:{PORTS['keystone']}/v3"
 
 
+# This machine is the controller's side: its clients use the catalog's internal
+# interface (http on 127.0.0.1). The public one is what the local nodes reach (https
+# names through the relay, nodes.py) when they run, the same URLs otherwise.
+CLIENT_INTERFACE = "internal"
+
+
 def clouds(secrets: Secrets) -> dict:
     def entry(user: str, password: str, project: str) -> dict:
         return {
@@ -36,7 +42,7 @@ def clouds(secrets: Secrets) -> dict:
                      "project_domain_name": "Default"},
             "region_name": services.REGION,
             "identity_api_version": 3,
-            "interface": "public",
+            "interface": CLIENT_INTERFACE,
         }
 
     return {"clouds": {
@@ -52,7 +58,7 @@ def write_clouds_yaml(layout: Layout, secrets: Secrets) -> None:
 def connect_kwargs(secrets: Secrets, cloud: str = ADMIN_CLOUD) -> dict:
     """openstack.connect(**these): explicit, ignoring OS_* and the user's clouds.yaml."""
     c = clouds(secrets)["clouds"][cloud]
-    return {**c["auth"], "region_name": services.REGION, "interface": "public",
+    return {**c["auth"], "region_name": services.REGION, "interface": CLIENT_INTERFACE,
             "load_envvars": False, "load_yaml_config": False}
 
 

@@ -6,6 +6,7 @@ services need beside them."""
 from __future__ import annotations
 
 import configparser
+import dataclasses
 import shlex
 import shutil
 from pathlib import Path
@@ -14,7 +15,7 @@ from .. import endpoints, ini, releases, render, topology
 from ..config import Config
 from ..secrets import Secrets
 from ..state import write_private
-from .layout import APIS, DEPLOYMENTS, HOST, PORTS, Layout
+from .layout import APIS, DEPLOYMENTS, HOST, NODE_DEPLOYMENTS, PORTS, Layout
 from .manifests import Local, Manifests, Pod
 from .overrides import overrides
 from .processes import DevcloudError
@@ -55,10 +56,15 @@ COMPUTE_CONF = "nova-compute/nova.conf"
 COMPUTE_NODE_NOVA_CONF = "/etc/nova/nova.conf"
 
 
-def local_endpoints() -> endpoints.Endpoints:
-    return endpoints.local(
+def local_endpoints(public_domain: str | None = None) -> endpoints.Endpoints:
+    """Everything on 127.0.0.1; with local nodes, the catalog's public interface is
+    theirs: https://<api>.<domain> through the relay (nodes.py), as on a controller."""
+    ep = endpoints.local(
         HOST, database_port=PORTS["mariadb"], rabbitmq_port=PORTS["rabbitmq"],
         memcached_port=PORTS["memcached"], api_ports={name: PORTS[name] for name in APIS})
+    if public_domain is None:
+        return ep
+    return dataclasses.replace(ep, public=endpoints.public_urls(public_domain))
 
 
 def compute_node_conf(cfg: Config, secrets: Secrets) -> str:
@@ -70,13 +76,13 @@ def compute_node_conf(cfg: Config, secrets: Secrets) -> str:
     return files[COMPUTE_NODE_NOVA_CONF]
 
 
-def devcloud_config(cfg: Config, layout: Layout) -> Config:
+def devcloud_config(cfg: Config, layout: Layout, nodes: bool = False) -> Config:
     """The user's config with the devcloud-only overrides merged in last, and Glance's
     web-download allowed to fetch from this machine (HOST): a laptop serves its test
     images itself. Any other host stays refused, as on the controller."""
     merged = {name: {sec: dict(opts) for sec, opts in files.items()}
               for name, files in cfg.overrides.items()}
-    for name, sections in overrides(layout, releases.get(cfg.release)).items():
+    for name, sections in overrides(layout, releases.get(cfg.release), nodes).items():
         for section, options in sections.items():
             merged.setdefault(name, {}).setdefault(section, {}).update(options)
     hosts = (*cfg.overcloud.web_download["hosts"], HOST)
@@ -84,10 +90,17 @@ def devcloud_config(cfg: Config, layout: Layout) -> Config:
     return cfg.model_copy(update={"overrides": merged, "overcloud": overcloud})
 
 
-def plan(cfg: Config, secrets: Secrets, layout: Layout) -> render.Plan:
+def plan(cfg: Config, secrets: Secrets, layout: Layout, nodes: bool = False) -> render.Plan:
     """The controller's plan as `osception plan` renders it, with local endpoints and the
-    devcloud-only overrides: its manifests say what the devcloud runs."""
-    return render.build(devcloud_config(cfg, layout), secrets, ep=local_endpoints())
+    devcloud-only overrides: its manifests say what the devcloud runs. With local
+    nodes, at their addresses (nodes.addresses) and with their public names."""
+    if not nodes:
+        return render.build(devcloud_config(cfg, layout), secrets, ep=local_endpoints())
+    from . import nodes as local_nodes  # noqa: PLC0415 (openstacksdk: only when used)
+    merged = devcloud_config(local_nodes.node_config(cfg), layout, nodes)
+    addresses = local_nodes.addresses(cfg)
+    domain = render.domain_of(cfg, addresses["k8s-0"].ip)
+    return render.build(merged, secrets, addresses, ep=local_endpoints(domain))
 
 
 def rendered(cfg: Config, secrets: Secrets, layout: Layout) -> dict[str, str]:
@@ -99,10 +112,10 @@ def rendered(cfg: Config, secrets: Secrets, layout: Layout) -> dict[str, str]:
     return files
 
 
-def write(cfg: Config, secrets: Secrets, layout: Layout, venv: Path) -> Manifests:
+def write(cfg: Config, secrets: Secrets, layout: Layout, venv: Path, nodes: bool = False) -> Manifests:
     """Every file the devcloud's processes read: the volumes of the pods it runs, and
     what their config.json copies to etc/<project>/, as Kolla's set_configs does."""
-    man = Manifests(plan(cfg, secrets, layout).files)
+    man = Manifests(plan(cfg, secrets, layout, nodes).files, with_nodes=nodes)
     local = Local(layout, venv)
     written: set[Path] = set()
     for pod in pods_run(man):
@@ -136,10 +149,19 @@ def write(cfg: Config, secrets: Secrets, layout: Layout, venv: Path) -> Manifest
     return man
 
 
+def deployments(man: Manifests) -> dict[str, str]:
+    """{process: Deployment} the devcloud runs: DEPLOYMENTS, and with local nodes (the
+    plan then has their Deployments' config) those of NODE_DEPLOYMENTS this release has."""
+    out = dict(DEPLOYMENTS)
+    if man.with_nodes:
+        out |= {p: d for p, d in NODE_DEPLOYMENTS.items() if d in man.pods}
+    return out
+
+
 def pods_run(man: Manifests) -> list[Pod]:
     """The Jobs of the devcloud's services and the Deployments it runs."""
     return [*(job for svc in APIS for job in man.jobs(svc)),
-            *(man.pod(name) for name in DEPLOYMENTS.values())]
+            *(man.pod(name) for name in deployments(man).values())]
 
 
 def _sweep(layout: Layout, written: set[Path]) -> None:
@@ -154,7 +176,7 @@ def _sweep(layout: Layout, written: set[Path]) -> None:
 
 
 def _command(man: Manifests, service: str) -> list[str]:
-    pod = man.pod(DEPLOYMENTS[service])
+    pod = man.pod(deployments(man)[service])
     return shlex.split((pod.config_json(pod.containers[0]) or {}).get("command", ""))
 
 
@@ -162,7 +184,8 @@ def uwsgi_apis(layout: Layout, man: Manifests) -> list[str]:
     """The APIs whose Deployment runs `uwsgi <ini>` (the devcloud serves their module
     under gunicorn). The others run their own server as the Deployment says: before
     2025.2, the eventlet `neutron-server` (releases.Release.neutron_split)."""
-    return [service for service in APIS if _command(man, service)[:1] == ["uwsgi"]]
+    return [service for service in deployments(man)
+            if service in PORTS and _command(man, service)[:1] == ["uwsgi"]]
 
 
 def app_module(layout: Layout, man: Manifests, venv: Path, service: str) -> str:
@@ -179,7 +202,7 @@ def app_module(layout: Layout, man: Manifests, venv: Path, service: str) -> str:
 def uwsgi_option(layout: Layout, man: Manifests, service: str, option: str,
                  fallback: str | None = None) -> str:
     """An option of the uWSGI ini the API's Deployment runs (`uwsgi <ini>`)."""
-    pod = man.pod(DEPLOYMENTS[service])
+    pod = man.pod(deployments(man)[service])
     words = _command(man, service)
     if words[:1] != ["uwsgi"] or len(words) != 2:
         raise DevcloudError(f"{pod.name}: the devcloud serves APIs that run `uwsgi <ini>`, "

@@ -40,6 +40,7 @@ PORTS = {
     "placement": 28778,
     "neutron": 29696,
     "nova": 28774,
+    "metadata": 28775,  # nova metadata API: only with local nodes (their metadata agents)
 }
 APIS = services.CATALOG_APIS  # the devcloud runs every API of the catalog
 # The controller's Deployments the devcloud runs: process -> Deployment of the manifests.
@@ -53,6 +54,13 @@ DEPLOYMENTS = {
     "nova": "nova-api",
     "nova-conductor": "nova-conductor",
     "nova-scheduler": "nova-scheduler",
+}
+# With local nodes (nodes.py), what their agents and guests need besides: the nova
+# metadata API, and from 2025.2 on the Neutron RPC server the agents talk to (before,
+# the eventlet neutron-server serves RPC itself). nova-compute runs on the nodes.
+NODE_DEPLOYMENTS = {
+    "metadata": "nova-metadata",
+    "neutron-rpc-server": "neutron-rpc-server",
 }
 
 

@@ -34,7 +34,7 @@ from .. import secrets as secrets_mod
 from . import cloud, configs, infra
 from . import venv as venv_mod
 from .bootstrap import Bootstrap
-from .layout import APIS, DEPLOYMENTS, HOST, PORTS, VENV_ENV_VAR, Layout
+from .layout import APIS, HOST, PORTS, VENV_ENV_VAR, Layout
 from .manifests import Local, Manifests
 from .processes import DevcloudError, Processes, Spec, port_open, port_taken
 
@@ -46,7 +46,8 @@ INFRA = ("epmd", "rabbitmq", "memcached", "mariadb")
 START_ORDER = (*INFRA, *APIS, *NOVA_DAEMONS)
 # Stop order: Nova first (its daemons hang once RabbitMQ is gone), the bus and the
 # databases last.
-STOP_ORDER = [("nova-compute", "nova-scheduler", "nova-conductor", *APIS),
+STOP_ORDER = [("nova-compute", "nova-scheduler", "nova-conductor", "metadata",
+               "neutron-rpc-server", *APIS),
               ("rabbitmq", "memcached"), ("mariadb",), ("epmd",)]
 API_TIMEOUT = 180
 COMPUTE_TIMEOUT = 180
@@ -89,6 +90,9 @@ class Settings:
     venv: str | None = None
     config: str | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    # Local compute and network nodes (nodes.py): {"compute": N, "network": M}, or None
+    # for the fake hypervisor in the devcloud itself.
+    nodes: dict[str, int] | None = None
 
     @classmethod
     def load(cls, layout: Layout) -> "Settings":
@@ -106,10 +110,11 @@ class Settings:
 
     def run_config(self) -> config_mod.Config:
         """The config the devcloud runs: the user's, on the devcloud's release."""
-        cfg = self.user_config()
-        if cfg.release == self.release:
-            return cfg
-        return config_mod.Config.model_validate(cfg.model_dump() | {"release": self.release})
+        data = self.user_config().model_dump()
+        data["release"] = self.release
+        for role, count in (self.nodes or {}).items():
+            data["nodes"][role]["count"] = count
+        return config_mod.Config.model_validate(data)
 
     def save(self, layout: Layout) -> None:
         layout.settings.write_text(json.dumps(self.__dict__, indent=1) + "\n")
@@ -130,7 +135,7 @@ class Devcloud:
         out = {s.name: s for s in (infra.epmd(lay), infra.rabbitmq(lay, secrets),
                                    infra.memcached(lay), infra.mariadb(lay))}
         under_gunicorn = configs.uwsgi_apis(lay, man)
-        for name, deployment in DEPLOYMENTS.items():
+        for name, deployment in configs.deployments(man).items():
             pod = man.pod(deployment)
             c = pod.containers[0]
             if name in under_gunicorn:  # uwsgi <ini>: its module under gunicorn (configs.APP_MODULE)
@@ -150,6 +155,8 @@ class Devcloud:
                 out[name] = Spec(name, argv, env=env, port=PORTS[name] if api else None,
                                  config=configs.files_of(lay, local.project(pod, c)),
                                  ready=_http_ready(PORTS[name], "/") if api else None)
+        if man.with_nodes:  # nova-compute runs on the local nodes
+            return out
         # A compute node's nova-compute, not the controller's: no manifest runs it.
         out["nova-compute"] = Spec(
             "nova-compute", [str(venv / "bin" / "nova-compute"), "--config-file",
@@ -190,11 +197,14 @@ class Devcloud:
             yield
 
     def up(self, release: str | None = None, config_path: Path | None = None,
-           venv: Path | None = None) -> Settings:
+           venv: Path | None = None, nodes: dict[str, int] | None = None) -> Settings:
+        """`nodes`: start local compute and network nodes ({"compute": N, "network": M});
+        None keeps what the last `up` had."""
         with self.exclusive():
-            return self._up(release, config_path, venv)
+            return self._up(release, config_path, venv, nodes)
 
-    def _up(self, release: str | None, config_path: Path | None, venv: Path | None) -> Settings:
+    def _up(self, release: str | None, config_path: Path | None, venv: Path | None,
+            nodes: dict[str, int] | None = None) -> Settings:
         lay = self.layout
         clock = _Clock()
         settings = Settings.load(lay)
@@ -208,6 +218,8 @@ class Devcloud:
                 and Path(settings.venv).exists()):
             venv = Path(settings.venv)  # the venv of the last `up`
         settings.release = release
+        if nodes is not None:
+            settings.nodes = nodes or None
         cfg = settings.run_config()
         secrets = secrets_mod.ensure(lay.root, "devcloud")
 
@@ -219,7 +231,7 @@ class Devcloud:
         settings.save(lay)
         clock.lap("venv")
 
-        man = configs.write(cfg, secrets, lay, Path(settings.venv))
+        man = configs.write(cfg, secrets, lay, Path(settings.venv), nodes=bool(settings.nodes))
         specs = self.specs(Path(settings.venv), secrets, man)
         boot = Bootstrap(lay, secrets, Path(settings.venv), man)
         if (all(self.procs.current(s) for s in specs.values()) and self._all_ready(specs)
@@ -236,6 +248,8 @@ class Devcloud:
         self.say(f"APIs answer: {', '.join(APIS)} ({clock.total()} s since start)")
         self._compute(specs, boot, secrets)
         clock.lap("compute")
+        if settings.nodes:
+            self._nodes(cfg, secrets, clock)
 
         cloud.write_clouds_yaml(lay, secrets)
         settings.timings = {**clock.laps, "total": clock.total()}
@@ -292,13 +306,16 @@ class Devcloud:
     def _compute(self, specs: dict[str, Spec], boot: Bootstrap, secrets) -> None:
         """nova-compute, once its service user exists (it registers in Placement once,
         at start), the member project, flavor and image, then a schedulable host."""
-        restarted = self.ensure_running([specs["nova-compute"]])
+        local = "nova-compute" in specs
+        restarted = self.ensure_running([specs["nova-compute"]]) if local else []
         since = datetime.now(timezone.utc) if restarted else None
         conn = cloud.connect(secrets)
         if not boot.done("keystone:member"):
             cloud.ensure_member_project(conn, secrets)
             cloud.ensure_flavor_and_image(conn)
             boot.mark("keystone:member")
+        if not local:  # the local nodes' nova-compute joins later (_nodes)
+            return
         try:
             for _ in sdk_utils.iterate_timeout(COMPUTE_TIMEOUT, "compute host", wait=1):
                 if cloud.compute_ready(conn, secrets, since):
@@ -309,6 +326,17 @@ class Devcloud:
         except sdk_exc.ResourceTimeout:
             raise self.procs.failure("nova-compute", "the compute host did not become "
                                      f"schedulable within {COMPUTE_TIMEOUT} s") from None
+
+    def _nodes(self, cfg: config_mod.Config, secrets, clock: "_Clock") -> None:
+        """The local compute and network nodes: booted, set up from their own user data,
+        followed until each says done (or failed)."""
+        from .nodes import LocalNodes, NODES_TIMEOUT
+
+        local = LocalNodes(self.layout, say=self.say)
+        local.up(cfg, secrets)
+        clock.lap("nodes-boot")
+        local.follow(NODES_TIMEOUT)
+        clock.lap("nodes-setup")
 
     def _all_ready(self, specs: dict[str, Spec]) -> bool:
         return all(s.is_ready() for s in specs.values())
@@ -338,6 +366,9 @@ class Devcloud:
             self._down(purge)
 
     def _down(self, purge: bool) -> None:
+        from .nodes import LocalNodes
+
+        LocalNodes(self.layout, say=self.say).down()
         known = {n for group in STOP_ORDER for n in group}
         strays = [p.stem for p in (self.layout.root / "run").glob("*.json") if p.stem not in known]
         for group in [tuple(strays), *STOP_ORDER]:

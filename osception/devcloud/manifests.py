@@ -131,7 +131,8 @@ def _service_of(path: str) -> str:
 class Manifests:
     """The control plane's ConfigMaps, Secrets, Jobs and Deployments of a rendered plan."""
 
-    def __init__(self, files: dict[str, str]):
+    def __init__(self, files: dict[str, str], with_nodes: bool = False):
+        self.with_nodes = with_nodes  # the devcloud runs local nodes (nodes.py)
         docs = [(_service_of(path), doc) for path, text in sorted(files.items())
                 if path.startswith("k8s-0/manifests/")
                 for doc in yaml.safe_load_all(text) if doc]

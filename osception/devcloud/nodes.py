@@ -42,7 +42,10 @@ from pathlib import Path
 
 import yaml
 
-from .. import render, topology
+from openstack import exceptions as sdk_exc
+from openstack import utils as sdk_utils
+
+from .. import progress, render, topology
 from ..config import Config
 from ..secrets import Secrets
 from ..state import write_private
@@ -71,14 +74,26 @@ BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "cloud-init", "python3", "py
                  "adduser", "iproute2", "ca-certificates", "curl", "openssh-server",
                  "ifupdown", "netbase", "sudo", "gpg", "kmod", "udev")
 MIRROR = os.environ.get("OSCEPTION_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+# Boot to "done": packages (hundreds, the first time through an empty apt cache), config,
+# the controller, services.
+NODES_TIMEOUT = 1800
+
+
+def with_provider(cfg: Config) -> Config:
+    """The config with this machine's provider network (br-provider) as the public one."""
+    hosts = list(PROVIDER_NET.hosts())
+    public = {"mode": "provider", "network": PROVIDER_BRIDGE, "cidr": str(PROVIDER_NET),
+              "gateway": PROVIDER_GATEWAY, "pool_start": str(hosts[99]), "pool_end": str(hosts[199])}
+    return Config.model_validate(cfg.model_dump() | {"public_network": public})
 
 
 def addresses(cfg: Config) -> dict[str, topology.Address]:
     """The plan's addresses on this machine's outer network: the placeholder hosts
-    (k8s-0 .10, compute-N .20+N, network-N .40+N) and MACs, on OUTER_NET."""
+    (k8s-0 .10, compute-N .20+N, network-N .40+N) and MACs, on OUTER_NET; the data
+    plane's provider ports on br-provider."""
     prefix = str(OUTER_NET.network_address).rsplit(".", 1)[0]
     return {name: topology.Address(f"{prefix}.{a.ip.rsplit('.', 1)[1]}", a.mac, a.public_mac)
-            for name, a in topology.placeholder_addresses(cfg).items()}
+            for name, a in topology.placeholder_addresses(with_provider(cfg)).items()}
 
 
 def controller_ip(cfg: Config) -> str:
@@ -90,8 +105,9 @@ def apt_proxy(cfg: Config) -> str:
 
 
 def node_config(cfg: Config) -> Config:
-    """The user's config as the local nodes need it: packages through the apt proxy."""
-    return cfg.model_copy(update={"apt_proxy": apt_proxy(cfg)})
+    """The user's config as the local nodes need it: packages through the apt proxy, and
+    the provider network this machine gives (br-provider) as the public network."""
+    return with_provider(cfg).model_copy(update={"apt_proxy": apt_proxy(cfg)})
 
 
 def plan(cfg: Config, secrets: Secrets) -> render.Plan:
@@ -331,9 +347,40 @@ class LocalNodes:
         if _netns_exists(OUTER_NETNS):
             _ip("netns", "del", OUTER_NETNS, check=False)
 
-    def console(self, name: str) -> str:
-        path = self.layout.log(f"node-{name}")
+    def progress_log(self, name: str) -> str:
+        """The node's progress lines (osception-step.sh writes them to its console and
+        to this file; the container's console is not kept, the file is)."""
+        path = self.dir / name / "root" / "var/log/osception/progress.log"
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def follow(self, timeout: float) -> dict[str, progress.NodeProgress]:
+        """Print each node's progress lines as they come, until every node is done;
+        a failed node (or the timeout) is an error naming it and its step."""
+        names = [p.name for p in sorted(self.dir.iterdir()) if topology.is_node_name(p.name)]
+        seen: set[str] = set()
+        state: dict[str, progress.NodeProgress] = {}
+        try:
+            for _ in sdk_utils.iterate_timeout(timeout, "local nodes", wait=2):
+                for name in names:
+                    text = self.progress_log(name)
+                    for line in text.splitlines():
+                        if line not in seen:
+                            seen.add(line)
+                            self.say(f"  {line.removeprefix('OSCEPTION ')}")
+                    state[name] = progress.parse(text, name).get(name, progress.NodeProgress(name))
+                    if not self.procs.running(f"node-{name}"):
+                        raise DevcloudError(f"{name}: its container stopped; end of its console:\n"
+                                            f"{tail(self.layout.log(f'node-{name}'))}")
+                failed = [p for p in state.values() if p.state == "failed"]
+                if failed:
+                    raise DevcloudError("; ".join(f"{p.node} failed: {p.reason}" for p in failed))
+                if all(p.state == "done" for p in state.values()):
+                    return state
+        except sdk_exc.ResourceTimeout:
+            late = [f"{p.node} at {p.current.name if p.current else 'boot'}"
+                    for p in state.values() if p.state != "done"]
+            raise DevcloudError(f"local nodes not done within {timeout:.0f} s: {', '.join(late)}") from None
+        return state
 
 
 __all__ = ["LocalNodes", "addresses", "plan", "tail"]

@@ -28,14 +28,17 @@ from .layout import HOST, PORTS, Layout
 FAKE_ML2_DRIVER = "osception_fake_hypervisor"
 
 
-def overrides(layout: Layout, release: releases.Release) -> dict[str, dict[str, dict[str, object]]]:
+def overrides(layout: Layout, release: releases.Release,
+              nodes: bool = False) -> dict[str, dict[str, dict[str, object]]]:
+    """`nodes`: local compute and network nodes (nodes.py) run the real agents and
+    nova-compute: the plan's own ML2 then, no test driver."""
     glance = layout.data("glance")
     # The eventlet neutron-server of 2024.1 and 2025.1 listens where the devcloud says,
     # with one API and one RPC worker like every process here (newer Neutron runs its
     # API under uWSGI and has none of these options).
     neutron_server = {} if release.neutron_split else {
         "bind_host": HOST, "bind_port": PORTS["neutron"], "api_workers": 1, "rpc_workers": 1}
-    return {
+    out = {
         "keystone.conf": {
             # The controller mounts the secrets' keys at /etc/keystone/*-keys.
             "fernet_tokens": {"key_repository": layout.etc("keystone") / "fernet-keys"},
@@ -102,3 +105,6 @@ def overrides(layout: Layout, release: releases.Release) -> dict[str, dict[str, 
             "oslo_concurrency": {"lock_path": layout.lock("nova-compute")},
         },
     }
+    if nodes:
+        out["ml2_conf.ini"] = {}
+    return out

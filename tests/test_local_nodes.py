@@ -1,0 +1,143 @@
+"""The devcloud's local nodes (osception/devcloud/nodes.py): what each node is given,
+and the relay that stands at the controller's address (a real one, in a network
+namespace of its own, with a real TLS handshake)."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import yaml
+
+from osception import config, render, secrets, services
+from osception.devcloud import nodes
+
+
+@pytest.fixture(scope="module")
+def dc_secrets(tmp_path_factory) -> secrets.Secrets:
+    return secrets.ensure(tmp_path_factory.mktemp("dc"), "devcloud")
+
+
+@pytest.fixture(scope="module")
+def node_plan(dc_secrets) -> render.Plan:
+    return nodes.plan(config.Config(release="2025.1"), dc_secrets)
+
+
+def test_nodes_get_the_placeholder_hosts_on_the_outer_network():
+    addr = nodes.addresses(config.Config())
+    assert addr["k8s-0"].ip == "10.231.0.10" == nodes.controller_ip(config.Config())
+    assert addr["compute-1"].ip == "10.231.0.21" and addr["network-0"].ip == "10.231.0.40"
+    assert all(ip.startswith("10.231.0.") for ip in (a.ip for a in addr.values()))
+
+
+def test_node_config_gives_the_provider_network_and_the_apt_proxy():
+    cfg = nodes.node_config(config.Config())
+    assert cfg.apt_proxy == "http://10.231.0.10:3142"
+    assert cfg.public_network.mode == "provider" and cfg.public_network.cidr == "10.231.1.0/24"
+    assert cfg.public_network.gateway == nodes.PROVIDER_GATEWAY
+
+
+def test_each_node_gets_the_user_data_osception_plan_renders_for_it(node_plan, dc_secrets):
+    """Exactly render.build's user data with this machine's addresses: the controller's
+    names resolve to the relay, packages come through the apt proxy."""
+    cfg = nodes.node_config(config.Config(release="2025.1"))
+    again = render.build(cfg, dc_secrets, nodes.addresses(cfg))
+    for node in ("compute-0", "network-0"):
+        ud = node_plan.files[f"{node}/user-data"]
+        assert ud == again.files[f"{node}/user-data"]
+        doc = yaml.safe_load(ud)
+        assert doc["apt"] == {"proxy": "http://10.231.0.10:3142"}
+        hosts = next(f["content"] for f in doc["write_files"] if f["path"] == "/etc/hosts")
+        assert hosts.startswith("10.231.0.10 keystone.10.231.0.10.sslip.io")
+
+
+def test_network_config_is_static_by_name():
+    net = yaml.safe_load(nodes.network_config(nodes.addresses(config.Config())["compute-0"]))
+    assert net == {"version": 2, "ethernets": {"eth0": {"addresses": ["10.231.0.20/24"]}}}
+
+
+def test_apt_proxy_must_be_an_http_url():
+    with pytest.raises(ValueError, match="apt_proxy"):
+        config.Config(apt_proxy="ftp://x")
+    assert config.Config(apt_proxy="http://10.0.0.5:3142").apt_proxy == "http://10.0.0.5:3142"
+
+
+# --- the relay, for real --------------------------------------------------------------
+
+@pytest.fixture
+def netns_root():
+    """Root, and `ip netns` (slow tier: tests/conftest.py SLOW_FIXTURES)."""
+    if os.geteuid() != 0 or shutil.which("ip") is None:
+        pytest.fail("the relay test needs root and iproute2: run scripts/test.sh as root")
+    name = f"osc-test-{os.getpid()}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        for args in (["link", "add", "br-t", "type", "bridge"], ["addr", "add", "10.231.99.10/24", "dev", "br-t"],
+                     ["link", "set", "br-t", "up"], ["link", "set", "lo", "up"]):
+            subprocess.run(["ip", "-n", name, *args], check=True)
+        yield name
+    finally:
+        subprocess.run(["ip", "netns", "del", name], check=False)
+
+
+def _backend(body: bytes) -> ThreadingHTTPServer:
+    class H(BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *a):
+            pass
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    return srv
+
+
+def test_relay_terminates_tls_and_routes_by_name_inside_its_namespace(netns_root, tmp_path, default_secrets):
+    from osception import tls
+    ingress = tls.ingress(None, default_secrets.tls, "10.231.99.10.sslip.io", "10.231.99.10")
+    (tmp_path / "cert.pem").write_text(ingress.chain)
+    (tmp_path / "key.pem").write_text(ingress.key)
+    (tmp_path / "ca.pem").write_text(ingress.ca)
+    keystone, rabbit = _backend(b"keystone"), _backend(b"rabbit")
+    domain = "10.231.99.10.sslip.io"
+    routes = {"netns": netns_root, "cert": str(tmp_path / "cert.pem"), "key": str(tmp_path / "key.pem"),
+              "routes": [{"listen": "10.231.99.10:443", "tls": True,
+                          "backends": {f"keystone.{domain}": f"127.0.0.1:{keystone.server_port}"}},
+                         {"listen": f"10.231.99.10:{services.RABBITMQ_TLS_PORT}", "tls": True,
+                          "backends": {"*": f"127.0.0.1:{rabbit.server_port}"}}]}
+    (tmp_path / "routes.json").write_text(json.dumps(routes))
+    relay = subprocess.Popen([sys.executable, "-m", "osception.devcloud.relay", str(tmp_path / "routes.json")],
+                             stdout=subprocess.PIPE, text=True)
+    try:
+        assert "relay ready" in relay.stdout.readline()
+
+        def curl(url: str, resolve: str) -> subprocess.CompletedProcess:
+            return subprocess.run(["ip", "netns", "exec", netns_root, "curl", "-sS", "--max-time", "5",
+                                   "--cacert", str(tmp_path / "ca.pem"), "--resolve", resolve, url],
+                                  capture_output=True, text=True)
+
+        r = curl(f"https://keystone.{domain}/", f"keystone.{domain}:443:10.231.99.10")
+        assert r.stdout == "keystone", r.stderr
+        r = curl(f"https://10.231.99.10:{services.RABBITMQ_TLS_PORT}/", "x:1:127.0.0.1")
+        assert r.stdout == "rabbit", r.stderr  # the certificate names the controller's IP
+        r = curl(f"https://glance.{domain}/", f"glance.{domain}:443:10.231.99.10")
+        assert r.returncode != 0  # a name no route serves: closed, as Traefik's 404
+        # Its listeners are inside the namespace, none in this machine's own.
+        inside = subprocess.run(["ip", "netns", "exec", netns_root, "ss", "-Hltn"],
+                                capture_output=True, text=True, check=True).stdout
+        here = subprocess.run(["ss", "-Hltn"], capture_output=True, text=True, check=True).stdout
+        assert "10.231.99.10:443" in inside and "10.231.99.10:" not in here
+    finally:
+        relay.terminate()
+        relay.wait(10)
+        keystone.shutdown()
+        rabbit.shutdown()
