@@ -261,6 +261,11 @@ class Config(_Strict):
     # An HTTP proxy the compute and network nodes fetch their packages through (apt),
     # e.g. a site's apt-cacher-ng; the devcloud's local nodes use one on this machine.
     apt_proxy: str | None = None
+    # Open vSwitch's datapath on the compute and network nodes: "system" (the kernel's
+    # openvswitch module, every cloud VM) or "netdev" (userspace: where the kernel has no
+    # such module, e.g. the devcloud's local nodes). netdev also gives the L3 and DHCP
+    # agents veth pairs (ovs_use_veth) and OVS userspace TSO (checksums of TCP to guests).
+    ovs_datapath: Literal["system", "netdev"] = "system"
 
     @field_validator("apt_proxy")
     @classmethod
@@ -479,6 +484,9 @@ overrides: {}
 # An HTTP proxy the compute and network nodes fetch their packages through, e.g.
 #   apt_proxy: http://10.0.0.5:3142
 apt_proxy: null
+
+# Open vSwitch datapath on the compute and network nodes: system (kernel) or netdev.
+ovs_datapath: system
 
 # What `osception populate` creates in the new cloud (also run by `up`).
 overcloud:

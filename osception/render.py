@@ -345,6 +345,7 @@ def node_config(cfg: Config, secrets: Secrets, node: Node, address: Address,
         services=services,
         controller_ip=controller_ip,
         node={"name": node.name, "role": node.role, "ip": address.ip},
+        ovs_datapath=cfg.ovs_datapath,
     )
     files = {f.dest: _ini(cfg, f.template, f.name, **context)
              for f in services.NODE_FILES[node.role]}
@@ -481,6 +482,7 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
         "extrepo": release.extrepo,
         "controller_ip": plan.controller_ip,
         "physnet_mtu": mtu,
+        "ovs_datapath": cfg.ovs_datapath,
         "packages": list(services.NODE_PACKAGES[node.role]),
         "services": list(services.NODE_SERVICES[node.role]),
         "config_files": [

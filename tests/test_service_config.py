@@ -29,16 +29,19 @@ def _files(release, state_home):
     ep = endpoints.controller("203.0.113.10.sslip.io", "203.0.113.10")
     for name, text in render.service_config(cfg, sec, ep).items():
         out.append((name, text, name))
-    # A compute and a network node.
+    # A compute and a network node, on each Open vSwitch datapath.
     plan = render.build(cfg, sec)
     addr = topology.placeholder_addresses(cfg)
-    for node in plan.nodes:
-        if node.name in ("compute-0", "network-0"):
-            files = render.node_config(cfg, sec, node, addr[node.name], plan.controller_ip, plan.domain)
-            for dest, text in files.items():
-                base = dest.rsplit("/", 1)[1]
-                kind = "nova.conf" if base.startswith("nova") else base
-                out.append((f"{node.name}:{base}", text, kind))
+    for datapath in ("system", "netdev"):
+        node_cfg = cfg.model_copy(update={"ovs_datapath": datapath})
+        for node in plan.nodes:
+            if node.name in ("compute-0", "network-0"):
+                files = render.node_config(node_cfg, sec, node, addr[node.name], plan.controller_ip,
+                                           plan.domain)
+                for dest, text in files.items():
+                    base = dest.rsplit("/", 1)[1]
+                    kind = "nova.conf" if base.startswith("nova") else base
+                    out.append((f"{datapath}:{node.name}:{base}", text, kind))
     return out
 
 

@@ -40,7 +40,7 @@ from .processes import DevcloudError, Processes, Spec, port_open, port_taken
 
 # Sync gunicorn workers per API: one request at a time each. Keystone checks
 # every other API's tokens; Nova and Neutron call each other while booting servers.
-WORKERS = {"keystone": 2, "glance": 1, "placement": 1, "neutron": 2, "nova": 2}
+WORKERS = {"keystone": 2, "glance": 1, "placement": 1, "neutron": 2, "nova": 2, "metadata": 1}
 NOVA_DAEMONS = ("nova-conductor", "nova-scheduler", "nova-compute")
 INFRA = ("epmd", "rabbitmq", "memcached", "mariadb")
 START_ORDER = (*INFRA, *APIS, *NOVA_DAEMONS)

@@ -105,9 +105,10 @@ def apt_proxy(cfg: Config) -> str:
 
 
 def node_config(cfg: Config) -> Config:
-    """The user's config as the local nodes need it: packages through the apt proxy, and
-    the provider network this machine gives (br-provider) as the public network."""
-    return with_provider(cfg).model_copy(update={"apt_proxy": apt_proxy(cfg)})
+    """The user's config as the local nodes need it: packages through the apt proxy, the
+    provider network this machine gives (br-provider) as the public network, and Open
+    vSwitch's userspace datapath (this kernel has no openvswitch module)."""
+    return with_provider(cfg).model_copy(update={"apt_proxy": apt_proxy(cfg), "ovs_datapath": "netdev"})
 
 
 def plan(cfg: Config, secrets: Secrets) -> render.Plan:
