@@ -339,14 +339,14 @@ def service_config(cfg: Config, secrets: Secrets, ep: endpoints.Endpoints,
 
 
 def node_config(cfg: Config, secrets: Secrets, node: Node, address: Address,
-                controller_ip: str, domain: str, ep: endpoints.Endpoints | None = None) -> dict[str, str]:
+                ep: endpoints.Endpoints) -> dict[str, str]:
     """The config files of a compute or network node, keyed by their path on the node
-    (`ep`: Plan.node_endpoints(); by default the environment's CA verifies the APIs)."""
+    (`ep`: where it reaches the controller, Plan.node_endpoints())."""
     context = dict(
-        ep=ep or endpoints.nodes(domain, controller_ip),
+        ep=ep,
         secrets=secrets,
         services=services,
-        controller_ip=controller_ip,
+        controller_ip=ep.controller,
         node={"name": node.name, "role": node.role, "ip": address.ip},
     )
     files = {f.dest: _ini(cfg, f.template, f.name, **context)
@@ -467,7 +467,7 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
     """compute-N / network-N: config files, the playbooks and their variables, user data."""
     cfg, release = plan.cfg, plan.release
     ep = plan.node_endpoints()
-    files = node_config(cfg, secrets, node, address, plan.controller_ip, plan.domain, ep)
+    files = node_config(cfg, secrets, node, address, ep)
     for dest, text in files.items():
         rel = f"{node.name}/config/{dest.rsplit('/', 1)[1]}"
         plan.files[rel] = text

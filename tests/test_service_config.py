@@ -34,7 +34,7 @@ def _files(release, state_home):
     addr = topology.placeholder_addresses(cfg)
     for node in plan.nodes:
         if node.name in ("compute-0", "network-0"):
-            files = render.node_config(cfg, sec, node, addr[node.name], plan.controller_ip, plan.domain)
+            files = render.node_config(cfg, sec, node, addr[node.name], plan.node_endpoints())
             for dest, text in files.items():
                 base = dest.rsplit("/", 1)[1]
                 kind = "nova.conf" if base.startswith("nova") else base

@@ -72,8 +72,7 @@ def compute_conf(cfg: Config, secrets: Secrets, layout: Layout) -> str:
     render.node_config() makes it (the user's nova.conf overrides included), with the
     devcloud's local endpoints, then the devcloud-only overrides."""
     node = topology.Node("devcloud-compute", "compute", flavor="", image="", index=0)
-    files = render.node_config(cfg, secrets, node, topology.Address(HOST, ""), HOST, HOST,
-                               ep=local_endpoints())
+    files = render.node_config(cfg, secrets, node, topology.Address(HOST, ""), local_endpoints())
     return ini.merge(files[COMPUTE_NODE_NOVA_CONF],
                      overrides(layout, releases.get(cfg.release))["nova-compute.conf"])
 
