@@ -1,12 +1,10 @@
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from osception import config, releases, render, secrets
-from osception.devcloud import venv as services_venv_mod
 
 # The slow tier, decided in one place: a test is slow when it uses one of these
 # fixtures (directly or through another fixture), whatever its module. Each names what
@@ -53,9 +51,7 @@ def release(request) -> str:
 @pytest.fixture(scope="session")
 def release_venv(release) -> Path:
     """The release's services venv in the machine's cache (slow: SLOW_FIXTURES)."""
-    venv = services_venv_mod.cached(release)
-    subprocess.run(["bash", str(services_venv_mod.VENV_SCRIPT), release, str(venv)], check=True)
-    return venv
+    return release_venv_of(release)
 
 
 @pytest.fixture(scope="session")
@@ -85,4 +81,4 @@ def default_secrets(state_home, default_plan) -> secrets.Secrets:
 
 
 # The real services and the local real OpenStack (tests/devcloud/conftest.py).
-from tests.devcloud.conftest import devcloud, services_venv  # noqa: E402,F401
+from tests.devcloud.conftest import devcloud, release_venv_of, services_venv  # noqa: E402,F401

@@ -17,8 +17,6 @@ import yaml
 from osception import config, endpoints, ini, releases, render, secrets, services, topology
 from tests.validators import oslo
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def _files(release, state_home):
     """(path, validator kind) of every rendered INI file: controller and nodes."""
