@@ -413,9 +413,9 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
         knobs=knob_reader(cfg, tuned := {}),
         script=script,
         k3s_version=releases.K3S_VERSION,
-        tls_cert=tls.server_cert(secrets.tls, domain, ip),
+        tls_cert=(tls_cert := tls.server_cert(secrets.tls, domain, ip)),
         # what Traefik serves: that certificate, or the user's own (tls: in osception.yaml)
-        ingress=(ingress := tls.ingress(cfg.tls, secrets.tls, domain, ip)),
+        ingress=(ingress := tls.ingress(cfg.tls, secrets.tls, tls_cert)),
     )
     plan.ingress = ingress
     manifests = {}
