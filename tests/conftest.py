@@ -10,6 +10,7 @@ from osception import config, releases, render, secrets
 # fixtures (directly or through another fixture), whatever its module. Each names what
 # it needs prepared: scripts/test.sh asks (--needs-file) and prepares only that, so
 # `-m "not slow"` builds no services venv, fetches no Kolla source and needs no root.
+# The one test marked slow by hand needs nothing prepared: ansible-lint, seconds of CPU.
 SLOW_FIXTURES: dict[str, tuple[str, ...]] = {
     "services_venv": ("services-venv",),  # .venv-openstack-2026.1: the real services
     "release_venv": ("release-venvs",),  # .venv-openstack-<release> of every release
