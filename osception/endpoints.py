@@ -46,6 +46,7 @@ class Endpoints:
     cafile: str | None = None  # the CA file verifying the controller's HTTPS APIs
     rabbitmq_cafile: str | None = None  # the CA file verifying RabbitMQ's TLS listener
     hosts: dict[str, tuple[str, ...]] = field(default_factory=dict)  # /etc/hosts: address -> names
+    controller: str = ""  # the controller's address: the nodes' nova metadata host
 
     def db_url(self, user: str, password: str, database: str) -> str:
         host = self.database[user]
@@ -78,6 +79,7 @@ def controller(domain: str, controller_ip: str) -> Endpoints:
         memcached=f"memcached:{services.MEMCACHED_PORT}",
         internal=_urls(lambda a: f"{a.name}:{a.port}"),
         public=public_urls(domain),
+        controller=controller_ip,
     )
 
 
@@ -99,6 +101,7 @@ def nodes(domain: str, controller_ip: str, api_cafile: str = NODE_CA) -> Endpoin
         rabbitmq_cafile=NODE_CA,
         hosts={controller_ip: tuple(f"{a.name}.{domain}" for a in services.APIS.values()
                                     if a.catalog_type)},
+        controller=controller_ip,
     )
 
 
@@ -116,4 +119,5 @@ def local(host: str = "127.0.0.1", database_port: int = services.MARIADB_PORT,
         memcached=f"{host}:{memcached_port}",
         internal=at_host,
         public=at_host,
+        controller=host,
     )

@@ -38,6 +38,9 @@ DEFAULT_MTU = 1500
 NAMESPACE = "openstack"
 # The controller's manifests travel in its user data as one archive, unpacked under NODE_ETC.
 CONTROLLER_ARCHIVE = f"{NODE_ETC}/manifests.tar.xz"
+# PyYAML's libyaml parser where it is built in (the same documents, several times faster
+# than the pure-Python one: a plan parses its manifests twice).
+_SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 DIAGNOSER = "kube_diagnose.py"  # in the archive too: run while the control plane converges
 # Nova's API schema (nova/api/openstack/compute/schemas/servers.py, server create and
 # rebuild, every microversion) takes `user_data` as a base64 string of at most 65535
@@ -180,7 +183,7 @@ def day2(manifests: dict[str, str]) -> dict[str, str]:
     # Each manifest as its text documents (split on the `---` lines the templates write)
     # and each document parsed once: the checksums go back into the text as written.
     parts = {name: re.split(r"(?m)^---\n", text) for name, text in manifests.items()}
-    loaded = {name: [yaml.safe_load(part) for part in ps] for name, ps in parts.items()}
+    loaded = {name: [yaml.load(part, Loader=_SafeLoader) for part in ps] for name, ps in parts.items()}
     objects = {(d["kind"], d["metadata"]["name"]): d for ds in loaded.values() for d in ds
                if d and d["kind"] in ("ConfigMap", "Secret")}
 
@@ -222,7 +225,7 @@ def _annotate(document: str, checksum: str) -> str:
 
 def ingress_hosts(manifests) -> list[str]:
     """The host of every Ingress rule: the names users reach the controller by."""
-    return [rule["host"] for text in manifests for doc in yaml.safe_load_all(text)
+    return [rule["host"] for text in manifests for doc in yaml.load_all(text, Loader=_SafeLoader)
             if doc and doc.get("kind") == "Ingress" for rule in doc["spec"]["rules"]]
 
 
@@ -336,14 +339,14 @@ def service_config(cfg: Config, secrets: Secrets, ep: endpoints.Endpoints,
 
 
 def node_config(cfg: Config, secrets: Secrets, node: Node, address: Address,
-                controller_ip: str, domain: str, ep: endpoints.Endpoints | None = None) -> dict[str, str]:
+                ep: endpoints.Endpoints) -> dict[str, str]:
     """The config files of a compute or network node, keyed by their path on the node
-    (`ep`: Plan.node_endpoints(); by default the environment's CA verifies the APIs)."""
+    (`ep`: where it reaches the controller, Plan.node_endpoints())."""
     context = dict(
-        ep=ep or endpoints.nodes(domain, controller_ip),
+        ep=ep,
         secrets=secrets,
         services=services,
-        controller_ip=controller_ip,
+        controller_ip=ep.controller,
         node={"name": node.name, "role": node.role, "ip": address.ip},
         ovs_datapath=cfg.ovs_datapath,
     )
@@ -411,9 +414,9 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
         knobs=knob_reader(cfg, tuned := {}),
         script=script,
         k3s_version=releases.K3S_VERSION,
-        tls_cert=tls.server_cert(secrets.tls, domain, ip),
+        tls_cert=(tls_cert := tls.server_cert(secrets.tls, domain, ip)),
         # what Traefik serves: that certificate, or the user's own (tls: in osception.yaml)
-        ingress=(ingress := tls.ingress(cfg.tls, secrets.tls, domain, ip)),
+        ingress=(ingress := tls.ingress(cfg.tls, secrets.tls, tls_cert)),
     )
     plan.ingress = ingress
     manifests = {}
@@ -465,7 +468,7 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
     """compute-N / network-N: config files, the playbooks and their variables, user data."""
     cfg, release = plan.cfg, plan.release
     ep = plan.node_endpoints()
-    files = node_config(cfg, secrets, node, address, plan.controller_ip, plan.domain, ep)
+    files = node_config(cfg, secrets, node, address, ep)
     for dest, text in files.items():
         rel = f"{node.name}/config/{dest.rsplit('/', 1)[1]}"
         plan.files[rel] = text
@@ -518,7 +521,7 @@ class PlanError(ValueError):
     """A rendered file that does not parse back: one line naming it, never its content."""
 
 
-class _YAMLLoader(getattr(yaml, "CSafeLoader", yaml.SafeLoader)):
+class _YAMLLoader(_SafeLoader):
     """Safe YAML that also refuses a key given twice (an injected key would override)."""
 
     def construct_mapping(self, node, deep=False):

@@ -111,12 +111,12 @@ class Ingress:
     ca: str | None  # PEM of the CA(s) to verify it with; None: the system's CAs
 
 
-def ingress(own_tls: Tls | None, env_tls: dict[str, str], domain: str, ip: str) -> Ingress:
+def ingress(own_tls: Tls | None, env_tls: dict[str, str], env_cert: str) -> Ingress:
     """The user's certificate when osception.yaml has `tls:`, else the controller's
-    certificate from the environment's CA."""
+    certificate from the environment's CA (`env_cert`: server_cert())."""
     if own_tls is not None:
         return own(own_tls)
-    return Ingress(server_cert(env_tls, domain, ip), env_tls["key"], env_tls["ca_cert"])
+    return Ingress(env_cert, env_tls["key"], env_tls["ca_cert"])
 
 
 MAX_PEM = 1 << 20  # bytes: a chain is a few KiB

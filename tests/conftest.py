@@ -1,17 +1,16 @@
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
 import pytest
 
 from osception import config, releases, render, secrets
-from osception.devcloud import venv as services_venv_mod
 
 # The slow tier, decided in one place: a test is slow when it uses one of these
 # fixtures (directly or through another fixture), whatever its module. Each names what
 # it needs prepared: scripts/test.sh asks (--needs-file) and prepares only that, so
 # `-m "not slow"` builds no services venv, fetches no Kolla source and needs no root.
+# The one test marked slow by hand needs nothing prepared: ansible-lint, seconds of CPU.
 SLOW_FIXTURES: dict[str, tuple[str, ...]] = {
     "services_venv": ("services-venv",),  # .venv-openstack-2026.1: the real services
     "release_venv": ("release-venvs",),  # .venv-openstack-<release> of every release
@@ -53,9 +52,7 @@ def release(request) -> str:
 @pytest.fixture(scope="session")
 def release_venv(release) -> Path:
     """The release's services venv in the machine's cache (slow: SLOW_FIXTURES)."""
-    venv = services_venv_mod.cached(release)
-    subprocess.run(["bash", str(services_venv_mod.VENV_SCRIPT), release, str(venv)], check=True)
-    return venv
+    return release_venv_of(release)
 
 
 @pytest.fixture(scope="session")
@@ -85,4 +82,4 @@ def default_secrets(state_home, default_plan) -> secrets.Secrets:
 
 
 # The real services and the local real OpenStack (tests/devcloud/conftest.py).
-from tests.devcloud.conftest import devcloud, services_venv  # noqa: E402,F401
+from tests.devcloud.conftest import devcloud, release_venv_of, services_venv  # noqa: E402,F401

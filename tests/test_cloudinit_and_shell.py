@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import shutil
 import stat
 import subprocess
@@ -35,16 +36,49 @@ def user_data(plan):
     return {p: t for p, t in plan.files.items() if p.endswith("/user-data")}
 
 
+# `cloud-init schema --config-file F` for several files in one process: the very
+# function the command runs (cloudinit.config.schema.handle_schema_args, with the
+# command's own argument parser), under /usr/bin/cloud-init's Python, where its module
+# lives; {file: [exit code, what it printed]}. One process per release instead of one
+# per node: the command's start-up, not its check, is what a run per file repeats.
+CLOUD_INIT_SCHEMA = """
+import contextlib, io, json, sys
+from cloudinit.config import schema
+results = {}
+for path in sys.argv[1:]:
+    out, rc = io.StringIO(), 0
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(out):
+        try:
+            schema.handle_schema_args("schema", schema.get_parser().parse_args(["--config-file", path]))
+        except SystemExit as e:
+            rc = e.code
+    results[path] = [rc, out.getvalue()]
+print(json.dumps(results))
+"""
+
+
+def cloud_init_schema(files: list[Path]) -> dict[str, tuple[int, str]]:
+    with open(cloud_init()) as f:
+        python = f.readline().removeprefix("#!").split()[0]
+    r = subprocess.run([python, "-c", CLOUD_INIT_SCHEMA, *map(str, files)],
+                       capture_output=True, text=True, check=True)
+    return {path: tuple(result) for path, result in json.loads(r.stdout).items()}
+
+
 def test_every_user_data_passes_the_cloud_init_schema(release_plan, tmp_path):
     docs = user_data(release_plan)
     assert "k8s-0/user-data" in docs
-    for rel, text in docs.items():
-        f = tmp_path / rel.replace("/", "_")
-        f.write_text(text)
-        # /usr/bin/cloud-init runs with the system Python, where its module lives.
-        r = subprocess.run([cloud_init(), "schema", "--config-file", str(f)], capture_output=True, text=True)
-        out = r.stdout + r.stderr
-        assert r.returncode == 0 and "Valid" in out and "DEPRECATED" not in out, f"{rel}: {out}"
+    files = {rel: tmp_path / rel.replace("/", "_") for rel in docs}
+    for rel, f in files.items():
+        f.write_text(docs[rel])
+    # The control: a document the schema refuses, checked in the same process.
+    bad = tmp_path / "bad"
+    bad.write_text("#cloud-config\nruncmd: 5\n")
+    results = cloud_init_schema([*files.values(), bad])
+    assert results.pop(str(bad))[0] == 1
+    for rel, f in files.items():
+        rc, out = results[str(f)]
+        assert rc == 0 and "Valid" in out and "DEPRECATED" not in out, f"{rel}: {out}"
 
 
 def test_user_data_top_level_keys_are_known(release_plan):
@@ -241,11 +275,18 @@ def test_every_shell_script_passes_shellcheck(release_plan, tmp_path):
         pytest.fail("shellcheck is not installed: run .ci/install")
     scripts = shell_scripts(release_plan)
     assert len(scripts) >= 5
-    for name, text in scripts.items():
-        f = tmp_path / "s.sh"
-        f.write_text(text)
-        r = subprocess.run([exe, "-S", "warning", "-s", "bash", str(f)], capture_output=True, text=True)
-        assert r.returncode == 0, f"{name}:\n{r.stdout}"
+    files = {tmp_path / f"{i}.sh": name for i, name in enumerate(scripts)}
+    for f, name in files.items():
+        f.write_text(scripts[name])
+    # The control: a script with a warning (`cd` that may fail, SC2164), in the same run.
+    bad = tmp_path / "bad.sh"
+    bad.write_text("#!/bin/bash\ncd /nowhere\n")
+    # One run checks each file on its own; a finding is a line `FILE:LINE:COL: ...`.
+    r = subprocess.run([exe, "-S", "warning", "-s", "bash", "-f", "gcc", *map(str, files), str(bad)],
+                       capture_output=True, text=True)
+    found = [line.split(":", 1) for line in r.stdout.splitlines()]
+    assert r.returncode == 1 and {path for path, _ in found} == {str(bad)}, "\n".join(
+        f"{files.get(Path(path), path)}:{finding}" for path, finding in found) + r.stderr
 
 
 def test_progress_lines_from_the_shell_side_parse(tmp_path):

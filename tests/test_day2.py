@@ -13,7 +13,7 @@ def _objects(plan: render.Plan) -> dict[tuple[str, str], dict]:
     out = {}
     for path, text in plan.files.items():
         if path.startswith("k8s-0/manifests/"):
-            for d in yaml.safe_load_all(text):
+            for d in yaml.load_all(text, Loader=yaml.CSafeLoader):
                 if d:
                     out[(d["kind"], d["metadata"]["name"])] = d
     return out
@@ -24,8 +24,8 @@ def _plan(state_home, **changes) -> render.Plan:
     return render.build(cfg, secrets.ensure(state_home / "osception", "osception"))
 
 
-def test_one_override_changes_only_what_reads_it(state_home):
-    before = _objects(_plan(state_home))
+def test_one_override_changes_only_what_reads_it(state_home, default_plan):
+    before = _objects(default_plan)
     after = _objects(_plan(state_home, overrides={"nova.conf": {"DEFAULT": {"debug": True}}}))
     changed = {k for k in before.keys() & after.keys() if before[k] != after[k]}
     gone, new = set(before) - set(after), set(after) - set(before)
@@ -41,8 +41,8 @@ def test_one_override_changes_only_what_reads_it(state_home):
     assert all(n.startswith("nova") for k, n in changed)
 
 
-def test_waits_name_the_current_jobs_and_jobs_carry_the_prune_label(state_home):
-    objects = _objects(_plan(state_home))
+def test_waits_name_the_current_jobs_and_jobs_carry_the_prune_label(default_plan):
+    objects = _objects(default_plan)
     jobs = {n for k, n in objects if k == "Job"}
     for (kind, name), d in objects.items():
         if kind == "Job":
@@ -55,13 +55,13 @@ def test_waits_name_the_current_jobs_and_jobs_carry_the_prune_label(state_home):
                         assert arg.removeprefix("job/") in jobs, (name, arg)
 
 
-def test_an_unchanged_plan_renders_the_same_objects(state_home):
-    assert _objects(_plan(state_home)) == _objects(_plan(state_home))
+def test_an_unchanged_plan_renders_the_same_objects(state_home, default_plan):
+    """Rendered again, the defaults' plan (default_plan: the same config and secrets)."""
+    assert _objects(_plan(state_home)) == _objects(default_plan)
 
 
-def test_a_secret_change_rolls_its_readers(state_home):
-    plan = _plan(state_home)
-    objects = _objects(plan)
+def test_a_secret_change_rolls_its_readers(default_plan):
+    objects = _objects(default_plan)
     readers = {n for (k, n), d in objects.items() if k == "Deployment"
                and ("Secret", "keystone-secrets") in render.referenced_config(d["spec"]["template"]["spec"])}
     assert "keystone" in readers

@@ -3,14 +3,26 @@ cross-references that schemas miss (selectors, referenced objects, Kolla files).
 
 from __future__ import annotations
 
+import functools
 import json
 import re
 
 import kubernetes_validate
 import pytest
 import yaml
+from kubernetes_validate import utils as kubernetes_validate_utils
 
 from osception import releases, render, services
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _schema_files_parsed_once():
+    """kubernetes-validate reads and parses its schema files (the definitions: megabytes
+    of JSON) again for every document it validates: the same files, parsed once."""
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(kubernetes_validate_utils, "schema_contents",
+                   functools.cache(kubernetes_validate_utils.schema_contents))
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -19,7 +31,7 @@ def docs(release_plan):
     out = []
     for path, text in sorted(release_plan.files.items()):
         if path.startswith("k8s-0/manifests/"):
-            for doc in yaml.safe_load_all(text):
+            for doc in yaml.load_all(text, Loader=yaml.CSafeLoader):
                 assert doc is not None, f"empty YAML document in {path}"
                 out.append(doc)
     return out

@@ -107,14 +107,12 @@ def test_init_writes_the_commented_defaults(tmp_path, monkeypatch):
     assert result.exit_code == 0 and "2025.1" in result.output
 
 
-def test_every_release_renders(tmp_path):
-    from osception import releases
-
-    for name, rel in releases.RELEASES.items():
-        cfg = config.Config(release=name)
-        plan = render.build(cfg, secrets.ensure(tmp_path / "s", cfg.name))
-        assert f":{rel.kolla_tag}" in plan.files["k8s-0/manifests/33-nova.yaml"]
-        assert f"{rel.ml2_project_network_types_option} = vxlan" in plan.files["k8s-0/config/ml2_conf.ini"]
+def test_every_release_renders(release_plan):
+    """Each release's own images and option names (the plans rendered once a session)."""
+    rel = release_plan.release
+    assert release_plan.cfg.release == rel.name
+    assert f":{rel.kolla_tag}" in release_plan.files["k8s-0/manifests/33-nova.yaml"]
+    assert f"{rel.ml2_project_network_types_option} = vxlan" in release_plan.files["k8s-0/config/ml2_conf.ini"]
 
 
 def test_help_lists_every_command_with_what_it_does():

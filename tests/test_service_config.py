@@ -17,8 +17,6 @@ import yaml
 from osception import config, endpoints, ini, releases, render, secrets, services, topology
 from tests.validators import oslo
 
-REPO = Path(__file__).resolve().parent.parent
-
 
 def _files(release, state_home):
     """(path, validator kind) of every rendered INI file: controller and nodes."""
@@ -36,8 +34,7 @@ def _files(release, state_home):
         node_cfg = cfg.model_copy(update={"ovs_datapath": datapath})
         for node in plan.nodes:
             if node.name in ("compute-0", "network-0"):
-                files = render.node_config(node_cfg, sec, node, addr[node.name], plan.controller_ip,
-                                           plan.domain)
+                files = render.node_config(node_cfg, sec, node, addr[node.name], plan.node_endpoints())
                 for dest, text in files.items():
                     base = dest.rsplit("/", 1)[1]
                     kind = "nova.conf" if base.startswith("nova") else base

@@ -67,13 +67,14 @@ def local_endpoints(public_domain: str | None = None) -> endpoints.Endpoints:
     return dataclasses.replace(ep, public=endpoints.public_urls(public_domain))
 
 
-def compute_node_conf(cfg: Config, secrets: Secrets) -> str:
-    """A compute node's nova.conf exactly as render.node_config() makes it (the user's
-    nova.conf overrides included), with the devcloud's local endpoints."""
+def compute_conf(cfg: Config, secrets: Secrets, layout: Layout) -> str:
+    """The nova.conf the devcloud's nova-compute reads: a compute node's exactly as
+    render.node_config() makes it (the user's nova.conf overrides included), with the
+    devcloud's local endpoints, then the devcloud-only overrides."""
     node = topology.Node("devcloud-compute", "compute", flavor="", image="", index=0)
-    files = render.node_config(cfg, secrets, node, topology.Address(HOST, ""), HOST, HOST,
-                               ep=local_endpoints())
-    return files[COMPUTE_NODE_NOVA_CONF]
+    files = render.node_config(cfg, secrets, node, topology.Address(HOST, ""), local_endpoints())
+    return ini.merge(files[COMPUTE_NODE_NOVA_CONF],
+                     overrides(layout, releases.get(cfg.release))["nova-compute.conf"])
 
 
 def devcloud_config(cfg: Config, layout: Layout, nodes: bool = False) -> Config:
@@ -107,8 +108,7 @@ def rendered(cfg: Config, secrets: Secrets, layout: Layout) -> dict[str, str]:
     """{file name: text}: each service config file whole (as the ConfigMap file and its
     secrets.conf drop-in read together), and a compute node's nova.conf."""
     files = render.service_config(devcloud_config(cfg, layout), secrets, local_endpoints())
-    files["nova-compute.conf"] = ini.merge(compute_node_conf(cfg, secrets),
-                                           overrides(layout, releases.get(cfg.release))["nova-compute.conf"])
+    files["nova-compute.conf"] = compute_conf(cfg, secrets, layout)
     return files
 
 
@@ -135,8 +135,7 @@ def write(cfg: Config, secrets: Secrets, layout: Layout, venv: Path, nodes: bool
     written.add(manage)
     _sweep(layout, written)
     local.link_homes(written)
-    compute = rendered(cfg, secrets, layout)["nova-compute.conf"]
-    write_private(layout.etc("") / COMPUTE_CONF, compute)
+    write_private(layout.etc("") / COMPUTE_CONF, compute_conf(cfg, secrets, layout))
     for service in uwsgi_apis(layout, man):
         (layout.apps / f"{service}_app.py").write_text(app_module(layout, man, venv, service))
     for path in (layout.data("glance") / d for d in ("images", "staging", "tasks_work_dir")):

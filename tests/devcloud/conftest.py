@@ -44,12 +44,19 @@ class DevcloudInfo:
 
 
 @functools.cache
+def release_venv_of(release: str) -> Path:
+    """The release's services venv in the machine's cache, built from the release's lock
+    (kept while its stamp matches the lock): the one builder of both venv fixtures,
+    services_venv and release_venv (tests/conftest.py)."""
+    venv = services.cached(release)
+    subprocess.run(["bash", str(services.VENV_SCRIPT), release, str(venv)], check=True)
+    return venv
+
+
 def _services_venv() -> Path:
     if os.environ.get(VENV_ENV_VAR):
         return Path(os.environ[VENV_ENV_VAR])
-    venv = services.cached(RELEASE)
-    subprocess.run(["bash", str(services.VENV_SCRIPT), RELEASE, str(venv)], check=True)
-    return venv
+    return release_venv_of(RELEASE)
 
 
 @pytest.fixture(scope="session")

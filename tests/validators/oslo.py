@@ -2,8 +2,8 @@
 
 Plain functions, no pytest fixtures. Everything runs in a separate venv that holds
 the services of one release (build it with
-``osception/devcloud/services-venv/openstack-venv.sh 2026.1 DEST`` or ``ensure_venv()``
-below); this module itself needs only the standard library.
+``osception/devcloud/services-venv/openstack-venv.sh 2026.1 DEST``, as the fixtures of
+tests/devcloud/conftest.py do); this module itself needs only the standard library.
 
     from tests.validators import oslo
     r = oslo.validate(venv, Path("out/nova.conf"))            # oslo-config-validator
@@ -26,7 +26,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 LOADER = HERE / "_oslo_load.py"
-REPO = HERE.parent.parent
 
 # oslo.config.opts namespaces per file, as in each project's oslo-config-generator
 # configuration of release 2026.1 (read from the sdists of keystone 29.1.0,
@@ -202,17 +201,6 @@ def assert_valid(venv: Path, conf: Path, name: str | None = None, *, allow_depre
         problems.append(f"load_values rc={lv.returncode}:\n{lv.stdout}{lv.stderr}")
     if problems:
         raise AssertionError(f"{conf} ({kind(conf, name)}):\n" + "\n".join(problems))
-
-
-def ensure_venv(release: str, dest: Path, *, timeout: float = 1800) -> Path:
-    """Build (or reuse, if its stamp matches the lock) the service venv of a release
-    with osception/devcloud/services-venv/openstack-venv.sh; returns ``dest``."""
-    script = REPO / "osception" / "devcloud" / "services-venv" / "openstack-venv.sh"
-    r = subprocess.run(["bash", str(script), release, str(dest)],
-                       capture_output=True, text=True, timeout=timeout, check=False)
-    if r.returncode != 0:
-        raise RuntimeError(f"{script} {release} {dest} failed (rc={r.returncode}):\n{r.stdout}{r.stderr}")
-    return Path(dest)
 
 
 if __name__ == "__main__":  # python -m tests.validators.oslo VENV FILE [NAME]
