@@ -151,6 +151,9 @@ def _like_a_vm(root: Path, hostname: str, pip_cache: Path | None = None):
     if pip_cache is not None:
         pip_cache.mkdir(parents=True, exist_ok=True)
         mounts.append((["--bind", str(pip_cache)], root / "root/.cache/pip"))
+        # This machine's way to PyPI: a TLS-intercepting proxy's CA, if it has one.
+        if os.environ.get("PIP_CERT"):
+            shutil.copyfile(os.environ["PIP_CERT"], root / PIP_CERT_IN_ROOT.lstrip("/"))
     done = []
     try:
         for args, target in mounts:
@@ -163,6 +166,9 @@ def _like_a_vm(root: Path, hostname: str, pip_cache: Path | None = None):
             subprocess.run(["umount", "-l", str(target)], check=False)
 
 
+PIP_CERT_IN_ROOT = "/root/pip-cert.pem"  # test harness: what this machine's PIP_CERT names
+
+
 def _run_playbook(root: Path, role: str) -> tuple[int, str]:
     cmd = [
         _bin("ansible-playbook"), "-c", "community.general.chroot", "-i", f"{root},",
@@ -173,6 +179,8 @@ def _run_playbook(root: Path, role: str) -> tuple[int, str]:
     # Nothing of this machine's pip settings (PIP_FIND_LINKS...) reaches the node's pip.
     env = {**{k: v for k, v in os.environ.items() if not k.startswith("PIP_")},
            "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "DEBIAN_FRONTEND": "noninteractive"}
+    if (root / PIP_CERT_IN_ROOT.lstrip("/")).exists():  # requests prefers REQUESTS_CA_BUNDLE
+        env.update(PIP_CERT=PIP_CERT_IN_ROOT, REQUESTS_CA_BUNDLE=PIP_CERT_IN_ROOT)
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     out = r.stdout + r.stderr
     m = re.search(r"ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", out)
@@ -246,6 +254,11 @@ def test_playbook_really_sets_up_a_pypi_node(release, role, debian_minbase, tmp_
     subprocess.run(["tar", "-C", str(root), "-xf", str(debian_minbase(plan.release.node_os))], check=True)
     _cloud_init_write_files(root, plan.files[f"{node}/user-data"])
     with _like_a_vm(root, node, PIP_CACHE):
+        # A cloud image boots with systemd; a minbase root has none (systemd-analyze below).
+        for cmd in (["apt-get", "update", "-qq"],
+                    ["apt-get", "install", "-qq", "-y", "--no-install-recommends", "systemd"]):
+            subprocess.run(["chroot", str(root), *cmd], check=True, capture_output=True,
+                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
         started = time.monotonic()
         changed, _ = _run_playbook(root, role)
         first = time.monotonic() - started
