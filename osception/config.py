@@ -244,6 +244,9 @@ IniOverrides = dict[str, dict[str, dict[str, str | int | float | bool]]]
 class Config(_Strict):
     name: str = Field(default="osception", pattern=NAME_RE)
     release: str = releases.DEFAULT_RELEASE
+    # Where the compute and network nodes get OpenStack from: the release's Debian
+    # packages, or PyPI into a venv with the release's lock (the system pieces from Debian).
+    node_source: Literal["packages", "pypi"] = "packages"
     cloud: str | None = None
     network: str = Field(default="Ext-Net", min_length=1)
     mtu: Annotated[int, Field(ge=1280, le=9000)] | None = None
@@ -413,6 +416,14 @@ name: osception
 
 # OpenStack release of the new cloud: 2024.1, 2025.1, 2025.2, 2026.1 or 2026.2.
 release: "2026.2"
+
+# Where the compute and network nodes get OpenStack's services from:
+#   packages  the release's Debian packages (Debian 13's own for 2025.1, else the
+#             Debian OpenStack backports, enabled with extrepo)
+#   pypi      upstream's releases from PyPI in a venv (/opt/openstack), constrained by
+#             the release's lock (the devcloud's); Open vSwitch, libvirt, QEMU and the
+#             agents' tools from the Debian archive, systemd units written by osception
+node_source: packages
 
 # The outer cloud: a clouds.yaml entry. null: OS_CLOUD or the OS_* variables.
 cloud: null

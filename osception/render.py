@@ -34,6 +34,7 @@ from .secrets import Secrets
 from .state import check_dir, write_file
 
 NODE_ETC = "/etc/osception"  # on every node: setup script, playbooks, vars, rendered files
+NODE_CONSTRAINTS = f"{NODE_ETC}/constraints.txt"  # node_source pypi: the release's lock
 DEFAULT_MTU = 1500
 NAMESPACE = "openstack"
 # The controller's manifests travel in its user data as one archive, unpacked under NODE_ETC.
@@ -349,6 +350,7 @@ def node_config(cfg: Config, secrets: Secrets, node: Node, address: Address,
         controller_ip=ep.controller,
         node={"name": node.name, "role": node.role, "ip": address.ip},
         ovs_datapath=cfg.ovs_datapath,
+        bindir=node_bindir(cfg),
     )
     files = {f.dest: _ini(cfg, f.template, f.name, **context)
              for f in services.NODE_FILES[node.role]}
@@ -357,6 +359,18 @@ def node_config(cfg: Config, secrets: Secrets, node: Node, address: Address,
             files[f"/etc/nova/nova-compute-{virt_type}.conf"] = render_template(
                 "conf/nova-compute-libvirt.conf.j2", virt_type=virt_type, **context)
     return files
+
+
+def node_bindir(cfg: Config) -> str:
+    """Where a node's OpenStack programs are: Debian's packages', or the PyPI venv's."""
+    return "/usr/bin" if cfg.node_source == "packages" else f"{services.NODE_VENV}/bin"
+
+
+def node_lock(release: releases.Release) -> str:
+    """The release's lock (the devcloud's): a pypi node's pip constraints."""
+    from .devcloud.venv import lock_file
+
+    return lock_file(release.name).read_text()
 
 
 def domain_of(cfg: Config, controller_ip: str) -> str:
@@ -474,6 +488,14 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
         plan.files[rel] = text
         if any(v in text for v in hidden):
             plan.private.add(rel)
+    pypi = cfg.node_source == "pypi"
+    units = {}
+    if pypi:
+        for name in services.NODE_SERVICES[node.role]:
+            if name in services.NODE_UNITS:  # libvirtd: Debian's own
+                units[f"/etc/systemd/system/{name}.service"] = plan.files[f"{node.name}/systemd/{name}.service"] = \
+                    render_template("systemd/node-service.service.j2", unit=services.NODE_UNITS[name],
+                                    venv=services.NODE_VENV, release=release)
     node_vars = {
         "node_name": node.name,
         "node_role": node.role,
@@ -486,8 +508,22 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
         "controller_ip": plan.controller_ip,
         "physnet_mtu": mtu,
         "ovs_datapath": cfg.ovs_datapath,
-        "packages": list(services.NODE_PACKAGES[node.role]),
+        "node_source": cfg.node_source,
+        "packages": list((services.NODE_PYPI_PACKAGES if pypi else services.NODE_PACKAGES)[node.role]),
         "services": list(services.NODE_SERVICES[node.role]),
+        # pypi only (empty otherwise): the venv, its projects and constraints, the
+        # services' users, their systemd units and rootwrap.
+        "venv": services.NODE_VENV,
+        "pypi_projects": list(services.NODE_PYPI_PROJECTS[node.role]) if pypi else [],
+        "pypi_constraints": NODE_CONSTRAINTS,
+        "service_users": [
+            {"name": u.name, "shell": u.shell, "uid": u.uid, "groups": list(u.groups), "sudo": list(u.sudo)}
+            for u in services.NODE_USERS[node.role]
+        ] if pypi else [],
+        "units": [{"src": f"{NODE_ETC}/files{dest}", "dest": dest} for dest in units],
+        # The packages make these; the config files and the rootwrap filters go there.
+        "etc_folders": sorted({f.dest.rsplit("/", 1)[0] for f in services.NODE_FILES[node.role]} |
+                              {f"/etc/{u.name}/rootwrap.d" for u in services.NODE_USERS[node.role]}) if pypi else [],
         "config_files": [
             {"src": f"{NODE_ETC}/files{f.dest}", "dest": f.dest, "group": f.group}
             for f in services.NODE_FILES[node.role]
@@ -505,11 +541,14 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
         ep=ep,
         node_etc=NODE_ETC,
         vars_yaml=vars_yaml,
-        files=files,
+        files=files | units,
+        constraints=node_lock(release) if pypi else None,
+        node_source=cfg.node_source,
         playbooks={name: source(f"ansible/{name}") for name in ANSIBLE_FILES},
         step_sh=script("osception-step.sh"),
         setup_sh=render_template("scripts/node-setup.sh.j2", node=node, node_etc=NODE_ETC,
-                                 release=release, services=services, ep=ep),
+                                 release=release, services=services, ep=ep,
+                                 node_source=cfg.node_source),
         public_mac=address.public_mac,
         apt_proxy=cfg.apt_proxy,
         ingress_ca=plan.ingress.ca if ep.cafile == endpoints.NODE_INGRESS_CA else None,

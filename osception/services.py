@@ -192,3 +192,103 @@ NODE_SERVICES: dict[str, tuple[str, ...]] = {
     "network": ("neutron-openvswitch-agent", "neutron-l3-agent", "neutron-dhcp-agent",
                 "neutron-metadata-agent"),
 }
+
+# --- node_source: pypi ---------------------------------------------------------------
+# The services from PyPI into one venv, constrained by the release's lock (the devcloud's,
+# osception/devcloud/services-venv/openstack-<release>.txt); everything else from Debian.
+NODE_VENV = "/opt/openstack"
+# The node's top-level projects. pyroute2: a neutron requirement that neutron 29.0.0's
+# wheel metadata leaves out (the lock's header). libvirt-python: nova's libvirt driver
+# (Debian's python3-libvirt); not in the locks, so unpinned, built against libvirt-dev.
+NODE_PYPI_PROJECTS: dict[str, tuple[str, ...]] = {
+    "compute": ("nova", "neutron", "pyroute2", "libvirt-python"),
+    "network": ("neutron", "pyroute2"),
+}
+# Debian packages of a pypi node: the non-Python Depends of the Debian packages that
+# packages mode installs (2025.1, trixie: nova-compute, python3-nova, nova-compute-kvm,
+# neutron-*-agent, python3-neutron), the runtime lines of nova's and neutron's bindep.txt
+# (lsscsi; haproxy, keepalived), and what building the sdists needs (libvirt-python,
+# ovs; bindep: libffi-dev, python3-dev, pkg-config).
+_PYPI_BUILD = ("python3-venv", "python3-dev", "gcc", "libc6-dev", "pkg-config", "libffi-dev")
+_PYPI_NEUTRON = (
+    "openvswitch-switch", "iproute2", "ipset", "conntrack", "iptables", "sudo",  # python3-neutron, agents
+    "haproxy", "keepalived", "iputils-arping", "radvd",  # neutron-l3-agent, neutron-metadata-agent
+)
+NODE_PYPI_PACKAGES: dict[str, tuple[str, ...]] = {
+    "compute": (
+        *_PYPI_BUILD, "libvirt-dev",
+        # nova-compute-kvm
+        "libvirt-daemon-system", "qemu-system-x86", "qemu-block-extra", "swtpm", "swtpm-tools",
+        # nova-compute
+        "cgroup-tools", "curl", "dosfstools", "ebtables", "fdisk", "gawk", "kpartx", "mdevctl",
+        "open-iscsi", "ovmf", "parted", "qemu-utils", "rsync", "vlan",
+        # python3-nova; bindep.txt (os-brick)
+        "e2fsprogs", "genisoimage", "openssh-client", "openssl", "lsscsi",
+        *_PYPI_NEUTRON,
+    ),
+    "network": (*_PYPI_BUILD, *_PYPI_NEUTRON, "dnsmasq-base", "dnsmasq-utils"),  # neutron-dhcp-agent
+}
+
+
+@dataclass(frozen=True)
+class ServiceUser:
+    """A system user of a pypi node, made as Debian's packages make it (openstack-pkg-tools'
+    pkgos_var_user_group): group and user of the same name, home /var/lib/<name>, which
+    holds the service's state; logs in /var/log/<name> (<name>:adm 0750)."""
+
+    name: str
+    shell: str  # nova: /bin/sh, for migrations over SSH
+    uid: int | None = None  # Debian's reserved ids (bugs.debian.org/884178)
+    groups: tuple[str, ...] = ()
+    # What it may run as root (sudoers), as Debian's sudoers of the same package, the
+    # programs being the venv's: <program> <arguments>.
+    sudo: tuple[str, ...] = ()
+
+
+_NEUTRON_USER = ServiceUser("neutron", "/usr/sbin/nologin", sudo=(
+    "neutron-rootwrap /etc/neutron/rootwrap.conf *", "neutron-rootwrap-daemon /etc/neutron/rootwrap.conf"))
+NODE_USERS: dict[str, tuple[ServiceUser, ...]] = {
+    "compute": (ServiceUser("nova", "/bin/sh", 64060, ("libvirt", "kvm"),
+                            sudo=("nova-rootwrap /etc/nova/rootwrap.conf *", "privsep-helper *")),
+                _NEUTRON_USER),
+    "network": (_NEUTRON_USER,),
+}
+
+
+@dataclass(frozen=True)
+class NodeUnit:
+    """A systemd unit of a pypi node: what Debian's unit and init script of the same name
+    run (its `show-args`: --config-file=<project>.conf first unless the script names
+    another, then the agent's own, then --log-file), from the venv."""
+
+    name: str  # the service, and its program in the venv
+    description: str
+    config_files: tuple[str, ...]
+    after: tuple[str, ...] = ()  # beyond network-online.target
+    notify: bool = False  # Type=notify (oslo.service tells systemd when it is up)
+    kill_process: bool = False  # KillMode=process: keepalived and haproxy outlive a restart
+
+    @property
+    def user(self) -> str:
+        return self.name.split("-", 1)[0]
+
+
+NODE_UNITS: dict[str, NodeUnit] = {
+    u.name: u
+    for u in (
+        NodeUnit("nova-compute", "OpenStack Nova Compute",
+                 ("/etc/nova/nova.conf", "/etc/nova/nova-compute.conf"),
+                 after=("libvirtd.service",), notify=True),
+        NodeUnit("neutron-openvswitch-agent", "OpenStack Neutron Open vSwitch agent",
+                 ("/etc/neutron/plugins/ml2/openvswitch_agent.ini", "/etc/neutron/neutron.conf"),
+                 after=("openvswitch-switch.service",)),
+        NodeUnit("neutron-l3-agent", "OpenStack Neutron L3 agent",
+                 ("/etc/neutron/neutron.conf", "/etc/neutron/l3_agent.ini"),
+                 after=("openvswitch-switch.service",), kill_process=True),
+        NodeUnit("neutron-metadata-agent", "OpenStack Neutron metadata agent",
+                 ("/etc/neutron/neutron.conf", "/etc/neutron/metadata_agent.ini"),
+                 after=("openvswitch-switch.service",)),
+        NodeUnit("neutron-dhcp-agent", "OpenStack Neutron DHCP agent",
+                 ("/etc/neutron/neutron.conf", "/etc/neutron/dhcp_agent.ini")),
+    )
+}

@@ -18,6 +18,7 @@ SLOW_FIXTURES: dict[str, tuple[str, ...]] = {
     "kolla_sources": ("kolla-sources",),  # a release's kolla sdists, in .cache/kolla
     "all_kolla_sources": ("kolla-sources",),  # every release's
     "debian13_root": ("root",),  # debootstrap and chroot
+    "debian_minbase": ("root",),  # the same, for any node OS
     "netns_root": ("root",),  # network namespaces
 }
 

@@ -13,12 +13,13 @@ import os
 import re
 import shutil
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
 import yaml
 
-from osception import config, render, secrets, services
+from osception import config, releases, render, secrets, services
 
 REPO = Path(__file__).resolve().parent.parent
 ANSIBLE_DIR = Path(render.__file__).parent / "templates" / "ansible"
@@ -60,25 +61,63 @@ def test_only_kernel_and_service_tasks_depend_on_the_chroot_variable():
                     assert "services" in task.get("tags", ["services"]), task["name"]
 
 
+@pytest.mark.parametrize("release", list(releases.RELEASES))
+def test_pypi_nodes_get_the_release_lock_and_the_same_config_files(release, tmp_path):
+    """node_source pypi: the lock in the user data (well under Nova's limit), no backports,
+    the packages mode's config files but for the venv's rootwrap, a unit per service."""
+    sec = secrets.ensure(tmp_path / "state", "osception")
+    plans = {source: render.build(config.Config(release=release, node_source=source), sec)
+             for source in ("packages", "pypi")}
+    lock = (REPO / "osception/devcloud/services-venv" / f"openstack-{release}.txt").read_text()
+    for role in ("compute", "network"):
+        node = f"{role}-0"
+        user_data = plans["pypi"].files[f"{node}/user-data"]
+        assert render.user_data_size(user_data) < render.NOVA_USER_DATA_LIMIT // 2
+        written = {f["path"]: f["content"] for f in yaml.safe_load(user_data)["write_files"]}
+        assert written[render.NODE_CONSTRAINTS] == lock
+        assert "extrepo" not in written[f"{render.NODE_ETC}/setup"]
+        node_vars = yaml.safe_load(written[f"{render.NODE_ETC}/vars.yml"])
+        assert node_vars["node_source"] == "pypi"
+        assert [u["dest"] for u in node_vars["units"]] == [
+            f"/etc/systemd/system/{s}.service" for s in services.NODE_SERVICES[role] if s != "libvirtd"]
+        packages_files = {k: v for k, v in plans["packages"].files.items() if k.startswith(f"{node}/config/")}
+        pypi_files = {k: v for k, v in plans["pypi"].files.items() if k.startswith(f"{node}/config/")}
+        assert pypi_files == {k: v.replace("sudo /usr/bin/neutron-rootwrap", "sudo /opt/openstack/bin/neutron-rootwrap")
+                              for k, v in packages_files.items()}
+        packages_written = yaml.safe_load(plans["packages"].files[f"{node}/user-data"])["write_files"]
+        assert render.NODE_CONSTRAINTS not in [f["path"] for f in packages_written]
+
+
 # --- the real run --------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def debian13_root() -> Path:
-    """A minimal Debian 13 root (a tarball of it), built once and kept in .cache/.
-    adduser: every cloud image has it, and the OpenStack packages' scripts need it."""
-    tar = CACHE / "debian13-minbase.tar"
+def _minbase(node_os: releases.NodeOS) -> Path:
+    """A minimal Debian root of that version (a tarball of it), built once and kept in
+    .cache/. adduser: every cloud image has it, and the OpenStack packages' scripts need it."""
+    name = node_os.name.replace("-", "")  # debian13
+    tar = CACHE / f"{name}-minbase.tar"
     if not tar.exists():
         if shutil.which("debootstrap") is None:
             pytest.fail("debootstrap is not installed: run scripts/test.sh (apt-get install debootstrap)")
         CACHE.mkdir(exist_ok=True)
-        build = CACHE / "debian13-build"
+        build = CACHE / f"{name}-build"
         shutil.rmtree(build, ignore_errors=True)
         subprocess.run(["debootstrap", "--variant=minbase", "--include=python3,python3-apt,adduser",
-                        "trixie", str(build), MIRROR], check=True, capture_output=True)
+                        node_os.codename, str(build), MIRROR], check=True, capture_output=True)
         subprocess.run(["tar", "-C", str(build), "-cf", f"{tar}.tmp", "."], check=True)
         os.replace(f"{tar}.tmp", tar)
         shutil.rmtree(build)
     return tar
+
+
+@pytest.fixture(scope="session")
+def debian13_root() -> Path:
+    return _minbase(releases.DEBIAN_13)
+
+
+@pytest.fixture(scope="session")
+def debian_minbase():
+    """_minbase for any node OS of the release table."""
+    return _minbase
 
 
 def _cloud_init_write_files(root: Path, user_data: str) -> None:
@@ -98,10 +137,11 @@ def _cloud_init_write_files(root: Path, user_data: str) -> None:
 
 
 @contextlib.contextmanager
-def _like_a_vm(root: Path, hostname: str):
+def _like_a_vm(root: Path, hostname: str, pip_cache: Path | None = None):
     """What a booted cloud image has and a bare chroot lacks: /proc and /dev/pts
     (package scripts read /proc/net/route, apt wants a pty), a resolvable host name,
-    and no service starts (policy-rc.d). Test harness, not playbook."""
+    and no service starts (policy-rc.d). Test harness, not playbook. `pip_cache`: this
+    machine's, as root's pip cache inside (downloads and built wheels kept across runs)."""
     policy = root / "usr/sbin/policy-rc.d"
     policy.write_text("#!/bin/sh\nexit 101\n")
     policy.chmod(0o755)
@@ -109,6 +149,12 @@ def _like_a_vm(root: Path, hostname: str):
     with open(root / "etc/hosts", "a") as f:
         f.write(f"127.0.1.1 {hostname}\n")
     mounts = [(["-t", "proc", "proc"], root / "proc"), (["--bind", "/dev/pts"], root / "dev/pts")]
+    if pip_cache is not None:
+        pip_cache.mkdir(parents=True, exist_ok=True)
+        mounts.append((["--bind", str(pip_cache)], root / "root/.cache/pip"))
+        # This machine's way to PyPI: a TLS-intercepting proxy's CA, if it has one.
+        if os.environ.get("PIP_CERT"):
+            shutil.copyfile(os.environ["PIP_CERT"], root / PIP_CERT_IN_ROOT.lstrip("/"))
     done = []
     try:
         for args, target in mounts:
@@ -121,6 +167,9 @@ def _like_a_vm(root: Path, hostname: str):
             subprocess.run(["umount", "-l", str(target)], check=False)
 
 
+PIP_CERT_IN_ROOT = "/root/pip-cert.pem"  # test harness: what this machine's PIP_CERT names
+
+
 def _run_playbook(root: Path, role: str) -> tuple[int, str]:
     cmd = [
         _bin("ansible-playbook"), "-c", "community.general.chroot", "-i", f"{root},",
@@ -128,8 +177,11 @@ def _run_playbook(root: Path, role: str) -> tuple[int, str]:
         "-e", "ansible_python_interpreter=/usr/bin/python3",
         str(root / f"etc/osception/ansible/{role}.yml"),
     ]
-    env = {**os.environ, "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0",
-           "DEBIAN_FRONTEND": "noninteractive"}
+    # Nothing of this machine's pip settings (PIP_FIND_LINKS...) reaches the node's pip.
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("PIP_")},
+           "ANSIBLE_NOCOLOR": "1", "ANSIBLE_FORCE_COLOR": "0", "DEBIAN_FRONTEND": "noninteractive"}
+    if (root / PIP_CERT_IN_ROOT.lstrip("/")).exists():  # requests prefers REQUESTS_CA_BUNDLE
+        env.update(PIP_CERT=PIP_CERT_IN_ROOT, REQUESTS_CA_BUNDLE=PIP_CERT_IN_ROOT)
     r = subprocess.run(cmd, capture_output=True, text=True, env=env)
     out = r.stdout + r.stderr
     m = re.search(r"ok=(\d+)\s+changed=(\d+)\s+unreachable=(\d+)\s+failed=(\d+)", out)
@@ -182,3 +234,98 @@ def test_playbook_really_sets_up_a_debian13_root(role, debian13_root, tmp_path):
         assert (root / "var/lib/nova/.ssh/authorized_keys").read_text().strip() == sec.migration_ssh["public"]
         assert _owner(root, "/var/lib/nova/.ssh") == ("nova", "nova", 0o700)
     assert "net.ipv4.ip_forward = 1" in (root / "etc/sysctl.d/60-osception.conf").read_text()
+
+
+# --- node_source: pypi ---------------------------------------------------------------
+# The oldest and the newest release of the table, each on its own node OS (2024.1: Debian 12).
+PIP_CACHE = Path(os.environ.get("OSCEPTION_CACHE", Path.home() / ".cache/osception")) / "pip"
+
+
+@pytest.mark.parametrize("release", ["2024.1", "2026.2"])
+@pytest.mark.parametrize("role", ["compute", "network"])
+def test_playbook_really_sets_up_a_pypi_node(release, role, debian_minbase, tmp_path):
+    cfg = config.Config(release=release, node_source="pypi")
+    sec = secrets.ensure(tmp_path / "state", cfg.name)
+    plan = render.build(cfg, sec)
+    node, venv = f"{role}-0", services.NODE_VENV
+    assert render.user_data_size(plan.files[f"{node}/user-data"]) < render.NOVA_USER_DATA_LIMIT // 2
+
+    root = tmp_path / "root"
+    root.mkdir()
+    subprocess.run(["tar", "-C", str(root), "-xf", str(debian_minbase(plan.release.node_os))], check=True)
+    _cloud_init_write_files(root, plan.files[f"{node}/user-data"])
+    with _like_a_vm(root, node, PIP_CACHE):
+        # A cloud image boots with systemd; a minbase root has none (systemd-analyze below).
+        for cmd in (["apt-get", "update", "-qq"],
+                    ["apt-get", "install", "-qq", "-y", "--no-install-recommends", "systemd"]):
+            subprocess.run(["chroot", str(root), *cmd], check=True, capture_output=True,
+                           env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+        started = time.monotonic()
+        changed, _ = _run_playbook(root, role)
+        first = time.monotonic() - started
+        assert changed > 0
+        started = time.monotonic()
+        changed, out = _run_playbook(root, role)  # idempotent: a second run changes nothing
+        print(f"\n{release} {role} pypi: first run {first:.0f} s, second {time.monotonic() - started:.0f} s")
+        assert changed == 0, out[-4000:]
+
+    def run(*cmd: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["chroot", str(root), *cmd], capture_output=True, text=True)
+
+    # The system pieces are Debian's, and no OpenStack package among them...
+    r = run("dpkg-query", "-W", "-f", "${Package} ${Status}\n", *services.NODE_PYPI_PACKAGES[role])
+    assert r.stdout.count("install ok installed") == len(services.NODE_PYPI_PACKAGES[role]), r.stdout
+    r = run("dpkg-query", "-W", "-f", "${Package}\n", "python3-nova", "python3-neutron")
+    assert r.stdout.strip() == "", r.stdout
+    # ...the services are the lock's versions, in the venv.
+    lock = dict(line.split("==") for line in render.node_lock(plan.release).splitlines()
+                if "==" in line and not line.startswith("#"))
+    r = run(f"{venv}/bin/pip", "list", "--format=freeze")
+    installed = dict(line.split("==") for line in r.stdout.splitlines())
+    for project in services.NODE_PYPI_PROJECTS[role]:
+        assert project in installed, project
+        assert installed[project] == lock.get(project, installed[project]), project
+    assert {p: v for p, v in installed.items() if p in lock and lock[p] != v} == {}
+
+    # Every config file is the plan's, root:<service> 0640, as in packages mode.
+    for f in services.NODE_FILES[role]:
+        assert (root / f.dest.lstrip("/")).read_text() == plan.files[f"{node}/config/{f.name}"], f.dest
+        assert _owner(root, f.dest) == ("root", f.group, 0o640), f.dest
+    assert "root_helper = sudo /opt/openstack/bin/neutron-rootwrap" in plan.files[f"{node}/config/neutron.conf"]
+
+    # Users and folders as Debian's packages make them.
+    users = [u.name for u in services.NODE_USERS[role]]
+    for user in users:
+        assert _owner(root, f"/var/lib/{user}") == (user, user, 0o755)
+        assert _owner(root, f"/var/log/{user}") == (user, "adm", 0o750)
+    if role == "compute":
+        assert run("id", "-u", "nova").stdout.strip() == "64060"
+        assert {"libvirt", "kvm"} <= set(run("id", "-nG", "nova").stdout.split())
+        assert (root / "etc/nova/nova-compute.conf").read_text() == \
+            plan.files[f"{node}/config/nova-compute-qemu.conf"]
+        assert _owner(root, "/var/lib/nova/.ssh/id_ed25519") == ("nova", "nova", 0o600)
+        r = run(f"{venv}/bin/python", "-c", "import libvirt, nova.virt.libvirt.driver")
+        assert r.returncode == 0, r.stderr
+
+    # Each service's unit is the plan's, valid for systemd, and its program starts.
+    units = [s for s in services.NODE_SERVICES[role] if s in services.NODE_UNITS]
+    for unit in units:
+        path = f"/etc/systemd/system/{unit}.service"
+        assert (root / path.lstrip("/")).read_text() == plan.files[f"{node}/systemd/{unit}.service"]
+        r = run("systemd-analyze", "verify", path)
+        assert r.returncode == 0 and unit not in r.stdout + r.stderr, r.stdout + r.stderr
+        r = run(f"{venv}/bin/{unit}", "--help")
+        assert r.returncode == 0 and "--config-file" in r.stdout, r.stdout + r.stderr
+
+    # rootwrap: sudo lets each service run the venv's rootwrap (nova by name, as nova
+    # calls it), which reads its config and filters and finds the venv's programs.
+    r = run("runuser", "-u", "neutron", "--", "sudo", "-n", f"{venv}/bin/neutron-rootwrap",
+            "/etc/neutron/rootwrap.conf", "ip", "link", "show", "lo")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"exec_dirs={venv}/bin," in (root / "etc/neutron/rootwrap.conf").read_text()
+    if role == "compute":
+        r = run("runuser", "-u", "nova", "--", "sudo", "-n", "nova-rootwrap", "/etc/nova/rootwrap.conf",
+                "no-such-command")
+        assert r.returncode == 99 and "Unauthorized command" in r.stderr, r.stdout + r.stderr
+        assert (root / "etc/nova/rootwrap.d/compute.filters").exists()
+    assert (root / "etc/neutron/rootwrap.d/rootwrap.filters").exists()
