@@ -20,6 +20,7 @@ SLOW_FIXTURES: dict[str, tuple[str, ...]] = {
     "all_kolla_sources": ("kolla-sources",),  # every release's
     "debian13_root": ("root",),  # debootstrap and chroot
     "netns_root": ("root",),  # network namespaces
+    "guest_image": ("qemu",),  # the local cloud's guest, booted by qemu-system-x86_64 (TCG)
 }
 
 

@@ -31,6 +31,7 @@ ip=$(cat /run/ip 2>/dev/null)
 # The metadata service: Neutron's at 169.254.169.254, or the one named on the kernel
 # command line (osception.metadata=URL) when testing without a cloud.
 metadata=http://169.254.169.254
+# shellcheck disable=SC2013  # its words
 for arg in $(cat /proc/cmdline); do
   case "$arg" in osception.metadata=*) metadata=${arg#osception.metadata=} ;; esac
 done
