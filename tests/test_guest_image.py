@@ -17,6 +17,7 @@ import time
 import urllib.request
 import uuid
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
@@ -221,3 +222,54 @@ def test_guest_boots_takes_dhcp_reads_metadata_and_serves(guest_image, tmp_path)
     sizes = {p.name: p.stat().st_size for p in (guest_image.kernel, guest_image.initrd)}
     print(f"\nguest {guest_image.version}: boot to ready {[round(t, 1) for t in times]} s, "
           f"median {statistics.median(times):.1f} s (QEMU TCG, -m 128); sizes {sizes}")
+
+
+class FakeImages:
+    """What guest.upload asks of openstacksdk's image proxy, kept in a dict."""
+
+    def __init__(self):
+        self.images: dict[str, SimpleNamespace] = {}
+        self.created: list[str] = []
+
+    def find_image(self, name, ignore_missing=True):
+        return self.images.get(name)
+
+    def delete_image(self, image):
+        del self.images[image.name]
+
+    def create_image(self, name, *, filename, disk_format, container_format, visibility, sha256,
+                     wait, **props):
+        assert Path(filename).exists() and wait and visibility == "public"
+        known = {k: props.pop(k) for k in ("kernel_id", "ramdisk_id", "os_admin_user",
+                                           "os_command_line") if k in props}
+        self.images[name] = SimpleNamespace(
+            name=name, id=str(uuid.uuid4()), status="active", disk_format=disk_format,
+            container_format=container_format, data=Path(filename).read_bytes(),
+            properties={"owner_specified.openstack.sha256": sha256, **props}, **known)
+        self.created.append(name)
+        return self.images[name]
+
+
+def test_upload_makes_a_kernel_ramdisk_and_root_image_once(tmp_path):
+    files = {}
+    for attr, data in (("kernel", b"KERNEL"), ("initrd", b"INITRD"), ("root", guest.ROOT_DISK)):
+        files[attr] = tmp_path / attr
+        files[attr].write_bytes(data)
+    g = guest.Guest("9.9", **files)
+    conn = SimpleNamespace(image=FakeImages())
+    assert guest.upload(conn, g) == [name for name, _, _ in guest.IMAGES]
+    images = conn.image.images
+    kernel, ramdisk = images["osception-guest-kernel"], images["osception-guest-ramdisk"]
+    root = images[guest.NAME]
+    assert (kernel.disk_format, kernel.container_format, kernel.data) == ("aki", "aki", b"KERNEL")
+    assert (ramdisk.disk_format, ramdisk.container_format, ramdisk.data) == ("ari", "ari", b"INITRD")
+    assert (root.disk_format, root.container_format) == ("ami", "ami")
+    assert (root.kernel_id, root.ramdisk_id) == (kernel.id, ramdisk.id)
+    assert root.os_admin_user == guest.USER and root.os_command_line == "console=ttyS0"
+    assert root.properties["hw_vif_model"] == "virtio"
+
+    assert guest.upload(conn, g) == []  # the same data: nothing made
+    files["initrd"].write_bytes(b"INITRD 2")
+    assert guest.upload(conn, g) == ["osception-guest-ramdisk", guest.NAME]
+    assert images[guest.NAME].ramdisk_id == images["osception-guest-ramdisk"].id
+    assert images[guest.NAME].kernel_id == kernel.id

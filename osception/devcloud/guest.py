@@ -53,14 +53,19 @@ class Guest:
     version: str  # the kernel's, e.g. 6.1.0-56-cloud-amd64
     kernel: Path
     initrd: Path
+    root: Path  # ROOT_DISK
 
 
-# The Glance images of a guest: (name, file attribute of Guest, disk/container format).
+# The Glance images of a guest, made in this order: (name, file of Guest, disk and
+# container format). Nova boots the last; its kernel_id and ramdisk_id name the others.
 IMAGES = (
     ("osception-guest-kernel", "kernel", "aki"),
     ("osception-guest-ramdisk", "initrd", "ari"),
-    ("osception-guest", None, "ami"),
+    ("osception-guest", "root", "ami"),
 )
+NAME = IMAGES[-1][0]
+PROPERTIES = {"os_distro": "osception-guest", "os_admin_user": USER,
+              "os_command_line": COMMAND_LINE, "hw_vif_model": "virtio", "hw_disk_bus": "virtio"}
 # The root disk Nova gives the instance: the guest never reads it (it runs from RAM).
 ROOT_DISK = b"\0" * 512
 
@@ -215,7 +220,10 @@ def build(dest: Path | None = None, user: str = USER) -> Guest:
         _install(root / "boot" / f"vmlinuz-{version}", kernel)
     if not initrd.exists() or initrd.read_bytes() != data:
         initrd.write_bytes(data)
-    return Guest(version, kernel, initrd)
+    root = dest / "root.img"
+    if not root.exists() or root.read_bytes() != ROOT_DISK:
+        root.write_bytes(ROOT_DISK)
+    return Guest(version, kernel, initrd, root)
 
 
 def _install(src: Path, dst: Path) -> None:
@@ -225,3 +233,33 @@ def _install(src: Path, dst: Path) -> None:
 
 def _sha(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def upload(conn, g: Guest) -> list[str]:
+    """The guest's Glance images (IMAGES, public), uploaded from this machine: for a
+    cloud on this machine, where Glance has nothing to fetch from. Idempotent: an image
+    is kept while its data is the same (openstacksdk's sha256 property); a changed
+    kernel or ramdisk brings a new root image pointing at it. Returns the names made."""
+    made: list[str] = []
+    ids: dict[str, str] = {}
+    for name, attr, fmt in IMAGES:
+        path = getattr(g, attr)
+        props = {} if attr != "root" else {**PROPERTIES, "kernel_id": ids["kernel"],
+                                           "ramdisk_id": ids["initrd"]}
+        image = conn.image.find_image(name, ignore_missing=True)
+        if image is not None and (image.status != "active" or _stale(image, path, props)):
+            conn.image.delete_image(image)
+            image = None
+        if image is None:
+            image = conn.image.create_image(name, filename=str(path), disk_format=fmt,
+                                            container_format=fmt, visibility="public",
+                                            sha256=_sha(path), wait=True, **props)
+            made.append(name)
+        ids[attr] = image.id
+    return made
+
+
+def _stale(image, path: Path, props: dict[str, str]) -> bool:
+    have = image.properties or {}
+    return (have.get("owner_specified.openstack.sha256") != _sha(path)
+            or any(str(have.get(k, getattr(image, k, None))) != v for k, v in props.items()))
