@@ -94,11 +94,12 @@ def test_initramfs_is_what_the_kernel_unpacks(tmp_path):
     for name in ("virtio", "virtio_net"):
         kos.append(tmp_path / f"{name}.ko")
         kos[-1].write_bytes(name.encode() * 3)
-    data = guest.initramfs(b"BUSYBOX", kos, user="alice")
+    data = guest.initramfs(b"BUSYBOX", ["sh", "init", "udhcpc", "busybox"], kos, user="alice")
     files = read_cpio(gzip.decompress(data))
     assert files["init"][1] == (guest.TEMPLATES / "init.sh").read_bytes()
     assert files["init"][0] == 0o100755 and files["bin/busybox"] == (0o100755, b"BUSYBOX", 0)
-    assert files["bin/sh"] == (0o120777, b"busybox", 0)  # a symlink
+    for applet in ("sh", "init", "udhcpc"):
+        assert files[f"bin/{applet}"] == (0o120777, b"busybox", 0)  # a symlink
     assert files["dev/console"] == (0o020600, b"", 5 << 8 | 1)  # /init's stdio, before devtmpfs
     assert files["etc/modules"][1] == b"virtio\nvirtio_net\n"  # the load order
     assert files["lib/modules/virtio_net.ko"][1] == b"virtio_net" * 3
@@ -107,7 +108,7 @@ def test_initramfs_is_what_the_kernel_unpacks(tmp_path):
     assert "alice::" in files["etc/shadow"][1].decode() and "root:*:" in files["etc/shadow"][1].decode()
     assert "alice:x:1000:1000:alice:/home/alice:/bin/sh" in files["etc/passwd"][1].decode()
     # Reproducible: the same inputs give the same bytes (mtime 0 in cpio and gzip).
-    assert guest.initramfs(b"BUSYBOX", kos, user="alice") == data
+    assert guest.initramfs(b"BUSYBOX", ["sh", "init", "udhcpc", "busybox"], kos, user="alice") == data
 
 
 def test_guest_shell_passes_shellcheck():

@@ -182,15 +182,15 @@ def _cpio(entries: list[tuple[str, int, bytes, int]]) -> bytes:
 DIR, FILE, EXEC, LINK, CHAR = 0o040755, 0o100644, 0o100755, 0o120777, 0o020600
 
 
-def initramfs(busybox: bytes, kos: list[Path], user: str = USER) -> bytes:
-    """The gzip'd cpio: busybox, the modules, /init and its files."""
+def initramfs(busybox: bytes, applets: list[str], kos: list[Path], user: str = USER) -> bytes:
+    """The gzip'd cpio: busybox and a link per applet in /bin (made here: `busybox
+    --install` at boot costs most of a second under TCG), the modules, /init and its
+    files."""
     entries = [(d, DIR, b"", 0) for d in ("bin", "dev", "etc", "lib", "lib/modules", "proc",
                                            "sys", "run", "root", "home", f"home/{user}")]
     entries += [("tmp", 0o041777, b"", 0),
                 ("dev/console", CHAR, b"", 5 << 8 | 1),  # before devtmpfs: init's stdio
                 ("bin/busybox", EXEC, busybox, 0),
-                ("bin/sh", LINK, b"busybox", 0),  # the rest: /init runs --install
-                ("bin/init", LINK, b"busybox", 0),
                 ("init", EXEC, (TEMPLATES / "init.sh").read_bytes(), 0),
                 ("etc/udhcpc.script", EXEC, (TEMPLATES / "udhcpc.script").read_bytes(), 0),
                 ("etc/inittab", FILE, (TEMPLATES / "inittab").read_bytes(), 0),
@@ -201,6 +201,7 @@ def initramfs(busybox: bytes, kos: list[Path], user: str = USER) -> bytes:
                 # An empty password field: busybox login lets the user in without one.
                 ("etc/shadow", 0o100600, f"root:*:1::::::\n{user}::1::::::\n".encode(), 0),
                 ("etc/issue", FILE, b"osception guest (Debian kernel, busybox) \\l\n\n", 0)]
+    entries += [(f"bin/{name}", LINK, b"busybox", 0) for name in applets if name != "busybox"]
     entries += [(f"lib/modules/{ko.stem}.ko", FILE, ko.read_bytes(), 0) for ko in kos]
     return gzip.compress(_cpio(entries), compresslevel=9, mtime=0)
 
@@ -215,8 +216,9 @@ def build(dest: Path | None = None, user: str = USER) -> Guest:
     initrd = dest / f"initrd-{version}.gz"
     with tempfile.TemporaryDirectory(prefix="osception-guest-") as tmp:
         root = extract(download(package, dest / "debs"), Path(tmp) / "kernel")
-        bb = extract(download(BUSYBOX, dest / "debs"), Path(tmp) / "busybox")
-        data = initramfs((bb / "bin" / "busybox").read_bytes(), modules(root, version), user)
+        bb = extract(download(BUSYBOX, dest / "debs"), Path(tmp) / "busybox") / "bin" / "busybox"
+        applets = _run([str(bb), "--list"]).split()  # a static amd64 binary, as this machine
+        data = initramfs(bb.read_bytes(), applets, modules(root, version), user)
         _install(root / "boot" / f"vmlinuz-{version}", kernel)
     if not initrd.exists() or initrd.read_bytes() != data:
         initrd.write_bytes(data)
