@@ -9,11 +9,14 @@ Rerun the boot alone: scripts/test.sh tests/test_guest_image.py -s (prints the f
 from __future__ import annotations
 
 import gzip
+import os
 import shutil
+import signal
 import socket
 import statistics
 import subprocess
 import time
+import urllib.error
 import urllib.request
 import uuid
 from pathlib import Path
@@ -125,10 +128,8 @@ def test_guest_shell_passes_shellcheck():
 
 @pytest.fixture(scope="module")
 def guest_image() -> guest.Guest:
-    """The guest in the machine cache, built from Debian's packages (slow: SLOW_FIXTURES;
-    needs QEMU)."""
-    if shutil.which("qemu-system-x86_64") is None:
-        pytest.fail("qemu-system-x86_64 is not installed: run scripts/test.sh")
+    """The guest in the machine cache, built from Debian's packages (slow: SLOW_FIXTURES,
+    which has scripts/test.sh install QEMU for the boot test)."""
     return guest.build()
 
 
@@ -195,6 +196,8 @@ class Booted:
 
 
 def test_guest_boots_takes_dhcp_reads_metadata_and_serves(guest_image, tmp_path):
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.fail("qemu-system-x86_64 is not installed: run scripts/test.sh")
     times = []
     for run in range(3):
         instance, hostname = str(uuid.uuid4()), f"guest-{run}"
@@ -274,3 +277,90 @@ def test_upload_makes_a_kernel_ramdisk_and_root_image_once(tmp_path):
     assert guest.upload(conn, g) == ["osception-guest-ramdisk", guest.NAME]
     assert images[guest.NAME].ramdisk_id == images["osception-guest-ramdisk"].id
     assert images[guest.NAME].kernel_id == kernel.id
+
+
+GLANCE_CONF = """[DEFAULT]
+bind_host = 127.0.0.1
+bind_port = {port}
+enabled_backends = fs:file
+[database]
+connection = sqlite:///{root}/glance.db
+[paste_deploy]
+# No Keystone: every request is let in (this Glance lives for one test on 127.0.0.1).
+flavor =
+config_file = {venv}/etc/glance/glance-api-paste.ini
+[glance_store]
+default_backend = fs
+[fs]
+filesystem_store_datadir = {root}/images
+[os_glance_staging_store]
+filesystem_store_datadir = {root}/staging
+[os_glance_tasks_store]
+filesystem_store_datadir = {root}/tasks
+[oslo_concurrency]
+lock_path = {root}
+[oslo_policy]
+enforce_new_defaults = False
+enforce_scope = False
+policy_file = {root}/policy.yaml
+"""
+
+
+# gunicorn's entry point: Glance's WSGI module parses sys.argv at import (as the
+# devcloud's, osception/devcloud/configs.py APP_MODULE).
+GLANCE_APP = """import sys
+
+sys.argv = sys.argv[:1]
+from glance.wsgi.api import application  # noqa: E402,F401
+"""
+
+
+@pytest.fixture
+def glance(services_venv, tmp_path):
+    """A lone Glance API of the release's services under gunicorn, without Keystone,
+    on 127.0.0.1."""
+    import openstack
+
+    port = _free_port()
+    (tmp_path / "glance-api.conf").write_text(GLANCE_CONF.format(port=port, root=tmp_path,
+                                                                 venv=services_venv))
+    (tmp_path / "policy.yaml").write_text('"publicize_image": ""\n')  # no admin without Keystone
+    (tmp_path / "glance_app.py").write_text(GLANCE_APP)
+    subprocess.run([str(services_venv / "bin" / "glance-manage"), "--config-file",
+                    str(tmp_path / "glance-api.conf"), "db_sync"], check=True, capture_output=True)
+    log = tmp_path / "glance-api.log"
+    proc = subprocess.Popen([str(services_venv / "bin" / "gunicorn"), "--bind", f"127.0.0.1:{port}",
+                             "--workers", "1", "--chdir", str(tmp_path), "glance_app:application"],
+                            stdout=log.open("wb"), stderr=subprocess.STDOUT, start_new_session=True,
+                            env={**os.environ, "OS_GLANCE_CONFIG_DIR": str(tmp_path)})
+    try:
+        for _ in range(240):
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=2)
+            except urllib.error.HTTPError:  # 300 Multiple Choices: its versions
+                break
+            except OSError:
+                assert proc.poll() is None, log.read_text()[-3000:]
+                time.sleep(0.5)
+        yield openstack.connect(auth_type="none", image_endpoint_override=f"http://127.0.0.1:{port}/",
+                                image_api_version="2")
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait()
+
+
+def test_upload_to_a_real_glance(guest_image, glance):
+    """What populate --local-guest does, against the release's Glance: the formats and
+    properties are accepted, the data is what was built, a second upload makes nothing."""
+    assert guest.upload(glance, guest_image) == [name for name, _, _ in guest.IMAGES]
+    images = {i.name: i for i in glance.image.images()}
+    root = images[guest.NAME]
+    assert (root.kernel_id, root.ramdisk_id) == (images["osception-guest-kernel"].id,
+                                                 images["osception-guest-ramdisk"].id)
+    assert [(images[name].disk_format, images[name].container_format, images[name].status)
+            for name, _, _ in guest.IMAGES] == [("aki", "aki", "active"), ("ari", "ari", "active"),
+                                                ("ami", "ami", "active")]
+    assert (root.os_admin_user, root.os_command_line) == (guest.USER, guest.COMMAND_LINE)
+    ramdisk = glance.image.download_image(images["osception-guest-ramdisk"]).content
+    assert ramdisk == guest_image.initrd.read_bytes()
+    assert guest.upload(glance, guest_image) == []
