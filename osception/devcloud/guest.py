@@ -48,7 +48,7 @@ READY = "osception-guest ready"
 
 @dataclass(frozen=True)
 class Guest:
-    """The built image: its kernel and initramfs, in the machine cache."""
+    """The built image: its kernel, initramfs and root disk, in the machine cache."""
 
     version: str  # the kernel's, e.g. 6.1.0-56-cloud-amd64
     kernel: Path

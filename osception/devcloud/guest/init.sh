@@ -34,13 +34,14 @@ metadata=http://169.254.169.254
 for arg in $(cat /proc/cmdline); do
   case "$arg" in osception.metadata=*) metadata=${arg#osception.metadata=} ;; esac
 done
-# (timeout, not wget -T: busybox 1.35's wget crashes on -T.)
-if [ -n "$ip" ] && timeout 5 wget -q -O /run/meta_data.json "$metadata/openstack/latest/meta_data.json"; then
+# Up to 20 s: Neutron's proxy asks nova-api, slow on a busy machine. (timeout, not
+# wget -T: busybox 1.35's wget crashes on -T.)
+if [ -n "$ip" ] && timeout 20 wget -q -O /run/meta_data.json "$metadata/openstack/latest/meta_data.json"; then
   uuid=$(sed -n 's/.*"uuid": *"\([^"]*\)".*/\1/p' /run/meta_data.json)
   name=$(sed -n 's/.*"hostname": *"\([^".]*\).*/\1/p' /run/meta_data.json)
   [ -n "$name" ] && hostname "$name"
   say "instance-id ${uuid:-unknown}"
-  if timeout 5 wget -q -O /run/user_data "$metadata/openstack/latest/user_data"; then
+  if timeout 20 wget -q -O /run/user_data "$metadata/openstack/latest/user_data"; then
     say "user data in /run/user_data ($(wc -c </run/user_data) bytes)"
   else
     rm -f /run/user_data
