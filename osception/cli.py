@@ -400,17 +400,28 @@ def _access(cfg, env_dir: Path, sec, auth_url: str | None):
 AuthUrlOpt = Annotated[
     Optional[str], typer.Option("--auth-url", help="The new cloud's Keystone (default: the controller's).")
 ]
+LocalGuestOpt = Annotated[
+    bool, typer.Option("--local-guest", help="For a cloud on this machine (which cannot fetch "
+                       "CirrOS): the guest made here from Debian packages (`osception devcloud "
+                       "guest`) instead of the config's images.")
+]
 
 
 @app.command()
 def populate(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt = None,
-             auth_url: AuthUrlOpt = None) -> None:
+             auth_url: AuthUrlOpt = None, local_guest: LocalGuestOpt = False) -> None:
     """Create flavors, images, networks and the demo project in the new cloud (idempotent)."""
     from . import overcloud
 
     cfg, env_dir, sec = load_environment(config, env, state_dir)
     try:
-        changes = overcloud.populate(_access(cfg, env_dir, sec, auth_url), cfg, sec.ssh["public"], env_dir)
+        made_here = None
+        if local_guest:
+            from .devcloud import guest
+
+            made_here = guest.build()
+        changes = overcloud.populate(_access(cfg, env_dir, sec, auth_url), cfg, sec.ssh["public"], env_dir,
+                                     local_guest=made_here)
     except Exception as e:
         fail(f"populate: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
     for what in changes.made:
@@ -420,13 +431,18 @@ def populate(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt =
 
 @app.command()
 def smoke(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt = None,
-          auth_url: AuthUrlOpt = None) -> None:
+          auth_url: AuthUrlOpt = None, local_guest: LocalGuestOpt = False) -> None:
     """Check the new cloud link by link; stop at and name the first broken one."""
     from . import overcloud
 
     cfg, env_dir, sec = load_environment(config, env, state_dir)
+    image = None
+    if local_guest:
+        from .devcloud import guest
+
+        image = guest.NAME
     checks = overcloud.smoke(_access(cfg, env_dir, sec, auth_url), cfg,
-                             cfg.nodes.compute.count, cfg.nodes.network.count)
+                             cfg.nodes.compute.count, cfg.nodes.network.count, image=image)
     style = {"pass": "green", "fail": "bold red", "skip": "yellow"}
     for c in checks:
         console.print(Text.assemble((f"{c.status:4}", style[c.status]),

@@ -63,7 +63,9 @@ class Changes:
 # --- populate --------------------------------------------------------------------
 
 def populate(access: Access, cfg: Config, public_key: str, state_dir: Path,
-             wait_images: float = 600) -> Changes:
+             wait_images: float = 600, local_guest=None) -> Changes:
+    """LOCAL_GUEST (a devcloud.guest.Guest), for a cloud on this machine: its images are
+    uploaded instead of the config's, which Glance could not fetch from here."""
     conn = admin_conn(access)
     ch = Changes()
     missing = [t for t in EXPECTED_SERVICES if not list(conn.identity.services(type=t))]
@@ -79,7 +81,13 @@ def populate(access: Access, cfg: Config, public_key: str, state_dir: Path,
     if demo.compute.find_keypair("demo", ignore_missing=True) is None:
         demo.compute.create_keypair(name="demo", public_key=public_key)
         ch.add("keypair demo")
-    _images(conn, cfg, ch, wait_images)
+    if local_guest is not None:
+        from .devcloud import guest
+
+        for name in guest.upload(conn, local_guest):
+            ch.add(f"image {name}")
+    else:
+        _images(conn, cfg, ch, wait_images)
     write_access_files(access, cfg, state_dir)
     return ch
 
@@ -261,12 +269,13 @@ class _Skip(Exception):
 
 
 def smoke(access: Access, cfg: Config, expected_computes: int, expected_network_nodes: int,
-          server_timeout: float = 300) -> list[Check]:
+          server_timeout: float = 300, image: str | None = None) -> list[Check]:
     """Ordered checks; stops at the first failure and names it. Checks that cannot run
     where the cloud runs (no real hypervisor: no console login, no ping) are skipped
-    with the reason, never passed."""
+    with the reason, never passed. The server boots IMAGE, else the config's first."""
     results: list[Check] = []
     ctx: dict = {}
+    boot_image = image or cfg.overcloud.images[0].name
 
     def run(name, fn):
         t0 = time.monotonic()
@@ -328,9 +337,9 @@ def smoke(access: Access, cfg: Config, expected_computes: int, expected_network_
     def boot():
         demo = demo_conn(access, cfg.overcloud.demo_project)
         ctx["demo"] = demo
-        # What populate made: the first flavor and image of the config.
+        # What populate made: the first flavor and image of the config (or the local guest).
         flavor = demo.compute.find_flavor(cfg.overcloud.flavors[0].name, ignore_missing=False)
-        image = demo.image.find_image(cfg.overcloud.images[0].name, ignore_missing=False)
+        image = demo.image.find_image(boot_image, ignore_missing=False)
         net = demo.network.find_network("demo-net")
         server = demo.compute.create_server(name="osception-smoke", flavor_id=flavor.id,
                                             image_id=image.id, networks=[{"uuid": net.id}],

@@ -7,8 +7,8 @@
 #
 # - .venv: osception with its test extras (kubernetes-validate, ansible...).
 # - Debian packages: cloud-init (its schema validator), shellcheck; with the slow tests
-#   also debootstrap and the devcloud's MariaDB, RabbitMQ, memcached (installed when
-#   missing; needs root, else says what to install).
+#   also debootstrap, the devcloud's MariaDB, RabbitMQ, memcached and QEMU (the guest
+#   image's boot test) (installed when missing; needs root, else says what to install).
 # - .venv-openstack-<release>: the real OpenStack services of each release, from the
 #   locks osception ships (osception/devcloud/services-venv/), for
 #   oslo-config-validator and the devcloud (the default release's cloud tests run in
@@ -40,6 +40,7 @@ needs() { grep -qx "$1" <<<"$needed"; }
 debs=(cloud-init shellcheck)
 if needs root; then debs+=(debootstrap); fi
 if needs devcloud; then debs+=(mariadb-server rabbitmq-server memcached); fi
+if needs qemu; then debs+=(qemu-system-x86); fi
 missing=()
 for pkg in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

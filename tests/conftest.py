@@ -20,6 +20,7 @@ SLOW_FIXTURES: dict[str, tuple[str, ...]] = {
     "debian13_root": ("root",),  # debootstrap and chroot
     "debian_minbase": ("root",),  # the same, for any node OS
     "netns_root": ("root",),  # network namespaces
+    "guest_image": ("qemu",),  # the local cloud's guest, booted by qemu-system-x86_64 (TCG)
 }
 
 

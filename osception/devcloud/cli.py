@@ -136,3 +136,21 @@ def env(
         print(f"export OS_CLIENT_CONFIG_FILE={layout.clouds_yaml}\nexport OS_CLOUD={name}")
     else:
         print(yaml.safe_dump(cloud.clouds(sec), sort_keys=False), end="")
+
+
+@app.command("guest")
+def guest_image() -> None:
+    """Make the local cloud's guest image from Debian packages (kernel + busybox initramfs)
+    in the machine cache; `osception populate --local-guest` uploads it."""
+    from . import guest
+
+    try:
+        g = guest.build()
+    except DevcloudError as e:
+        _fail(str(e))
+    for what, path in (("kernel", g.kernel), ("initramfs", g.initrd), ("root disk", g.root)):
+        _say(f"{what:10} {path}  ({path.stat().st_size} bytes)")
+    _say(f"{'login':10} {guest.USER} on the serial console, no password")
+    _say(f"{'boot it':10} qemu-system-x86_64 -accel tcg -m 128 -nographic -kernel {g.kernel} "
+         f"-initrd {g.initrd} -append '{guest.COMMAND_LINE}' -netdev user,id=n0,restrict=on,"
+         "hostfwd=tcp:127.0.0.1:8080-:80 -device virtio-net-pci,netdev=n0")

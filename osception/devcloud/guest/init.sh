@@ -1,0 +1,58 @@
+#!/bin/sh
+# /init of the osception guest: a Debian cloud kernel and busybox, nothing else.
+# Loads the virtio network driver, takes an address by DHCP, reads the OpenStack
+# metadata when it answers, serves one page on port 80, says it is ready on ttyS0 and
+# hands over to busybox init for the login prompt there (/etc/inittab).
+export PATH=/bin  # busybox and a link per applet
+
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+mkdir -p /dev/pts
+mount -t devpts devpts /dev/pts
+
+say() { echo "osception-guest: $*" >/dev/ttyS0; }
+
+# The virtio modules of the kernel package, in load order (dependencies first).
+while read -r module; do
+  insmod "/lib/modules/$module.ko" || say "insmod $module failed"
+done </etc/modules
+
+hostname osception-guest
+ip link set lo up
+ip link set eth0 up
+# The lease is applied by /etc/udhcpc.script; udhcpc stays in the background to renew it.
+if ! udhcpc -i eth0 -s /etc/udhcpc.script -t 15 -T 2 -n >/dev/null 2>&1; then
+  say "no DHCP lease on eth0"
+fi
+ip=$(cat /run/ip 2>/dev/null)
+
+# The metadata service: Neutron's at 169.254.169.254, or the one named on the kernel
+# command line (osception.metadata=URL) when testing without a cloud.
+metadata=http://169.254.169.254
+# shellcheck disable=SC2013  # its words
+for arg in $(cat /proc/cmdline); do
+  case "$arg" in osception.metadata=*) metadata=${arg#osception.metadata=} ;; esac
+done
+# Up to 20 s: Neutron's proxy asks nova-api, slow on a busy machine. (timeout, not
+# wget -T: busybox 1.35's wget crashes on -T.)
+if [ -n "$ip" ] && timeout 20 wget -q -O /run/meta_data.json "$metadata/openstack/latest/meta_data.json"; then
+  uuid=$(sed -n 's/.*"uuid": *"\([^"]*\)".*/\1/p' /run/meta_data.json)
+  name=$(sed -n 's/.*"hostname": *"\([^".]*\).*/\1/p' /run/meta_data.json)
+  [ -n "$name" ] && hostname "$name"
+  say "instance-id ${uuid:-unknown}"
+  if timeout 20 wget -q -O /run/user_data "$metadata/openstack/latest/user_data"; then
+    say "user data in /run/user_data ($(wc -c </run/user_data) bytes)"
+  else
+    rm -f /run/user_data
+  fi
+else
+  say "no metadata at $metadata"
+fi
+
+mkdir -p /www
+echo "osception-guest $(hostname) ${uuid:-}" >/www/index.html
+httpd -p 80 -h /www
+
+echo "osception-guest ready ${ip:-no-address}" >/dev/ttyS0
+exec init
