@@ -50,6 +50,10 @@ def main(path: str) -> None:
         user_domain_id="default",
         project_domain_id="default",
         region_name=region,
+        # It runs inside the cluster: the Kubernetes Services (the catalog's internal
+        # interface), never Traefik's public names, which a pod neither resolves to the
+        # controller nor verifies (the environment's CA is not in the image).
+        interface="internal",
     )
     ident = conn.identity
 
