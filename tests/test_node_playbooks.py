@@ -25,6 +25,12 @@ REPO = Path(__file__).resolve().parent.parent
 ANSIBLE_DIR = Path(render.__file__).parent / "templates" / "ansible"
 CACHE = REPO / ".cache"
 MIRROR = os.environ.get("OSCEPTION_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+# The releases the table says are proven by a real run in a Debian root, per node source
+# (releases.Release.node_chroot_runs). In pypi mode the compute role installs both projects
+# (nova and neutron, the agents too); the network role's run is the newest release's only,
+# which keeps CI inside its time.
+PYPI_RUNS = [r.name for r in releases.RELEASES.values() if "pypi" in r.node_chroot_runs]
+PACKAGES_RUNS = [r.name for r in releases.RELEASES.values() if "packages" in r.node_chroot_runs]
 
 
 def _bin(name: str) -> str:
@@ -200,9 +206,10 @@ def _owner(root: Path, path: str) -> tuple[str, str, int]:
     return name("passwd", st.st_uid), name("group", st.st_gid), st.st_mode & 0o7777
 
 
+@pytest.mark.parametrize("release", PACKAGES_RUNS)  # Debian 13 carries 2025.1 itself
 @pytest.mark.parametrize("role", ["compute", "network"])
-def test_playbook_really_sets_up_a_debian13_root(role, debian13_root, tmp_path):
-    cfg = config.Config(release="2025.1")  # Debian 13 carries 2025.1 itself
+def test_playbook_really_sets_up_a_debian13_root(release, role, debian13_root, tmp_path):
+    cfg = config.Config(release=release)
     sec = secrets.ensure(tmp_path / "state", cfg.name)
     plan = render.build(cfg, sec)
     node = f"{role}-0"
@@ -241,8 +248,7 @@ def test_playbook_really_sets_up_a_debian13_root(role, debian13_root, tmp_path):
 PIP_CACHE = Path(os.environ.get("OSCEPTION_CACHE", Path.home() / ".cache/osception")) / "pip"
 
 
-@pytest.mark.parametrize("release", ["2024.1", "2026.2"])
-@pytest.mark.parametrize("role", ["compute", "network"])
+@pytest.mark.parametrize(("release", "role"), [(r, "compute") for r in PYPI_RUNS] + [(PYPI_RUNS[-1], "network")])
 def test_playbook_really_sets_up_a_pypi_node(release, role, debian_minbase, tmp_path):
     cfg = config.Config(release=release, node_source="pypi")
     sec = secrets.ensure(tmp_path / "state", cfg.name)

@@ -312,7 +312,10 @@ class LocalNodes:
                 "--keep-unit", "--console=pipe", "--capability=all",
                 # libvirt's QEMU needs tun; nothing else of the host's devices
                 "--bind=/dev/net/tun"]
-        return Spec(n.process, argv, ready=lambda: True)
+        # /proc/sys/net writable, as in a VM (IP forwarding for routers and floating IPs);
+        # the rest of /proc/sys stays read-only.
+        return Spec(n.process, argv, env={"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"},
+                    ready=lambda: True)
 
     def up(self, cfg: Config, secrets: Secrets) -> dict[str, LocalNode]:
         self.ensure_host()
