@@ -173,12 +173,18 @@ NODE_FILES: dict[str, tuple[NodeFile, ...]] = {
     "network": (*_NEUTRON_AGENTS, NodeFile("/etc/neutron/dhcp_agent.ini", "dhcp_agent.ini", "neutron")),
 }
 
+# libvirtd lets its group (nova is in it) manage QEMU through polkit (Debian's
+# 60-libvirt.rules): polkitd is only a Recommends, and without it every connection
+# waits for D-Bus to activate it and fails ("Failed to activate service
+# org.freedesktop.PolicyKit1"), found by the first local node that booted.
+_LIBVIRT_AUTH = ("polkitd",)
+
 # Debian packages per node role (Debian 13, or the release's backports).
 NODE_PACKAGES: dict[str, tuple[str, ...]] = {
     "compute": (
         "nova-compute", "nova-compute-kvm", "libvirt-daemon-system", "qemu-system-x86",
         "openvswitch-switch", "neutron-openvswitch-agent", "neutron-l3-agent",
-        "neutron-metadata-agent",
+        "neutron-metadata-agent", *_LIBVIRT_AUTH,
     ),
     "network": (
         "openvswitch-switch", "neutron-openvswitch-agent", "neutron-l3-agent",
@@ -219,6 +225,7 @@ NODE_PYPI_PACKAGES: dict[str, tuple[str, ...]] = {
         *_PYPI_BUILD, "libvirt-dev",
         # nova-compute-kvm
         "libvirt-daemon-system", "qemu-system-x86", "qemu-block-extra", "swtpm", "swtpm-tools",
+        *_LIBVIRT_AUTH,
         # nova-compute
         "cgroup-tools", "curl", "dosfstools", "ebtables", "fdisk", "gawk", "kpartx", "mdevctl",
         "open-iscsi", "ovmf", "parted", "qemu-utils", "rsync", "vlan",
