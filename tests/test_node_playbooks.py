@@ -26,9 +26,9 @@ ANSIBLE_DIR = Path(render.__file__).parent / "templates" / "ansible"
 CACHE = REPO / ".cache"
 MIRROR = os.environ.get("OSCEPTION_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # The releases the table says are proven by a real run in a Debian root, per node source
-# (releases.Release.node_chroot_runs). In pypi mode the compute role installs both projects
-# (nova and neutron, the agents too); the network role's run is the newest release's only,
-# which keeps CI inside its time.
+# (releases.Release.node_chroot_runs). In pypi mode the compute role's run installs both
+# projects (nova and neutron, with the agents): the network role's (neutron only, plus the
+# DHCP agent's dnsmasq) is left out to keep CI inside its time.
 PYPI_RUNS = [r.name for r in releases.RELEASES.values() if "pypi" in r.node_chroot_runs]
 PACKAGES_RUNS = [r.name for r in releases.RELEASES.values() if "packages" in r.node_chroot_runs]
 
@@ -248,7 +248,7 @@ def test_playbook_really_sets_up_a_debian13_root(release, role, debian13_root, t
 PIP_CACHE = Path(os.environ.get("OSCEPTION_CACHE", Path.home() / ".cache/osception")) / "pip"
 
 
-@pytest.mark.parametrize(("release", "role"), [(r, "compute") for r in PYPI_RUNS] + [(PYPI_RUNS[-1], "network")])
+@pytest.mark.parametrize(("release", "role"), [(r, "compute") for r in PYPI_RUNS])
 def test_playbook_really_sets_up_a_pypi_node(release, role, debian_minbase, tmp_path):
     cfg = config.Config(release=release, node_source="pypi")
     sec = secrets.ensure(tmp_path / "state", cfg.name)
