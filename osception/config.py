@@ -269,6 +269,10 @@ class Config(_Strict):
     # such module, e.g. the devcloud's local nodes). netdev also gives the L3 and DHCP
     # agents veth pairs (ovs_use_veth) and OVS userspace TSO (checksums of TCP to guests).
     ovs_datapath: Literal["system", "netdev"] = "system"
+    # libvirt puts each guest in cgroups (CPU and memory accounting); false where the
+    # compute node cannot make cgroups (the devcloud's local nodes: system containers
+    # whose cgroup controllers are read-only).
+    libvirt_cgroups: bool = True
 
     @field_validator("apt_proxy")
     @classmethod
@@ -498,6 +502,8 @@ apt_proxy: null
 
 # Open vSwitch datapath on the compute and network nodes: system (kernel) or netdev.
 ovs_datapath: system
+# libvirt's guests in cgroups (false only where compute nodes cannot make cgroups).
+libvirt_cgroups: true
 
 # What `osception populate` creates in the new cloud (also run by `up`).
 overcloud:

@@ -34,12 +34,16 @@ class Access:
     admin_password: str
     demo_password: str
     cacert: str | None = None  # the environment's CA (ca.pem), for its HTTPS endpoints
+    # The catalog interface to use: users are outside the controller (public); the
+    # devcloud's own machine is its controller side (internal).
+    interface: str = "public"
 
 
 def admin_conn(access: Access) -> openstack.connection.Connection:
     return openstack.connect(auth_url=access.auth_url, username="admin", password=access.admin_password,
                              project_name="admin", user_domain_name="Default",
                              project_domain_name="Default", region_name=services.REGION,
+                             interface=access.interface,
                              **({"cacert": access.cacert} if access.cacert else {}))
 
 
@@ -47,6 +51,7 @@ def demo_conn(access: Access, project: str) -> openstack.connection.Connection:
     return openstack.connect(auth_url=access.auth_url, username="demo", password=access.demo_password,
                              project_name=project, user_domain_name="Default",
                              project_domain_name="Default", region_name=services.REGION,
+                             interface=access.interface,
                              **({"cacert": access.cacert} if access.cacert else {}))
 
 
@@ -269,8 +274,10 @@ class _Skip(Exception):
 
 
 def smoke(access: Access, cfg: Config, expected_computes: int, expected_network_nodes: int,
-          server_timeout: float = 300, image: str | None = None) -> list[Check]:
-    """Ordered checks; stops at the first failure and names it. Checks that cannot run
+          server_timeout: float = 300, image: str | None = None,
+          ping: tuple[str, ...] = ("ping",)) -> list[Check]:
+    """Ordered checks; stops at the first failure and names it. `ping`: the command that
+    pings from the outer side (the devcloud's local nodes: inside its outer namespace). Checks that cannot run
     where the cloud runs (no real hypervisor: no console login, no ping) are skipped
     with the reason, never passed. The server boots IMAGE, else the config's first."""
     results: list[Check] = []
@@ -363,7 +370,7 @@ def smoke(access: Access, cfg: Config, expected_computes: int, expected_network_
             raise _Skip("fake data plane: no packets to ping")
         if cfg.public_network.mode == "none":
             raise _Skip("public_network.mode is none: no floating IP to reach")
-        return _ping_floating_ip(ctx["demo"], ctx["server"])
+        return _ping_floating_ip(ctx["demo"], ctx["server"], ping)
 
     steps = [("token", token), ("catalog", catalog), ("apis", apis), ("hypervisors", hypervisors),
              ("network agents", agents), ("boot server", boot), ("console login", console_login),
@@ -383,7 +390,7 @@ def smoke(access: Access, cfg: Config, expected_computes: int, expected_network_
 PING_TIMEOUT = 120
 
 
-def _ping_floating_ip(demo, server) -> str:
+def _ping_floating_ip(demo, server, ping: tuple[str, ...] = ("ping",)) -> str:
     import subprocess
 
     public = demo.network.find_network("public")
@@ -392,7 +399,7 @@ def _ping_floating_ip(demo, server) -> str:
         port = next(demo.network.ports(device_id=server.id))
         demo.network.update_ip(fip, port_id=port.id)
         for _ in sdk_utils.iterate_timeout(PING_TIMEOUT, f"{fip.floating_ip_address} does not answer ping"):
-            if subprocess.run(["ping", "-c", "1", "-W", "2", fip.floating_ip_address],
+            if subprocess.run([*ping, "-c", "1", "-W", "2", fip.floating_ip_address],
                               capture_output=True).returncode == 0:
                 return f"{fip.floating_ip_address} answers"
     finally:

@@ -508,6 +508,7 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
         "controller_ip": plan.controller_ip,
         "physnet_mtu": mtu,
         "ovs_datapath": cfg.ovs_datapath,
+        "libvirt_cgroups": cfg.libvirt_cgroups,
         "node_source": cfg.node_source,
         "packages": list((services.NODE_PYPI_PACKAGES if pypi else services.NODE_PACKAGES)[node.role]),
         "services": list(services.NODE_SERVICES[node.role]),

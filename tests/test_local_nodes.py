@@ -41,6 +41,8 @@ def test_node_config_gives_the_provider_network_and_the_apt_proxy():
     assert cfg.apt_proxy == "http://10.231.0.10:3142"
     assert cfg.public_network.mode == "provider" and cfg.public_network.cidr == "10.231.1.0/24"
     assert cfg.public_network.gateway == nodes.PROVIDER_GATEWAY
+    # what differs from a cloud VM, each one variable the nodes' user data carries
+    assert cfg.ovs_datapath == "netdev" and cfg.libvirt_cgroups is False
 
 
 def test_each_node_gets_the_user_data_osception_plan_renders_for_it(node_plan, dc_secrets):
@@ -103,7 +105,8 @@ def _backend(body: bytes) -> ThreadingHTTPServer:
 
 def test_relay_terminates_tls_and_routes_by_name_inside_its_namespace(netns_root, tmp_path, default_secrets):
     from osception import tls
-    ingress = tls.ingress(None, default_secrets.tls, "10.231.99.10.sslip.io", "10.231.99.10")
+    ingress = tls.ingress(None, default_secrets.tls,
+                          tls.server_cert(default_secrets.tls, "10.231.99.10.sslip.io", "10.231.99.10"))
     (tmp_path / "cert.pem").write_text(ingress.chain)
     (tmp_path / "key.pem").write_text(ingress.key)
     (tmp_path / "ca.pem").write_text(ingress.ca)

@@ -138,6 +138,43 @@ def env(
         print(yaml.safe_dump(cloud.clouds(sec), sort_keys=False), end="")
 
 
+@app.command()
+def smoke(state_dir: StateOpt = None) -> None:
+    """With local nodes (`up --nodes`): populate the devcloud as `osception populate` does
+    (the guest made here in place of CirrOS), then run `osception smoke`'s checks, the
+    floating-IP ping from the outer network's side. Exit code 1 when a check fails."""
+    from rich.text import Text
+
+    from .. import overcloud
+    from . import cloud, guest, nodes
+    from .lifecycle import Settings
+
+    layout = _layout(state_dir)
+    settings = Settings.load(layout)
+    if not settings.nodes:
+        _fail("the devcloud runs no local nodes (its hypervisor is fake): "
+              "start them with `osception devcloud up --nodes`")
+    sec = secrets_mod.ensure(layout.root, "devcloud")
+    cfg = nodes.node_config(settings.run_config())
+    access = overcloud.Access(cloud.auth_url(), sec.admin_password, sec.demo_password,
+                              interface=cloud.CLIENT_INTERFACE)
+    env_dir = layout.root / "overcloud"
+    env_dir.mkdir(exist_ok=True)
+    try:
+        changes = overcloud.populate(access, cfg, sec.ssh["public"], env_dir, local_guest=guest.build())
+    except Exception as e:  # noqa: BLE001 (one line, as `osception populate`)
+        _fail(f"populate: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
+    _say(f"populate: {len(changes.made)} changes")
+    checks = overcloud.smoke(access, cfg, cfg.nodes.compute.count, cfg.nodes.network.count,
+                             image=guest.NAME, ping=nodes.PING)
+    style = {"pass": "green", "fail": "bold red", "skip": "yellow"}
+    for c in checks:
+        console.print(Text.assemble((f"{c.status:4}", style[c.status]),
+                                    f" {c.name:18} {c.seconds:6.1f}s  {c.detail}"), highlight=False)
+    if any(c.status == "fail" for c in checks):
+        raise typer.Exit(1)
+
+
 @app.command("guest")
 def guest_image() -> None:
     """Make the local cloud's guest image from Debian packages (kernel + busybox initramfs)

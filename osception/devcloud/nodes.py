@@ -66,7 +66,10 @@ HOST_PACKAGES = {
     "systemd-container": "/usr/bin/systemd-nspawn",
     "debootstrap": "/usr/sbin/debootstrap",
     "apt-cacher-ng": "/usr/sbin/apt-cacher-ng",
+    "iputils-ping": "/usr/bin/ping",  # smoke's floating-IP ping, from the outer side
 }
+# smoke's ping from the outer cloud's side: the provider network's outer end.
+PING = ("ip", "netns", "exec", OUTER_NETNS, "ping")
 # What a Debian 13 cloud image has that a minimal root lacks: systemd, cloud-init and
 # what it runs, SSH, the tools the setup script uses.
 BASE_SUITE = "trixie"
@@ -106,9 +109,11 @@ def apt_proxy(cfg: Config) -> str:
 
 def node_config(cfg: Config) -> Config:
     """The user's config as the local nodes need it: packages through the apt proxy, the
-    provider network this machine gives (br-provider) as the public network, and Open
-    vSwitch's userspace datapath (this kernel has no openvswitch module)."""
-    return with_provider(cfg).model_copy(update={"apt_proxy": apt_proxy(cfg), "ovs_datapath": "netdev"})
+    provider network this machine gives (br-provider) as the public network, Open
+    vSwitch's userspace datapath (this kernel has no openvswitch module), and libvirt
+    without cgroups (a container's cgroup controllers are read-only)."""
+    return with_provider(cfg).model_copy(update={"apt_proxy": apt_proxy(cfg), "ovs_datapath": "netdev",
+                                                 "libvirt_cgroups": False})
 
 
 def plan(cfg: Config, secrets: Secrets) -> render.Plan:
