@@ -31,3 +31,15 @@ def table(state: dict[str, NodeProgress], now: datetime | None = None) -> Table:
             label.append("".join(f"\n  {n}" for n in step.notes), style="dim")
         t.add_row(node, Text(prog.state, style=STYLE[prog.state]), label, elapsed)  # no markup anywhere
     return t
+
+
+CHECK_STYLE = {"pass": "green", "fail": "bold red", "skip": "yellow"}
+
+
+def print_checks(console, checks) -> bool:
+    """smoke's checks, one line each (`osception smoke`, `osception devcloud smoke`);
+    True when none failed."""
+    for c in checks:
+        console.print(Text.assemble((f"{c.status:4}", CHECK_STYLE[c.status]),
+                                    f" {c.name:18} {c.seconds:6.1f}s  {c.detail}"), highlight=False)
+    return not any(c.status == "fail" for c in checks)

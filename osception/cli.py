@@ -10,7 +10,6 @@ from typing import Annotated, Optional
 import typer
 from rich.console import Console
 from rich.table import Table
-from rich.text import Text
 
 from . import config as config_mod
 from . import endpoints, releases, render, secrets, state, topology
@@ -433,7 +432,7 @@ def populate(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt =
 def smoke(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt = None,
           auth_url: AuthUrlOpt = None, local_guest: LocalGuestOpt = False) -> None:
     """Check the new cloud link by link; stop at and name the first broken one."""
-    from . import overcloud
+    from . import board, overcloud
 
     cfg, env_dir, sec = load_environment(config, env, state_dir)
     image = None
@@ -443,11 +442,7 @@ def smoke(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt = No
         image = guest.NAME
     checks = overcloud.smoke(_access(cfg, env_dir, sec, auth_url), cfg,
                              cfg.nodes.compute.count, cfg.nodes.network.count, image=image)
-    style = {"pass": "green", "fail": "bold red", "skip": "yellow"}
-    for c in checks:
-        console.print(Text.assemble((f"{c.status:4}", style[c.status]),
-                                    f" {c.name:18} {c.seconds:6.1f}s  {c.detail}"), highlight=False)
-    if any(c.status == "fail" for c in checks):
+    if not board.print_checks(console, checks):
         raise typer.Exit(1)
 
 

@@ -143,9 +143,7 @@ def smoke(state_dir: StateOpt = None) -> None:
     """With local nodes (`up --nodes`): populate the devcloud as `osception populate` does
     (the guest made here in place of CirrOS), then run `osception smoke`'s checks, the
     floating-IP ping from the outer network's side. Exit code 1 when a check fails."""
-    from rich.text import Text
-
-    from .. import overcloud
+    from .. import board, overcloud
     from . import cloud, guest, nodes
     from .lifecycle import Settings
 
@@ -167,11 +165,7 @@ def smoke(state_dir: StateOpt = None) -> None:
     _say(f"populate: {len(changes.made)} changes")
     checks = overcloud.smoke(access, cfg, cfg.nodes.compute.count, cfg.nodes.network.count,
                              image=guest.NAME, ping=nodes.PING)
-    style = {"pass": "green", "fail": "bold red", "skip": "yellow"}
-    for c in checks:
-        console.print(Text.assemble((f"{c.status:4}", style[c.status]),
-                                    f" {c.name:18} {c.seconds:6.1f}s  {c.detail}"), highlight=False)
-    if any(c.status == "fail" for c in checks):
+    if not board.print_checks(console, checks):
         raise typer.Exit(1)
 
 

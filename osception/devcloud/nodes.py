@@ -45,7 +45,7 @@ import yaml
 from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 
-from .. import progress, render, topology
+from .. import progress, render, services, topology
 from ..config import Config
 from ..secrets import Secrets
 from ..state import write_private
@@ -271,18 +271,16 @@ class LocalNodes:
         write_private(tls_dir / "cert.pem", p.ingress.chain)
         write_private(tls_dir / "key.pem", p.ingress.key)
         ip = p.controller_ip
-        apis = {f"{name}.{p.domain}": f"{HOST}:{PORTS[name]}" for name in PORTS if name in
-                {a for a in render.services.CATALOG_APIS}}
+        apis = {f"{name}.{p.domain}": f"{HOST}:{PORTS[name]}" for name in services.CATALOG_APIS}
         routes = [
             {"listen": f"{ip}:443", "tls": True, "backends": apis},
-            {"listen": f"{ip}:{render.services.RABBITMQ_TLS_PORT}", "tls": True,
+            {"listen": f"{ip}:{services.RABBITMQ_TLS_PORT}", "tls": True,
              "backends": {"*": f"{HOST}:{PORTS['rabbitmq']}"}},
             {"listen": f"{ip}:{APT_PROXY_PORT}", "tls": False,
              "backends": {"*": f"{HOST}:{APT_PROXY_PORT}"}},
+            {"listen": f"{ip}:{services.APIS['metadata'].port}", "tls": False,
+             "backends": {"*": f"{HOST}:{PORTS['metadata']}"}},
         ]
-        if "metadata" in PORTS:
-            routes.append({"listen": f"{ip}:{render.services.APIS['metadata'].port}", "tls": False,
-                           "backends": {"*": f"{HOST}:{PORTS['metadata']}"}})
         spec_file = tls_dir / "routes.json"
         write_private(spec_file, json.dumps({"netns": OUTER_NETNS, "cert": str(tls_dir / "cert.pem"),
                                              "key": str(tls_dir / "key.pem"), "routes": routes}, indent=1))
