@@ -1,4 +1,5 @@
-"""The live progress board: one row per node, its current step and elapsed time."""
+"""The live progress board: one row per node, its current step and elapsed time; and
+the per-step timings `status` prints under it."""
 
 from __future__ import annotations
 
@@ -30,6 +31,19 @@ def table(state: dict[str, NodeProgress], now: datetime | None = None) -> Table:
         if step and step.notes and prog.state != "done":  # what the step waits for, and why
             label.append("".join(f"\n  {n}" for n in step.notes), style="dim")
         t.add_row(node, Text(prog.state, style=STYLE[prog.state]), label, elapsed)  # no markup anywhere
+    return t
+
+
+def steps(state: dict[str, NodeProgress]) -> Table:
+    """Every step of every node with its state and duration (a running step: blank), as
+    read from the consoles: where a node spent its time."""
+    t = Table(show_header=True, header_style="bold")
+    for col in ("node", "step", "state", "seconds"):
+        t.add_column(col)
+    for node, prog in sorted(state.items()):
+        for step in prog.steps:
+            secs = f"{step.seconds:.0f}" if step.seconds is not None else ""
+            t.add_row(node, step.name, Text(step.state, style=STYLE.get(step.state, "")), secs)
     return t
 
 

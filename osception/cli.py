@@ -248,7 +248,9 @@ def status(
     if not servers:
         fail(f"environment {cfg.name!r} has no servers on this cloud")
     if not watch:
-        console.print(board.table(deploy.poll_progress(conn, servers)))
+        state = deploy.poll_progress(conn, servers)
+        console.print(board.table(state))
+        console.print(board.steps(state))
         return
     with Live(board.table({}), console=console, refresh_per_second=1) as live:
         deploy.follow(conn, servers, env_dir,

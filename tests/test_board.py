@@ -63,3 +63,13 @@ def test_elapsed_runs_to_now_while_running_and_stops_at_the_end_when_done():
     assert row["compute-0"] == ["compute-0", "done", "config (done)", "45s"]
     assert row["network-0"] == ["network-0", "running", "packages (started)", "90s"]  # now: 10:02:00
     assert row["network-1"] == ["network-1", "pending", "waiting for the first line", "-"]
+
+
+def test_steps_table_gives_each_step_its_duration_and_a_running_one_none():
+    out = Console(record=True, width=200)
+    out.print(board.steps(progress.parse(CONSOLE)))
+    rows = {tuple(c.strip() for c in line.split("│")[1:-1]) for line in out.export_text().splitlines()
+            if "│" in line}
+    assert ("k8s-0", "install-k3s", "done", "31") in rows
+    assert ("k8s-0", "wait-control-plane", "started", "") in rows
+    assert ("compute-0", "packages", "started", "") in rows

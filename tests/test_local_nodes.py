@@ -144,3 +144,26 @@ def test_relay_terminates_tls_and_routes_by_name_inside_its_namespace(netns_root
         relay.wait(10)
         keystone.shutdown()
         rabbit.shutdown()
+
+
+@pytest.mark.parametrize("datapath", ["system", "netdev"])
+def test_ovs_ports_script_passes_shellcheck(datapath, tmp_path):
+    """The script that readies OVS's physical ports (tasks/common.yml) as Ansible writes
+    it (its Jinja rendered as Ansible does, trim_blocks), through shellcheck; the local
+    nodes run it for real (the netdev datapath)."""
+    import jinja2
+    exe = shutil.which("shellcheck")
+    if exe is None:
+        pytest.fail("shellcheck is not installed: run scripts/test.sh")
+    tasks = yaml.safe_load(render.source("ansible/tasks/common.yml"))
+    script = next(t["ansible.builtin.copy"]["content"] for t in tasks
+                  if t.get("ansible.builtin.copy", {}).get("dest") == "/usr/local/sbin/osception-ovs-ports")
+    path = tmp_path / "osception-ovs-ports"
+    path.write_text(jinja2.Environment(trim_blocks=True).from_string(script).render(
+        node_ip="10.231.0.21", public_mac="fa:16:3e:00:00:01", ovs_datapath=datapath))
+    r = subprocess.run([exe, "-s", "sh", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+    text = path.read_text()
+    assert '= "fa:16:3e:00:00:01" ]' in text
+    assert ("ip=10.231.0.21" in text) == (datapath == "netdev")
+    assert ("add-br br-phy" in text) == (datapath == "netdev")

@@ -85,8 +85,11 @@ def up(
 
 @app.command()
 def status(state_dir: StateOpt = None) -> None:
-    """Every devcloud process: pid, port, running or not. Exit code 1 unless all run."""
+    """Every devcloud process: pid, port, running or not; the local nodes' progress and
+    per-step timings, from their consoles. Exit code 1 unless all run."""
+    from .. import board
     from .lifecycle import Devcloud, Settings
+    from .nodes import LocalNodes
 
     layout = _layout(state_dir)
     rows = Devcloud(layout).status()
@@ -100,6 +103,10 @@ def status(state_dir: StateOpt = None) -> None:
     timings = Settings.load(layout).timings
     if timings:
         console.print("last up: " + " ".join(f"{k}={v}s" for k, v in timings.items()))
+    nodes = LocalNodes(layout).progress()
+    if nodes:  # the local nodes' progress, read from their consoles as `osception status` does
+        console.print(board.table(nodes))
+        console.print(board.steps(nodes))
     if any(st != "running" for _, _, st, _ in rows):
         raise typer.Exit(1)
 

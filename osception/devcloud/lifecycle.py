@@ -34,7 +34,7 @@ from .. import secrets as secrets_mod
 from . import cloud, configs, infra
 from . import venv as venv_mod
 from .bootstrap import Bootstrap
-from .layout import APIS, HOST, PORTS, VENV_ENV_VAR, Layout
+from .layout import APIS, HOST, NODE_DEPLOYMENTS, PORTS, VENV_ENV_VAR, Layout
 from .manifests import Local, Manifests
 from .processes import DevcloudError, Processes, Spec, port_open, port_taken
 
@@ -297,10 +297,14 @@ class Devcloud:
                 migrations[svc].result()
                 self.ensure_running([specs[svc]])
             self.ensure_running([specs["nova-conductor"], specs["nova-scheduler"]])
+            # With local nodes: the nova metadata API and the Neutron RPC server (where
+            # split), on the databases the migrations above made.
+            for_nodes = [specs[p] for p in NODE_DEPLOYMENTS if p in specs]
+            self.ensure_running(for_nodes)
             ran = [svc for svc, f in migrations.items() if f.result()]
         if ran:
             self.say(f"databases and migrations done: {', '.join(ran)}")
-        self.procs.wait_ready([specs[s] for s in APIS], API_TIMEOUT)
+        self.procs.wait_ready([specs[s] for s in APIS] + for_nodes, API_TIMEOUT)
         clock.lap("apis")
 
     def _compute(self, specs: dict[str, Spec], boot: Bootstrap, secrets) -> None:
@@ -342,10 +346,24 @@ class Devcloud:
         return all(s.is_ready() for s in specs.values())
 
     # -- status / down --------------------------------------------------------
+    def processes(self) -> list[str]:
+        """Every process this devcloud runs: with local nodes, no nova-compute here but
+        what the nodes need (NODE_DEPLOYMENTS this release has, the apt proxy, the relay)
+        and the nodes themselves."""
+        settings = Settings.load(self.layout)
+        if not settings.nodes:
+            return list(START_ORDER)
+        from .nodes import LocalNodes
+
+        split = releases.get(settings.release).neutron_split
+        for_nodes = [p for p in NODE_DEPLOYMENTS if p != "neutron-rpc-server" or split]
+        return [n for n in START_ORDER if n != "nova-compute"] + for_nodes + \
+            ["apt-cacher-ng", "relay"] + [f"node-{n}" for n in LocalNodes(self.layout).names()]
+
     def status(self) -> list[tuple[str, int | None, str, int | None]]:
         """(process, pid, state, port) for every process the devcloud runs."""
         rows = []
-        for name in START_ORDER:
+        for name in self.processes():
             rec = self.procs.record(name)
             port = PORTS.get(name)
             if not self.procs.running(name):

@@ -17,7 +17,7 @@ machine's addresses in place of the outer cloud's (render.build with addresses()
 through cloud-init's NoCloud datasource; the network config (static, as the outer
 cloud's metadata would give it) is the datasource's part. It then sets itself up the
 production way: cloud-init, the setup script, the Ansible passes, services started by
-systemd; its progress lines are on its console (the container's, in its log).
+systemd; its progress lines are on its console (the container's pseudo-TTY, in its log).
 
 What differs from a cloud VM is the cloud, not the node: no DHCP on the outer
 network (static network config), no route out (packages through the relay's apt
@@ -312,7 +312,10 @@ class LocalNodes:
     def spec(self, n: LocalNode) -> Spec:
         argv = ["systemd-nspawn", "--boot", f"--directory={n.root}", f"--machine=osc-{n.node.name}",
                 f"--network-namespace-path=/run/netns/{n.netns}", "--register=no",
-                "--keep-unit", "--console=pipe", "--capability=all",
+                "--keep-unit", "--capability=all",
+                # its /dev/console a pseudo-TTY whose output is this process's (the log):
+                # the node's serial console, progress lines and all
+                "--console=read-only",
                 # libvirt's QEMU needs tun; nothing else of the host's devices
                 "--bind=/dev/net/tun"]
         # /proc/sys/net writable, as in a VM (IP forwarding for routers and floating IPs);
@@ -342,8 +345,7 @@ class LocalNodes:
         return out
 
     def down(self) -> None:
-        names = [p.name for p in self.dir.iterdir() if p.is_dir() and topology.is_node_name(p.name)] \
-            if self.dir.exists() else []
+        names = self.names()
         self.procs.stop([f"node-{name}" for name in names] + ["relay", "apt-cacher-ng"])
         for name in names:
             root = self.dir / name / "root"
@@ -354,26 +356,36 @@ class LocalNodes:
         if _netns_exists(OUTER_NETNS):
             _ip("netns", "del", OUTER_NETNS, check=False)
 
-    def progress_log(self, name: str) -> str:
-        """The node's progress lines (osception-step.sh writes them to its console and
-        to this file; the container's console is not kept, the file is)."""
-        path = self.dir / name / "root" / "var/log/osception/progress.log"
+    def names(self) -> list[str]:
+        return sorted(p.name for p in self.dir.iterdir() if p.is_dir() and topology.is_node_name(p.name)) \
+            if self.dir.exists() else []
+
+    def console(self, name: str) -> str:
+        """The node's console as far as written (every boot's), the local counterpart of
+        the outer cloud's console-log API: osception-step.sh's progress lines are on it."""
+        path = self.layout.log(f"node-{name}")
         return path.read_text(errors="replace") if path.exists() else ""
+
+    def progress(self) -> dict[str, progress.NodeProgress]:
+        """Each node's progress, read from its console (what `osception status` reads)."""
+        return {name: progress.parse(self.console(name), name).get(name, progress.NodeProgress(name))
+                for name in self.names()}
 
     def follow(self, timeout: float) -> dict[str, progress.NodeProgress]:
         """Print each node's progress lines as they come, until every node is done;
         a failed node (or the timeout) is an error naming it and its step."""
-        names = [p.name for p in sorted(self.dir.iterdir()) if topology.is_node_name(p.name)]
-        seen: set[str] = set()
+        names = self.names()
+        seen: set[progress.Event] = set()
         state: dict[str, progress.NodeProgress] = {}
         try:
             for _ in sdk_utils.iterate_timeout(timeout, "local nodes", wait=2):
                 for name in names:
-                    text = self.progress_log(name)
+                    text = self.console(name)
                     for line in text.splitlines():
-                        if line not in seen:
-                            seen.add(line)
-                            self.say(f"  {line.removeprefix('OSCEPTION ')}")
+                        ev = progress.parse_line(line)
+                        if ev and ev not in seen:
+                            seen.add(ev)
+                            self.say(f"  {ev.ts:%Y-%m-%dT%H:%M:%SZ} {ev.node} {ev.step} {ev.state} {ev.message}".rstrip())
                     state[name] = progress.parse(text, name).get(name, progress.NodeProgress(name))
                     if not self.procs.running(f"node-{name}"):
                         raise DevcloudError(f"{name}: its container stopped; end of its console:\n"
