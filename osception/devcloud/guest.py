@@ -5,7 +5,8 @@ network modules and a hand-written /init (guest/init.sh).
 
 The guest takes an address by DHCP, reads the OpenStack metadata when it answers
 (prints the instance id, keeps the user data in /run/user_data), serves one page on
-port 80 (busybox httpd), prints `osception-guest ready <ip>` on ttyS0 and gives a login
+port 80 (busybox httpd), prints `osception-guest ready <ip>` on ttyS0, runs the user
+data when it is a script (`#!`, as CirrOS does; its output on ttyS0) and gives a login
 prompt there: user USER, no password (root is locked; there is no network login).
 
 For Nova it is three Glance images (IMAGES): the kernel (aki), the ramdisk (ari) and a

@@ -138,6 +138,7 @@ class Devcloud:
         for name, deployment in configs.deployments(man).items():
             pod = man.pod(deployment)
             c = pod.containers[0]
+            project = local.project(pod, c)  # nova for nova-api and nova-metadata
             if name in under_gunicorn:  # uwsgi <ini>: its module under gunicorn (configs.APP_MODULE)
                 env = local.env(c, local.mounts(pod, c))
                 argv = [str(venv / "bin" / "gunicorn"), "--bind", f"{HOST}:{PORTS[name]}",
@@ -145,15 +146,15 @@ class Devcloud:
                         "--timeout", "300", "--graceful-timeout", "10",
                         "--pythonpath", str(lay.apps), f"{name}_app:application"]
                 out[name] = Spec(name, argv, port=PORTS[name],
-                                 env=env | configs.api_env(lay, name),
-                                 config=[*configs.files_of(lay, name), lay.apps / f"{name}_app.py"],
+                                 env=env | configs.api_env(lay, project),
+                                 config=[*configs.files_of(lay, project), lay.apps / f"{name}_app.py"],
                                  ready=_http_ready(PORTS[name],
                                                    "/v3" if name == "keystone" else "/"))
             else:  # its own command; an API among them listens where overrides.py says
                 argv, env = local.command(pod, c)
                 api = name in APIS
                 out[name] = Spec(name, argv, env=env, port=PORTS[name] if api else None,
-                                 config=configs.files_of(lay, local.project(pod, c)),
+                                 config=configs.files_of(lay, project),
                                  ready=_http_ready(PORTS[name], "/") if api else None)
         if man.with_nodes:  # nova-compute runs on the local nodes
             return out

@@ -1,8 +1,9 @@
 #!/bin/sh
 # /init of the osception guest: a Debian cloud kernel and busybox, nothing else.
 # Loads the virtio network driver, takes an address by DHCP, reads the OpenStack
-# metadata when it answers, serves one page on port 80, says it is ready on ttyS0 and
-# hands over to busybox init for the login prompt there (/etc/inittab).
+# metadata when it answers, serves one page on port 80, says it is ready on ttyS0, runs
+# its user data if that is a script, and hands over to busybox init for the login
+# prompt there (/etc/inittab).
 export PATH=/bin  # busybox and a link per applet
 
 mount -t proc proc /proc
@@ -55,4 +56,10 @@ echo "osception-guest $(hostname) ${uuid:-}" >/www/index.html
 httpd -p 80 -h /www
 
 echo "osception-guest ready ${ip:-no-address}" >/dev/ttyS0
+# User data that is a script runs once, as CirrOS runs it, its output on ttyS0 (a test
+# reads another guest's page through it: guest to guest across the tunnels).
+if [ "$(head -c 2 /run/user_data 2>/dev/null)" = "#!" ]; then
+  chmod 700 /run/user_data
+  (/run/user_data >/dev/ttyS0 2>&1; say "user data exited $?") &
+fi
 exec init
