@@ -19,7 +19,7 @@ import yaml
 from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 
-from . import services
+from . import services, topology
 from .config import Config
 from .state import write_private
 
@@ -336,10 +336,25 @@ def smoke(access: Access, cfg: Config, expected_computes: int, expected_network_
         dead = [f"{x.agent_type}@{x.host}" for x in a if not x.is_alive]
         if dead:
             raise RuntimeError(f"dead agents: {', '.join(dead)}")
-        l3 = {x.host for x in a if x.agent_type == "L3 agent"}
-        if len(l3) < expected_computes + expected_network_nodes:
-            raise RuntimeError(f"{len(l3)} L3 agents, want {expected_computes + expected_network_nodes}")
-        return f"{len(a)} alive"
+        # Each data-plane node (its hostname is its node name): the OVS, L3 and metadata
+        # agents, L3 in DVR's mode for its role; DHCP on the network nodes.
+        have = {(x.host, x.agent_type): x for x in a}
+        missing, modes = [], []
+        for node in (n for n in topology.nodes(cfg) if n.data_plane):
+            for kind in ("Open vSwitch agent", "L3 agent", "Metadata agent"):
+                if (node.name, kind) not in have:
+                    missing.append(f"{kind}@{node.name}")
+            mode = "dvr_snat" if node.role == "network" else "dvr"
+            l3 = have.get((node.name, "L3 agent"))
+            if l3 is not None and (l3.configuration or {}).get("agent_mode") != mode:
+                modes.append(f"{node.name}: L3 agent_mode {(l3.configuration or {}).get('agent_mode')}, want {mode}")
+        if not any(kind == "DHCP agent" for _, kind in have):
+            missing.append("DHCP agent")
+        if missing or modes:
+            raise RuntimeError("; ".join(([f"missing: {', '.join(missing)}"] if missing else []) + modes))
+        dhcp = sorted(host for host, kind in have if kind == "DHCP agent")
+        return (f"{len(a)} alive: OVS, L3 (dvr on {expected_computes}, dvr_snat on "
+                f"{expected_network_nodes}), metadata per node; DHCP on {', '.join(dhcp)}")
 
     def boot():
         demo = demo_conn(access, cfg.overcloud.demo_project)

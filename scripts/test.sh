@@ -14,6 +14,8 @@
 #   oslo-config-validator and the devcloud (the default release's cloud tests run in
 #   the main run, every other release's on a fresh devcloud of its own after it).
 # - .cache/kolla: the kolla and kolla-ansible sources each release is checked against.
+# - the local cloud's pass (local-nodes): Debian 13 nodes under systemd-nspawn, their
+#   base root and apt cache in the machine cache (~/.cache/osception/nodes, apt-cacher-ng).
 # Which of these the selected tests need, pytest says (SLOW_FIXTURES in tests/conftest.py).
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -31,7 +33,20 @@ rc=0
 if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then  # 5: no test selected
   cat "$tmp/log" >&2
   rm -rf "$tmp"
-  exit "$rc"
+  # The whole cloud on this machine (tests/devcloud/test_local_cloud.py): a fresh devcloud
+# with local compute and network nodes, two computes so that guests meet across VXLAN.
+if needs local-nodes && [ -z "${OSCEPTION_LOCAL_NODES:-}" ]; then
+  home=$(mktemp -d)
+  counts=2,1
+  echo "== the local cloud: devcloud with nodes ($counts computes,network nodes) in $home"
+  start=$SECONDS
+  OSCEPTION_LOCAL_NODES=$counts OSCEPTION_HOME=$home \
+    .venv/bin/python -m pytest -q -s -p no:cacheprovider tests/devcloud/test_local_cloud.py || rc=1
+  OSCEPTION_HOME=$home .venv/bin/osception devcloud down --purge >/dev/null || rc=1
+  rm -rf "$home"
+  echo "== the local cloud: $((SECONDS - start)) s"
+fi
+exit "$rc"
 fi
 needed=$(cat "$tmp/needs" 2>/dev/null || true)
 rm -rf "$tmp"
@@ -102,5 +117,18 @@ if needs devcloud && [ -z "${OSCEPTION_DEVCLOUD_RELEASE:-}" ]; then
     rm -rf "$home"
     echo "== $release: $((SECONDS - start)) s"
   done
+fi
+# The whole cloud on this machine (tests/devcloud/test_local_cloud.py): a fresh devcloud
+# with local compute and network nodes, two computes so that guests meet across VXLAN.
+if needs local-nodes && [ -z "${OSCEPTION_LOCAL_NODES:-}" ]; then
+  home=$(mktemp -d)
+  counts=2,1
+  echo "== the local cloud: devcloud with nodes ($counts computes,network nodes) in $home"
+  start=$SECONDS
+  OSCEPTION_LOCAL_NODES=$counts OSCEPTION_HOME=$home \
+    .venv/bin/python -m pytest -q -s -p no:cacheprovider tests/devcloud/test_local_cloud.py || rc=1
+  OSCEPTION_HOME=$home .venv/bin/osception devcloud down --purge >/dev/null || rc=1
+  rm -rf "$home"
+  echo "== the local cloud: $((SECONDS - start)) s"
 fi
 exit "$rc"

@@ -20,7 +20,10 @@ SLOW_FIXTURES: dict[str, tuple[str, ...]] = {
     "debian13_root": ("root",),  # debootstrap and chroot
     "debian_minbase": ("root",),  # the same, for any node OS
     "netns_root": ("root",),  # network namespaces
-    "guest_image": ("qemu",),  # the local cloud's guest, booted by qemu-system-x86_64 (TCG)
+    "guest_image": ("qemu",),
+    # the devcloud with local compute and network nodes (nodes.py): a pass of its own
+    # after the main run (scripts/test.sh), on a fresh devcloud
+    "local_cloud": ("devcloud", "root", "local-nodes"),  # the local cloud's guest, booted by qemu-system-x86_64 (TCG)
 }
 
 
