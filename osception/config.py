@@ -264,6 +264,10 @@ class Config(_Strict):
     # An HTTP proxy the compute and network nodes fetch their packages through (apt),
     # e.g. a site's apt-cacher-ng; the devcloud's local nodes use one on this machine.
     apt_proxy: str | None = None
+    # The Python package index the nodes' pip installs from with node_source pypi
+    # (PyPI's simple API), e.g. a site's mirror or caching proxy; the devcloud's local
+    # nodes use one on this machine. None: pypi.org.
+    pip_index_url: str | None = None
     # Open vSwitch's datapath on the compute and network nodes: "system" (the kernel's
     # openvswitch module, every cloud VM) or "netdev" (userspace: where the kernel has no
     # such module, e.g. the devcloud's local nodes). netdev also gives the L3 and DHCP
@@ -280,6 +284,14 @@ class Config(_Strict):
         if v is not None and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?", v):
             raise ValueError("must be an http:// or https:// URL of a host (and port), "
                              "e.g. http://10.0.0.5:3142")
+        return v
+
+    @field_validator("pip_index_url")
+    @classmethod
+    def _pip_index_url(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?", v):
+            raise ValueError("must be an http:// or https:// URL of a simple index, "
+                             "e.g. http://10.0.0.5:3141/simple/")
         return v
 
     @field_validator("release")
@@ -499,6 +511,9 @@ overrides: {}
 # An HTTP proxy the compute and network nodes fetch their packages through, e.g.
 #   apt_proxy: http://10.0.0.5:3142
 apt_proxy: null
+# The package index the nodes' pip uses with node_source pypi (null: pypi.org), e.g.
+#   pip_index_url: http://10.0.0.5:3141/simple/
+pip_index_url: null
 
 # Open vSwitch datapath on the compute and network nodes: system (kernel) or netdev.
 ovs_datapath: system

@@ -23,6 +23,7 @@ import re
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import jinja2
 import yaml
@@ -373,6 +374,16 @@ def node_lock(release: releases.Release) -> str:
     return lock_file(release.name).read_text()
 
 
+def pip_env(index_url: str | None) -> dict[str, str]:
+    """The nodes' pip environment for an index (none: pypi.org's defaults)."""
+    if index_url is None:
+        return {}
+    env = {"PIP_INDEX_URL": index_url}
+    if index_url.startswith("http://"):
+        env["PIP_TRUSTED_HOST"] = urlsplit(index_url).netloc
+    return env
+
+
 def domain_of(cfg: Config, controller_ip: str) -> str:
     """The endpoints' DNS name: `domain`, else <controller IP>.sslip.io (a public
     wildcard name that resolves to that IP)."""
@@ -517,6 +528,9 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
         "venv": services.NODE_VENV,
         "pypi_projects": list(services.NODE_PYPI_PROJECTS[node.role]) if pypi else [],
         "pypi_constraints": NODE_CONSTRAINTS,
+        # pip's environment: the site's index (osception.yaml pip_index_url); a plain
+        # http one must be named trusted, or pip ignores it.
+        "pip_env": pip_env(cfg.pip_index_url),
         "service_users": [
             {"name": u.name, "shell": u.shell, "uid": u.uid, "groups": list(u.groups), "sudo": list(u.sudo)}
             for u in services.NODE_USERS[node.role]

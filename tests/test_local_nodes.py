@@ -70,6 +70,21 @@ def test_apt_proxy_must_be_an_http_url():
     assert config.Config(apt_proxy="http://10.0.0.5:3142").apt_proxy == "http://10.0.0.5:3142"
 
 
+def test_pypi_nodes_get_the_pip_proxy_as_their_index_and_pip_its_environment(dc_secrets):
+    assert nodes.node_config(config.Config()).pip_index_url is None  # packages: no pip
+    cfg = nodes.node_config(config.Config(release="2026.2", node_source="pypi"))
+    assert cfg.pip_index_url == "http://10.231.0.10:3141/index/"
+    user_data = render.build(cfg, dc_secrets, nodes.addresses(cfg)).files["compute-0/user-data"]
+    written = {f["path"]: f["content"] for f in yaml.safe_load(user_data)["write_files"]}
+    node_vars = yaml.safe_load(written[f"{render.NODE_ETC}/vars.yml"])
+    assert node_vars["pip_env"] == {"PIP_INDEX_URL": "http://10.231.0.10:3141/index/",
+                                    "PIP_TRUSTED_HOST": "10.231.0.10:3141"}
+    assert render.pip_env("https://mirror.example.com/simple/") == {
+        "PIP_INDEX_URL": "https://mirror.example.com/simple/"}  # https: trusted by its certificate
+    with pytest.raises(ValueError, match="pip_index_url"):
+        config.Config(pip_index_url="file:///srv/simple")
+
+
 # --- the relay, for real --------------------------------------------------------------
 
 @pytest.fixture

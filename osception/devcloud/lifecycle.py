@@ -358,8 +358,9 @@ class Devcloud:
 
         split = releases.get(settings.release).neutron_split
         for_nodes = [p for p in NODE_DEPLOYMENTS if p != "neutron-rpc-server" or split]
-        return [n for n in START_ORDER if n != "nova-compute"] + for_nodes + \
-            ["apt-cacher-ng", "relay"] + [f"node-{n}" for n in LocalNodes(self.layout).names()]
+        proxies = ["apt-cacher-ng"] + (["pip-proxy"] if settings.run_config().node_source == "pypi" else [])
+        return [n for n in START_ORDER if n != "nova-compute"] + for_nodes + proxies + \
+            ["relay"] + [f"node-{n}" for n in LocalNodes(self.layout).names()]
 
     def status(self) -> list[tuple[str, int | None, str, int | None]]:
         """(process, pid, state, port) for every process the devcloud runs."""

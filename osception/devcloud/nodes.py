@@ -61,6 +61,11 @@ OUTER_NET = ipaddress.ip_network("10.231.0.0/24")
 PROVIDER_NET = ipaddress.ip_network("10.231.1.0/24")
 PROVIDER_GATEWAY = "10.231.1.1"  # the outer side of the provider network
 APT_PROXY_PORT = 3142  # apt-cacher-ng's own default
+# node_source pypi: the nodes' pip through a caching PyPI proxy on this machine (proxpi,
+# from PyPI, in its own venv in the machine cache), at the controller's address.
+PIP_PROXY_PORT = 3141  # devpi's, the usual one of a site's PyPI mirror
+PIP_PROXY_LOCAL = 23141
+PIP_PROXY = "proxpi==1.3.1"
 # Host packages: the container manager, the base's builder, the packages' cache.
 HOST_PACKAGES = {
     "systemd-container": "/usr/bin/systemd-nspawn",
@@ -107,13 +112,19 @@ def apt_proxy(cfg: Config) -> str:
     return f"http://{controller_ip(cfg)}:{APT_PROXY_PORT}"
 
 
+def pip_index_url(cfg: Config) -> str:
+    return f"http://{controller_ip(cfg)}:{PIP_PROXY_PORT}/index/"
+
+
 def node_config(cfg: Config) -> Config:
-    """The user's config as the local nodes need it: packages through the apt proxy, the
+    """The user's config as the local nodes need it: packages through the apt proxy (and
+    with node_source pypi, pip through the PyPI proxy), the
     provider network this machine gives (br-provider) as the public network, Open
     vSwitch's userspace datapath (this kernel has no openvswitch module), and libvirt
     without cgroups (a container's cgroup controllers are read-only)."""
+    pip = {"pip_index_url": pip_index_url(cfg)} if cfg.node_source == "pypi" else {}
     return with_provider(cfg).model_copy(update={"apt_proxy": apt_proxy(cfg), "ovs_datapath": "netdev",
-                                                 "libvirt_cgroups": False})
+                                                 "libvirt_cgroups": False, **pip})
 
 
 def plan(cfg: Config, secrets: Secrets) -> render.Plan:
@@ -251,7 +262,8 @@ class LocalNodes:
 
     # -- the controller's side ---------------------------------------------------
     def services(self, cfg: Config, p: render.Plan) -> list[Spec]:
-        """apt-cacher-ng (its cache in the machine's cache) and the relay."""
+        """apt-cacher-ng (its cache in the machine's cache), with node_source pypi the
+        PyPI proxy, and the relay."""
         cache = cache_home() / "apt-cacher-ng"
         cache.mkdir(parents=True, exist_ok=True)
         logs = self.layout.root / "logs" / "apt-cacher-ng"
@@ -280,6 +292,8 @@ class LocalNodes:
              "backends": {"*": f"{HOST}:{APT_PROXY_PORT}"}},
             {"listen": f"{ip}:{services.APIS['metadata'].port}", "tls": False,
              "backends": {"*": f"{HOST}:{PORTS['metadata']}"}},
+            {"listen": f"{ip}:{PIP_PROXY_PORT}", "tls": False,
+             "backends": {"*": f"{HOST}:{PIP_PROXY_LOCAL}"}},
         ]
         spec_file = tls_dir / "routes.json"
         write_private(spec_file, json.dumps({"netns": OUTER_NETNS, "cert": str(tls_dir / "cert.pem"),
@@ -287,7 +301,26 @@ class LocalNodes:
         relay = Spec("relay", [sys.executable, "-m", "osception.devcloud.relay", str(spec_file)],
                      config=[spec_file, tls_dir / "cert.pem"],
                      ready=lambda: "relay ready" in self.layout.log("relay").read_text(errors="replace"))
-        return [acng, relay]
+        if cfg.node_source != "pypi":
+            return [acng, relay]
+        return [acng, self.pip_proxy(), relay]
+
+    def pip_proxy(self) -> Spec:
+        """proxpi, a caching PyPI proxy, on 127.0.0.1 (the relay's route to it)."""
+        home = cache_home() / "proxpi"
+        venv = home / "venv"
+        if not (venv / "bin" / "flask").exists() or not (home / PIP_PROXY).exists():
+            self.say(f"installing {PIP_PROXY} (the nodes' PyPI proxy) in {venv}")
+            _run(sys.executable, "-m", "venv", str(venv))
+            _run(str(venv / "bin" / "pip"), "install", "-q", PIP_PROXY)
+            (home / PIP_PROXY).touch()
+        env = {"PROXPI_CACHE_DIR": str(home / "files"), "PROXPI_CACHE_SIZE": str(20 * 2**30)}
+        bundle = Path("/etc/ssl/certs/ca-certificates.crt")  # this machine's trust, as its pip's
+        if bundle.exists():
+            env["REQUESTS_CA_BUNDLE"] = str(bundle)
+        return Spec("pip-proxy", [str(venv / "bin" / "flask"), "--app", "proxpi.server", "run",
+                                  "--host", HOST, "--port", str(PIP_PROXY_LOCAL), "--with-threads"],
+                    env=env, port=PIP_PROXY_LOCAL)
 
     # -- the nodes ---------------------------------------------------------------
     def local_nodes(self, cfg: Config) -> list[LocalNode]:
@@ -346,7 +379,7 @@ class LocalNodes:
 
     def down(self) -> None:
         names = self.names()
-        self.procs.stop([f"node-{name}" for name in names] + ["relay", "apt-cacher-ng"])
+        self.procs.stop([f"node-{name}" for name in names] + ["relay", "pip-proxy", "apt-cacher-ng"])
         for name in names:
             root = self.dir / name / "root"
             if os.path.ismount(root):

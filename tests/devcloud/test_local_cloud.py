@@ -135,7 +135,7 @@ def test_down_leaves_no_namespace_mount_or_process(local_cloud):
     assert not [line for line in netns.splitlines() if line.startswith("osc-")], netns
     mounts = Path("/proc/mounts").read_text()
     assert str(layout.root / "nodes") not in mounts
-    alive = [name for name, pid in records.items() if Path(f"/proc/{pid}").exists()]
+    alive = [name for name, pid in records.items() if _running(pid)]
     assert not alive, alive
     nspawn = glob.glob("/proc/[0-9]*/cmdline")
     left = [p for p in nspawn if b"--machine=osc-" in _read(p)]
@@ -148,3 +148,11 @@ def _read(path: str) -> bytes:
         return Path(path).read_bytes()
     except OSError:
         return b""
+
+
+def _running(pid: int) -> bool:
+    """A live process (not a zombie its reaper has yet to collect)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
