@@ -135,8 +135,11 @@ def write(cfg: Config, secrets: Secrets, layout: Layout, venv: Path, nodes: bool
     written.add(manage)
     _sweep(layout, written)
     local.link_homes(written)
-    write_private(layout.etc("") / COMPUTE_CONF, compute_conf(cfg, secrets, layout))
-    for service in uwsgi_apis(layout, man):
+    if nodes:  # the nodes run nova-compute, each with its own nova.conf
+        (layout.etc("") / COMPUTE_CONF).unlink(missing_ok=True)
+    else:  # the devcloud's own, on the fake driver
+        write_private(layout.etc("") / COMPUTE_CONF, compute_conf(cfg, secrets, layout))
+    for service in uwsgi_apis(man):
         (layout.apps / f"{service}_app.py").write_text(app_module(layout, man, venv, service))
     for path in (layout.data("glance") / d for d in ("images", "staging", "tasks_work_dir")):
         path.mkdir(parents=True, exist_ok=True)
@@ -179,7 +182,7 @@ def _command(man: Manifests, service: str) -> list[str]:
     return shlex.split((pod.config_json(pod.containers[0]) or {}).get("command", ""))
 
 
-def uwsgi_apis(layout: Layout, man: Manifests) -> list[str]:
+def uwsgi_apis(man: Manifests) -> list[str]:
     """The APIs whose Deployment runs `uwsgi <ini>` (the devcloud serves their module
     under gunicorn). The others run their own server as the Deployment says: before
     2025.2, the eventlet `neutron-server` (releases.Release.neutron_split)."""

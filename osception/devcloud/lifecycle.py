@@ -134,7 +134,7 @@ class Devcloud:
         local = Local(lay, venv)
         out = {s.name: s for s in (infra.epmd(lay), infra.rabbitmq(lay, secrets),
                                    infra.memcached(lay), infra.mariadb(lay))}
-        under_gunicorn = configs.uwsgi_apis(lay, man)
+        under_gunicorn = configs.uwsgi_apis(man)
         for name, deployment in configs.deployments(man).items():
             pod = man.pod(deployment)
             c = pod.containers[0]
