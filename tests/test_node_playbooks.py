@@ -86,6 +86,9 @@ def test_pypi_nodes_get_the_release_lock_and_the_same_config_files(release, tmp_
         assert node_vars["node_source"] == "pypi"
         assert [u["dest"] for u in node_vars["units"]] == [
             f"/etc/systemd/system/{s}.service" for s in services.NODE_SERVICES[role] if s != "libvirtd"]
+        for name in (n for n in services.NODE_SERVICES[role] if n in services.NODE_UNITS):
+            unit = plans["pypi"].files[f"{node}/systemd/{name}.service"]  # the venv's requests: the system's CAs
+            assert "Environment=REQUESTS_CA_BUNDLE=/etc/ssl/certs/ca-certificates.crt\n" in unit, name
         packages_files = {k: v for k, v in plans["packages"].files.items() if k.startswith(f"{node}/config/")}
         pypi_files = {k: v for k, v in plans["pypi"].files.items() if k.startswith(f"{node}/config/")}
         assert pypi_files == {k: v.replace("sudo /usr/bin/neutron-rootwrap", "sudo /opt/openstack/bin/neutron-rootwrap")

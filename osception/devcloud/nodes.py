@@ -314,7 +314,10 @@ class LocalNodes:
             _run(sys.executable, "-m", "venv", str(venv))
             _run(str(venv / "bin" / "pip"), "install", "-q", PIP_PROXY)
             (home / PIP_PROXY).touch()
-        env = {"PROXPI_CACHE_DIR": str(home / "files"), "PROXPI_CACHE_SIZE": str(20 * 2**30)}
+        # The nodes have no route out: proxpi must serve every file itself, never redirect
+        # to the upstream (its default after 0.9 s of download).
+        env = {"PROXPI_CACHE_DIR": str(home / "files"), "PROXPI_CACHE_SIZE": str(20 * 2**30),
+               "PROXPI_DOWNLOAD_TIMEOUT": "900"}
         bundle = Path("/etc/ssl/certs/ca-certificates.crt")  # this machine's trust, as its pip's
         if bundle.exists():
             env["REQUESTS_CA_BUNDLE"] = str(bundle)
@@ -329,7 +332,10 @@ class LocalNodes:
                 for n in topology.nodes(cfg) if n.data_plane]
 
     def prepare(self, n: LocalNode, base: Path, p: render.Plan) -> None:
-        """The node's overlay root on the base, and its NoCloud seed."""
+        """The node's overlay root on the base, and its NoCloud seed. A new node (no
+        disk yet) starts a new console: an earlier node's lines are not its own."""
+        if not (n.dir / "upper").exists():
+            self.layout.log(n.process).unlink(missing_ok=True)
         for d in ("upper", "work", "root"):
             (n.dir / d).mkdir(parents=True, exist_ok=True)
         if not os.path.ismount(n.root):
