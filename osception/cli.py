@@ -449,6 +449,89 @@ def smoke(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt = No
 
 
 @app.command()
+def tempest(
+    config: ConfigOpt = None,
+    env: EnvOpt = None,
+    state_dir: StateOpt = None,
+    devcloud: Annotated[bool, typer.Option(
+        "--devcloud", help="Run against this machine's devcloud (what it cannot have is switched off, with why).")] = False,
+    smoke: Annotated[bool, typer.Option("--smoke", help="Tempest's smoke tests.")] = False,
+    regex: Annotated[Optional[str], typer.Option("--regex", help="Tests whose id matches R.")] = None,
+    test_list: Annotated[Optional[Path], typer.Option("--list", help="Tests named in FILE, one per line.")] = None,
+    concurrency: Annotated[int, typer.Option(min=1, max=32, help="Workers.")] = 2,
+    compare_runs: Annotated[Optional[tuple[str, str]], typer.Option(
+        "--compare", metavar="RUN_A RUN_B", help="List the tests whose outcome differs between two runs.")] = None,
+) -> None:
+    """Run upstream's Tempest (pinned per release) against the environment or the
+    devcloud; reports (JUnit XML, HTML, subunit) in its state folder under tempest/runs/."""
+    from . import tempest as tempest_mod
+    from . import tempest_results
+
+    target, access = _tempest_target(config, env, state_dir, devcloud)
+    try:
+        if compare_runs:
+            a, b = (tempest_results.outcomes(tempest_mod.find_run(target.home, r)) for r in compare_runs)
+            differ = tempest_results.compare(a, b)
+            for name, x, y in differ:
+                console.print(f"{x:>7} -> {y:<7} {name}")
+            console.print(f"A: {tempest_results.summarize(a).line()}")
+            console.print(f"B: {tempest_results.summarize(b).line()}")
+            console.print(f"{len(differ)} tests differ")
+            return
+        chosen = [o for o in (smoke, regex, test_list) if o]
+        if len(chosen) != 1:
+            fail("tempest: say which tests: --smoke, --regex R or --list FILE (one of them)")
+        selection = ["--smoke"] if smoke else ["--regex", regex] if regex else ["--load-list", str(test_list.resolve())]
+        from .devcloud.venv import cache_home
+        from . import overcloud
+
+        t = target
+        tempest_venv = tempest_mod.venv(t.release, cache_home())
+        tempest_mod.workspace(t, tempest_venv)
+        conf = tempest_mod.configure(t, tempest_mod.facts(t, overcloud.admin_conn(access)))
+        run_dir = tempest_mod.run(t, tempest_venv, conf, selection, concurrency, say=console.print)
+    except (tempest_mod.TempestError, ValueError) as e:
+        fail(str(e))
+    summary = tempest_results.summarize(tempest_results.outcomes(run_dir / tempest_mod.JUNIT))
+    console.print(f"tempest {run_dir.name}: {summary.line()}")
+    console.print(f"reports   {run_dir / tempest_mod.JUNIT}  {run_dir / tempest_mod.HTML}")
+    if summary.failed:
+        raise typer.Exit(1)
+
+
+def _tempest_target(config, env, state_dir, devcloud: bool):
+    """(Target, Access): the environment (populate's flavors and images) or the devcloud."""
+    from . import overcloud
+    from . import tempest as tempest_mod
+
+    if devcloud:
+        from .devcloud import cloud, guest
+        from .devcloud.layout import Layout
+        from .devcloud.lifecycle import Settings
+
+        layout = Layout.default(state_dir)
+        if not layout.settings.exists():
+            fail(f"no devcloud in {layout.root}: run `osception devcloud up`")
+        settings = Settings.load(layout)
+        sec = secrets.ensure(layout.root, "devcloud")
+        with_nodes = bool(settings.nodes)
+        cfg = settings.run_config()
+        access = overcloud.Access(cloud.auth_url(), sec.admin_password, sec.demo_password,
+                                  interface=cloud.CLIENT_INTERFACE)
+        return tempest_mod.Target(
+            "devcloud", releases.get(settings.release), layout.root / "tempest", access.auth_url,
+            sec.admin_password, interface=cloud.CLIENT_INTERFACE, data_plane=with_nodes,
+            flavors=tuple(f.name for f in cfg.overcloud.flavors) if with_nodes else (cloud.FLAVOR,),
+            images=(guest.NAME,) if with_nodes else (cloud.IMAGE,)), access
+    cfg, env_dir, sec = load_environment(config, env, state_dir)
+    access = _access(cfg, env_dir, sec, None)
+    return tempest_mod.Target(
+        cfg.name, releases.get(cfg.release), env_dir / "tempest", access.auth_url, sec.admin_password,
+        cacert=access.cacert, flavors=tuple(f.name for f in cfg.overcloud.flavors),
+        images=tuple(i.name for i in cfg.overcloud.images)), access
+
+
+@app.command()
 def openrc(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt = None,
            user: Annotated[str, typer.Option(help="admin or demo")] = "admin") -> None:
     """Say which file to source to use the new cloud."""

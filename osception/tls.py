@@ -58,6 +58,9 @@ def make(env: str) -> dict[str, str]:
                                        key_encipherment=False, data_encipherment=False,
                                        key_agreement=False, key_cert_sign=True, crl_sign=True,
                                        encipher_only=False, decipher_only=False), critical=True)
+          # RFC 5280's key identifiers: strict verifiers (Python 3.13's default context,
+          # VERIFY_X509_STRICT) refuse a CA without one.
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
           .sign(ca_key, hashes.SHA256()))
     server_key = ec.generate_private_key(ec.SECP256R1())
     return {"ca_cert": ca.public_bytes(serialization.Encoding.PEM).decode(),
@@ -98,6 +101,11 @@ def server_cert(tls: dict[str, str], domain: str, ip: str) -> str:
                 critical=False)
             .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
             .add_extension(x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+            # Which CA key signed it (strict verifiers, Python 3.13's among them, refuse a
+            # certificate without it): from the CA's public key, which is what its own
+            # identifier is, if it has one (CAs made before they got one have none).
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(ca.public_key()), critical=False)
+            .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), critical=False)
             .sign(ca_key, hashes.SHA256()))
     return cert.public_bytes(serialization.Encoding.PEM).decode() + tls["ca_cert"]
 

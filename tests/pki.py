@@ -78,9 +78,10 @@ def make(domain: str = DOMAIN) -> Pki:
     return Pki(root, root_key, inter, inter_key, leaf, key)
 
 
-def handshake(chain: str, key: str, name: str, cadata: str | None, tmp_path) -> str:
+def handshake(chain: str, key: str, name: str, cadata: str | None, tmp_path, strict: bool = False) -> str:
     """Serve chain+key on 127.0.0.1 with Python's ssl (OpenSSL); connect as a client
-    verifying `name` against cadata. The TLS version, or the verification error."""
+    verifying `name` against cadata. The TLS version, or the verification error.
+    strict: OpenSSL's X509 strict checks, as Python 3.13's default context sets them."""
     (tmp_path / "srv-chain.pem").write_text(chain)
     (tmp_path / "srv-key.pem").write_text(key)
     server = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
@@ -98,6 +99,8 @@ def handshake(chain: str, key: str, name: str, cadata: str | None, tmp_path) -> 
     t = threading.Thread(target=serve, daemon=True)
     t.start()
     client = ssl.create_default_context(cadata=cadata) if cadata else ssl.create_default_context()
+    if strict:
+        client.verify_flags |= ssl.VERIFY_X509_STRICT
     try:
         with socket.create_connection(listener.getsockname()) as raw, \
                 client.wrap_socket(raw, server_hostname=name) as s:

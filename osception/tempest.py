@@ -1,0 +1,209 @@
+"""`osception tempest`: upstream's test suite against an environment or the devcloud.
+
+Needs: a populated cloud (its admin credentials, flavors, images, the external network);
+Tempest from PyPI (the version the release table pins, `releases.Release.tempest_version`).
+
+Lifecycle, one function per step:
+  venv        Tempest and its report tools in a venv of the machine cache, per version,
+              constrained by the release's services lock (its oslo.* match the cloud's)
+  workspace   `tempest init` once per target, under its state folder (tempest/)
+  facts       what the cloud says live: images, flavors, the external network, Neutron's
+              extension list, Nova's newest microversion
+  configure   templates/tempest/tempest.conf.j2 from those facts; what the target cannot
+              have (the devcloud: a fake hypervisor, no data plane) switched off with why
+  run         `tempest run`, then the run's subunit stream, JUnit XML (subunit2junitxml)
+              and HTML report (subunit2html) in tempest/runs/<UTC time>/
+  summary     ran/passed/failed/skipped from the JUnit XML (tempest_results)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import releases, render, services
+from .state import write_private
+from .tempest_results import compare, outcomes, summarize  # noqa: F401 (the CLI's)
+
+# -- defaults ----------------------------------------------------------------------
+# The report tools beside Tempest: subunit2html (os-testr) and subunit2junitxml
+# (python-subunit, which needs junitxml for it).
+REPORT_TOOLS = ("os-testr==3.0.0", "junitxml==0.7")
+LOCKS = Path(__file__).parent / "devcloud" / "services-venv"
+# Pings and SSH into a guest whatever run_validation says: excluded where the target
+# has no data plane (the devcloud without local nodes).
+NEEDS_DATA_PLANE = r"tempest\.scenario\.test_network_basic_ops"
+RUNS = "runs"
+JUNIT, HTML, SUBUNIT, CONF = "junit.xml", "report.html", "results.subunit", "tempest.conf"
+
+# What Nova's fake driver cannot do (compute-feature-enabled): its instances never run.
+FAKE_HYPERVISOR = "the devcloud's hypervisor is Nova's fake driver: nothing really runs"
+FAKE_COMPUTE_FEATURES = ("console_output", "live_migration", "cold_migration", "resize", "rescue",
+                         "suspend", "pause", "shelve", "snapshot", "interface_attach",
+                         "metadata_service", "config_drive", "attach_encrypted_volume",
+                         "vnc_console", "spice_console", "serial_console")
+# Everywhere: what osception does not deploy.
+NO_CONSOLES = "no VNC, SPICE or serial console proxy is deployed"
+
+
+class TempestError(RuntimeError):
+    """One line that says what failed and where to look."""
+
+
+@dataclass
+class Target:
+    """Where Tempest runs and what it may expect there."""
+
+    name: str  # "devcloud" or the environment's name
+    release: releases.Release
+    home: Path  # the target's tempest folder (workspace, runs)
+    auth_url: str
+    admin_password: str
+    interface: str = "public"
+    cacert: str | None = None
+    data_plane: bool = True  # real hypervisors, agents: guests really boot and answer
+    flavors: tuple[str, ...] = ()  # by name, first is flavor_ref
+    images: tuple[str, ...] = ()
+
+    @property
+    def workspace(self) -> Path:
+        return self.home / "workspace"
+
+
+# -- venv ------------------------------------------------------------------------
+def venv(release: releases.Release, cache: Path) -> Path:
+    """Tempest of the release's pin with the report tools, built once per version."""
+    path = cache / "tempest" / release.tempest_version
+    stamp = path / ".osception-tempest"
+    want = f"tempest=={release.tempest_version} {' '.join(REPORT_TOOLS)} {release.name}\n"
+    if stamp.exists() and stamp.read_text() == want:
+        return path
+    shutil.rmtree(path, ignore_errors=True)
+    _run([sys.executable, "-m", "venv", str(path)])
+    _run([str(path / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
+          "--constraint", str(LOCKS / f"openstack-{release.name}.txt"),
+          f"tempest=={release.tempest_version}", *REPORT_TOOLS])
+    stamp.write_text(want)
+    return path
+
+
+# -- workspace ----------------------------------------------------------------------
+def workspace(t: Target, tempest_venv: Path) -> Path:
+    """`tempest init` once (its .stestr.conf, etc/, logs/), its registry beside it
+    (not in ~/.tempest)."""
+    ws = t.workspace
+    if not (ws / ".stestr.conf").exists():
+        shutil.rmtree(ws, ignore_errors=True)
+        t.home.mkdir(parents=True, exist_ok=True)
+        _run([str(tempest_venv / "bin" / "tempest"), "init", "--workspace-path",
+              str(t.home / "workspace.yaml"), "--name", f"osception-{t.name}", str(ws)])
+    return ws
+
+
+# -- facts ----------------------------------------------------------------------------
+def facts(t: Target, conn) -> dict:
+    """What the cloud says live, for the config."""
+    def find(finder, names, what):
+        for name in names:
+            found = finder(name, ignore_missing=True)
+            if found is not None:
+                return found
+        raise TempestError(f"{t.name}: no {what} named {' or '.join(names)}: run `osception populate`")
+
+    flavor = find(conn.compute.find_flavor, t.flavors, "flavor")
+    flavor_alt = find(conn.compute.find_flavor, t.flavors[1:] or t.flavors, "flavor")
+    image = find(conn.image.find_image, t.images, "image")
+    public = next((n for n in conn.network.networks(is_router_external=True)), None)
+    compute = conn.compute.get_endpoint_data()
+    return {
+        "image": image.id, "image_alt": image.id, "flavor": flavor.id, "flavor_alt": flavor_alt.id,
+        "public_network_id": public.id if public else None,
+        "public_network_name": public.name if public else None,
+        "network_extensions": sorted(e.alias for e in conn.network.extensions()),
+        "compute_max_microversion": _version(compute.max_microversion) or "2.1",
+    }
+
+
+def _version(v) -> str | None:
+    """keystoneauth's (2, 100) as Tempest writes it: 2.100."""
+    return ".".join(str(p) for p in v) if v else None
+
+
+# -- configure ---------------------------------------------------------------------
+def compute_features(t: Target) -> dict[str, tuple[bool, str]]:
+    """compute-feature-enabled: option -> (value, why)."""
+    out = {o: (False, NO_CONSOLES) for o in ("vnc_console", "spice_console", "serial_console")}
+    if not t.data_plane:
+        out |= {o: (False, FAKE_HYPERVISOR) for o in FAKE_COMPUTE_FEATURES if o not in out}
+    return out
+
+
+def configure(t: Target, facts_: dict) -> str:
+    validation = ((False, "No data plane: no guest answers ping or SSH (" + FAKE_HYPERVISOR + ").")
+                  if not t.data_plane else
+                  (False, "Guests are not logged into: the API and scenario results stand on "
+                          "their own (set true to SSH into CirrOS)."))
+    view = dict(facts_, version=t.release.tempest_version, target=t.name, release=t.release.name,
+                workspace=t.workspace, admin_password=t.admin_password, auth_url=t.auth_url,
+                region=services.REGION, interface=t.interface, cacert=t.cacert,
+                compute_features=compute_features(t), validation=validation)
+    return render.render_template("tempest/tempest.conf.j2", t=_View(view))
+
+
+class _View(dict):
+    __getattr__ = dict.__getitem__
+
+
+# -- run -----------------------------------------------------------------------------
+def run(t: Target, tempest_venv: Path, conf: str, selection: list[str], concurrency: int,
+        say=print) -> Path:
+    """One run into runs/<UTC time>/: tempest.conf (0600: the admin password), the
+    subunit stream, the JUnit XML, the HTML report. Tempest's own exit code (1 when a
+    test failed) is not an error here: the reports say what happened."""
+    ws = t.workspace
+    run_dir = t.home / RUNS / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    run_dir.mkdir(parents=True)
+    write_private(run_dir / CONF, conf)
+    bin_ = tempest_venv / "bin"
+    argv = [str(bin_ / "tempest"), "run", "--config-file", str(run_dir / CONF),
+            "--concurrency", str(concurrency), *selection]
+    if not t.data_plane:
+        argv += ["--exclude-regex", NEEDS_DATA_PLANE]
+    say(f"tempest: {' '.join(argv[1:])} (in {ws})")
+    with open(run_dir / "tempest.out", "w") as out:
+        subprocess.run(argv, cwd=ws, stdout=out, stderr=subprocess.STDOUT,
+                       env={**os.environ, "PATH": f"{bin_}:{os.environ.get('PATH', '')}"})
+    with open(run_dir / SUBUNIT, "wb") as f:
+        r = subprocess.run([str(bin_ / "stestr"), "last", "--subunit"], cwd=ws, stdout=f,
+                           stderr=subprocess.PIPE)
+    if r.returncode or (run_dir / SUBUNIT).stat().st_size == 0:
+        raise TempestError(f"tempest ran no test: see {run_dir / 'tempest.out'}")
+    with open(run_dir / SUBUNIT, "rb") as f:  # exit 1 when a test failed: the XML is whole
+        subprocess.run([str(bin_ / "subunit2junitxml"), "--no-passthrough", "-o", str(run_dir / JUNIT)],
+                       stdin=f, stdout=subprocess.DEVNULL)
+    subprocess.run([str(bin_ / "subunit2html"), str(run_dir / SUBUNIT), str(run_dir / HTML)],
+                   stdout=subprocess.DEVNULL, check=True)
+    return run_dir
+
+
+def find_run(home: Path, name: str) -> Path:
+    """A run by its folder name under runs/, or a path to a run folder or a JUnit file."""
+    for candidate in (home / RUNS / name, Path(name)):
+        if candidate.is_dir() and (candidate / JUNIT).exists():
+            return candidate / JUNIT
+        if candidate.is_file():
+            return candidate
+    have = sorted(p.name for p in (home / RUNS).glob("*")) if (home / RUNS).exists() else []
+    raise TempestError(f"no tempest run {name!r}" + (f"; runs: {', '.join(have)}" if have else ""))
+
+
+def _run(argv: list[str]) -> None:
+    r = subprocess.run(argv, capture_output=True, text=True)
+    if r.returncode:
+        last = ((r.stderr or r.stdout).strip().splitlines() or ["no output"])[-1]
+        raise TempestError(f"`{' '.join(argv[:3])} ...` failed: {last}")

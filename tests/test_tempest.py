@@ -1,0 +1,174 @@
+"""`osception tempest`: its config from a target's facts, its reading of JUnit reports
+and the comparison of two runs; and (slow) Tempest for real against the devcloud:
+its generated config through oslo-config-validator with Tempest's own options, a smoke
+run whose report files exist and parse, and --compare on them."""
+
+from __future__ import annotations
+
+import configparser
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from osception import releases, tempest, tempest_results
+
+FACTS = {"image": "img-1", "image_alt": "img-1", "flavor": "fl-1", "flavor_alt": "fl-2",
+         "public_network_id": None, "public_network_name": None,
+         "network_extensions": ["agent", "external-net", "router"], "compute_max_microversion": "2.100"}
+
+
+def _target(tmp_path, data_plane: bool, cacert: str | None = None) -> tempest.Target:
+    return tempest.Target("devcloud" if not data_plane else "lab", releases.get("2026.2"), tmp_path,
+                          "http://127.0.0.1:25000/v3", "s3cret", interface="internal",
+                          cacert=cacert, data_plane=data_plane, flavors=("small",), images=("cirros",))
+
+
+def _ini(text: str) -> configparser.ConfigParser:
+    parser = configparser.ConfigParser(interpolation=None)
+    parser.read_string(text)
+    return parser
+
+
+def test_devcloud_config_switches_off_what_a_fake_hypervisor_cannot_do_and_says_why(tmp_path):
+    text = tempest.configure(_target(tmp_path, data_plane=False), FACTS)
+    conf = _ini(text)
+    assert conf["identity"]["uri_v3"] == "http://127.0.0.1:25000/v3"
+    assert conf["identity"]["v3_endpoint_type"] == "internal"
+    assert conf["auth"]["admin_password"] == "s3cret"
+    assert conf["compute"]["image_ref"] == "img-1" and conf["compute"]["flavor_ref_alt"] == "fl-2"
+    assert conf["compute"]["max_microversion"] == "2.100"
+    for option in tempest.FAKE_COMPUTE_FEATURES:
+        assert conf["compute-feature-enabled"][option] == "false", option
+    assert text.count(f"# {tempest.FAKE_HYPERVISOR}") >= len(tempest.FAKE_COMPUTE_FEATURES) - 3
+    assert conf["validation"]["run_validation"] == "false"
+    assert conf["network-feature-enabled"]["api_extensions"] == "agent,external-net,router"
+    assert conf["network-feature-enabled"]["floating_ips"] == "false"  # no external network
+    assert "public_network_id" not in conf["network"]
+    assert [k for k, v in conf["service_available"].items() if v == "false"] == ["cinder", "swift", "horizon"]
+
+
+def test_environment_config_keeps_the_data_plane_features_and_names_the_ca(tmp_path):
+    facts = FACTS | {"public_network_id": "net-1", "public_network_name": "public"}
+    conf = _ini(tempest.configure(_target(tmp_path, data_plane=True, cacert="/s/ca.pem"), facts))
+    assert conf["identity"]["ca_certificates_file"] == "/s/ca.pem"
+    assert conf["network"]["public_network_id"] == "net-1"
+    assert conf["network-feature-enabled"]["floating_ips"] == "true"
+    assert "console_output" not in conf["compute-feature-enabled"]  # Tempest's default: on
+    assert conf["compute-feature-enabled"]["vnc_console"] == "false"  # not deployed
+
+
+JUNIT = """<testsuite errors="0" failures="1" name="" tests="5" time="1.2">
+<testcase classname="tempest.api.compute.servers.test_create_server.ServersTestJSON"
+          name="test_list_servers[id-9a438d88,smoke]" time="0.5"/>
+<testcase classname="tempest.api.network.test_networks.NetworksTest"
+          name="test_create_update_delete_network_subnet[id-0e269138,smoke]" time="0.3">
+  <failure type="testtools.testresult.real._StringException">Traceback...</failure></testcase>
+<testcase classname="tempest.api.object_storage.test_container_quotas.ContainerQuotasTest"
+          name="test_upload_valid_object[id-9a447cf6,smoke]" time="0.0">
+  <skipped>Skipped because swift is not available</skipped></testcase>
+<testcase classname="" name="setUpClass (tempest.api.volume.test_volumes_get.VolumesGetTest)" time="0.0">
+  <skipped>Cinder is not available</skipped></testcase>
+<testcase classname="tempest.api.identity.v3.test_tokens.TokensV3Test"
+          name="test_create_token[id-6f8e4436,smoke]" time="0.1"/>
+</testsuite>
+"""
+
+
+def test_outcomes_and_summary_from_a_junit_report(tmp_path):
+    path = tmp_path / "junit.xml"
+    path.write_text(JUNIT)
+    results = tempest_results.outcomes(path)
+    assert results["tempest.api.compute.servers.test_create_server.ServersTestJSON.test_list_servers"] == "passed"
+    assert results["tempest.api.network.test_networks.NetworksTest.test_create_update_delete_network_subnet"] == "failed"
+    assert results["setUpClass (tempest.api.volume.test_volumes_get.VolumesGetTest)"] == "skipped"
+    assert tempest_results.summarize(results).line() == "ran 5: 2 passed, 1 failed, 2 skipped"
+
+
+def test_compare_lists_changed_and_missing_tests_only():
+    a = {"t.one": "passed", "t.two": "failed", "t.three": "skipped"}
+    b = {"t.one": "passed", "t.two": "passed", "t.four": "failed"}
+    assert tempest_results.compare(a, b) == [
+        ("t.four", "absent", "failed"), ("t.three", "skipped", "absent"), ("t.two", "failed", "passed")]
+    assert tempest_results.compare(a, a) == []
+
+
+def test_a_broken_report_is_one_clear_error(tmp_path):
+    path = tmp_path / "junit.xml"
+    path.write_text("<testsuite")
+    with pytest.raises(ValueError, match="not a JUnit XML report"):
+        tempest_results.outcomes(path)
+
+
+def test_find_run_by_name_or_path_and_a_clear_error_for_neither(tmp_path):
+    run = tmp_path / tempest.RUNS / "20261201T120000Z"
+    run.mkdir(parents=True)
+    (run / tempest.JUNIT).write_text(JUNIT)
+    assert tempest.find_run(tmp_path, "20261201T120000Z") == run / tempest.JUNIT
+    assert tempest.find_run(tmp_path, str(run)) == run / tempest.JUNIT
+    with pytest.raises(tempest.TempestError, match="runs: 20261201T120000Z"):
+        tempest.find_run(tmp_path, "nope")
+
+
+# --- for real, on the devcloud -------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tempest_run(devcloud, tmp_path_factory):
+    """`osception tempest --devcloud --smoke` on the test session's devcloud: (run folder,
+    output). Its state home is the devcloud's."""
+    import os
+
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    exe = Path(shutil.which("osception") or Path(os.sys.executable).parent / "osception")
+    r = subprocess.run([str(exe), "tempest", "--devcloud", "--smoke", "--concurrency", "2"],
+                       capture_output=True, text=True, env=env, timeout=3600)
+    print(r.stdout[-3000:], r.stderr[-2000:])
+    assert "tempest " in r.stdout and "reports" in r.stdout, r.stdout + r.stderr
+    runs = sorted((devcloud.layout.root / "tempest" / tempest.RUNS).iterdir())
+    return runs[-1], r
+
+
+def test_tempest_smoke_on_the_devcloud_writes_reports_that_parse(tempest_run):
+    run_dir, r = tempest_run
+    results = tempest_results.outcomes(run_dir / tempest.JUNIT)
+    summary = tempest_results.summarize(results)
+    assert summary.ran > 0 and summary.ran == summary.passed + summary.failed + summary.skipped
+    assert summary.passed > 0
+    assert f"tempest {run_dir.name}: {summary.line()}" in r.stdout
+    assert r.returncode == (1 if summary.failed else 0)
+    html = (run_dir / tempest.HTML).read_text()
+    assert "<html" in html.lower() and "Unit Test Report" in html
+    assert (run_dir / tempest.SUBUNIT).stat().st_size > 0
+    assert oct((run_dir / tempest.CONF).stat().st_mode & 0o777) == "0o600"  # the admin password
+
+
+def test_generated_config_passes_tempests_own_option_validator(tempest_run):
+    """oslo-config-validator with Tempest's options (its `tempest.config` namespace):
+    a misspelled option or section would otherwise be ignored silently."""
+    run_dir, _ = tempest_run
+    from osception.devcloud.venv import cache_home
+
+    release = releases.get(_devcloud_release())
+    venv = cache_home() / "tempest" / release.tempest_version
+    r = subprocess.run([str(venv / "bin" / "oslo-config-validator"), "--namespace", "tempest.config",
+                        "--namespace", "oslo.concurrency", "--namespace", "oslo.log",
+                        "--input-file", str(run_dir / tempest.CONF), "--fatal-warnings"],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_compare_of_a_run_with_itself_and_with_a_changed_copy(tempest_run, tmp_path):
+    run_dir, _ = tempest_run
+    junit = run_dir / tempest.JUNIT
+    a = tempest_results.outcomes(junit)
+    assert tempest_results.compare(a, a) == []
+    first = next(iter(sorted(a)))
+    changed = dict(a, **{first: "failed" if a[first] != "failed" else "passed"})
+    assert tempest_results.compare(a, changed) == [(first, a[first], changed[first])]
+
+
+def _devcloud_release() -> str:
+    from tests.devcloud.conftest import RELEASE
+
+    return RELEASE
