@@ -110,7 +110,14 @@ def load_environment(path: Path | None, env: str | None, state_dir: Path | None,
 
         tls.own(cfg.tls)
     lock(env_dir)
-    return cfg, env_dir, secrets.ensure(env_dir, cfg.name, regenerate, say=say)
+    sec = secrets.ensure(env_dir, cfg.name, regenerate, say=say)
+    if certificate and cfg.tls is None:
+        from . import tls
+
+        note = tls.strict_note(sec.tls)
+        if note:
+            say(f"note: {note}")
+    return cfg, env_dir, sec
 
 
 @app.command()
@@ -522,7 +529,8 @@ def _tempest_target(config, env, state_dir, devcloud: bool):
             "devcloud", releases.get(settings.release), layout.root / "tempest", access.auth_url,
             sec.admin_password, interface=cloud.CLIENT_INTERFACE, data_plane=with_nodes,
             flavors=tuple(f.name for f in cfg.overcloud.flavors) if with_nodes else (cloud.FLAVOR,),
-            images=(guest.NAME,) if with_nodes else (cloud.IMAGE,)), access
+            images=(guest.NAME,) if with_nodes else (cloud.IMAGE,),
+            exclude=(tempest_mod.NEEDS_FLOATING_IP_REACH,)), access
     cfg, env_dir, sec = load_environment(config, env, state_dir)
     access = _access(cfg, env_dir, sec, None)
     return tempest_mod.Target(

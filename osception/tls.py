@@ -82,6 +82,20 @@ def problem(tls: object) -> str | None:
     return None
 
 
+def strict_note(tls: dict[str, str]) -> str | None:
+    """Why strict verifiers will refuse the environment's CA, or None: one made before
+    osception gave its CAs a subject key identifier. The CA is a secret of the
+    environment, so it is only replaced when the user asks."""
+    ca = x509.load_pem_x509_certificate(tls["ca_cert"].encode())
+    try:
+        ca.extensions.get_extension_for_class(x509.SubjectKeyIdentifier)
+        return None
+    except x509.ExtensionNotFound:
+        return ("the environment's CA has no subject key identifier: Python 3.13 clients "
+                "(Debian 13 nodes with node_source pypi) refuse it; a new CA: "
+                "`osception plan --regenerate-secrets` (every secret), then `osception up`")
+
+
 def server_cert(tls: dict[str, str], domain: str, ip: str) -> str:
     """The controller's certificate (PEM, then the CA's) for *.domain, domain and ip."""
     ca = x509.load_pem_x509_certificate(tls["ca_cert"].encode())

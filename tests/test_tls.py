@@ -243,3 +243,27 @@ def test_nodes_use_the_system_cas_for_a_public_certificate_without_tls_ca(tmp_pa
     assert endpoints.NODE_INGRESS_CA not in written and endpoints.NODE_CA in written
     setup = written[f"{render.NODE_ETC}/setup"]
     assert f"curl -sf --cacert {endpoints.SYSTEM_CA_BUNDLE} https://keystone.{pki.DOMAIN}/v3" in setup
+
+
+def test_a_ca_without_a_key_identifier_gets_a_note_a_new_one_none():
+    """CAs made before key identifiers: strict verifiers refuse them (tests/pki.handshake
+    strict), so plan and up say how to replace them; a new CA has one."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.x509.oid import NameOID
+
+    from osception import tls
+
+    fresh = tls.make("x")
+    assert tls.strict_note(fresh) is None
+    key = serialization.load_pem_private_key(fresh["ca_key"].encode(), None)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "osception x CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    old = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+           .serial_number(1).not_valid_before(now).not_valid_after(now + datetime.timedelta(days=1))
+           .add_extension(x509.BasicConstraints(ca=True, path_length=0), critical=True)
+           .sign(key, hashes.SHA256()))
+    note = tls.strict_note(dict(fresh, ca_cert=old.public_bytes(serialization.Encoding.PEM).decode()))
+    assert "no subject key identifier" in note and "--regenerate-secrets" in note
