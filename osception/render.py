@@ -532,7 +532,8 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
         # http one must be named trusted, or pip ignores it.
         "pip_env": pip_env(cfg.pip_index_url),
         "service_users": [
-            {"name": u.name, "shell": u.shell, "uid": u.uid, "groups": list(u.groups), "sudo": list(u.sudo)}
+            {"name": u.name, "shell": u.shell, "uid": u.uid, "groups": list(u.groups), "sudo": list(u.sudo),
+             "state_folders": [f"/var/lib/{u.name}", *(f"/var/lib/{u.name}/{d}" for d in u.state_folders)]}
             for u in services.NODE_USERS[node.role]
         ] if pypi else [],
         "units": [{"src": f"{NODE_ETC}/files{dest}", "dest": dest} for dest in units],

@@ -250,13 +250,17 @@ class ServiceUser:
     # What it may run as root (sudoers), as Debian's sudoers of the same package, the
     # programs being the venv's: <program> <arguments>.
     sudo: tuple[str, ...] = ()
+    # Folders under its home the package makes and the service expects (nova-compute:
+    # instances_path, $state_path/instances, statvfs'd before any instance exists).
+    state_folders: tuple[str, ...] = ()
 
 
 _NEUTRON_USER = ServiceUser("neutron", "/usr/sbin/nologin", sudo=(
     "neutron-rootwrap /etc/neutron/rootwrap.conf *", "neutron-rootwrap-daemon /etc/neutron/rootwrap.conf"))
 NODE_USERS: dict[str, tuple[ServiceUser, ...]] = {
     "compute": (ServiceUser("nova", "/bin/sh", 64060, ("libvirt", "kvm"),
-                            sudo=("nova-rootwrap /etc/nova/rootwrap.conf *", "privsep-helper *")),
+                            sudo=("nova-rootwrap /etc/nova/rootwrap.conf *", "privsep-helper *"),
+                            state_folders=("instances",)),
                 _NEUTRON_USER),
     "network": (_NEUTRON_USER,),
 }

@@ -307,6 +307,9 @@ def test_playbook_really_sets_up_a_pypi_node(release, role, debian_minbase, tmp_
     for user in users:
         assert _owner(root, f"/var/lib/{user}") == (user, user, 0o755)
         assert _owner(root, f"/var/log/{user}") == (user, "adm", 0o750)
+    for u in services.NODE_USERS[role]:  # nova-compute's instances_path, as the package makes it
+        for folder in u.state_folders:
+            assert _owner(root, f"/var/lib/{u.name}/{folder}") == (u.name, u.name, 0o755)
     if role == "compute":
         assert run("id", "-u", "nova").stdout.strip() == "64060"
         assert {"libvirt", "kvm"} <= set(run("id", "-nG", "nova").stdout.split())
