@@ -17,7 +17,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
-from . import ini, releases
+from . import ini, releases, services
 
 MAX_SIZE = 1 << 20  # bytes: an osception.yaml is a few KiB; /dev/zero must not fill the memory
 
@@ -238,6 +238,29 @@ class Tls(_Strict):
         return v if v is None or base is None else base / v
 
 
+class Patch(_Strict):
+    """One patch of a project: a local file (`git format-patch` or a unified diff of the
+    project's repository, relative to the config file) or an upstream review,
+    `<change>[/<patchset>]`, fetched from the upstream Gerrit by what applies it."""
+
+    file: Path | None = None
+    review: str | None = Field(default=None, pattern=r"^[0-9]{1,8}(/[0-9]{1,4})?$")
+
+    @field_validator("file")
+    @classmethod
+    def _relative_to_the_config(cls, v: Path | None, info: ValidationInfo) -> Path | None:
+        base = (info.context or {}).get("base")
+        return v if v is None or base is None else base / v
+
+    @model_validator(mode="after")
+    def _one_source(self) -> "Patch":
+        if (self.file is None) == (self.review is None):
+            raise ValueError("give either file: PATH or review: CHANGE[/PATCHSET]")
+        if self.file is not None and not self.file.is_file():
+            raise ValueError(f"{self.file}: no such file")
+        return self
+
+
 IniOverrides = dict[str, dict[str, dict[str, str | int | float | bool]]]
 
 
@@ -257,6 +280,9 @@ class Config(_Strict):
     public_network: PublicNetwork = PublicNetwork()
     images: dict[str, str] = {}
     overrides: IniOverrides = {}
+    # Patches per OpenStack project ({nova: [{file: fix.patch}, {review: "912345/3"}]}),
+    # applied wherever the project runs (osception-patch.py).
+    patches: dict[str, list[Patch]] = {}
     # Knobs of the control plane's templates: {service: {knob: value}}. Each k8s template
     # opens with the knobs it has and their defaults (`knobs(...)`); unknown ones fail.
     tuning: dict[str, dict[str, int | str]] = {}
@@ -333,6 +359,15 @@ class Config(_Strict):
             if not m or not (m["tag"] or m["digest"]) or len(ref) > 512:
                 raise ValueError(f"{key}: must be an image reference with a tag or a digest, "
                                  "such as registry.example.com/kolla/nova-api:2026.1 or ...@sha256:<hex>")
+        return v
+
+    @field_validator("patches")
+    @classmethod
+    def _patches(cls, v: dict[str, list[Patch]]) -> dict[str, list[Patch]]:
+        unknown = sorted(set(v) - set(services.PATCHABLE))
+        if unknown:
+            raise ValueError(f"{', '.join(unknown)}: not a project osception runs "
+                             f"({', '.join(services.PATCHABLE)})")
         return v
 
     @field_validator("tuning")
@@ -507,6 +542,13 @@ images: {}
 #     DEFAULT:
 #       debug: true
 overrides: {}
+
+# Patches per OpenStack project (keystone, glance, placement, neutron, nova), applied
+# wherever it runs; a file (relative to this one) or an upstream review, e.g.
+#   nova:
+#     - file: patches/0001-fix-the-bug.patch
+#     - review: "912345/3"
+patches: {}
 
 # An HTTP proxy the compute and network nodes fetch their packages through, e.g.
 #   apt_proxy: http://10.0.0.5:3142

@@ -58,6 +58,9 @@ RABBITMQ_USER = "openstack"
 
 # The APIs in the Keystone catalog, in the order `populate`, `smoke` and the devcloud use.
 CATALOG_APIS = tuple(name for name, api in APIS.items() if api.catalog_type)
+# The projects `patches:` may patch: the services osception runs, by repository name,
+# which is also their Python package's.
+PATCHABLE = CATALOG_APIS
 
 SKYLINE_APISERVER_PORT = 9998
 RABBITMQ_PORT = 5672  # plain, inside the cluster

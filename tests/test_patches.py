@@ -122,3 +122,35 @@ def test_the_command_line_prints_one_line_and_exits_0(tmp_path, site):
     second = subprocess.run(argv, capture_output=True, text=True)
     assert (first.returncode, first.stdout) == (0, f"applied: {patch.name}\n")
     assert (second.returncode, second.stdout) == (0, "unchanged: 1 patch(es) already applied\n")
+
+
+# --- patches: in osception.yaml ---------------------------------------------------------
+
+def _load(tmp_path, text: str):
+    from osception import config
+
+    path = tmp_path / "osception.yaml"
+    path.write_text(text)
+    return config.load(path)
+
+
+def test_patches_config_takes_files_relative_to_it_and_reviews(tmp_path):
+    (tmp_path / "fix.patch").write_text("diff --git a/nova/x.py b/nova/x.py\n")
+    cfg = _load(tmp_path, "patches:\n  nova:\n    - file: fix.patch\n    - review: \"912345/3\"\n"
+                          "  neutron:\n    - review: \"933333\"\n")
+    assert cfg.patches["nova"][0].file == tmp_path / "fix.patch"
+    assert [p.review for p in cfg.patches["nova"] + cfg.patches["neutron"]] == [None, "912345/3", "933333"]
+
+
+@pytest.mark.parametrize("text, message", [
+    ("patches:\n  cinder:\n    - review: \"1\"\n", "cinder: not a project osception runs"),
+    ("patches:\n  nova:\n    - file: missing.patch\n", "missing.patch: no such file"),
+    ("patches:\n  nova:\n    - {file: a.patch, review: \"1\"}\n", "give either file: PATH or review"),
+    ("patches:\n  nova:\n    - review: \"12a/3\"\n", "patches.nova.0.review"),
+])
+def test_bad_patches_config_is_one_clear_line(tmp_path, text, message):
+    from osception import config
+
+    (tmp_path / "a.patch").write_text("")
+    with pytest.raises(config.ConfigError, match=message):
+        _load(tmp_path, text)
