@@ -29,7 +29,7 @@ from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 
 from .. import config as config_mod
-from .. import releases
+from .. import patches, releases
 from .. import secrets as secrets_mod
 from . import cloud, configs, infra
 from . import venv as venv_mod
@@ -139,6 +139,8 @@ class Devcloud:
             pod = man.pod(deployment)
             c = pod.containers[0]
             project = local.project(pod, c)  # nova for nova-api and nova-metadata
+            # its patched copy first, if `patches:` has any (patches.py); a new set restarts it
+            patched_env, patched = patches.env(lay.root, project), patches.config(lay.root, project)
             if name in under_gunicorn:  # uwsgi <ini>: its module under gunicorn (configs.APP_MODULE)
                 env = local.env(c, local.mounts(pod, c))
                 argv = [str(venv / "bin" / "gunicorn"), "--bind", f"{HOST}:{PORTS[name]}",
@@ -146,15 +148,16 @@ class Devcloud:
                         "--timeout", "300", "--graceful-timeout", "10",
                         "--pythonpath", str(lay.apps), f"{name}_app:application"]
                 out[name] = Spec(name, argv, port=PORTS[name],
-                                 env=env | configs.api_env(lay, project),
-                                 config=[*configs.files_of(lay, project), lay.apps / f"{name}_app.py"],
+                                 env=env | configs.api_env(lay, project) | patched_env,
+                                 config=[*configs.files_of(lay, project), lay.apps / f"{name}_app.py",
+                                         *patched],
                                  ready=_http_ready(PORTS[name],
                                                    "/v3" if name == "keystone" else "/"))
             else:  # its own command; an API among them listens where overrides.py says
                 argv, env = local.command(pod, c)
                 api = name in APIS
-                out[name] = Spec(name, argv, env=env, port=PORTS[name] if api else None,
-                                 config=configs.files_of(lay, project),
+                out[name] = Spec(name, argv, env=env | patched_env, port=PORTS[name] if api else None,
+                                 config=[*configs.files_of(lay, project), *patched],
                                  ready=_http_ready(PORTS[name], "/") if api else None)
         if man.with_nodes:  # nova-compute runs on the local nodes
             return out
@@ -233,6 +236,10 @@ class Devcloud:
         clock.lap("venv")
 
         man = configs.write(cfg, secrets, lay, Path(settings.venv), nodes=bool(settings.nodes))
+        try:
+            patches.apply_devcloud(cfg, lay.root, venv_mod.site_packages(Path(settings.venv)), say=self.say)
+        except patches.PatchError as e:
+            raise DevcloudError(str(e)) from None
         specs = self.specs(Path(settings.venv), secrets, man)
         boot = Bootstrap(lay, secrets, Path(settings.venv), man)
         if (all(self.procs.current(s) for s in specs.values()) and self._all_ready(specs)

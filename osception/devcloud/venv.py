@@ -41,6 +41,14 @@ def cached(release: str) -> Path:
     return cache_home() / "venvs" / f"openstack-{release}"
 
 
+def site_packages(venv: Path) -> Path:
+    """The venv's site-packages (lib/python3.X/site-packages)."""
+    found = sorted(venv.glob("lib/python3*/site-packages"))
+    if not found:
+        raise DevcloudError(f"{venv} has no lib/python3*/site-packages")
+    return found[-1]
+
+
 def lock_file(release: str) -> Path:
     return DATA / f"openstack-{release}.txt"
 
