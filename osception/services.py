@@ -290,9 +290,12 @@ class NodeUnit:
 NODE_UNITS: dict[str, NodeUnit] = {
     u.name: u
     for u in (
+        # Type=simple, not Debian's notify: only oslo.service's eventlet backend says
+        # READY=1, and nova-compute runs on its threading backend from 2026.2 on (systemd
+        # then killed it after 90 s of "activating", found by a local 2026.2 node).
         NodeUnit("nova-compute", "OpenStack Nova Compute",
                  ("/etc/nova/nova.conf", "/etc/nova/nova-compute.conf"),
-                 after=("libvirtd.service",), notify=True),
+                 after=("libvirtd.service",)),
         NodeUnit("neutron-openvswitch-agent", "OpenStack Neutron Open vSwitch agent",
                  ("/etc/neutron/plugins/ml2/openvswitch_agent.ini", "/etc/neutron/neutron.conf"),
                  after=("openvswitch-switch.service",)),
