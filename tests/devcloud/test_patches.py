@@ -29,7 +29,7 @@ def _git(repo: Path, *args: str) -> str:
                            *args], check=True, capture_output=True, text=True).stdout
 
 
-def _format_patch(tmp_path: Path, source: Path, change) -> Path:
+def _format_patch(tmp_path: Path, source: Path, change, subject: str) -> Path:
     """Upstream's way: the project's file in a repository, changed, `git format-patch`."""
     repo = tmp_path / f"repo-{len(list(tmp_path.glob('repo-*')))}"
     (repo / ROOT).parent.mkdir(parents=True)
@@ -38,7 +38,7 @@ def _format_patch(tmp_path: Path, source: Path, change) -> Path:
     _git(repo, "add", "-A")
     _git(repo, "commit", "-qm", "base")
     (repo / ROOT).write_text(change((repo / ROOT).read_text()))
-    _git(repo, "commit", "-qam", "Say the root was patched")
+    _git(repo, "commit", "-qam", subject)
     return Path(_git(repo, "format-patch", "-1", "-o", str(tmp_path / "patches")).strip())
 
 
@@ -60,8 +60,9 @@ def test_a_patch_changes_the_running_api_and_removing_it_restores_it(devcloud, t
     patch = _format_patch(tmp_path, source, lambda t: t.replace(
         "    req.response.content_type = 'application/json'\n",
         "    req.response.content_type = 'application/json'\n"
-        f"    req.response.headers['{HEADER}'] = 'placement-root'\n", 1))
-    broken = _format_patch(tmp_path, source, lambda t: t.replace("'status': 'CURRENT'", "'status': 'X'"))
+        f"    req.response.headers['{HEADER}'] = 'placement-root'\n", 1), "Say the root was patched")
+    broken = _format_patch(tmp_path, source, lambda t: t.replace("'status': 'CURRENT'", "'status': 'X'"),
+                           "Change the status")
     (tmp_path / "osception.yaml").write_text(f"patches:\n  placement:\n    - file: {patch}\n")
     (tmp_path / "pristine.yaml").write_text("patches: {}\n")
     # drift the copy the broken patch is made from, so that its hunk no longer applies
