@@ -210,6 +210,8 @@ def test_guest_boots_takes_dhcp_reads_metadata_and_serves(guest_image, tmp_path)
             console = vm.console()
             assert f"{guest.READY} {NIC}\n" in console.replace("\r", "")
             assert f"osception-guest: instance-id {instance}" in console
+            vm.wait_for("osception-guest: user data exited 0")  # a script: run, as CirrOS does
+            assert f"\nrun {run}\n" in vm.console().replace("\r", "")
             vm.wait_for(f"{hostname} login:")
             with urllib.request.urlopen(f"http://127.0.0.1:{vm.port}/", timeout=30) as page:
                 assert page.read().decode().split() == ["osception-guest", hostname, instance]
