@@ -480,7 +480,7 @@ def tempest(
             a, b = (tempest_results.outcomes(tempest_mod.find_run(target.home, r)) for r in compare_runs)
             differ = tempest_results.compare(a, b)
             for name, x, y in differ:
-                console.print(f"{x:>7} -> {y:<7} {name}")
+                console.print(f"{x:>7} -> {y:<7} {name}", soft_wrap=True)
             console.print(f"A: {tempest_results.summarize(a).line()}")
             console.print(f"B: {tempest_results.summarize(b).line()}")
             console.print(f"{len(differ)} tests differ")
@@ -501,7 +501,7 @@ def tempest(
         fail(str(e))
     summary = tempest_results.summarize(tempest_results.outcomes(run_dir / tempest_mod.JUNIT))
     console.print(f"tempest {run_dir.name}: {summary.line()}")
-    console.print(f"reports   {run_dir / tempest_mod.JUNIT}  {run_dir / tempest_mod.HTML}")
+    console.print(f"reports   {run_dir / tempest_mod.JUNIT}  {run_dir / tempest_mod.HTML}", soft_wrap=True)
     if summary.failed:
         raise typer.Exit(1)
 

@@ -29,6 +29,7 @@ import jinja2
 import yaml
 
 from . import endpoints, ini, releases, services, tls
+from .patches import review_url
 from .topology import Address, Node, nodes, placeholder_addresses
 from .config import Config, ConfigError
 from .secrets import Secrets
@@ -36,6 +37,9 @@ from .state import check_dir, write_file
 
 NODE_ETC = "/etc/osception"  # on every node: setup script, playbooks, vars, rendered files
 NODE_CONSTRAINTS = f"{NODE_ETC}/constraints.txt"  # node_source pypi: the release's lock
+NODE_PATCHES = f"{NODE_ETC}/patches"  # patches: files, per project
+NODE_REVIEWS = "/var/lib/osception/reviews"  # patches: reviews, fetched by the node
+NODE_PATCH_STATE = "/var/lib/osception/patches"  # osception-patch.py's state, per project
 DEFAULT_MTU = 1500
 NAMESPACE = "openstack"
 # The controller's manifests travel in its user data as one archive, unpacked under NODE_ETC.
@@ -507,6 +511,7 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
                 units[f"/etc/systemd/system/{name}.service"] = plan.files[f"{node.name}/systemd/{name}.service"] = \
                     render_template("systemd/node-service.service.j2", unit=services.NODE_UNITS[name],
                                     venv=services.NODE_VENV, release=release)
+    node_patches, patch_files = node_patches_of(cfg, node)
     node_vars = {
         "node_name": node.name,
         "node_role": node.role,
@@ -521,7 +526,14 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
         "ovs_datapath": cfg.ovs_datapath,
         "libvirt_cgroups": cfg.libvirt_cgroups,
         "node_source": cfg.node_source,
-        "packages": list((services.NODE_PYPI_PACKAGES if pypi else services.NODE_PACKAGES)[node.role]),
+        "packages": list((services.NODE_PYPI_PACKAGES if pypi else services.NODE_PACKAGES)[node.role])
+                    + (["patch"] if any(p["files"] for p in node_patches) else []),  # GNU patch
+        # patches: (osception.yaml), every project this node runs (none: its pristine
+        # code), applied by osception-patch.py with the services' own interpreter.
+        "patches": node_patches,
+        "patch_python": f"{services.NODE_VENV}/bin/python3" if pypi else "/usr/bin/python3",
+        "patch_script": f"{NODE_ETC}/osception-patch.py",
+        "patch_state": NODE_PATCH_STATE,
         "services": list(services.NODE_SERVICES[node.role]),
         # pypi only (empty otherwise): the venv, its projects and constraints, the
         # services' users, their systemd units and rootwrap.
@@ -568,8 +580,28 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
         public_mac=address.public_mac,
         apt_proxy=cfg.apt_proxy,
         ingress_ca=plan.ingress.ca if ep.cafile == endpoints.NODE_INGRESS_CA else None,
+        patch_files={dest: base64.b64encode(data).decode() for dest, data in patch_files.items()},
+        patch_script=script("osception-patch.py"),
     )
     plan.private.add(f"{node.name}/user-data")
+
+
+def node_patches_of(cfg: Config, node: Node) -> tuple[list[dict], dict[str, bytes]]:
+    """The node's `patches` variable (each project it runs: its patch files in order, the
+    reviews it fetches, its services) and the patch files its user data carries."""
+    out, files = [], {}
+    for project, units in services.NODE_PATCHABLE[node.role].items():
+        paths, reviews = [], []
+        for i, p in enumerate(cfg.patches.get(project, []), 1):
+            if p.file is not None:
+                dest = f"{NODE_PATCHES}/{project}/{i:02d}-{p.file.name}"
+                files[dest] = p.file.read_bytes()
+            else:
+                dest = f"{NODE_REVIEWS}/{project}-{i:02d}-review-{p.review.replace('/', '-')}.patch"
+                reviews.append({"url": review_url(p.review), "dest": dest})
+            paths.append(dest)
+        out.append({"project": project, "files": paths, "reviews": reviews, "services": list(units)})
+    return out, files
 
 
 class PlanError(ValueError):

@@ -201,6 +201,13 @@ NODE_SERVICES: dict[str, tuple[str, ...]] = {
     "network": ("neutron-openvswitch-agent", "neutron-l3-agent", "neutron-dhcp-agent",
                 "neutron-metadata-agent"),
 }
+# The projects of `patches:` a node role runs, with their services there (a patch
+# restarts only those).
+NODE_PATCHABLE: dict[str, dict[str, tuple[str, ...]]] = {
+    role: {p: tuple(s for s in names if s.startswith(f"{p}-")) for p in PATCHABLE
+           if any(s.startswith(f"{p}-") for s in names)}
+    for role, names in NODE_SERVICES.items()
+}
 
 # --- node_source: pypi ---------------------------------------------------------------
 # The services from PyPI into one venv, constrained by the release's lock (the devcloud's,

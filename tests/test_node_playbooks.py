@@ -135,6 +135,8 @@ def _cloud_init_write_files(root: Path, user_data: str) -> None:
         content = f["content"]
         if f.get("encoding") == "gz+b64":
             content = gzip.decompress(base64.b64decode(content)).decode()
+        elif f.get("encoding") == "b64":  # patch files: their bytes as they are
+            content = base64.b64decode(content).decode()
         path = root / f["path"].lstrip("/")
         path.parent.mkdir(parents=True, exist_ok=True)
         if f.get("append"):  # e.g. /etc/hosts: the image's own lines stay
@@ -244,6 +246,40 @@ def test_playbook_really_sets_up_a_debian13_root(release, role, debian13_root, t
         assert (root / "var/lib/nova/.ssh/authorized_keys").read_text().strip() == sec.migration_ssh["public"]
         assert _owner(root, "/var/lib/nova/.ssh") == ("nova", "nova", 0o700)
     assert "net.ipv4.ip_forward = 1" in (root / "etc/sysctl.d/60-osception.conf").read_text()
+    if role == "compute":
+        _patches_apply_idempotently_and_revert(cfg, sec, plan, root, role, node, tmp_path)
+
+
+def _patches_apply_idempotently_and_revert(cfg, sec, plan, root, role, node, tmp_path):
+    """patches: a change to the nova Debian installed (a real format-patch of it), given
+    in the config: the config pass applies it, again changes nothing, and once it is
+    removed from the config the pristine code is back."""
+    target = root / "usr/lib/python3/dist-packages/nova/version.py"
+    pristine = target.read_bytes()
+    repo = tmp_path / "nova-repo"
+    (repo / "nova").mkdir(parents=True)
+    shutil.copy(target, repo / "nova/version.py")
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    for args in (["init", "-q"], ["add", "-A"], ["commit", "-qm", "base"]):
+        subprocess.run(git + args, check=True, capture_output=True)
+    (repo / "nova/version.py").write_text(target.read_text() + "OSCEPTION_PATCHED = True\n")
+    subprocess.run(git + ["commit", "-qam", "Mark nova patched"], check=True, capture_output=True)
+    patch = Path(subprocess.run(git + ["format-patch", "-1", "-o", str(tmp_path)], check=True,
+                                capture_output=True, text=True).stdout.strip())
+    patched = render.build(cfg.model_copy(update={"patches": {"nova": [config.Patch(file=patch)]}}), sec)
+    with _like_a_vm(root, node):
+        _cloud_init_write_files(root, patched.files[f"{node}/user-data"])
+        changed, out = _run_playbook(root, role)
+        assert changed > 0, out[-4000:]
+        assert target.read_text().endswith("OSCEPTION_PATCHED = True\n")
+        assert (root / "var/lib/osception/patches/nova/pristine/nova/version.py").read_bytes() == pristine
+        changed, out = _run_playbook(root, role)  # the same patches: nothing changes
+        assert changed == 0, out[-4000:]
+        _cloud_init_write_files(root, plan.files[f"{node}/user-data"])  # the patch removed
+        changed, out = _run_playbook(root, role)
+        assert changed > 0, out[-4000:]
+    assert target.read_bytes() == pristine
+    assert not (root / "var/lib/osception/patches/nova/pristine").exists()
 
 
 # --- node_source: pypi ---------------------------------------------------------------
