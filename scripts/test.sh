@@ -33,20 +33,7 @@ rc=0
 if [ "$rc" -ne 0 ] && [ "$rc" -ne 5 ]; then  # 5: no test selected
   cat "$tmp/log" >&2
   rm -rf "$tmp"
-  # The whole cloud on this machine (tests/devcloud/test_local_cloud.py): a fresh devcloud
-# with local compute and network nodes, two computes so that guests meet across VXLAN.
-if needs local-nodes && [ -z "${OSCEPTION_LOCAL_NODES:-}" ]; then
-  home=$(mktemp -d)
-  counts=2,1
-  echo "== the local cloud: devcloud with nodes ($counts computes,network nodes) in $home"
-  start=$SECONDS
-  OSCEPTION_LOCAL_NODES=$counts OSCEPTION_HOME=$home \
-    .venv/bin/python -m pytest -q -s -p no:cacheprovider tests/devcloud/test_local_cloud.py || rc=1
-  OSCEPTION_HOME=$home .venv/bin/osception devcloud down --purge >/dev/null || rc=1
-  rm -rf "$home"
-  echo "== the local cloud: $((SECONDS - start)) s"
-fi
-exit "$rc"
+  exit "$rc"
 fi
 needed=$(cat "$tmp/needs" 2>/dev/null || true)
 rm -rf "$tmp"
