@@ -222,6 +222,12 @@ class Overcloud(_Strict):
         return _ipv4_network(v)
 
 
+def _relative_to_the_config(v: Path | None, info: ValidationInfo) -> Path | None:
+    """A path of the config (tls:, patches:) relative to the config file (load()'s base)."""
+    base = (info.context or {}).get("base")
+    return v if v is None or base is None else base / v
+
+
 class Tls(_Strict):
     """The user's own certificate for the endpoints (e.g. from a public CA), served by
     Traefik instead of the one the environment's CA issues. Paths are relative to the
@@ -231,11 +237,7 @@ class Tls(_Strict):
     key: Path  # PEM, unencrypted
     ca: Path | None = None  # what clients verify it with; None: the system's CAs
 
-    @field_validator("certificate", "key", "ca")
-    @classmethod
-    def _relative_to_the_config(cls, v: Path | None, info: ValidationInfo) -> Path | None:
-        base = (info.context or {}).get("base")
-        return v if v is None or base is None else base / v
+    _relative = field_validator("certificate", "key", "ca")(_relative_to_the_config)
 
 
 class Patch(_Strict):
@@ -246,11 +248,7 @@ class Patch(_Strict):
     file: Path | None = None
     review: str | None = Field(default=None, pattern=r"^[0-9]{1,8}(/[0-9]{1,4})?$")
 
-    @field_validator("file")
-    @classmethod
-    def _relative_to_the_config(cls, v: Path | None, info: ValidationInfo) -> Path | None:
-        base = (info.context or {}).get("base")
-        return v if v is None or base is None else base / v
+    _relative = field_validator("file")(_relative_to_the_config)
 
     @model_validator(mode="after")
     def _one_source(self) -> "Patch":

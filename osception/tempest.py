@@ -28,7 +28,6 @@ from pathlib import Path
 
 from . import releases, render, services
 from .state import write_private
-from .tempest_results import compare, outcomes, summarize  # noqa: F401 (the CLI's)
 
 # -- defaults ----------------------------------------------------------------------
 # The report tools beside Tempest: subunit2html (os-testr) and subunit2junitxml
