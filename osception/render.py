@@ -441,6 +441,9 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
         keystone_urls=next(s for s in keystone_catalog["services"] if s["name"] == "keystone"),
         image=lambda n: services.image(n, release, cfg.images),
         knobs=knob_reader(cfg, tuned := {}),
+        # patches: (osception.yaml) on the controller: each project's patch files and the
+        # arguments of its pods' `patch` init container (k8s/_kolla.j2)
+        **controller_patches(cfg),
         script=script,
         k3s_version=releases.K3S_VERSION,
         tls_cert=(tls_cert := tls.server_cert(secrets.tls, domain, ip)),
@@ -526,8 +529,7 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
         "ovs_datapath": cfg.ovs_datapath,
         "libvirt_cgroups": cfg.libvirt_cgroups,
         "node_source": cfg.node_source,
-        "packages": list((services.NODE_PYPI_PACKAGES if pypi else services.NODE_PACKAGES)[node.role])
-                    + (["patch"] if any(p["files"] for p in node_patches) else []),  # GNU patch
+        "packages": list((services.NODE_PYPI_PACKAGES if pypi else services.NODE_PACKAGES)[node.role]),
         # patches: (osception.yaml), every project this node runs (none: its pristine
         # code), applied by osception-patch.py with the services' own interpreter.
         "patches": node_patches,
@@ -584,6 +586,35 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
         patch_script=script("osception-patch.py"),
     )
     plan.private.add(f"{node.name}/user-data")
+
+
+# Where a pod's `patch` init container works (k8s/_kolla.j2): its patch files (the
+# project's ConfigMap) and osception-patch.py, and an emptyDir holding the patched copy of the package (first
+# on the containers' PYTHONPATH) and osception-patch.py's state.
+PATCH_PATHS = {"files": "/var/lib/osception-patches", "script": "/var/lib/osception-patches/osception-patch.py",
+               "root": "/var/lib/osception",
+               "site": "/var/lib/osception/patched", "state": "/var/lib/osception/patch-state"}
+
+
+def controller_patches(cfg: Config) -> dict:
+    """The templates' `patches` ({project: osception-patch.py's patch arguments, a file
+    of the ConfigMap or review:CHANGE[/PS] that the init container fetches}),
+    `patch_files` ({project: {ConfigMap key: text}}) and `patch_paths`."""
+    args: dict[str, list[str]] = {}
+    files: dict[str, dict[str, str]] = {}
+    for project, patches in cfg.patches.items():
+        files[project] = {}
+        for i, p in enumerate(patches, 1):
+            if p.file is None:
+                args.setdefault(project, []).append(f"review:{p.review}")
+                continue
+            key = f"{i:02d}-" + re.sub(r"[^-._a-zA-Z0-9]", "-", p.file.name)
+            try:
+                files[project][key] = p.file.read_bytes().decode()
+            except UnicodeDecodeError:
+                raise ConfigError(f"patches.{project}: {p.file} is not UTF-8 text") from None
+            args.setdefault(project, []).append(f"{PATCH_PATHS['files']}/{key}")
+    return {"patches": args, "patch_files": files, "patch_paths": PATCH_PATHS}
 
 
 def node_patches_of(cfg: Config, node: Node) -> tuple[list[dict], dict[str, bytes]]:

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from kubernetes_validate import utils as kubernetes_validate_utils
 
-from osception import releases, render, services
+from osception import config, releases, render, secrets, services
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -25,11 +25,21 @@ def _schema_files_parsed_once():
         yield
 
 
-@pytest.fixture(scope="module")
-def docs(release_plan):
-    """Every manifest document of the defaults' plan, on each release of the table."""
+@pytest.fixture(scope="module", params=["defaults", "patched"])
+def docs(request, release_plan, state_home, tmp_path_factory):
+    """Every manifest document of the defaults' plan, on each release of the table; and
+    of a plan that patches every project (its `patch` init containers, ConfigMaps)."""
+    plan = release_plan
+    if request.param == "patched":
+        folder = tmp_path_factory.mktemp("patches")
+        patches = {}
+        for project in services.PATCHABLE:
+            (folder / "fix.patch").write_text(f"diff --git a/{project}/x.py b/{project}/x.py\n")
+            patches[project] = [config.Patch(file=folder / "fix.patch"), config.Patch(review="912345")]
+        cfg = release_plan.cfg.model_copy(update={"patches": patches})
+        plan = render.build(cfg, secrets.ensure(state_home / cfg.name, cfg.name))
     out = []
-    for path, text in sorted(release_plan.files.items()):
+    for path, text in sorted(plan.files.items()):
         if path.startswith("k8s-0/manifests/"):
             for doc in yaml.load_all(text, Loader=yaml.CSafeLoader):
                 assert doc is not None, f"empty YAML document in {path}"

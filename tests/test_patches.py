@@ -1,11 +1,13 @@
 """osception-patch.py, the one way osception patches an installed project (Kolla
-venvs, nodes' dist-packages, the devcloud): real `git format-patch` files applied by
-GNU patch to real installed files (openstacksdk's, from this venv), idempotent,
-revertable, and a patch that does not apply named with its file and hunk."""
+venvs, nodes' dist-packages, the devcloud): real `git format-patch` files applied to
+real installed files (openstacksdk's, from this venv) with the same result as
+`git apply`, idempotent, revertable, and a patch that does not apply named with its
+file and hunk."""
 
 from __future__ import annotations
 
 import importlib.util
+import os
 import shutil
 import subprocess
 import sys
@@ -13,21 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from osception import render
+from osception import patches
 
-SCRIPT = Path(render.__file__).parent / "templates" / "scripts" / "osception-patch.py"
+SCRIPT = patches.SCRIPT
 SDK = Path(importlib.util.find_spec("openstack").origin).parent  # the installed package
 FILE = "openstack/version.py"
-
-
-def _load():
-    spec = importlib.util.spec_from_file_location("osception_patch", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-patcher = _load()
+patcher = patches.script
 
 
 def _git(repo: Path, *args: str) -> str:
@@ -122,6 +115,116 @@ def test_the_command_line_prints_one_line_and_exits_0(tmp_path, site):
     second = subprocess.run(argv, capture_output=True, text=True)
     assert (first.returncode, first.stdout) == (0, f"applied: {patch.name}\n")
     assert (second.returncode, second.stdout) == (0, "unchanged: 1 patch(es) already applied\n")
+
+
+# --- the applier gives what `git apply` gives ------------------------------------------
+
+def _commits(tmp_path: Path) -> tuple[Path, list[Path]]:
+    """A repository of openstacksdk's real files and upstream-shaped changes, each one
+    `git format-patch`: several hunks in one file and in two files, a new file, a removed
+    file, a file without its last newline, a file with CRLF lines."""
+    repo = tmp_path / "repo"
+    shutil.copytree(SDK, repo / "openstack", ignore=shutil.ignore_patterns("tests", "__pycache__"))
+    (repo / "openstack" / "crlf.py").write_bytes(b"A = 1\r\nB = 2\r\nC = 3\r\n")
+    _git(repo, "init", "-q")
+    _git(repo, "add", "-A")
+    _git(repo, "commit", "-qm", "base")
+
+    def edit(rel, change):
+        path = repo / rel
+        path.write_bytes(change(path.read_bytes().decode()).encode())
+
+    def hunks(text):  # three hunks: near the top, the middle, the end
+        lines = text.split("\n")
+        for at in (len(lines) - 2, len(lines) // 2, 3):
+            lines.insert(at, f"# osception test line {at}")
+        return "\n".join(lines)
+
+    changes = [
+        ("several hunks", lambda: edit("openstack/connection.py", hunks)),
+        ("two files", lambda: (edit("openstack/resource.py", hunks),
+                               edit("openstack/utils.py", lambda t: t.replace("import", "import  ", 1)))),
+        ("a new file", lambda: (repo / "openstack/osception_new.py").write_text("NEW = True\n")),
+        ("a removed file", lambda: (repo / "openstack/version.py").unlink()),
+        ("no last newline", lambda: edit("openstack/osception_new.py", lambda t: t + "LAST = 1")),
+        ("after no last newline", lambda: edit("openstack/osception_new.py", lambda t: t + "\nMORE = 2\n")),
+        ("CRLF", lambda: edit("openstack/crlf.py", lambda t: t.replace("B = 2", "B = 22"))),
+    ]
+    for subject, change in changes:
+        change()
+        _git(repo, "add", "-A")
+        _git(repo, "commit", "-qm", subject)
+    out = _git(repo, "format-patch", f"-{len(changes)}", "-o", str(tmp_path / "patches"))
+    _git(repo, "checkout", "-q", "HEAD~" + str(len(changes)))
+    return repo, [Path(p) for p in out.split()]
+
+
+def _tree(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*"))
+            if p.is_file() and ".git" not in p.parts and "__pycache__" not in p.parts}
+
+
+def _drift(path: Path) -> None:
+    lines = path.read_text().split("\n")
+    lines[len(lines) // 4:len(lines) // 4] = ["# one", "# two", "# three"]
+    path.write_text("\n".join(lines))
+
+
+def test_the_applier_gives_what_git_apply_gives(tmp_path):
+    repo, patches = _commits(tmp_path)
+    site = tmp_path / "site"
+    shutil.copytree(repo / "openstack", site / "openstack")
+    for root in (repo, site):  # both with lines added between two hunks (a drifted branch)
+        _drift(root / "openstack" / "connection.py")
+    for patch in patches:  # one at a time, as `git am` would
+        _git(repo, "apply", str(patch))
+    assert patcher.apply(site, tmp_path / "state", patches) == f"applied: {', '.join(p.name for p in patches)}"
+    assert _tree(site / "openstack") == _tree(repo / "openstack")
+    assert not (site / "openstack/version.py").exists()
+    assert (site / "openstack/crlf.py").read_bytes() == b"A = 1\r\nB = 22\r\nC = 3\r\n"
+    patcher.apply(site, tmp_path / "state", [])  # and every change undone
+    _git(repo, "checkout", "-q", ".")
+    _git(repo, "clean", "-qfd")
+    _drift(repo / "openstack" / "connection.py")
+    assert _tree(site / "openstack") == _tree(repo / "openstack")
+
+
+def _changed_context(text: str) -> str:
+    lines = text.split("\n")
+    lines[len(lines) // 2] += "  # drifted"  # a context line of the second hunk
+    return "\n".join(lines)
+
+
+@pytest.mark.parametrize("drift, hunk", [
+    (_changed_context, 2),
+    (lambda text: "# a line before the first\n" + text, 1),  # a hunk of line 1 stays there
+])
+def test_what_git_apply_refuses_is_refused_naming_the_hunk(tmp_path, drift, hunk):
+    repo, patches = _commits(tmp_path)
+    site = tmp_path / "site"
+    shutil.copytree(repo / "openstack", site / "openstack")
+    for root in (repo, site):
+        path = root / "openstack" / "connection.py"
+        path.write_text(drift(path.read_text()))
+    git = subprocess.run(["git", "-C", str(repo), "apply", "--check", str(patches[0])],
+                         capture_output=True, text=True)
+    assert git.returncode != 0 and "patch does not apply" in git.stderr
+    with pytest.raises(patcher.PatchError, match=rf"openstack/connection.py: Hunk #{hunk} FAILED at \d+ \(@@ -"):
+        patcher.apply(site, tmp_path / "state", [patches[0]])
+
+
+def test_shadow_copies_the_package_this_python_imports_and_patches_only_the_copy(tmp_path):
+    patch = _format_patch(tmp_path, "a", _add_line("PATCHED = 'a'"))
+    shadow = tmp_path / "patched"
+    argv = [sys.executable, str(SCRIPT), "--shadow", "openstack", "--site", str(shadow),
+            "--state", str(tmp_path / "state"), str(patch)]
+    r = subprocess.run(argv, capture_output=True, text=True)
+    assert (r.returncode, r.stdout) == (0, f"applied: {patch.name}\n"), r.stderr
+    assert (shadow / FILE).read_text().endswith("PATCHED = 'a'\n")
+    assert not (SDK / "version.py").read_text().endswith("PATCHED = 'a'\n")  # the venv's untouched
+    check = subprocess.run([sys.executable, "-c", "import openstack.version as v; print(v.PATCHED)"],
+                           env={**os.environ, "PYTHONPATH": str(shadow)}, capture_output=True, text=True)
+    assert check.stdout == "a\n", check.stderr
 
 
 # --- patches: in osception.yaml ---------------------------------------------------------

@@ -16,6 +16,7 @@ import fcntl
 import json
 import os
 import shutil
+import subprocess
 import time
 import urllib.error
 import urllib.request
@@ -29,7 +30,7 @@ from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 
 from .. import config as config_mod
-from .. import patches, releases
+from .. import releases
 from .. import secrets as secrets_mod
 from . import cloud, configs, infra
 from . import venv as venv_mod
@@ -139,8 +140,6 @@ class Devcloud:
             pod = man.pod(deployment)
             c = pod.containers[0]
             project = local.project(pod, c)  # nova for nova-api and nova-metadata
-            # its patched copy first, if `patches:` has any (patches.py); a new set restarts it
-            patched_env, patched = patches.env(lay.root, project), patches.config(lay.root, project)
             if name in under_gunicorn:  # uwsgi <ini>: its module under gunicorn (configs.APP_MODULE)
                 env = local.env(c, local.mounts(pod, c))
                 argv = [str(venv / "bin" / "gunicorn"), "--bind", f"{HOST}:{PORTS[name]}",
@@ -148,16 +147,15 @@ class Devcloud:
                         "--timeout", "300", "--graceful-timeout", "10",
                         "--pythonpath", str(lay.apps), f"{name}_app:application"]
                 out[name] = Spec(name, argv, port=PORTS[name],
-                                 env=env | configs.api_env(lay, project) | patched_env,
-                                 config=[*configs.files_of(lay, project), lay.apps / f"{name}_app.py",
-                                         *patched],
+                                 env=env | configs.api_env(lay, project),
+                                 config=[*configs.files_of(lay, project), lay.apps / f"{name}_app.py"],
                                  ready=_http_ready(PORTS[name],
                                                    "/v3" if name == "keystone" else "/"))
             else:  # its own command; an API among them listens where overrides.py says
                 argv, env = local.command(pod, c)
                 api = name in APIS
-                out[name] = Spec(name, argv, env=env | patched_env, port=PORTS[name] if api else None,
-                                 config=[*configs.files_of(lay, project), *patched],
+                out[name] = Spec(name, argv, env=env, port=PORTS[name] if api else None,
+                                 config=configs.files_of(lay, project),
                                  ready=_http_ready(PORTS[name], "/") if api else None)
         if man.with_nodes:  # nova-compute runs on the local nodes
             return out
@@ -167,6 +165,30 @@ class Devcloud:
                              str(lay.etc("") / configs.COMPUTE_CONF)],
             config=configs.files_of(lay, "nova-compute"))
         return out
+
+    def _init_containers(self, man: Manifests, venv: Path) -> None:
+        """The Deployments' init containers other than `wait` (a patched project's
+        `patch`, k8s/_kolla.j2), as a new pod's, before anything starts or restarts: a
+        pod of a changed spec gets a new emptyDir (manifests.Local.empty_dir), so a
+        patch that does not apply leaves the running processes as they are."""
+        local = Local(self.layout, venv)
+        for deployment in sorted(set(configs.deployments(man).values())):
+            pod = man.pod(deployment)
+            for c in (c for c in pod.init if c.waits is None):
+                argv, env = local.command(pod, c)
+                r = subprocess.run(argv, env={**os.environ, **env}, capture_output=True, text=True)
+                if r.returncode:
+                    raise DevcloudError(f"{pod.name}/{c.name}: "
+                                        f"{r.stderr.strip().removeprefix('patch failed: ')}")
+                if not r.stdout.startswith("unchanged"):
+                    self.say(f"  {pod.name}/{c.name}: {r.stdout.strip()}")
+
+    def _drop_stale_empty_dirs(self, man: Manifests, venv: Path) -> None:
+        """Once every process runs with its pod's current spec: the older emptyDirs."""
+        local = Local(self.layout, venv)
+        for pod in man.pods.values():
+            for folder in local.stale_empty_dirs(pod):
+                shutil.rmtree(folder, ignore_errors=True)
 
     def check_ports(self, specs: dict[str, Spec]) -> None:
         """Before starting anything: every port we need is ours or free."""
@@ -236,10 +258,7 @@ class Devcloud:
         clock.lap("venv")
 
         man = configs.write(cfg, secrets, lay, Path(settings.venv), nodes=bool(settings.nodes))
-        try:
-            patches.apply_devcloud(cfg, lay.root, venv_mod.site_packages(Path(settings.venv)), say=self.say)
-        except patches.PatchError as e:
-            raise DevcloudError(str(e)) from None
+        self._init_containers(man, Path(settings.venv))
         specs = self.specs(Path(settings.venv), secrets, man)
         boot = Bootstrap(lay, secrets, Path(settings.venv), man)
         if (all(self.procs.current(s) for s in specs.values()) and self._all_ready(specs)
@@ -255,6 +274,7 @@ class Devcloud:
         self._services(specs, boot, clock)
         self.say(f"APIs answer: {', '.join(APIS)} ({clock.total()} s since start)")
         self._compute(specs, boot, secrets)
+        self._drop_stale_empty_dirs(man, Path(settings.venv))
         clock.lap("compute")
         if settings.nodes:
             self._nodes(cfg, secrets, clock)

@@ -11,6 +11,8 @@ local machine is mapped, all of it in this table:
     in the controller's containers         on this machine
     a volume mount (/var/lib/kolla/        pods/<pod>/<volume>/, the volume's files
       config_files, /scripts, /catalog)      written as the kubelet projects them
+    an emptyDir (the `patched` copy of a   pods/<pod>/<volume>-<pod's fingerprint>/:
+      patched project: k8s/_kolla.j2)        new with each new pod spec, as a new pod's
     /var/lib/kolla/venv (Kolla's venv)     the services venv: python3, and first on PATH
     /opt/ansible (kolla-toolbox's venv)    the services venv (it has openstacksdk)
     /etc/<project>                         etc/<project>; oslo.config's own discovery of
@@ -25,7 +27,9 @@ local machine is mapped, all of it in this table:
     owner/perm of config.json files        perm as given; every file is the devcloud
                                              user's (no other users here)
 
-Not run here, each for a reason: the `wait` init containers (wait_for.py asks the
+The other init containers run as they are (create-databases; the `patch` of a
+patched project, whose copy the containers then import first: PYTHONPATH maps to the
+emptyDir's folder). Not run here, each for a reason: the `wait` init containers (wait_for.py asks the
 Kubernetes API about Jobs; the devcloud runs the steps in the order their targets
 name instead), uWSGI (not in the services venv: lifecycle.py serves the ini's
 `module` with gunicorn) and the image's own files (api-paste.ini, metadefs: configs.IMAGE_FILES).
@@ -98,6 +102,7 @@ class Pod:
     init: list[Container]
     containers: list[Container]
     volumes: dict[str, dict[str, str]]  # volume -> {path inside it: text}
+    empty_dirs: tuple[str, ...] = ()  # its emptyDir volumes
 
     @property
     def stable_name(self) -> str:
@@ -163,7 +168,8 @@ class Manifests:
         return Pod(doc["kind"], name, app, service,
                    [self._container(c) for c in spec.get("initContainers") or []],
                    [self._container(c) for c in spec["containers"]],
-                   {v["name"]: self._volume(v) for v in spec.get("volumes") or []})
+                   {v["name"]: self._volume(v) for v in spec.get("volumes") or []},
+                   tuple(v["name"] for v in spec.get("volumes") or [] if "emptyDir" in v))
 
     def _source(self, kind: str, name: str) -> dict[str, str]:
         found = (self.config_maps if kind == "configMap" else self.secrets).get(name)
@@ -227,9 +233,21 @@ class Local:
     def volume_dir(self, pod: Pod, volume: str) -> Path:
         return self.layout.root / "pods" / pod.stable_name / volume
 
+    def empty_dir(self, pod: Pod, volume: str) -> Path:
+        """An emptyDir: new for each new pod spec (a pod of a changed spec is a new pod),
+        so what a running process uses stays as it is until it is replaced."""
+        return self.layout.root / "pods" / pod.stable_name / f"{volume}-{pod.fingerprint()[:12]}"
+
     def mounts(self, pod: Pod, c: Container) -> dict[str, Path]:
-        return {path: self.volume_dir(pod, vol) for path, vol in c.mounts.items()
-                if pod.volumes.get(vol)}
+        return {path: self.empty_dir(pod, vol) if vol in pod.empty_dirs else self.volume_dir(pod, vol)
+                for path, vol in c.mounts.items() if pod.volumes.get(vol) or vol in pod.empty_dirs}
+
+    def stale_empty_dirs(self, pod: Pod) -> list[Path]:
+        """The emptyDir folders of the pod's earlier specs (and of volumes it no longer has)."""
+        folder = self.layout.root / "pods" / pod.stable_name
+        current = {self.empty_dir(pod, v) for v in pod.empty_dirs}
+        return [p for p in sorted(folder.glob("*-*")) if p.is_dir()
+                and re.fullmatch(r".+-[0-9a-f]{12}", p.name) and p not in current]
 
     def path(self, path: str, mounts: dict[str, Path]) -> str:
         """A path inside the container -> here; other text is returned as is."""

@@ -1,6 +1,7 @@
 """`patches:` on the devcloud, for real: a `git format-patch` of Placement (a response
 header on its root document) given in osception.yaml changes what the running API
-answers after `up`, only Placement restarts, and removing it restores the answer; a
+answers after `up` (the controller's own `patch` init container, run by the devcloud
+from the rendered manifests), only Placement restarts, and removing it restores the answer; a
 patch that does not apply fails `up` with the patch, file and hunk named, the running
 Placement untouched."""
 
@@ -77,6 +78,10 @@ def test_a_patch_changes_the_running_api_and_removing_it_restores_it(devcloud, t
         dc.up(config_path=tmp_path / "osception.yaml")
         print(f"\npatch applied to the running devcloud in {time.monotonic() - started:.1f} s")
         assert _root_headers()[HEADER] == "placement-root"
+        # the manifests' `patch` init container made the copy the API imports first
+        copy, = (layout.root / "pods" / "placement-api").glob(f"patched-*/patched/{ROOT}")
+        assert HEADER in copy.read_text()
+        assert HEADER not in (site_packages(Path(settings.venv)) / ROOT).read_text()
         after = _pids(layout)
         assert [n for n in pids if pids[n] != after.get(n)] == ["placement"]  # only it restarted
         dc.up(config_path=tmp_path / "osception.yaml")  # the same set again: nothing restarts
@@ -88,7 +93,7 @@ def test_a_patch_changes_the_running_api_and_removing_it_restores_it(devcloud, t
 
         dc.up(config_path=tmp_path / "pristine.yaml")
         assert HEADER not in _root_headers()
-        assert not (layout.root / "patched" / "placement").exists()
+        assert not list((layout.root / "pods" / "placement-api").glob("patched-*"))  # its copy gone
     finally:
         settings = Settings.load(layout)
         settings.config = before

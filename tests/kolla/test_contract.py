@@ -5,10 +5,11 @@ kolla and kolla-ansible sources (pinned in osception/releases.py)."""
 from __future__ import annotations
 
 import os
+import re
 
 import pytest
 
-from osception import config, releases, render, secrets
+from osception import config, releases, render, secrets, services
 
 from . import contract, sources
 
@@ -219,3 +220,62 @@ def test_images_run_as_kolla_expects(plan, kolla_sources):
             ini = c.mounts[contract.CONFIG_DIR][config["command"].split()[1].rsplit("/", 1)[1]]
             owner = {e["owner"] for e in config["config_files"]}
             assert contract.ini_pairs(ini).get("uid") in owner, f"{c.label}: uWSGI as root"
+
+
+# --- patches: the `patch` init container (k8s/_kolla.j2) --------------------------------
+
+@pytest.fixture(scope="module")
+def patched_plan(release, state_home, tmp_path_factory) -> render.Plan:
+    """Every patchable project with a patch file and an upstream review."""
+    folder = tmp_path_factory.mktemp("patches")
+    patches = {}
+    for project in services.PATCHABLE:
+        (folder / f"{project}.patch").write_text(f"diff --git a/{project}/x.py b/{project}/x.py\n")
+        patches[project] = [config.Patch(file=folder / f"{project}.patch"), config.Patch(review="912345/3")]
+    cfg = config.load(None).model_copy(update={"release": release.name, "patches": patches})
+    sec = secrets.ensure(state_home / cfg.name, cfg.name)
+    return render.build(cfg, sec)
+
+
+def test_every_pod_of_a_patched_project_imports_its_patched_copy(patched_plan, kolla_sources):
+    """In every pod that runs a patched project's image: a `patch` init container with
+    that image copies the project's package from where the image's python3 imports it
+    (Kolla puts its venv first on PATH) and the pod's containers import the copy first;
+    the init container calls only what the image ships (python3), with the script and
+    patch files from the project's ConfigMaps."""
+    base = contract.image_dir(kolla_sources, "openstack-base") / "Dockerfile.j2"
+    assert re.search(r"^ENV PATH /var/lib/kolla/venv/bin:\$PATH$", base.read_text(), re.M)
+    paths = render.PATCH_PATHS
+    by_pod: dict[str, list[contract.Container]] = {}
+    for c in contract.containers(patched_plan):
+        by_pod.setdefault(c.workload, []).append(c)
+    patched = 0
+    for workload, cs in by_pod.items():
+        chain = {f.name for c in cs for f in contract.image_chain(kolla_sources, c.kolla_image)}
+        project = next((p for p in services.PATCHABLE if f"{p}-base" in chain), None)
+        patch = [c for c in cs if c.init and c.name == "patch"]
+        if project is None:
+            assert not patch, workload
+            continue
+        patched += 1
+        assert len(patch) == 1, f"{workload}: runs {project}'s image without its patch init container"
+        init = patch[0]
+        assert init.image == next(c.image for c in cs if not c.init), workload
+        allowed = contract.allowed_executables(kolla_sources, init.kolla_image)
+        assert all(contract.is_allowed(call.executable, allowed) for call in contract.calls(init))
+        argv = init.spec["command"]
+        assert argv[:5] == ["python3", paths["script"], "--shadow", project, "--site"], argv
+        files = init.mounts[paths["files"]]
+        assert "osception-patch.py" in files and argv[-1] == "review:912345/3"
+        assert [a for a in argv if a.startswith(paths["files"] + "/")] == [paths["script"], f"{paths['files']}/01-{project}.patch"]
+        assert f"01-{project}.patch" in files
+        for c in (c for c in cs if not c.init):
+            assert c.env.get("PYTHONPATH") == paths["site"], c.label
+            mount = next(m for m in c.spec["volumeMounts"] if m["mountPath"] == paths["root"])
+            assert mount.get("readOnly") is True, c.label
+    assert patched >= len(services.PATCHABLE) * 2  # each project's Job(s) and Deployment(s)
+
+
+def test_a_plan_without_patches_has_no_patch_container_nor_script(plan):
+    assert not [c for c in contract.containers(plan) if c.name == "patch"]
+    assert "osception-patch.py" not in plan.files["k8s-0/manifests/00-namespace.yaml"]
