@@ -331,7 +331,56 @@ def ssh(
     os.execvp("ssh", _ssh_args(env_dir, node, user) + (command or []))
 
 
-def _ssh_args(env_dir: Path, node: str, user: str) -> list[str]:
+@app.command()
+def apply(
+    config: ConfigOpt = None,
+    env: EnvOpt = None,
+    state_dir: StateOpt = None,
+    diff: Annotated[bool, typer.Option("--diff", help="Only show what would change.")] = False,
+    user: Annotated[str, typer.Option(help="Login user of the image.")] = "debian",
+) -> None:
+    """Bring a running environment to the plan its config renders now (day 2, over SSH):
+    the controller's changed Kubernetes objects, then each node whose files changed."""
+    from rich.live import Live
+
+    from . import board, day2, deploy
+
+    cfg, env_dir, sec = load_environment(config, env, state_dir, certificate=True)
+    resources = deploy.load_resources(env_dir)
+    old = day2.applied(env_dir)
+    nodes = resources.get("nodes", {})
+    if not nodes or old is None:
+        fail(f"{cfg.name}: no environment that `osception up` made here; `apply` changes a running one")
+    if "mtu" not in resources:
+        fail(f"{env_dir / deploy.RESOURCES}: written before `apply` existed; "
+             "run `osception up` once to record the ports' MACs and the MTU")
+    missing = [n.name for n in topology.nodes(cfg) if n.name not in nodes]
+    if missing:
+        fail(f"new node(s) {', '.join(missing)}: `osception up` creates them; `apply` changes running ones")
+    addresses = {n: topology.Address(v["ip"], v["mac"], v.get("public_mac")) for n, v in nodes.items()}
+    try:
+        plan = render.build(cfg, sec, addresses, mtu=resources["mtu"])
+    except render.UserDataTooLarge as e:
+        fail(str(e))
+    changes = day2.diff(old, plan)
+    for line in changes.lines():
+        console.print(line, highlight=False, markup=False)
+    if diff or changes.empty:
+        return
+    with Live(board.table({}), console=console, refresh_per_second=1) as live:
+        final = day2.apply(plan, changes, lambda n: _ssh_args(env_dir, n, user, batch=True),
+                           lambda s: live.update(board.table(s)))
+    failed = [p for p in final.values() if p.state != "done"]
+    for p in failed:
+        err.print(f"{p.node} failed:", p.reason or p.state, style="red", highlight=False)
+    if failed:
+        err.print("nothing recorded: `osception apply` again redoes the same changes", style="red")
+        raise typer.Exit(1)
+    day2.record(plan, env_dir)
+    console.print(f"applied: {len(final)} node(s) brought to the plan in {env_dir / day2.APPLIED}")
+
+
+def _ssh_args(env_dir: Path, node: str, user: str, batch: bool = False) -> list[str]:
     """`ssh` to a node of the environment, with its key; the remote command goes after."""
     from . import deploy
 
@@ -339,7 +388,8 @@ def _ssh_args(env_dir: Path, node: str, user: str) -> list[str]:
     if node not in nodes:
         fail(f"no node {node!r} in {env_dir}; known: {', '.join(sorted(nodes)) or 'none (run up)'}")
     key = env_dir / "ssh" / "id_ed25519"
-    return ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=accept-new", f"{user}@{nodes[node]['ip']}"]
+    return ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=accept-new",
+            *(["-o", "BatchMode=yes"] if batch else []), f"{user}@{nodes[node]['ip']}"]
 
 
 def _run(args: list[str]) -> int:

@@ -17,7 +17,7 @@ from pathlib import Path
 from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 
-from . import progress, render, topology
+from . import day2, progress, render, topology
 from . import undercloud as uc
 from .config import Config
 from .secrets import Secrets
@@ -64,7 +64,7 @@ def provision(conn, cfg: Config, secrets: Secrets, env_dir: Path, say=lambda msg
     mtu = getattr(found.network, "mtu", None) or cfg.mtu
     plan = render.build(cfg, secrets, addresses, mtu=mtu)
     render.write(plan, env_dir / "plan")
-    _save(env_dir, names, ports, addresses, {})
+    _save(env_dir, names, ports, addresses, {}, mtu)
 
     def server_of(node):
         p, pub = ports[node.name]
@@ -74,18 +74,21 @@ def provision(conn, cfg: Config, secrets: Secrets, env_dir: Path, say=lambda msg
             server_group=group if node.role == "compute" else None)
 
     servers = dict(_parallel(server_of, nodes))
-    _save(env_dir, names, ports, addresses, servers)
+    _save(env_dir, names, ports, addresses, servers, mtu)
+    day2.record_created(plan, env_dir)  # what `osception apply` compares with
     say(f"{len(servers)} servers ACTIVE")
     return UpResult(plan, servers)
 
 
-def _save(env_dir: Path, names, ports, addresses, servers) -> None:
+def _save(env_dir: Path, names, ports, addresses, servers, mtu: int | None) -> None:
     data = {
         "env": names.env,
+        "mtu": mtu,  # the outer network's, as the plan used it (`osception apply` renders again)
         "nodes": {
             node: {
                 "ip": addresses[node].ip,
                 "mac": addresses[node].mac,
+                "public_mac": addresses[node].public_mac,
                 "port": p.id,
                 "public_port": pub.id if pub else None,
                 "server": servers[node].id if node in servers else None,

@@ -11,6 +11,9 @@
 OSCEPTION_NODE=${OSCEPTION_NODE:?set OSCEPTION_NODE to the node name}
 OSCEPTION_LOG_DIR=${OSCEPTION_LOG_DIR:-/var/log/osception}
 mkdir -p "$OSCEPTION_LOG_DIR"
+# OSCEPTION_ECHO=1 (`osception apply`, over SSH): every line on this stdout too, also
+# from inside a step (whose own output goes to its log).
+if [ -n "${OSCEPTION_ECHO:-}" ]; then exec 3>&1; fi
 
 stamp() { date -u +%Y-%m-%dT%H:%M:%SZ; }
 
@@ -24,6 +27,7 @@ say() {
   echo "$line" >>"$OSCEPTION_LOG_DIR/progress.log"
   # The serial console; absent in a chroot or a container.
   if [ -w /dev/console ]; then echo "$line" >/dev/console 2>/dev/null || true; fi
+  if [ -n "${OSCEPTION_ECHO:-}" ]; then echo "$line" >&3; fi
 }
 
 step() {
