@@ -171,9 +171,11 @@ def remote_command(node: str) -> str:
 
 
 def run_on(node: str, ssh_argv: list[str], user_data: str,
-           on_line: Callable[[str], None]) -> progress.NodeProgress:
-    """The node's day-2 pass over SSH: its files in, `setup apply`, progress lines out."""
-    proc = subprocess.Popen([*ssh_argv, "sudo", "sh", "-c", remote_command(node)],
+           on_line: Callable[[str], None], become: tuple[str, ...] = ("sudo",)) -> progress.NodeProgress:
+    """The node's day-2 pass over SSH: its files in, `setup apply`, progress lines out.
+    (`ssh_argv`: anything that runs the rest of the line on the node; the devcloud's
+    nodes are entered with nsenter, as root: no `become`.)"""
+    proc = subprocess.Popen([*ssh_argv, *become, "sh", "-c", remote_command(node)],
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT)
     assert proc.stdin is not None and proc.stdout is not None

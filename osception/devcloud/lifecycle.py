@@ -264,6 +264,8 @@ class Devcloud:
         if (all(self.procs.current(s) for s in specs.values()) and self._all_ready(specs)
                 and not any(boot.pending(svc) for svc in APIS)):
             cloud.write_clouds_yaml(lay, secrets)
+            if settings.nodes:  # a node whose user data changed gets its day-2 pass
+                self._nodes(cfg, secrets, clock)
             self.say("devcloud already running")
             return settings
 

@@ -45,7 +45,7 @@ import yaml
 from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 
-from .. import progress, render, services, topology
+from .. import day2, progress, render, services, topology
 from ..config import Config
 from ..secrets import Secrets
 from ..state import write_private
@@ -54,6 +54,7 @@ from .processes import DevcloudError, Processes, Spec, tail
 from .venv import cache_home
 
 # -- defaults ------------------------------------------------------------------
+SEED = "var/lib/cloud/seed/nocloud"  # cloud-init's NoCloud seed in a node's root
 OUTER_NETNS = "osc-outer"
 OUTER_BRIDGE = "br-outer"
 PROVIDER_BRIDGE = "br-provider"
@@ -138,6 +139,23 @@ def network_config(address: topology.Address) -> str:
     # By name: cloud-init matches MACs of physical NICs only, and a veth is not one.
     return yaml.safe_dump({"version": 2, "ethernets": {"eth0": {
         "addresses": [f"{address.ip}/{OUTER_NET.prefixlen}"]}}}, sort_keys=False)
+
+
+def _container_init(nspawn_pid: int) -> int:
+    """The node's PID 1 (its systemd): the first process under systemd-nspawn that is in
+    another PID namespace."""
+    own = os.readlink(f"/proc/{nspawn_pid}/ns/pid")
+    todo = [nspawn_pid]
+    while todo:
+        pid = todo.pop(0)
+        try:
+            if os.readlink(f"/proc/{pid}/ns/pid") != own:
+                return pid
+            todo += [int(c) for t in os.listdir(f"/proc/{pid}/task")
+                     for c in Path(f"/proc/{pid}/task/{t}/children").read_text().split()]
+        except OSError:
+            continue  # gone meanwhile
+    raise DevcloudError(f"no container under systemd-nspawn (pid {nspawn_pid})")
 
 
 def _run(*argv: str, check: bool = True) -> subprocess.CompletedProcess:
@@ -341,7 +359,11 @@ class LocalNodes:
         if not os.path.ismount(n.root):
             _run("mount", "-t", "overlay", "overlay", "-o",
                  f"lowerdir={base},upperdir={n.dir / 'upper'},workdir={n.dir / 'work'}", str(n.root))
-        seed = n.root / "var/lib/cloud/seed/nocloud"
+        self.write_seed(n, p)
+
+    def write_seed(self, n: LocalNode, p: render.Plan) -> None:
+        """What cloud-init reads at first boot; on a running node, what it was brought to."""
+        seed = n.root / SEED
         seed.mkdir(parents=True, exist_ok=True)
         write_private(seed / "user-data", p.files[f"{n.node.name}/user-data"])
         (seed / "meta-data").write_text(yaml.safe_dump(
@@ -372,16 +394,34 @@ class LocalNodes:
                 self.procs.stop([spec.name])
                 self.procs.start(spec)
             self.procs.wait_ready([spec], 30)
-        out = {}
+        out, changed = {}, []
         for n in self.local_nodes(cfg):
             self.wire(n)
-            self.prepare(n, base, p)
             spec = self.spec(n)
-            if not self.procs.running(spec.name):
+            seed = n.root / SEED / "user-data"
+            if self.procs.running(spec.name) and os.path.ismount(n.root) and seed.exists():
+                if seed.read_text() != p.files[f"{n.node.name}/user-data"]:
+                    changed.append(n)  # running, set up from older user data: day 2
+            else:
+                self.prepare(n, base, p)
                 self.procs.start(spec)
                 self.say(f"{n.node.name}: booting ({n.address.ip}, console: {self.layout.log(n.process)})")
             out[n.node.name] = n
+        for n in changed:
+            self.apply(n, p)
         return out
+
+    def apply(self, n: LocalNode, p: render.Plan) -> None:
+        """A running node to its new user data the way `osception apply` does it (day2.py:
+        its files in, `setup apply`), entered with nsenter instead of SSH."""
+        self.say(f"{n.node.name}: its user data changed: day-2 pass (as `osception apply`)")
+        pid = self.procs.record(n.process)["pid"]
+        state = day2.run_on(n.node.name, ["nsenter", f"--target={_container_init(pid)}", "--all"],
+                            p.files[f"{n.node.name}/user-data"], on_line=lambda line: self.say(f"  {line}"),
+                            become=())
+        if state.state != "done":  # its seed stays the older: the next `up` tries again
+            raise DevcloudError(f"{n.node.name}: day-2 pass failed: {state.reason}")
+        self.write_seed(n, p)
 
     def down(self) -> None:
         names = self.names()

@@ -17,6 +17,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import openstack
@@ -26,6 +27,7 @@ from openstack import utils as sdk_utils
 from osception import releases
 from osception import secrets as secrets_mod
 from osception.devcloud import Devcloud, Layout, cloud, guest, nodes
+from osception.devcloud.lifecycle import Settings
 
 COUNTS = os.environ.get("OSCEPTION_LOCAL_NODES", "")
 RELEASE = next(r.name for r in releases.RELEASES.values() if r.extrepo is None)
@@ -125,6 +127,69 @@ class TestGuests:
         out = _console_until(conn, a, "user data exited")
         assert f"osception-guest osception-b {b.id}" in out  # B's page, over TCP
         assert "user data exited 0" in out
+
+
+def _in_node(layout: Layout, node: str, *argv: str) -> str:
+    pid = json.loads(layout.record(f"node-{node}").read_text())["pid"]
+    return subprocess.run(["nsenter", f"--target={nodes._container_init(pid)}", "--all", *argv],
+                          check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_a_changed_config_reaches_the_running_nodes_as_osception_apply_does(local_cloud, tmp_path):
+    """`devcloud up -c` with a Nova patch and a nova.conf override on the running cloud:
+    each compute gets the day-2 pass of `osception apply` (day2.run_on; nsenter where a
+    real environment uses SSH): the patch in its installed nova, the override in its
+    nova.conf, nova-compute restarted; the network nodes are not touched. Back to the
+    first config: the pristine code again."""
+    layout, computes, networks = local_cloud
+    dc = Devcloud(layout, say=lambda m: print(f"devcloud: {m}", flush=True))
+    compute_names = [f"compute-{i}" for i in range(computes)]
+    network_names = [f"network-{i}" for i in range(networks)]
+    version = "usr/lib/python3/dist-packages/nova/version.py"
+    pristine = (layout.root / "nodes" / compute_names[0] / "root" / version).read_text()
+    repo = tmp_path / "nova"
+    (repo / "nova").mkdir(parents=True)
+    (repo / "nova" / "version.py").write_text(pristine)
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@example.org"]
+    subprocess.run(git + ["init", "-q"], check=True)
+    subprocess.run(git + ["add", "-A"], check=True)
+    subprocess.run(git + ["commit", "-qm", "base"], check=True)
+    (repo / "nova" / "version.py").write_text(pristine + "OSCEPTION_DAY2 = True\n")
+    subprocess.run(git + ["commit", "-qam", "Mark nova patched"], check=True)
+    patch = subprocess.run(git + ["format-patch", "-1", "-o", str(tmp_path)], check=True,
+                           capture_output=True, text=True).stdout.strip()
+    (tmp_path / "day2.yaml").write_text(
+        f"patches:\n  nova:\n    - file: {patch}\n"
+        "overrides:\n  nova.conf:\n    DEFAULT:\n      osapi_compute_unique_server_name_scope: project\n")
+    (tmp_path / "first.yaml").write_text("{}\n")
+    settings = dc.up()  # as it is
+    before = settings.config
+    pids = {n: _in_node(layout, n, "systemctl", "show", "-p", "MainPID", "--value", "nova-compute")
+            for n in compute_names}
+    agents = {n: _in_node(layout, n, "systemctl", "show", "-p", "MainPID", "--value",
+                          "neutron-openvswitch-agent") for n in network_names}
+    try:
+        started = time.monotonic()
+        dc.up(config_path=tmp_path / "day2.yaml")
+        print(f"\nday-2 pass of {computes} computes (and the controller's restarts): "
+              f"{time.monotonic() - started:.1f} s")
+        for n in compute_names:
+            root = layout.root / "nodes" / n / "root"
+            assert (root / version).read_text().endswith("OSCEPTION_DAY2 = True\n"), n
+            assert "osapi_compute_unique_server_name_scope = project" in (root / "etc/nova/nova.conf").read_text()
+            assert _in_node(layout, n, "systemctl", "is-active", "nova-compute") == "active"
+            assert _in_node(layout, n, "systemctl", "show", "-p", "MainPID", "--value",
+                            "nova-compute") != pids[n], f"{n}: nova-compute did not restart"
+        for n in network_names:  # nothing of theirs changed
+            assert _in_node(layout, n, "systemctl", "show", "-p", "MainPID", "--value",
+                            "neutron-openvswitch-agent") == agents[n], n
+        dc.up(config_path=tmp_path / "first.yaml")
+        for n in compute_names:
+            assert (layout.root / "nodes" / n / "root" / version).read_text() == pristine, n
+    finally:
+        settings = Settings.load(layout)
+        settings.config = before
+        settings.save(layout)
 
 
 def test_down_leaves_no_namespace_mount_or_process(local_cloud):
