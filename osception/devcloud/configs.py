@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import configparser
 import dataclasses
+import os
 import shlex
 import shutil
 from pathlib import Path
@@ -16,7 +17,7 @@ from ..config import Config
 from ..secrets import Secrets
 from ..state import write_private
 from .layout import APIS, DEPLOYMENTS, HOST, NODE_DEPLOYMENTS, PORTS, Layout
-from .manifests import Local, Manifests, Pod
+from .manifests import EMPTY_DIR, Local, Manifests, Pod
 from .overrides import overrides
 from .processes import DevcloudError
 
@@ -168,13 +169,16 @@ def pods_run(man: Manifests) -> list[Pod]:
 
 def _sweep(layout: Layout, written: set[Path]) -> None:
     """Files in a project's etc folder (or a pod's volume) that no config.json (no
-    volume) holds any more."""
+    volume) holds any more. A pod's emptyDirs are what its containers made: not swept."""
     folders = {top / p.relative_to(top).parts[0] for p in written
                for top in (layout.root / "etc", layout.root / "pods") if p.is_relative_to(top)}
     for folder in folders:
-        for path in folder.rglob("*"):
-            if path.is_file() and path not in written:
-                path.unlink()
+        for top, dirs, files in os.walk(folder):
+            if Path(top) == folder and folder.parent == layout.root / "pods":
+                dirs[:] = [d for d in dirs if not EMPTY_DIR.fullmatch(d)]
+            for name in files:
+                if Path(top, name) not in written:
+                    Path(top, name).unlink()
 
 
 def _command(man: Manifests, service: str) -> list[str]:

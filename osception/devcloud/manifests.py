@@ -56,6 +56,7 @@ from .layout import HOST, PORTS, Layout
 from .processes import DevcloudError
 
 KOLLA_CONFIG = "/var/lib/kolla/config_files"
+EMPTY_DIR = re.compile(r".+-[0-9a-f]{12}")  # pods/<pod>/<volume>-<spec>: Local.empty_dir
 WAIT_SCRIPT = "wait_for.py"
 
 # The table above, as data ({venv}: the services venv, {root}: the devcloud's folder;
@@ -247,7 +248,7 @@ class Local:
         folder = self.layout.root / "pods" / pod.stable_name
         current = {self.empty_dir(pod, v) for v in pod.empty_dirs}
         return [p for p in sorted(folder.glob("*-*")) if p.is_dir()
-                and re.fullmatch(r".+-[0-9a-f]{12}", p.name) and p not in current]
+                and EMPTY_DIR.fullmatch(p.name) and p not in current]
 
     def path(self, path: str, mounts: dict[str, Path]) -> str:
         """A path inside the container -> here; other text is returned as is."""
