@@ -1,34 +1,47 @@
-"""Provisioning speed: osception vs the original approach, side by side, one run.
+"""Provisioning speed: `up` against the parallel floor and the sequential CLI, side by
+side in one run, on the same cloud.
 
     python bench/provision.py [--sizes 5,20,50]
 
-Needs a running devcloud (`osception devcloud up`), used as the outer cloud. For
-each size N it times, on the same cloud, one after the other:
-  osception  `deploy.provision`: preflight, keypair, security group, server group,
-             N ports and N servers created concurrently, waited ACTIVE
-  original   one `openstack server create --wait` CLI call after another (the
-             original system's way), N servers with the same user data size
-and prints the seconds, the ratio, and seconds per node (how time grows with N).
-Both environments are deleted after each size. Not a test: timings vary by machine.
+Needs a running devcloud (`osception devcloud up`), used as the outer cloud (servers on
+Nova's fake driver). For each size N, one after the other on the same cloud:
+
+  floor       the least any tool can do: N ports and N servers (same flavor, image and
+              user data size as a node's) all created concurrently from one
+              openstacksdk process, then one listing every 2 s until all are ACTIVE
+              (what OpenTofu's parallel apply approximates)
+  osception   `deploy.provision`, what `osception up --no-follow` runs: preflight,
+              keypair, security group, server group, ports, render, servers, ACTIVE;
+              its phases from the timings.json it writes
+  sequential  one `openstack server create` (no --wait) after another, as a shell loop
+              would, then one listing every 2 s until all are ACTIVE
+
+It prints seconds, osception / floor, and osception's phases. Everything is deleted
+after each measurement. Not a test: timings vary by machine; ratios are the result.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
 import tempfile
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from osception import config, deploy, secrets  # noqa: E402
+from openstack import utils as sdk_utils  # noqa: E402
+
+from osception import config, deploy, render, secrets  # noqa: E402
 from osception import undercloud as uc  # noqa: E402
 from osception.devcloud import Layout, cloud  # noqa: E402
 
 FLAVOR, IMAGE, NETWORK = cloud.OUTER_FLAVOR, cloud.OUTER_IMAGE, cloud.OUTER_NETWORK
+INTERVAL = 2  # s between listings, as uc.wait_active
 
 
 def cfg_for(n: int, name: str) -> config.Config:
@@ -39,37 +52,77 @@ def cfg_for(n: int, name: str) -> config.Config:
     return config.Config.model_validate({"name": name, "network": NETWORK, "nodes": groups})
 
 
-def time_osception(member, n: int, work: Path) -> float:
+def user_data(work: Path) -> str:
+    """A node's user data as the outer cloud receives it (a compute's, gzip+base64)."""
+    plan = render.build(cfg_for(5, "bench-ud"), secrets.ensure(work / "bench-ud", "bench-ud"))
+    import base64
+    return base64.b64encode(render.wire_user_data(plan.files["compute-0/user-data"])).decode()
+
+
+def wait_all_active(member, ids: set[str]) -> None:
+    for _ in sdk_utils.iterate_timeout(1800, "servers not ACTIVE", wait=INTERVAL):
+        status = {s.id: s.status for s in member.compute.servers() if s.id in ids}
+        if len(status) == len(ids) and all(v == "ACTIVE" for v in status.values()):
+            return
+
+
+def delete_named(member, prefix: str) -> None:
+    servers = [s for s in member.compute.servers() if (s.name or "").startswith(prefix)]
+    for s in servers:
+        member.compute.delete_server(s)
+    for s in servers:
+        member.compute.wait_for_delete(s, wait=600)
+    for p in [p for p in member.network.ports() if (p.name or "").startswith(prefix)]:
+        member.network.delete_port(p)
+
+
+def time_floor(member, n: int, data: str) -> float:
+    net = member.network.find_network(NETWORK)
+    flavor, image = member.compute.find_flavor(FLAVOR), member.image.find_image(IMAGE)
+    t0 = time.monotonic()
+
+    def one(i: int) -> str:
+        port = member.network.create_port(name=f"floor-{n}-{i}", network_id=net.id)
+        return member.compute.create_server(name=f"floor-{n}-{i}", flavor_id=flavor.id, image_id=image.id,
+                                            networks=[{"port": port.id}], user_data=data).id
+
+    with ThreadPoolExecutor(max_workers=min(n, uc.WORKERS)) as pool:
+        ids = set(pool.map(one, range(n)))
+    wait_all_active(member, ids)
+    elapsed = time.monotonic() - t0
+    delete_named(member, f"floor-{n}-")
+    return elapsed
+
+
+def time_osception(member, n: int, work: Path) -> tuple[float, dict]:
     cfg = cfg_for(n, f"bench-{n}")
     sec = secrets.ensure(work / cfg.name, cfg.name)
     t0 = time.monotonic()
     deploy.provision(member, cfg, sec, work / cfg.name)
     elapsed = time.monotonic() - t0
+    phases = json.loads((work / cfg.name / deploy.TIMINGS).read_text())["provision"]
     uc.destroy(member, uc.Names(cfg.name), sec.ssh["public"])
-    return elapsed
+    return elapsed, phases
 
 
-def time_original(member, n: int, work: Path, venv: Path, clouds_yaml: Path) -> float:
-    """One `openstack server create --wait` after another, like a shell loop would."""
-    user_data = work / "user-data"
-    user_data.write_text("#cloud-config\n" + "# padding\n" * 2000)  # ~20 KB, like a node's
-    env = {**os.environ, "OS_CLIENT_CONFIG_FILE": str(clouds_yaml), "OS_CLOUD": cloud.MEMBER_CLOUD}
-    for key in [k for k in env if k.startswith("OS_") and k not in ("OS_CLIENT_CONFIG_FILE", "OS_CLOUD")]:
-        del env[key]
-    names = [f"orig-{n}-{i}" for i in range(n)]
+def time_sequential(member, n: int, work: Path, venv: Path, clouds_yaml: Path, data: str) -> float:
+    """One `openstack server create` after another (no --wait), then wait for all."""
+    import base64
+    import gzip
+    path = work / "user-data"
+    path.write_bytes(gzip.decompress(base64.b64decode(data)))
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
+    env.update(OS_CLIENT_CONFIG_FILE=str(clouds_yaml), OS_CLOUD=cloud.MEMBER_CLOUD)
+    names = [f"seq-{n}-{i}" for i in range(n)]
     t0 = time.monotonic()
     for name in names:
         subprocess.run([str(venv / "bin/openstack"), "server", "create", "--flavor", FLAVOR, "--image", IMAGE,
-                        "--network", NETWORK, "--user-data", str(user_data), "--wait", name],
+                        "--network", NETWORK, "--user-data", str(path), name],
                        env=env, check=True, capture_output=True)
+    ids = {s.id for s in member.compute.servers() if s.name in names}
+    wait_all_active(member, ids)
     elapsed = time.monotonic() - t0
-    for name in names:
-        server = member.compute.find_server(name)
-        member.compute.delete_server(server)
-    for name in names:
-        server = member.compute.find_server(name, ignore_missing=True)
-        if server is not None:
-            member.compute.wait_for_delete(server)
+    delete_named(member, f"seq-{n}-")
     return elapsed
 
 
@@ -81,23 +134,27 @@ def main() -> None:
     sec = secrets.ensure(layout.root, "devcloud")
     admin, member = cloud.connect(sec, cloud.ADMIN_CLOUD), cloud.connect(sec, cloud.MEMBER_CLOUD)
     cloud.dress_as_outer_cloud(admin, member)
-    venv = Path(os.environ.get("OSCEPTION_DEVCLOUD_VENV", Path(__file__).resolve().parent.parent
-                               / ".venv-openstack-2026.1"))
+    settings = json.loads(layout.settings.read_text())
+    venv = Path(os.environ.get("OSCEPTION_DEVCLOUD_VENV") or settings["venv"])
     rows = []
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
+        data = user_data(work)
         for n in (int(x) for x in args.sizes.split(",")):
-            ours = time_osception(member, n, work)
-            theirs = time_original(member, n, work, venv, layout.clouds_yaml)
-            rows.append((n, ours, theirs))
-            print(f"N={n:3}  osception {ours:7.1f}s ({ours / n:5.2f}s/node)  "
-                  f"original {theirs:7.1f}s ({theirs / n:5.2f}s/node)  ratio {theirs / ours:5.1f}x",
-                  flush=True)
-    print("\n| nodes | osception | original (CLI, sequential) | original / osception |")
-    print("|---|---|---|---|")
-    for n, ours, theirs in rows:
-        print(f"| {n} | {ours:.1f} s ({ours / n:.2f} s/node) | {theirs:.1f} s ({theirs / n:.2f} s/node) "
-              f"| {theirs / ours:.1f}x |")
+            floor = time_floor(member, n, data)
+            ours, phases = time_osception(member, n, work)
+            seq = time_sequential(member, n, work, venv, layout.clouds_yaml, data)
+            rows.append((n, floor, ours, seq, phases))
+            print(f"N={n:3}  floor {floor:6.1f}s  osception {ours:6.1f}s  sequential {seq:6.1f}s  "
+                  f"osception/floor {ours / floor:4.2f}  phases {phases}", flush=True)
+    print("\n| nodes | floor | `up` (provision) | sequential CLI | osception / floor | sequential / osception |")
+    print("|---|---|---|---|---|---|")
+    for n, floor, ours, seq, _ in rows:
+        print(f"| {n} | {floor:.1f} s | {ours:.1f} s | {seq:.1f} s | {ours / floor:.2f} | {seq / ours:.2f} |")
+    print("\n| nodes | " + " | ".join(rows[0][4]) + " |")
+    print("|---|" + "---|" * len(rows[0][4]))
+    for n, *_, phases in rows:
+        print(f"| {n} | " + " | ".join(f"{v:.1f}" for v in phases.values()) + " |")
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ any point completes the environment without duplicates.
 from __future__ import annotations
 
 import json
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,45 +40,75 @@ def _parallel(fn, items, workers: int = 8) -> list:
 
 
 def provision(conn, cfg: Config, secrets: Secrets, env_dir: Path, say=lambda msg: None) -> UpResult:
+    phases = Phases()
     names = uc.Names(cfg.name)
     found = uc.preflight(conn, cfg, names)
     say("preflight passed")
+    phases.lap("preflight")
 
     uc.ensure_keypair(conn, names, secrets.ssh["public"])
     sg = uc.ensure_security_group(conn, names, cfg)
     group = uc.ensure_server_group(conn, names) if cfg.nodes.compute.count else None
     say("keypair, security group and server group ready")
+    phases.lap("keypair-sg-group")
 
     nodes = topology.nodes(cfg)
     public_nodes = topology.public_port_nodes(cfg)
-
-    def ports_of(node):
-        primary = uc.ensure_port(conn, names, names.port(node.name), found.network, sg)
-        public = (uc.ensure_port(conn, names, names.public_port(node.name), found.public_network,
-                                 sg, port_security=False) if node in public_nodes else None)
-        return node.name, primary, public
-
-    ports = {name: (p, pub) for name, p, pub in _parallel(ports_of, nodes)}
+    wanted = [uc.PortWanted(names.port(n.name), found.network, sg) for n in nodes] + [
+        uc.PortWanted(names.public_port(n.name), found.public_network, sg, port_security=False)
+        for n in public_nodes]
+    made = uc.ensure_ports(conn, names, wanted)
+    ports = {n.name: (made[names.port(n.name)], made.get(names.public_port(n.name))) for n in nodes}
     addresses = {name: uc.address_of(p, pub) for name, (p, pub) in ports.items()}
     say(f"{len(ports)} nodes' ports ready")
+    phases.lap("ports")
 
     mtu = getattr(found.network, "mtu", None) or cfg.mtu
     plan = render.build(cfg, secrets, addresses, mtu=mtu)
     render.write(plan, env_dir / "plan")
     _save(env_dir, names, ports, addresses, {}, mtu)
+    phases.lap("render")
 
-    def server_of(node):
-        p, pub = ports[node.name]
-        return node.name, uc.ensure_server(
-            conn, names, node, found, plan.files[f"{node.name}/user-data"],
-            [x for x in (p, pub) if x is not None],
-            server_group=group if node.role == "compute" else None)
-
-    servers = dict(_parallel(server_of, nodes))
+    requests = {n.name: uc.server_request(
+        names, n, found, plan.files[f"{n.name}/user-data"], [x for x in ports[n.name] if x is not None],
+        server_group=group if n.role == "compute" else None) for n in nodes}
+    servers = uc.ensure_servers(conn, names, requests)
     _save(env_dir, names, ports, addresses, servers, mtu)
-    day2.record_created(plan, env_dir)  # what `osception apply` compares with
+    phases.lap("servers")
+    servers = uc.wait_active(conn, names, servers)
     say(f"{len(servers)} servers ACTIVE")
+    phases.lap("active")
+    day2.record_created(plan, env_dir)  # what `osception apply` compares with
+    phases.save(env_dir)
     return UpResult(plan, servers)
+
+
+class Phases:
+    """Seconds per phase of `provision`, in timings.json under "provision" (beside each
+    node's steps, which `follow` adds)."""
+
+    def __init__(self):
+        self.start = self.last = time.monotonic()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = round(now - self.last, 2)
+        self.last = now
+
+    def save(self, env_dir: Path) -> None:
+        self.laps["total"] = round(self.last - self.start, 2)
+        _write_timings(env_dir, provision=self.laps)
+
+
+def _write_timings(env_dir: Path, **parts) -> None:
+    path = env_dir / TIMINGS
+    try:
+        data = json.loads(path.read_text()) if path.exists() else {}
+    except ValueError:
+        data = {}
+    data.update(parts)
+    write_private(path, json.dumps(data, indent=2, sort_keys=True))
 
 
 def _save(env_dir: Path, names, ports, addresses, servers, mtu: int | None) -> None:
@@ -128,8 +159,7 @@ def follow(conn, servers: dict[str, object], env_dir: Path, on_update, timeout: 
         for _ in sdk_utils.iterate_timeout(timeout, "nodes still setting up", wait=interval):
             state = poll_progress(conn, servers)
             on_update(state)
-            write_private(env_dir / TIMINGS, json.dumps(
-                {n: progress.timings(p) for n, p in state.items()}, indent=2, sort_keys=True))
+            _write_timings(env_dir, **{n: progress.timings(p) for n, p in state.items()})
             if (all(p.state in ("done", "failed") for p in state.values())
                     or any(p.state == "failed" for p in state.values())):
                 return state

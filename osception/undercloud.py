@@ -348,16 +348,47 @@ def ensure_server_group(conn, names: Names):
     return group or conn.compute.create_server_group(name=names.server_group, policy="soft-anti-affinity")
 
 
+# How many calls `up` has in flight at once: every port, then every server, of an
+# environment of up to this many nodes, concurrently (one openstacksdk process).
+WORKERS = 32
+
+
+@dataclass(frozen=True)
+class PortWanted:
+    name: str
+    network: object
+    security_group: object = None
+    port_security: bool = True
+
+
+def _concurrently(fn, items) -> list:
+    with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(items)))) as pool:
+        return list(pool.map(fn, items))
+
+
+def ensure_ports(conn, names: Names, wanted: list[PortWanted]) -> dict[str, object]:
+    """Every wanted port, by name: what exists listed once, the rest created concurrently."""
+    existing: dict[str, list] = {}
+    for p in _env_ports(conn, names, adopt_untagged=True):
+        existing.setdefault(p.name, []).append(p)
+    return dict(_concurrently(lambda w: (w.name, _ensure_port(conn, names, w, existing.get(w.name, []))),
+                              wanted))
+
+
 def ensure_port(conn, names: Names, name: str, network, security_group=None, port_security=True):
     existing = [p for p in _env_ports(conn, names, adopt_untagged=True) if p.name == name]
+    return _ensure_port(conn, names, PortWanted(name, network, security_group, port_security), existing)
+
+
+def _ensure_port(conn, names: Names, w: PortWanted, existing: list):
     port = existing[0] if existing else None
     for extra in existing[1:]:  # a create retried after a lost answer: keep one
         conn.network.delete_port(extra)
     if port is None:
-        kwargs = dict(name=name, network_id=network.id)
+        kwargs = dict(name=w.name, network_id=w.network.id)
         create = functools.partial(_create_tagged, conn.network.create_port, conn.network.set_tags, names.env)
         port = None
-        if not port_security:
+        if not w.port_security:
             # The provider port carries the new cloud's own addresses (floating IPs,
             # routers): no filtering. Neutron's default policy lets only the network's
             # owner ask for that; elsewhere the port keeps the environment's group.
@@ -366,7 +397,7 @@ def ensure_port(conn, names: Names, name: str, network, security_group=None, por
             except sdk_exc.ForbiddenException:
                 pass
         if port is None:
-            port = create(security_group_ids=[security_group.id], **kwargs)
+            port = create(security_group_ids=[w.security_group.id], **kwargs)
     if set(_tags(names.env)) - set(port.tags or []):
         conn.network.set_tags(port, _tags(names.env))
     return port
@@ -377,35 +408,62 @@ def address_of(port, public_port=None) -> Address:
     return Address(ip=ip, mac=port.mac_address, public_mac=public_port.mac_address if public_port else None)
 
 
-def ensure_server(conn, names: Names, node: Node, found: Found, user_data: str, ports: list,
-                  server_group=None):
-    """The node's server, ACTIVE. An ERROR server is replaced; a BUILD one is waited for."""
-    name = names.server(node.name)
-    mine = [s for s in _env_servers(conn, names) if s.name == name]
-    server = next((s for s in mine if s.status != "ERROR"), mine[0] if mine else None)
-    for extra in mine:  # a create retried after a lost answer: keep one
-        if extra is not server:
-            conn.compute.delete_server(extra)
-    if server is not None and server.status == "ERROR":
-        conn.compute.delete_server(server)
-        conn.compute.wait_for_delete(server, wait=600)
-        server = None
-    if server is None:
-        kwargs = dict(
-            name=name,
-            flavor_id=found.flavors[node.role].id,
-            image_id=found.images[node.role].id,
-            networks=[{"port": p.id} for p in ports],
-            key_name=names.keypair,
-            # gzip-compressed: cloud-init decompresses it (render.wire_user_data)
-            user_data=base64.b64encode(wire_user_data(user_data)).decode(),
-            tags=_tags(names.env),
-            metadata={"osception-env": names.env, "osception-node": node.name},
-        )
-        if server_group is not None:
-            kwargs["scheduler_hints"] = {"group": server_group.id}
-        server = conn.compute.create_server(**kwargs)
-    return conn.compute.wait_for_server(server, status="ACTIVE", failures=["ERROR"], interval=2, wait=900)
+def server_request(names: Names, node: Node, found: Found, user_data: str, ports: list,
+                   server_group=None) -> dict:
+    """The create-server call of a node."""
+    kwargs = dict(
+        name=names.server(node.name),
+        flavor_id=found.flavors[node.role].id,
+        image_id=found.images[node.role].id,
+        networks=[{"port": p.id} for p in ports],
+        key_name=names.keypair,
+        # gzip-compressed: cloud-init decompresses it (render.wire_user_data)
+        user_data=base64.b64encode(wire_user_data(user_data)).decode(),
+        tags=_tags(names.env),
+        metadata={"osception-env": names.env, "osception-node": node.name},
+    )
+    if server_group is not None:
+        kwargs["scheduler_hints"] = {"group": server_group.id}
+    return kwargs
+
+
+def ensure_servers(conn, names: Names, requests: dict[str, dict]) -> dict[str, object]:
+    """Every node's server, by node ({node: server_request(...)}): what exists listed
+    once; an ERROR one replaced; the rest created concurrently. Not waited for."""
+    mine: dict[str, list] = {}
+    for s in _env_servers(conn, names):
+        mine.setdefault(s.name, []).append(s)
+
+    def one(item):
+        node, kwargs = item
+        found = mine.get(kwargs["name"], [])
+        server = next((s for s in found if s.status != "ERROR"), found[0] if found else None)
+        for extra in found:  # a create retried after a lost answer: keep one
+            if extra is not server:
+                conn.compute.delete_server(extra)
+        if server is not None and server.status == "ERROR":
+            conn.compute.delete_server(server)
+            conn.compute.wait_for_delete(server, wait=600)
+            server = None
+        return node, server or conn.compute.create_server(**kwargs)
+
+    return dict(_concurrently(one, list(requests.items())))
+
+
+def wait_active(conn, names: Names, servers: dict[str, object], timeout: float = 900,
+                interval: float = 2) -> dict[str, object]:
+    """Until every server is ACTIVE, from one listing of the environment's servers per
+    round (not one poll per server); one that goes to ERROR fails it, named."""
+    node_of = {s.id: node for node, s in servers.items()}
+    for _ in sdk_utils.iterate_timeout(timeout, f"servers not ACTIVE within {timeout:.0f} s", wait=interval):
+        now = {s.id: s for s in _env_servers(conn, names) if s.id in node_of}
+        for s in now.values():
+            if s.status == "ERROR":
+                fault = (getattr(s, "fault", None) or {}).get("message", "no fault given")
+                raise sdk_exc.ResourceFailure(f"{node_of[s.id]}: server {s.id} went to ERROR: {fault}")
+        if len(now) == len(node_of) and all(s.status == "ACTIVE" for s in now.values()):
+            return {node_of[i]: s for i, s in now.items()}
+    raise AssertionError("unreachable: iterate_timeout raises")
 
 
 # --- teardown --------------------------------------------------------------------

@@ -91,19 +91,25 @@ def test_up_gives_a_provider_port_to_compute_and_network_nodes_only(tmp_path, mo
     sec = secrets.ensure(tmp_path, cfg.name)
     asked, macs = [], iter(range(1, 100))
 
-    def ensure_port(conn, names, name, network, security_group=None, port_security=True):
-        asked.append((name, network))
-        n = next(macs)
-        return SimpleNamespace(id=name, mac_address=f"fa:16:3e:00:00:{n:02x}",
-                               fixed_ips=[{"ip_address": f"192.0.2.{n}"}])
+    def ensure_ports(conn, names, wanted):
+        out = {}
+        for w in wanted:
+            asked.append((w.name, w.network))
+            n = next(macs)
+            out[w.name] = SimpleNamespace(id=w.name, mac_address=f"fa:16:3e:00:00:{n:02x}",
+                                          fixed_ips=[{"ip_address": f"192.0.2.{n}"}])
+        return out
 
     found = uc.Found(network="Ext-Net", public_network="Provider-Net")
     monkeypatch.setattr(uc, "preflight", lambda conn, cfg, names: found)
     monkeypatch.setattr(uc, "ensure_keypair", lambda *a: None)
     monkeypatch.setattr(uc, "ensure_security_group", lambda *a: SimpleNamespace(id="sg"))
     monkeypatch.setattr(uc, "ensure_server_group", lambda *a: SimpleNamespace(id="group"))
-    monkeypatch.setattr(uc, "ensure_port", ensure_port)
-    monkeypatch.setattr(uc, "ensure_server", lambda conn, names, node, *a, **k: SimpleNamespace(id=node.name))
+    monkeypatch.setattr(uc, "ensure_ports", ensure_ports)
+    monkeypatch.setattr(uc, "server_request", lambda names, node, *a, **k: {"name": node.name})
+    monkeypatch.setattr(uc, "ensure_servers", lambda conn, names, requests: {
+        node: SimpleNamespace(id=node) for node in requests})
+    monkeypatch.setattr(uc, "wait_active", lambda conn, names, servers: servers)
 
     result = deploy.provision(None, cfg, sec, tmp_path)
     public = sorted(name for name, net in asked if net == "Provider-Net")
