@@ -37,6 +37,7 @@ import os
 import shutil
 import subprocess
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -407,8 +408,9 @@ class LocalNodes:
                 self.procs.start(spec)
                 self.say(f"{n.node.name}: booting ({n.address.ip}, console: {self.layout.log(n.process)})")
             out[n.node.name] = n
-        for n in changed:
-            self.apply(n, p)
+        if changed:  # in parallel, as `osception apply` does
+            with ThreadPoolExecutor(max_workers=len(changed)) as pool:
+                list(pool.map(lambda n: self.apply(n, p), changed))
         return out
 
     def apply(self, n: LocalNode, p: render.Plan) -> None:

@@ -158,10 +158,10 @@ def test_a_changed_config_reaches_the_running_nodes_as_osception_apply_does(loca
     subprocess.run(git + ["commit", "-qam", "Mark nova patched"], check=True)
     patch = subprocess.run(git + ["format-patch", "-1", "-o", str(tmp_path)], check=True,
                            capture_output=True, text=True).stdout.strip()
-    (tmp_path / "day2.yaml").write_text(
-        f"patches:\n  nova:\n    - file: {patch}\n"
+    (tmp_path / "day2.yaml").write_text(  # the cloud's release (a config's default is another)
+        f"release: \"{RELEASE}\"\npatches:\n  nova:\n    - file: {patch}\n"
         "overrides:\n  nova.conf:\n    DEFAULT:\n      osapi_compute_unique_server_name_scope: project\n")
-    (tmp_path / "first.yaml").write_text("{}\n")
+    (tmp_path / "first.yaml").write_text(f"release: \"{RELEASE}\"\n")
     settings = dc.up()  # as it is
     before = settings.config
     pids = {n: _in_node(layout, n, "systemctl", "show", "-p", "MainPID", "--value", "nova-compute")

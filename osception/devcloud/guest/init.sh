@@ -35,9 +35,18 @@ metadata=http://169.254.169.254
 for arg in $(cat /proc/cmdline); do
   case "$arg" in osception.metadata=*) metadata=${arg#osception.metadata=} ;; esac
 done
-# Up to 20 s: Neutron's proxy asks nova-api, slow on a busy machine. (timeout, not
-# wget -T: busybox 1.35's wget crashes on -T.)
-if [ -n "$ip" ] && timeout 20 wget -q -O /run/meta_data.json "$metadata/openstack/latest/meta_data.json"; then
+# Each try up to 20 s: Neutron's proxy asks nova-api, slow on a busy machine. (timeout,
+# not wget -T: busybox 1.35's wget crashes on -T.) Up to 10 tries 5 s apart, as CirrOS
+# and cloud-init wait for it: the first guest of a router on a compute (DVR) may boot
+# before that compute's L3 agent has made the router's namespace and metadata proxy.
+tries=0
+until [ -z "$ip" ] || timeout 20 wget -q -O /run/meta_data.json "$metadata/openstack/latest/meta_data.json"; do
+  rm -f /run/meta_data.json
+  tries=$((tries + 1))
+  [ "$tries" -ge 10 ] && break
+  sleep 5
+done
+if [ -s /run/meta_data.json ]; then
   uuid=$(sed -n 's/.*"uuid": *"\([^"]*\)".*/\1/p' /run/meta_data.json)
   name=$(sed -n 's/.*"hostname": *"\([^".]*\).*/\1/p' /run/meta_data.json)
   [ -n "$name" ] && hostname "$name"
