@@ -105,12 +105,41 @@ def time_osception(member, n: int, work: Path) -> tuple[float, dict]:
     return elapsed, phases
 
 
+BEFORE = """
+import json, sys, tempfile, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+from osception import config, deploy, secrets
+from osception import undercloud as uc
+from osception.devcloud import Layout, cloud
+n, flavor, image, network = int(sys.argv[2]), sys.argv[3], sys.argv[4], sys.argv[5]
+net_nodes = 2 if n >= 5 else 0
+groups = {"controller": {"count": 1}, "compute": {"count": n - 1 - net_nodes}, "network": {"count": net_nodes}}
+for g in groups.values():
+    g.update(flavor=flavor, image=image)
+cfg = config.Config.model_validate({"name": f"before-{n}", "network": network, "nodes": groups})
+member = cloud.connect(secrets.ensure(Layout.default().root, "devcloud"), cloud.MEMBER_CLOUD)
+work = Path(tempfile.mkdtemp())
+sec = secrets.ensure(work / cfg.name, cfg.name)
+t0 = time.monotonic()
+deploy.provision(member, cfg, sec, work / cfg.name)
+print(time.monotonic() - t0)
+uc.destroy(member, uc.Names(cfg.name), sec.ssh["public"])
+"""
+
+
+def time_before(checkout: Path, n: int) -> float:
+    """`deploy.provision` of another checkout (an earlier commit), in its own interpreter."""
+    r = subprocess.run([sys.executable, "-c", BEFORE, str(checkout), str(n), FLAVOR, IMAGE, NETWORK],
+                       capture_output=True, text=True, check=True)
+    return float(r.stdout.split()[-1])
+
+
 def time_sequential(member, n: int, work: Path, venv: Path, clouds_yaml: Path, data: str) -> float:
     """One `openstack server create` after another (no --wait), then wait for all."""
     import base64
-    import gzip
     path = work / "user-data"
-    path.write_bytes(gzip.decompress(base64.b64decode(data)))
+    path.write_bytes(base64.b64decode(data))  # gzip, as the others send it (cloud-init reads it)
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
     env.update(OS_CLIENT_CONFIG_FILE=str(clouds_yaml), OS_CLOUD=cloud.MEMBER_CLOUD)
     names = [f"seq-{n}-{i}" for i in range(n)]
@@ -129,6 +158,7 @@ def time_sequential(member, n: int, work: Path, venv: Path, clouds_yaml: Path, d
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="5,20,50")
+    ap.add_argument("--before", type=Path, help="a checkout of an earlier osception, timed too")
     args = ap.parse_args()
     layout = Layout.default()
     sec = secrets.ensure(layout.root, "devcloud")
@@ -143,18 +173,24 @@ def main() -> None:
         for n in (int(x) for x in args.sizes.split(",")):
             floor = time_floor(member, n, data)
             ours, phases = time_osception(member, n, work)
+            before = time_before(args.before, n) if args.before else None
             seq = time_sequential(member, n, work, venv, layout.clouds_yaml, data)
-            rows.append((n, floor, ours, seq, phases))
-            print(f"N={n:3}  floor {floor:6.1f}s  osception {ours:6.1f}s  sequential {seq:6.1f}s  "
-                  f"osception/floor {ours / floor:4.2f}  phases {phases}", flush=True)
-    print("\n| nodes | floor | `up` (provision) | sequential CLI | osception / floor | sequential / osception |")
-    print("|---|---|---|---|---|---|")
-    for n, floor, ours, seq, _ in rows:
-        print(f"| {n} | {floor:.1f} s | {ours:.1f} s | {seq:.1f} s | {ours / floor:.2f} | {seq / ours:.2f} |")
-    print("\n| nodes | " + " | ".join(rows[0][4]) + " |")
-    print("|---|" + "---|" * len(rows[0][4]))
+            rows.append((n, floor, ours, before, seq, phases))
+            print(f"N={n:3}  floor {floor:6.1f}s  osception {ours:6.1f}s  before {before or 0:6.1f}s  "
+                  f"sequential {seq:6.1f}s  osception/floor {ours / floor:4.2f}  phases {phases}", flush=True)
+    print("\n| nodes | floor | `up` (provision) | before | sequential CLI | up / floor | before / floor "
+          "| sequential / up |")
+    print("|---|---|---|---|---|---|---|---|")
+    for n, floor, ours, before, seq, _ in rows:
+        b = f"{before:.1f} s | " if before else "- | "
+        bf = f"{before / floor:.2f} | " if before else "- | "
+        print(f"| {n} | {floor:.1f} s | {ours:.1f} s | {b}{seq:.1f} s | {ours / floor:.2f} | {bf}{seq / ours:.2f} |")
+    order = [k for k in ("preflight", "security-group", "ports", "render", "servers", "active", "total")
+             if k in rows[0][5]]
+    print("\n| nodes | " + " | ".join(order) + " |")
+    print("|---|" + "---|" * len(order))
     for n, *_, phases in rows:
-        print(f"| {n} | " + " | ".join(f"{v:.1f}" for v in phases.values()) + " |")
+        print(f"| {n} | " + " | ".join(f"{phases[k]:.1f} s" for k in order) + " |")
 
 
 if __name__ == "__main__":

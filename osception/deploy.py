@@ -46,21 +46,28 @@ def provision(conn, cfg: Config, secrets: Secrets, env_dir: Path, say=lambda msg
     say("preflight passed")
     phases.lap("preflight")
 
-    uc.ensure_keypair(conn, names, secrets.ssh["public"])
-    sg = uc.ensure_security_group(conn, names, cfg)
-    group = uc.ensure_server_group(conn, names) if cfg.nodes.compute.count else None
-    say("keypair, security group and server group ready")
-    phases.lap("keypair-sg-group")
-
     nodes = topology.nodes(cfg)
     public_nodes = topology.public_port_nodes(cfg)
-    wanted = [uc.PortWanted(names.port(n.name), found.network, sg) for n in nodes] + [
-        uc.PortWanted(names.public_port(n.name), found.public_network, sg, port_security=False)
-        for n in public_nodes]
-    made = uc.ensure_ports(conn, names, wanted)
+
+    def sg_and_ports():
+        """The security group, then the ports that name it."""
+        sg = uc.ensure_security_group(conn, names, cfg)
+        phases.lap("security-group")
+        wanted = [uc.PortWanted(names.port(n.name), found.network, sg) for n in nodes] + [
+            uc.PortWanted(names.public_port(n.name), found.public_network, sg, port_security=False)
+            for n in public_nodes]
+        return uc.ensure_ports(conn, names, wanted)
+
+    # The keypair and the server group (only the servers need them) meanwhile.
+    with ThreadPoolExecutor(max_workers=3) as pool:
+        keypair = pool.submit(uc.ensure_keypair, conn, names, secrets.ssh["public"])
+        group = pool.submit(uc.ensure_server_group, conn, names) if cfg.nodes.compute.count else None
+        made = sg_and_ports()
+        keypair.result()
+        group = group.result() if group else None
     ports = {n.name: (made[names.port(n.name)], made.get(names.public_port(n.name))) for n in nodes}
     addresses = {name: uc.address_of(p, pub) for name, (p, pub) in ports.items()}
-    say(f"{len(ports)} nodes' ports ready")
+    say(f"keypair, security group, server group and {len(ports)} nodes' ports ready")
     phases.lap("ports")
 
     mtu = getattr(found.network, "mtu", None) or cfg.mtu

@@ -208,13 +208,9 @@ def _env_ports(conn, names: Names, adopt_untagged: bool = False) -> list:
     """The environment's ports: tagged, with our names. `up` also adopts an untagged
     port with our exact name: one created on a cloud without tags-on-create whose
     tagging was interrupted. `down` never does: it deletes tagged resources only."""
-    found = {p.id: p for p in conn.network.ports(tags=env_tag(names.env))
-             if _tagged(p, names) and names.owns(p.name)}
-    if adopt_untagged:
-        for p in conn.network.ports():
-            if names.owns(p.name) and not p.tags:
-                found[p.id] = p
-    return list(found.values())
+    listing = conn.network.ports() if adopt_untagged else conn.network.ports(tags=env_tag(names.env))
+    return [p for p in listing  # adopting: one listing of the project's ports, not two
+            if names.owns(p.name) and (_tagged(p, names) or (adopt_untagged and not p.tags))]
 
 
 def _env_security_group(conn, names: Names, adopt_untagged: bool = False):

@@ -6,7 +6,8 @@
 #                                            sources, no root, no devcloud
 #
 # - .venv: osception with its test extras (kubernetes-validate, ansible...).
-# - Debian packages: cloud-init (its schema validator), shellcheck; with the slow tests
+# - Debian packages: cloud-init (its schema validator), shellcheck, uWSGI with its python3
+#   plugin (as Kolla's API images run it: tests/test_uwsgi_pythonpath.py); with the slow tests
 #   also debootstrap, the devcloud's MariaDB, RabbitMQ, memcached and QEMU (the guest
 #   image's boot test) (installed when missing; needs root, else says what to install).
 # - .venv-openstack-<release>: the real OpenStack services of each release, from the
@@ -39,7 +40,7 @@ needed=$(cat "$tmp/needs" 2>/dev/null || true)
 rm -rf "$tmp"
 needs() { grep -qx "$1" <<<"$needed"; }
 
-debs=(cloud-init shellcheck)
+debs=(cloud-init shellcheck uwsgi-core uwsgi-plugin-python3)
 if needs root; then debs+=(debootstrap); fi
 if needs devcloud; then debs+=(mariadb-server rabbitmq-server memcached); fi
 if needs qemu; then debs+=(qemu-system-x86); fi
