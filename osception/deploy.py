@@ -10,7 +10,6 @@ any point completes the environment without duplicates.
 from __future__ import annotations
 
 import json
-import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -40,7 +39,7 @@ def _parallel(fn, items, workers: int = 8) -> list:
 
 
 def provision(conn, cfg: Config, secrets: Secrets, env_dir: Path, say=lambda msg: None) -> UpResult:
-    phases = Phases()
+    phases = progress.Laps(digits=2)  # timings.json: "provision"
     names = uc.Names(cfg.name)
     found = uc.preflight(conn, cfg, names)
     say("preflight passed")
@@ -86,26 +85,8 @@ def provision(conn, cfg: Config, secrets: Secrets, env_dir: Path, say=lambda msg
     say(f"{len(servers)} servers ACTIVE")
     phases.lap("active")
     day2.record_created(plan, env_dir)  # what `osception apply` compares with
-    phases.save(env_dir)
+    _write_timings(env_dir, provision={**phases.laps, "total": phases.total()})
     return UpResult(plan, servers)
-
-
-class Phases:
-    """Seconds per phase of `provision`, in timings.json under "provision" (beside each
-    node's steps, which `follow` adds)."""
-
-    def __init__(self):
-        self.start = self.last = time.monotonic()
-        self.laps: dict[str, float] = {}
-
-    def lap(self, name: str) -> None:
-        now = time.monotonic()
-        self.laps[name] = round(now - self.last, 2)
-        self.last = now
-
-    def save(self, env_dir: Path) -> None:
-        self.laps["total"] = round(self.last - self.start, 2)
-        _write_timings(env_dir, provision=self.laps)
 
 
 def _write_timings(env_dir: Path, **parts) -> None:

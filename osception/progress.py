@@ -25,6 +25,7 @@ The shell side of the contract is templates/scripts/osception-step.sh.
 from __future__ import annotations
 
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -121,3 +122,21 @@ def parse(console: str, node: str | None = None) -> dict[str, NodeProgress]:
 def timings(prog: NodeProgress) -> dict[str, float]:
     """Seconds per finished step, for the environment's state."""
     return {s.name: s.seconds for s in prog.steps if s.seconds is not None}
+
+
+class Laps:
+    """Seconds per phase of a command run here (`up`'s provisioning, `devcloud up`), for
+    its summary and state."""
+
+    def __init__(self, digits: int = 1):
+        self.digits = digits
+        self.start = self.last = time.monotonic()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.monotonic()
+        self.laps[name] = round(now - self.last, self.digits)
+        self.last = now
+
+    def total(self) -> float:
+        return round(time.monotonic() - self.start, self.digits)

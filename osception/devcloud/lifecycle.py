@@ -17,7 +17,6 @@ import json
 import os
 import shutil
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -31,6 +30,7 @@ from openstack import utils as sdk_utils
 
 from .. import config as config_mod
 from .. import releases
+from ..progress import Laps
 from .. import secrets as secrets_mod
 from . import cloud, configs, infra
 from . import venv as venv_mod
@@ -65,22 +65,6 @@ def _http_ready(port: int, path: str = "/") -> Callable[[], bool]:
             return False
 
     return check
-
-
-class _Clock:
-    """Seconds per phase of `up`, for its summary and `status`."""
-
-    def __init__(self):
-        self.start = self.last = time.monotonic()
-        self.laps: dict[str, float] = {}
-
-    def lap(self, name: str) -> None:
-        now = time.monotonic()
-        self.laps[name] = round(now - self.last, 1)
-        self.last = now
-
-    def total(self) -> float:
-        return round(time.monotonic() - self.start, 1)
 
 
 @dataclass
@@ -232,7 +216,7 @@ class Devcloud:
     def _up(self, release: str | None, config_path: Path | None, venv: Path | None,
             nodes: dict[str, int] | None = None) -> Settings:
         lay = self.layout
-        clock = _Clock()
+        clock = Laps()
         settings = Settings.load(lay)
         if config_path is not None:
             settings.config = str(config_path.resolve())
@@ -311,7 +295,7 @@ class Devcloud:
         self.procs.wait_ready(others, 90)
         infra.open_to_every_root_password(secrets)
 
-    def _services(self, specs: dict[str, Spec], boot: Bootstrap, clock: "_Clock") -> None:
+    def _services(self, specs: dict[str, Spec], boot: Bootstrap, clock: Laps) -> None:
         """Each service's migrations in parallel, as the controller's Jobs run; each API
         starts once its own are done, Keystone first, then its users and catalog."""
         with ThreadPoolExecutor(max_workers=len(APIS)) as pool:
@@ -361,7 +345,7 @@ class Devcloud:
             raise self.procs.failure("nova-compute", "the compute host did not become "
                                      f"schedulable within {COMPUTE_TIMEOUT} s") from None
 
-    def _nodes(self, cfg: config_mod.Config, secrets, clock: "_Clock") -> None:
+    def _nodes(self, cfg: config_mod.Config, secrets, clock: Laps) -> None:
         """The local compute and network nodes: booted, set up from their own user data,
         followed until each says done (or failed)."""
         from .nodes import LocalNodes, NODES_TIMEOUT
