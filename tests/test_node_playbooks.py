@@ -6,9 +6,7 @@ osception_chroot=true (service starts, sysctl, Open vSwitch bridges)."""
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import gzip
 import os
 import re
 import shutil
@@ -19,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from osception import config, releases, render, secrets, services
+from osception import config, day2, releases, render, secrets, services
 
 REPO = Path(__file__).resolve().parent.parent
 ANSIBLE_DIR = Path(render.__file__).parent / "templates" / "ansible"
@@ -130,21 +128,17 @@ def debian_minbase():
 
 
 def _cloud_init_write_files(root: Path, user_data: str) -> None:
-    """Do what cloud-init's write_files does with this user data, inside `root`."""
-    for f in yaml.safe_load(user_data)["write_files"]:
-        content = f["content"]
-        if f.get("encoding") == "gz+b64":
-            content = gzip.decompress(base64.b64decode(content)).decode()
-        elif f.get("encoding") == "b64":  # patch files: their bytes as they are
-            content = base64.b64decode(content).decode()
-        path = root / f["path"].lstrip("/")
+    """Do what cloud-init's write_files does with this user data, inside `root` (the
+    files as `osception apply` reads them: day2.write_files)."""
+    for path_, f in day2.write_files(user_data).items():
+        path = root / path_.lstrip("/")
         path.parent.mkdir(parents=True, exist_ok=True)
-        if f.get("append"):  # e.g. /etc/hosts: the image's own lines stay
-            with path.open("a") as out:
-                out.write(content)
+        if f.append:  # e.g. /etc/hosts: the image's own lines stay
+            with path.open("ab") as out:
+                out.write(f.content)
         else:
-            path.write_text(content)
-        path.chmod(int(f.get("permissions", "0644"), 8))  # cloud-init's default mode
+            path.write_bytes(f.content)
+        path.chmod(f.mode)  # cloud-init's default mode 0644 when none is given
 
 
 @contextlib.contextmanager
