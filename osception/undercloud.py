@@ -371,11 +371,6 @@ def ensure_ports(conn, names: Names, wanted: list[PortWanted]) -> dict[str, obje
                               wanted))
 
 
-def ensure_port(conn, names: Names, name: str, network, security_group=None, port_security=True):
-    existing = [p for p in _env_ports(conn, names, adopt_untagged=True) if p.name == name]
-    return _ensure_port(conn, names, PortWanted(name, network, security_group, port_security), existing)
-
-
 def _ensure_port(conn, names: Names, w: PortWanted, existing: list):
     port = existing[0] if existing else None
     for extra in existing[1:]:  # a create retried after a lost answer: keep one

@@ -290,16 +290,18 @@ class PortCloud(FakeCloud):
 
 def test_the_network_owner_gets_a_provider_port_without_port_security():
     cloud, names = PortCloud(may_disable_port_security=True), uc.Names("t-ps")
-    port = uc.ensure_port(cloud, names, names.public_port("compute-0"), SimpleNamespace(id="net"),
-                          SimpleNamespace(id="sg"), port_security=False)
+    name = names.public_port("compute-0")
+    port = uc.ensure_ports(cloud, names, [uc.PortWanted(name, SimpleNamespace(id="net"),
+                                                        SimpleNamespace(id="sg"), port_security=False)])[name]
     assert port.port_security_enabled is False and port.security_group_ids == []
     assert len(cloud.asked) == 1 and set(port.tags) == {uc.TAG, uc.env_tag("t-ps")}
 
 
 def test_a_member_gets_a_provider_port_with_the_environments_group():
     cloud, names = PortCloud(may_disable_port_security=False), uc.Names("t-ps")
-    port = uc.ensure_port(cloud, names, names.public_port("compute-0"), SimpleNamespace(id="net"),
-                          SimpleNamespace(id="sg"), port_security=False)
+    name = names.public_port("compute-0")
+    port = uc.ensure_ports(cloud, names, [uc.PortWanted(name, SimpleNamespace(id="net"),
+                                                        SimpleNamespace(id="sg"), port_security=False)])[name]
     assert [a.get("port_security_enabled") for a in cloud.asked] == [False, None]
     assert port.security_group_ids == ["sg"] and not hasattr(port, "port_security_enabled")
     assert [p.name for p in cloud.ports_] == [names.public_port("compute-0")]  # one port, no leftover
