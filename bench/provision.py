@@ -185,7 +185,7 @@ def main() -> None:
         b = f"{before:.1f} s | " if before else "- | "
         bf = f"{before / floor:.2f} | " if before else "- | "
         print(f"| {n} | {floor:.1f} s | {ours:.1f} s | {b}{seq:.1f} s | {ours / floor:.2f} | {bf}{seq / ours:.2f} |")
-    order = [k for k in ("preflight", "security-group", "ports", "render", "servers", "active", "total")
+    order = [k for k in ("preflight", "security-group", "ports", "render", "servers", "pipeline", "active", "total")
              if k in rows[0][5]]
     print("\n| nodes | " + " | ".join(order) + " |")
     print("|---|" + "---|" * len(order))

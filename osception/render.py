@@ -86,6 +86,7 @@ class Plan:
     files: dict[str, str] = field(default_factory=dict)
     private: set[str] = field(default_factory=set)  # files written 0600
     ingress: tls.Ingress | None = None  # what Traefik serves, and what verifies it
+    mtu: int = DEFAULT_MTU  # the outer network's: the nodes' physical network
 
     def node_endpoints(self) -> endpoints.Endpoints:
         """Where a compute or network node reaches the controller. Its services verify
@@ -110,8 +111,10 @@ class Plan:
 
     @property
     def user_data_sizes(self) -> dict[str, int]:
-        """Each node's user data as Nova counts it (see NOVA_USER_DATA_LIMIT)."""
-        return {n.name: user_data_size(self.files[f"{n.name}/user-data"]) for n in self.nodes}
+        """Each node's user data as Nova counts it (see NOVA_USER_DATA_LIMIT), of the
+        nodes rendered so far."""
+        return {n.name: user_data_size(self.files[f"{n.name}/user-data"]) for n in self.nodes
+                if f"{n.name}/user-data" in self.files}
 
 
 class UserDataTooLarge(ValueError):
@@ -130,8 +133,10 @@ def user_data_size(text: str) -> int:
     return len(base64.b64encode(wire_user_data(text)))
 
 
-def check_user_data(plan: Plan) -> None:
+def check_user_data(plan: Plan, names: list[str] | None = None) -> None:
     for node, size in plan.user_data_sizes.items():
+        if names is not None and node not in names:
+            continue
         if size > NOVA_USER_DATA_LIMIT:
             raise UserDataTooLarge(
                 f"{node}: user data is {size} bytes of base64 as Nova counts it, over Nova's "
@@ -399,12 +404,24 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
     """Everything every node receives. `addresses` come from the outer cloud's ports;
     without them (plan), documentation addresses stand in. `ep`: where the control
     plane's services reach each other, when not in the controller's k3s (the devcloud)."""
-    release = releases.get(cfg.release)
     addresses = addresses or placeholder_addresses(cfg)
-    ip = addresses["k8s-0"].ip
+    plan = build_controller(cfg, secrets, addresses["k8s-0"], mtu=mtu, ep=ep)
+    for node in plan.nodes:
+        if node.data_plane:
+            add_node(plan, secrets, node, addresses[node.name])
+    return plan
+
+
+def build_controller(cfg: Config, secrets: Secrets, controller: Address, mtu: int | None = None,
+                     ep: endpoints.Endpoints | None = None) -> Plan:
+    """The controller's files and what every node shares; the compute and network
+    nodes' come one by one (add_node). A node's files depend on its own address and the
+    controller's only, so `up` renders each as soon as its port exists."""
+    release = releases.get(cfg.release)
+    ip = controller.ip
     domain = domain_of(cfg, ip)
     mtu = mtu or cfg.mtu or DEFAULT_MTU
-    plan = Plan(cfg, release, ip, domain, nodes(cfg))
+    plan = Plan(cfg, release, ip, domain, nodes(cfg), mtu=mtu)
 
     ep = ep or endpoints.controller(domain, ip)
     # Service config: split so that no secret value ever reaches a ConfigMap.
@@ -486,13 +503,19 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
         archive_b64=base64.b64encode(manifests_tar).decode(), **context
     )
     plan.private.add("k8s-0/user-data")
-
-    for node in plan.nodes:
-        if node.data_plane:
-            _data_plane_node(plan, secrets, hidden, node, addresses[node.name], mtu)
     check(plan)
-    check_user_data(plan)
+    check_user_data(plan, ["k8s-0"])
     return plan
+
+
+def add_node(plan: Plan, secrets: Secrets, node: Node, address: Address) -> None:
+    """compute-N / network-N: config files, the playbooks and their variables, user
+    data, parsed back and sized like the controller's."""
+    before = set(plan.files)
+    _data_plane_node(plan, secrets, secret_values(secrets), node, address, plan.mtu)
+    for rel in sorted(set(plan.files) - before):
+        check_file(rel, plan.files[rel])
+    check_user_data(plan, [node.name])
 
 
 def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node, address: Address,

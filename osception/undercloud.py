@@ -357,21 +357,30 @@ class PortWanted:
     port_security: bool = True
 
 
-def _concurrently(fn, items) -> list:
-    with ThreadPoolExecutor(max_workers=max(1, min(WORKERS, len(items)))) as pool:
+def concurrently(fn, items, workers: int = WORKERS) -> list:
+    """fn over items, up to `workers` calls in flight, results in order."""
+    with ThreadPoolExecutor(max_workers=max(1, min(workers, len(items)))) as pool:
         return list(pool.map(fn, items))
+
+
+def existing_ports(conn, names: Names) -> dict[str, list]:
+    """The environment's ports by name, from one listing (untagged ones of our exact
+    names adopted, see _env_ports): what ensure_port is given."""
+    existing: dict[str, list] = {}
+    for p in _env_ports(conn, names, adopt_untagged=True):
+        existing.setdefault(p.name, []).append(p)
+    return existing
 
 
 def ensure_ports(conn, names: Names, wanted: list[PortWanted]) -> dict[str, object]:
     """Every wanted port, by name: what exists listed once, the rest created concurrently."""
-    existing: dict[str, list] = {}
-    for p in _env_ports(conn, names, adopt_untagged=True):
-        existing.setdefault(p.name, []).append(p)
-    return dict(_concurrently(lambda w: (w.name, _ensure_port(conn, names, w, existing.get(w.name, []))),
+    existing = existing_ports(conn, names)
+    return dict(concurrently(lambda w: (w.name, ensure_port(conn, names, w, existing.get(w.name, []))),
                               wanted))
 
 
-def _ensure_port(conn, names: Names, w: PortWanted, existing: list):
+def ensure_port(conn, names: Names, w: PortWanted, existing: list):
+    """One port: the one of `existing` (those with its name), else created; tagged."""
     port = existing[0] if existing else None
     for extra in existing[1:]:  # a create retried after a lost answer: keep one
         conn.network.delete_port(extra)
@@ -418,27 +427,34 @@ def server_request(names: Names, node: Node, found: Found, user_data: str, ports
     return kwargs
 
 
-def ensure_servers(conn, names: Names, requests: dict[str, dict]) -> dict[str, object]:
-    """Every node's server, by node ({node: server_request(...)}): what exists listed
-    once; an ERROR one replaced; the rest created concurrently. Not waited for."""
+def existing_servers(conn, names: Names) -> dict[str, list]:
+    """The environment's servers by name, from one listing: what ensure_server is given."""
     mine: dict[str, list] = {}
     for s in _env_servers(conn, names):
         mine.setdefault(s.name, []).append(s)
+    return mine
 
-    def one(item):
-        node, kwargs = item
-        found = mine.get(kwargs["name"], [])
-        server = next((s for s in found if s.status != "ERROR"), found[0] if found else None)
-        for extra in found:  # a create retried after a lost answer: keep one
-            if extra is not server:
-                conn.compute.delete_server(extra)
-        if server is not None and server.status == "ERROR":
-            conn.compute.delete_server(server)
-            conn.compute.wait_for_delete(server, wait=600)
-            server = None
-        return node, server or conn.compute.create_server(**kwargs)
 
-    return dict(_concurrently(one, list(requests.items())))
+def ensure_servers(conn, names: Names, requests: dict[str, dict]) -> dict[str, object]:
+    """Every node's server, by node ({node: server_request(...)}): what exists listed
+    once; the rest created concurrently. Not waited for."""
+    mine = existing_servers(conn, names)
+    return dict(concurrently(lambda item: (item[0], ensure_server(conn, item[1], mine.get(item[1]["name"], []))),
+                              list(requests.items())))
+
+
+def ensure_server(conn, request: dict, existing: list):
+    """One node's server (request: server_request(...)): the one of `existing` (those
+    with its name), an ERROR one replaced, else created. Not waited for."""
+    server = next((s for s in existing if s.status != "ERROR"), existing[0] if existing else None)
+    for extra in existing:  # a create retried after a lost answer: keep one
+        if extra is not server:
+            conn.compute.delete_server(extra)
+    if server is not None and server.status == "ERROR":
+        conn.compute.delete_server(server)
+        conn.compute.wait_for_delete(server, wait=600)
+        server = None
+    return server or conn.compute.create_server(**request)
 
 
 def wait_active(conn, names: Names, servers: dict[str, object], timeout: float = 900,

@@ -8,11 +8,13 @@ behaviour against a real OpenStack is in test_undercloud.py (the devcloud, slow)
 from __future__ import annotations
 
 import itertools
+import json
+import threading
 from types import SimpleNamespace
 
 from openstack import exceptions
 
-from osception import config, deploy, secrets, topology
+from osception import config, deploy, render, secrets, topology
 from osception import undercloud as uc
 
 PROVIDER = {"mode": "provider", "network": "Provider-Net", "cidr": "198.51.100.0/24",
@@ -89,26 +91,25 @@ class FakeCloud:
 def test_up_gives_a_provider_port_to_compute_and_network_nodes_only(tmp_path, monkeypatch):
     cfg = provider_cfg()
     sec = secrets.ensure(tmp_path, cfg.name)
-    asked, macs = [], iter(range(1, 100))
+    asked, macs, lock = [], iter(range(1, 100)), threading.Lock()
 
-    def ensure_ports(conn, names, wanted):
-        out = {}
-        for w in wanted:
+    def ensure_port(conn, names, w, existing):
+        with lock:  # the nodes ask concurrently
             asked.append((w.name, w.network))
             n = next(macs)
-            out[w.name] = SimpleNamespace(id=w.name, mac_address=f"fa:16:3e:00:00:{n:02x}",
-                                          fixed_ips=[{"ip_address": f"192.0.2.{n}"}])
-        return out
+        return SimpleNamespace(id=w.name, mac_address=f"fa:16:3e:00:00:{n:02x}",
+                               fixed_ips=[{"ip_address": f"192.0.2.{n}"}])
 
     found = uc.Found(network="Ext-Net", public_network="Provider-Net")
     monkeypatch.setattr(uc, "preflight", lambda conn, cfg, names: found)
     monkeypatch.setattr(uc, "ensure_keypair", lambda *a: None)
     monkeypatch.setattr(uc, "ensure_security_group", lambda *a: SimpleNamespace(id="sg"))
     monkeypatch.setattr(uc, "ensure_server_group", lambda *a: SimpleNamespace(id="group"))
-    monkeypatch.setattr(uc, "ensure_ports", ensure_ports)
+    monkeypatch.setattr(uc, "existing_ports", lambda *a: {})
+    monkeypatch.setattr(uc, "existing_servers", lambda *a: {})
+    monkeypatch.setattr(uc, "ensure_port", ensure_port)
     monkeypatch.setattr(uc, "server_request", lambda names, node, *a, **k: {"name": node.name})
-    monkeypatch.setattr(uc, "ensure_servers", lambda conn, names, requests: {
-        node: SimpleNamespace(id=node) for node in requests})
+    monkeypatch.setattr(uc, "ensure_server", lambda conn, request, existing: SimpleNamespace(id=request["name"]))
     monkeypatch.setattr(uc, "wait_active", lambda conn, names, servers: servers)
 
     result = deploy.provision(None, cfg, sec, tmp_path)
@@ -121,6 +122,21 @@ def test_up_gives_a_provider_port_to_compute_and_network_nodes_only(tmp_path, mo
     assert "public_mac" not in controller and "MACAddress" not in controller
     for node in ("compute-0", "network-1"):
         assert "MACAddress=fa:16:3e:" in result.plan.files[f"{node}/user-data"]
+    # Rendered node by node as the ports came, the plan is the one rendered at once
+    # from the same addresses.
+    addresses = {name: uc.address_of(*ports) for name, ports in _ports_by_node(tmp_path).items()}
+    assert result.plan.files == render.build(cfg, sec, addresses, mtu=result.plan.mtu).files
+    timings = json.loads((tmp_path / deploy.TIMINGS).read_text())["provision"]
+    assert {"preflight", "security-group", "ports", "render", "servers", "pipeline", "active",
+            "total"} <= set(timings)
+
+
+def _ports_by_node(env_dir):
+    """The ports `up` recorded in resources.json, as address_of takes them."""
+    nodes = deploy.load_resources(env_dir)["nodes"]
+    return {name: (SimpleNamespace(fixed_ips=[{"ip_address": n["ip"]}], mac_address=n["mac"]),
+                   SimpleNamespace(mac_address=n["public_mac"]) if n["public_mac"] else None)
+            for name, n in nodes.items()}
 
 
 def test_plan_has_no_provider_mac_for_the_controller():
