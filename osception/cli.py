@@ -296,6 +296,43 @@ def down(
                   ", ".join(f"{n} {k.replace('_', ' ')}" for k, n in counts.items()))
 
 
+@app.command()
+def bake(
+    config: ConfigOpt = None,
+    release: Annotated[Optional[str], typer.Option("--release", "-r", help="The release (default: the config's).")] = None,
+    only: Annotated[Optional[str], typer.Option("--only", help="node or controller (default: both).")] = None,
+    delete: Annotated[bool, typer.Option("--delete", help="Delete the release's baked images instead.")] = False,
+    every_release: Annotated[bool, typer.Option("--every-release", help="With --delete: every release's.")] = False,
+) -> None:
+    """Make the release's node and controller images on the outer cloud (`up` boots them)."""
+    from . import bake as bake_mod
+    from . import undercloud
+
+    cfg = load_config(config, None)
+    if release is not None:
+        if release not in releases.RELEASES:
+            fail(f"--release: {release!r} is not one of {', '.join(releases.RELEASES)}")
+        cfg = cfg.model_copy(update={"release": release})
+    if only is not None and only not in bake_mod.KINDS:
+        fail(f"--only: {only!r} is not one of {', '.join(bake_mod.KINDS)}")
+    conn = _conn(cfg)
+    show = lambda m: console.print(m, style="dim")  # noqa: E731
+    if delete:
+        n = bake_mod.delete(conn, cfg, say=show, every_release=every_release)
+        console.print(f"deleted {n} baked images of {'every release' if every_release else cfg.release}")
+        return
+    try:
+        made = bake_mod.bake(conn, cfg, say=show, kinds=(only,) if only else bake_mod.KINDS)
+    except undercloud.PreflightError as e:
+        for line in e.problems:
+            err.print("preflight:", line, style="red", highlight=False)
+        raise typer.Exit(2)
+    except bake_mod.BakeError as e:
+        fail(str(e))
+    for kind, image in made.items():
+        console.print(f"{kind}: {image.name} ({image.id})")
+
+
 @app.command("list")
 def list_envs(
     config: ConfigOpt = None,

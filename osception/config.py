@@ -277,6 +277,9 @@ class Config(_Strict):
     nodes: Nodes = Nodes()
     public_network: PublicNetwork = PublicNetwork()
     images: dict[str, str] = {}
+    # What the servers boot: "baked", the release's images from `osception bake` when
+    # they exist (else the stock nodes.*.image, said so), or always "stock".
+    base_images: Literal["baked", "stock"] = "baked"
     overrides: IniOverrides = {}
     # Patches per OpenStack project ({nova: [{file: fix.patch}, {review: "912345/3"}]}),
     # applied wherever the project runs (osception-patch.py).
@@ -534,6 +537,10 @@ public_network:
 # Container image overrides per control-plane service, e.g.
 #   nova-api: registry.example.com/kolla/nova-api:2026.1-patched
 images: {}
+
+# What the servers boot from: baked (the images `osception bake` made for this release
+# and osception version, when they exist; else nodes.*.image) or stock (nodes.*.image).
+base_images: baked
 
 # Settings merged into the generated INI files, per file, section and key, e.g.
 #   nova.conf:

@@ -21,7 +21,7 @@ from pathlib import Path
 from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 
-from . import day2, progress, render, topology
+from . import bake, day2, progress, render, topology
 from . import undercloud as uc
 from .config import Config
 from .secrets import Secrets
@@ -45,6 +45,7 @@ def provision(conn, cfg: Config, secrets: Secrets, env_dir: Path, say=lambda msg
     phases = progress.Laps(digits=2)  # timings.json: "provision"
     names = uc.Names(cfg.name)
     found = uc.preflight(conn, cfg, names)
+    _use_baked(conn, cfg, found, say)
     say("preflight passed")
     phases.lap("preflight")
 
@@ -129,6 +130,21 @@ def provision(conn, cfg: Config, secrets: Secrets, env_dir: Path, say=lambda msg
     _write_timings(env_dir, provision={**phases.laps, **steps, "render": round(sum(render_seconds), 2),
                                        "total": phases.total()})
     return UpResult(plan, servers)
+
+
+def _use_baked(conn, cfg: Config, found: uc.Found, say) -> None:
+    """base_images: baked: the release's baked images (`osception bake`) for the roles
+    that have one; the others boot their stock nodes.*.image, said so."""
+    if cfg.base_images != "baked":
+        return
+    baked = bake.baked_images(conn, cfg)
+    for role in sorted(found.images):
+        if role in baked:
+            found.images[role] = baked[role]
+            say(f"{role} nodes boot the baked image {baked[role].name}")
+        else:
+            say(f"{role} nodes boot the stock image {getattr(cfg.nodes, role).image!r}: no baked image "
+                f"for {cfg.release} (`osception bake` makes it)")
 
 
 def _write_timings(env_dir: Path, **parts) -> None:

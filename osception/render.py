@@ -32,6 +32,8 @@ from . import endpoints, ini, releases, services, tls
 from .patches import review_url
 from .topology import Address, Node, nodes, placeholder_addresses
 from .config import Config, ConfigError
+from . import secrets as secrets_mod
+from . import __version__
 from .secrets import Secrets
 from .state import check_dir, write_file
 
@@ -39,6 +41,11 @@ NODE_ETC = "/etc/osception"  # on every node: setup script, playbooks, vars, ren
 NODE_CONSTRAINTS = f"{NODE_ETC}/constraints.txt"  # node_source pypi: the release's lock
 NODE_PATCHES = f"{NODE_ETC}/patches"  # patches: files, per project
 NODE_REVIEWS = "/var/lib/osception/reviews"  # patches: reviews, fetched by the node
+# `osception bake`: what a baked image was made for ("node 2026.2 packages 0.1.0"),
+# written in it; the setup scripts skip what it installed when it matches theirs.
+BAKED_STAMP = "/var/lib/osception/baked"
+# k3s's server flags, the same whether the setup installs it or the bake did.
+K3S_EXEC = "server --write-kubeconfig-mode=0600"
 NODE_PATCH_STATE = "/var/lib/osception/patches"  # osception-patch.py's state, per project
 DEFAULT_MTU = 1500
 NAMESPACE = "openstack"
@@ -463,6 +470,9 @@ def build_controller(cfg: Config, secrets: Secrets, controller: Address, mtu: in
         **controller_patches(cfg),
         script=script,
         k3s_version=releases.K3S_VERSION,
+        k3s_exec=K3S_EXEC,
+        baked=bake_id("controller", cfg),
+        baked_stamp=BAKED_STAMP,
         tls_cert=(tls_cert := tls.server_cert(secrets.tls, domain, ip)),
         # what Traefik serves: that certificate, or the user's own (tls: in osception.yaml)
         ingress=(ingress := tls.ingress(cfg.tls, secrets.tls, tls_cert)),
@@ -530,15 +540,117 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
         if any(v in text for v in hidden):
             plan.private.add(rel)
     pypi = cfg.node_source == "pypi"
-    units = {}
-    if pypi:
-        for name in services.NODE_SERVICES[node.role]:
-            if name in services.NODE_UNITS:  # libvirtd: Debian's own
-                units[f"/etc/systemd/system/{name}.service"] = plan.files[f"{node.name}/systemd/{name}.service"] = \
-                    render_template("systemd/node-service.service.j2", unit=services.NODE_UNITS[name],
-                                    venv=services.NODE_VENV, release=release)
+    units = node_units(cfg, release, node.role)
+    for dest, text in units.items():
+        plan.files[f"{node.name}/systemd/{dest.rsplit('/', 1)[1]}"] = text
     node_patches, patch_files = node_patches_of(cfg, node)
-    node_vars = {
+    vars_yaml = yaml.safe_dump(node_vars(cfg, release, node, address, plan.controller_ip, mtu, node_patches, units),
+                               sort_keys=False)
+    plan.files[f"{node.name}/user-data"] = render_template(
+        "cloud-init/node.yaml.j2",
+        node=node,
+        release=release,
+        domain=plan.domain,
+        secrets=secrets,
+        ep=ep,
+        node_etc=NODE_ETC,
+        vars_yaml=vars_yaml,
+        files=files | units,
+        constraints=node_lock(release) if pypi else None,
+        node_source=cfg.node_source,
+        playbooks={name: source(f"ansible/{name}") for name in ANSIBLE_FILES},
+        step_sh=script("osception-step.sh"),
+        setup_sh=render_template("scripts/node-setup.sh.j2", node=node, node_etc=NODE_ETC,
+                                 release=release, services=services, ep=ep,
+                                 node_source=cfg.node_source, baked=bake_id("node", cfg),
+                                 baked_stamp=BAKED_STAMP),
+        public_mac=address.public_mac,
+        apt_proxy=cfg.apt_proxy,
+        ingress_ca=plan.ingress.ca if ep.cafile == endpoints.NODE_INGRESS_CA else None,
+        patch_files={dest: base64.b64encode(data).decode() for dest, data in patch_files.items()},
+        patch_script=script("osception-patch.py"),
+    )
+    plan.private.add(f"{node.name}/user-data")
+
+
+def bake_id(kind: str, cfg: Config) -> str:
+    """What an image baked for this config holds: its kind, release, (nodes) where
+    OpenStack comes from, and osception's version (its scripts and k3s version)."""
+    source = [cfg.node_source] if kind == "node" else []
+    return " ".join([kind, cfg.release, *source, __version__])
+
+
+def bake_user_data(cfg: Config, kind: str) -> str:
+    """The user data of `osception bake`'s builder server of `kind` (node, controller):
+    it installs what every such node of this release installs first, resets cloud-init
+    and powers off for the snapshot."""
+    release = releases.get(cfg.release)
+    context = dict(cfg=cfg, release=release, node_etc=NODE_ETC, baked=bake_id(kind, cfg),
+                   baked_stamp=BAKED_STAMP, node_source=cfg.node_source, step_sh=script("osception-step.sh"))
+    if kind == "controller":
+        plan = build(cfg, secrets_mod.throwaway(cfg.name))  # rendered only for its image names
+        bake_sh = render_template("scripts/bake-controller.sh.j2", k3s_version=releases.K3S_VERSION,
+                                  k3s_exec=K3S_EXEC, images=kolla_images(plan), **context)
+        return render_template("cloud-init/bake.yaml.j2", kind=kind, bake_sh=bake_sh, files={}, **context)
+    files, roles = {}, ("compute", "network")
+    # A config with one node of each role, at documentation addresses: only the
+    # packages pass runs, which reads neither.
+    one_each = cfg.model_copy(update={"nodes": cfg.nodes.model_copy(update={
+        role: getattr(cfg.nodes, role).model_copy(update={"count": 1}) for role in roles})})
+    addresses = placeholder_addresses(one_each)
+    for role in roles:  # both roles' packages: one image for every compute and network node
+        node = next(n for n in nodes(one_each) if n.role == role)
+        units = node_units(cfg, release, role)
+        files |= {f"{NODE_ETC}/files{dest}": text for dest, text in units.items()}
+        files[f"{NODE_ETC}/bake/{role}.yml"] = yaml.safe_dump(
+            node_vars(cfg, release, node, addresses[node.name], addresses["k8s-0"].ip, DEFAULT_MTU, [], units),
+            sort_keys=False)
+    files |= {f"{NODE_ETC}/ansible/{name}": source(f"ansible/{name}") for name in ANSIBLE_FILES}
+    if cfg.node_source == "pypi":
+        files[NODE_CONSTRAINTS] = node_lock(release)
+    disable = sorted({s for role in roles for s in services.NODE_SERVICES[role]} | {"openvswitch-switch"})
+    bake_sh = render_template("scripts/bake-node.sh.j2", roles=roles, services_off=disable, **context)
+    return render_template("cloud-init/bake.yaml.j2", kind=kind, bake_sh=bake_sh, files=files,
+                           apt_proxy=cfg.apt_proxy, **context)
+
+
+def kolla_images(plan: Plan) -> list[str]:
+    """Every container image the control plane's manifests name, once."""
+    found = set()
+
+    def walk(value):
+        if isinstance(value, dict):
+            for key in ("containers", "initContainers"):
+                found.update(c["image"] for c in value.get(key) or [] if isinstance(c, dict) and "image" in c)
+            for v in value.values():
+                walk(v)
+        elif isinstance(value, list):
+            for v in value:
+                walk(v)
+
+    for rel, text in plan.files.items():
+        if rel.startswith("k8s-0/manifests/"):
+            for document in yaml.safe_load_all(text):
+                walk(document)
+    return sorted(found)
+
+
+def node_units(cfg: Config, release: releases.Release, role: str) -> dict[str, str]:
+    """node_source pypi: the systemd units of the role's services ({dest: text}); the
+    packages bring their own."""
+    if cfg.node_source != "pypi":
+        return {}
+    return {f"/etc/systemd/system/{name}.service":
+            render_template("systemd/node-service.service.j2", unit=services.NODE_UNITS[name],
+                            venv=services.NODE_VENV, release=release)
+            for name in services.NODE_SERVICES[role] if name in services.NODE_UNITS}  # libvirtd: Debian's
+
+
+def node_vars(cfg: Config, release: releases.Release, node: Node, address: Address, controller_ip: str,
+              mtu: int, node_patches: list[dict], units: dict[str, str]) -> dict:
+    """The playbooks' variables of one node (/etc/osception/vars.yml)."""
+    pypi = cfg.node_source == "pypi"
+    return {
         "node_name": node.name,
         "node_role": node.role,
         "node_etc": NODE_ETC,
@@ -547,7 +659,7 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
         "public_mac": address.public_mac,
         "release": release.name,
         "extrepo": release.extrepo,
-        "controller_ip": plan.controller_ip,
+        "controller_ip": controller_ip,
         "physnet_mtu": mtu,
         "ovs_datapath": cfg.ovs_datapath,
         "libvirt_cgroups": cfg.libvirt_cgroups,
@@ -584,31 +696,6 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
         # Set to true only where services and the kernel cannot be touched (a chroot).
         "osception_chroot": False,
     }
-    vars_yaml = yaml.safe_dump(node_vars, sort_keys=False)
-    plan.files[f"{node.name}/user-data"] = render_template(
-        "cloud-init/node.yaml.j2",
-        node=node,
-        release=release,
-        domain=plan.domain,
-        secrets=secrets,
-        ep=ep,
-        node_etc=NODE_ETC,
-        vars_yaml=vars_yaml,
-        files=files | units,
-        constraints=node_lock(release) if pypi else None,
-        node_source=cfg.node_source,
-        playbooks={name: source(f"ansible/{name}") for name in ANSIBLE_FILES},
-        step_sh=script("osception-step.sh"),
-        setup_sh=render_template("scripts/node-setup.sh.j2", node=node, node_etc=NODE_ETC,
-                                 release=release, services=services, ep=ep,
-                                 node_source=cfg.node_source),
-        public_mac=address.public_mac,
-        apt_proxy=cfg.apt_proxy,
-        ingress_ca=plan.ingress.ca if ep.cafile == endpoints.NODE_INGRESS_CA else None,
-        patch_files={dest: base64.b64encode(data).decode() for dest, data in patch_files.items()},
-        patch_script=script("osception-patch.py"),
-    )
-    plan.private.add(f"{node.name}/user-data")
 
 
 # Where a pod's `patch` init container works (k8s/_kolla.j2): its patch files (the

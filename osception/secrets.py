@@ -221,6 +221,12 @@ def _key_file(path: Path, text: str, private: bool) -> None:
                          f"restore the right one, or start over with `osception plan {REGENERATE}`")
 
 
+def throwaway(env: str) -> Secrets:
+    """Fresh secrets in memory, written nowhere: for a plan rendered only to read what
+    it names (`osception bake` lists the control plane's images)."""
+    return Secrets(_wanted(env))
+
+
 def ensure(env_dir: Path, env: str, regenerate: bool = False, say=lambda msg: None) -> Secrets:
     """The environment's secrets: made on first use, then only ever read.
 

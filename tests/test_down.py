@@ -111,6 +111,7 @@ def test_up_gives_a_provider_port_to_compute_and_network_nodes_only(tmp_path, mo
     monkeypatch.setattr(uc, "server_request", lambda names, node, *a, **k: {"name": node.name})
     monkeypatch.setattr(uc, "ensure_server", lambda conn, request, existing: SimpleNamespace(id=request["name"]))
     monkeypatch.setattr(uc, "wait_active", lambda conn, names, servers: servers)
+    monkeypatch.setattr(deploy.bake, "baked_images", lambda conn, cfg: {})
 
     result = deploy.provision(None, cfg, sec, tmp_path)
     public = sorted(name for name, net in asked if net == "Provider-Net")

@@ -92,7 +92,9 @@ def overrides(layout: Layout, release: releases.Release,
             "DEFAULT": {
                 # Instead of libvirt. FakeDriver (with fake nodes) cannot restart:
                 # "No local node identity found".
-                "compute_driver": "fake.FakeDriverWithoutFakeNodes",
+                # osception_fake_snapshots (a test aid beside the ML2 one): its
+                # snapshots become active images (`osception bake`).
+                "compute_driver": "osception_fake_snapshots.FakeDriverWithSnapshots",
                 # The fake driver plugs nothing and no agent sends vif-plugged events.
                 "vif_plugging_is_fatal": False,
                 "vif_plugging_timeout": 0,

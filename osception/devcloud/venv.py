@@ -76,6 +76,7 @@ def check(venv: Path) -> None:
 
 
 def install_driver(layout: Layout, venv: Path) -> None:
+    install_fake_snapshots(venv)
     python = str(venv / "bin" / "python")
     check = f"import importlib.metadata as m; m.version('{ML2_DIST}')"
     if subprocess.run([python, "-c", check], capture_output=True).returncode == 0:
@@ -93,3 +94,15 @@ def install_driver(layout: Layout, venv: Path) -> None:
     if rc:
         raise DevcloudError(f"installing the test ML2 driver into {venv} failed; end of {log}:\n"
                             f"{tail(log)}")
+
+
+FAKE_SNAPSHOTS = ML2_DRIVER / "osception_fake_snapshots.py"
+
+
+def install_fake_snapshots(venv: Path) -> None:
+    """The fake hypervisor with snapshots (a test aid, beside the ML2 driver), where
+    Nova looks for `compute_driver`: only in nova.virt (nova/virt/driver.py loads
+    'nova.virt.<compute_driver>'), so the file goes there, in this venv only."""
+    dest = site_packages(venv) / "nova" / "virt" / FAKE_SNAPSHOTS.name
+    if not dest.exists() or dest.read_bytes() != FAKE_SNAPSHOTS.read_bytes():
+        shutil.copyfile(FAKE_SNAPSHOTS, dest)

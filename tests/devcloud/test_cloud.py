@@ -76,7 +76,7 @@ def test_services_run_osceptions_own_config(devcloud):
         # Every override is in the file (merging it again changes nothing).
         assert ini.merge(rendered[name], extra[name]) == rendered[name]
     assert (etc / configs.COMPUTE_CONF).read_text() == rendered["nova-compute.conf"]
-    assert "compute_driver = fake.FakeDriverWithoutFakeNodes" in rendered["nova-compute.conf"]
+    assert "compute_driver = osception_fake_snapshots.FakeDriverWithSnapshots" in rendered["nova-compute.conf"]
     assert "[api_database]" not in rendered["nova-compute.conf"]  # a compute has no DB access
 
 

@@ -5,6 +5,7 @@
 #   finish done|failed [REASON]  the node's final line
 #   wait_for WHAT SECONDS COMMAND [ARG...]  retry COMMAND until it succeeds or time runs out
 #   note STEP                    each line of stdin as a `waiting` line of STEP: one report
+#   skip NAME REASON             a step with nothing to do here (a baked image): done, saying why
 # Each report is one line on the serial console, which the outer cloud's
 # console-log API returns, and in /var/log/osception/progress.log.
 
@@ -50,6 +51,11 @@ note() {
   while IFS= read -r line; do
     if [ -n "$line" ]; then say "$ts" "$1" waiting "${line:0:200}"; fi
   done
+}
+
+skip() {
+  report "$1" started
+  report "$1" "done" "skipped: $2"
 }
 
 finish() {
