@@ -1,0 +1,223 @@
+"""`osception bake`: its user data and scripts through the real cloud-init schema,
+shellcheck and bash; the whole flow (builder -> snapshot -> image -> `up` boots it ->
+`down` keeps it -> `bake --delete`) against the devcloud as the outer cloud."""
+
+from __future__ import annotations
+
+import base64
+import gzip
+import re
+import shutil
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+import yaml
+from openstack import utils as sdk_utils
+
+from osception import bake, config, deploy, render, secrets
+from osception import undercloud as uc
+from tests.test_cloudinit_and_shell import KNOWN_TOP_LEVEL, cloud_init_schema
+
+STEP_SH = Path(render.__file__).parent / "templates/scripts/osception-step.sh"
+CONFIGS = {"packages": config.Config(), "pypi": config.Config(node_source="pypi", release="2025.1")}
+
+
+def _bake_files(cfg) -> dict[str, str]:
+    """{kind: builder user data}."""
+    return {kind: render.bake_user_data(cfg, kind) for kind in bake.KINDS}
+
+
+def _written(user_data: str, path: str) -> str:
+    return next(f["content"] for f in yaml.safe_load(user_data)["write_files"] if f["path"] == path)
+
+
+@pytest.mark.parametrize("source", CONFIGS)
+def test_bake_user_data_passes_the_cloud_init_schema_and_its_scripts_shellcheck(source, tmp_path):
+    docs = _bake_files(CONFIGS[source])
+    files = {kind: tmp_path / f"{kind}.yaml" for kind in docs}
+    for kind, f in files.items():
+        f.write_text(docs[kind])
+        assert docs[kind].startswith("#cloud-config\n") and set(yaml.safe_load(docs[kind])) <= KNOWN_TOP_LEVEL
+        assert render.user_data_size(docs[kind]) < render.NOVA_USER_DATA_LIMIT
+    for kind, (rc, out) in cloud_init_schema(list(files.values())).items():
+        assert rc == 0 and "Valid" in out and "DEPRECATED" not in out, f"{kind}: {out}"
+    scripts = {}
+    for kind, text in docs.items():
+        scripts[tmp_path / f"bake-{kind}.sh"] = _written(text, f"{render.NODE_ETC}/bake")
+    for f, text in scripts.items():
+        f.write_text(text)
+    r = subprocess.run([shutil.which("shellcheck"), "-S", "warning", "-s", "bash", "-f", "gcc", *map(str, scripts)],
+                       capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_the_node_image_installs_both_roles_packages_and_disables_their_services():
+    cfg = CONFIGS["pypi"]
+    doc = render.bake_user_data(cfg, "node")
+    script = _written(doc, f"{render.NODE_ETC}/bake")
+    for role in ("compute", "network"):
+        node_vars = yaml.safe_load(_written(doc, f"{render.NODE_ETC}/bake/{role}.yml"))
+        assert node_vars["node_role"] == role and node_vars["patches"] == []
+        assert node_vars["release"] == cfg.release and node_vars["node_source"] == "pypi"
+        # the playbooks the nodes run, as they run them (the packages pass)
+        assert _written(doc, f"{render.NODE_ETC}/ansible/{role}.yml") == render.source(f"ansible/{role}.yml")
+    assert "--tags packages" in script
+    for unit in ("nova-compute", "neutron-dhcp-agent", "neutron-openvswitch-agent", "libvirtd"):
+        assert unit in re.search(r"for unit in (.*); do", script).group(1)
+    # node_source pypi: the lock and the units the packages pass installs
+    assert _written(doc, render.NODE_CONSTRAINTS) == render.node_lock(render.releases.get(cfg.release))
+    assert f"{render.NODE_ETC}/files/etc/systemd/system/neutron-dhcp-agent.service" in doc
+
+
+def test_the_controller_image_pulls_every_image_the_manifests_name():
+    cfg = config.Config(images={"keystone": "registry.example.com/kolla/keystone:2026.2-patched"})
+    script = _written(render.bake_user_data(cfg, "controller"), f"{render.NODE_ETC}/bake")
+    pulled = re.search(r"for image in (.*); do", script).group(1).split()
+    plan = render.build(cfg, secrets.throwaway("t"))
+    images = {line.split("image:", 1)[1].strip().strip('"') for rel, text in plan.files.items()
+              if rel.startswith("k8s-0/manifests/") for line in text.splitlines()
+              if re.match(r"\s+(- )?image: \S+/", line)}  # a reference (not skyline.yaml's `image: glance`)
+    assert set(pulled) == images and len(pulled) == len(images) >= 14
+    assert "registry.example.com/kolla/keystone:2026.2-patched" in pulled
+    # k3s as the setup would install it: same version and flags
+    assert f"INSTALL_K3S_VERSION='{render.releases.K3S_VERSION}'" in script
+    assert f"INSTALL_K3S_EXEC='{render.K3S_EXEC}'" in script
+    assert f"releases/download/{render.releases.K3S_VERSION.replace('+', '%2B')}\n" in script
+
+
+def _function(script: str, name: str) -> str:
+    one_line = re.search(rf"^{name}\(\) \{{[^\n]*\}}\n", script, re.M)
+    return (one_line or re.search(rf"^{name}\(\) \{{\n.*?^\}}\n", script, re.M | re.S)).group(0)
+
+
+def _harness(tmp_path, body: str, node: str) -> tuple[int, list]:
+    from osception import progress
+
+    script = tmp_path / "run.sh"
+    script.write_text(f". {STEP_SH}\n{body}")
+    log = tmp_path / "log"
+    shutil.rmtree(log, ignore_errors=True)
+    env = {"OSCEPTION_NODE": node, "OSCEPTION_LOG_DIR": str(log), "PATH": "/usr/bin:/bin"}
+    r = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    prog = progress.parse((log / "progress.log").read_text())[node]
+    return r.returncode, [(s.name, s.state, s.message) for s in prog.steps]
+
+
+def test_a_node_from_the_baked_image_skips_what_the_bake_installed(default_plan, default_secrets, tmp_path):
+    """The handshake in real bash: the bake script's `stamp` writes what the node's
+    setup `baked` checks; with it the three install steps report skipped, without it
+    (a stock image, or another release's bake) they run. Only the commands are stubs."""
+    cfg = default_plan.cfg
+    stamp_file = tmp_path / "baked"
+    bake_sh = _written(render.bake_user_data(cfg, "node"), f"{render.NODE_ETC}/bake")
+    setup = _written(default_plan.files["compute-0/user-data"], f"{render.NODE_ETC}/setup")
+    block = re.search(r"^if baked; then\n.*?^fi\n", setup, re.M | re.S).group(0)
+    baked_line = re.search(r"^baked\(\) .*\n", setup, re.M).group(0)
+    image_line = re.search(r"^BAKED_IMAGE=.*\n", setup, re.M).group(0)
+    stubs = "package_source() { :; }\ninstall_ansible() { :; }\nplaybook() { echo \"$1\"; }\n"
+    node = f"{baked_line}{image_line}{stubs}{block}".replace(render.BAKED_STAMP, str(stamp_file))
+
+    rc, steps = _harness(tmp_path, node, "compute-0")  # a stock image: no stamp
+    assert rc == 0 and steps == [("package-source", "done", ""), ("install-ansible", "done", ""),
+                                 ("install-packages", "done", "")]
+
+    stamp = _function(bake_sh, "stamp_image").replace(render.BAKED_STAMP, str(stamp_file))
+    assert _harness(tmp_path, f"{stamp}step stamp-image stamp_image\n", "bake-node")[0] == 0
+    assert stamp_file.read_text() == render.bake_id("node", cfg) + "\n"
+    rc, steps = _harness(tmp_path, node, "compute-0")
+    why = f"skipped: baked image ({render.bake_id('node', cfg)}): already installed"
+    assert rc == 0 and steps == [("package-source", "done", why), ("install-ansible", "done", why),
+                                 ("install-packages", "done", why)]
+
+    stamp_file.write_text(render.bake_id("node", cfg.model_copy(update={"release": "2025.1"})) + "\n")
+    rc, steps = _harness(tmp_path, node, "compute-0")  # another release's image installs again
+    assert [s[2] for s in steps] == ["", "", ""]
+
+
+def test_the_controller_from_the_baked_image_starts_the_baked_k3s(default_plan, tmp_path):
+    setup = _written(default_plan.files["k8s-0/user-data"], "/usr/local/sbin/osception-setup")
+    block = re.search(r"^if baked; then\n.*?^fi\n", setup, re.M | re.S).group(0)
+    assert "systemctl enable --now k3s" in block and "step install-k3s install_k3s" in block
+    baked_line = re.search(r"^baked\(\) .*\n", setup, re.M).group(0)
+    stamp_file = tmp_path / "baked"
+    stamp_file.write_text(render.bake_id("controller", default_plan.cfg) + "\n")
+    body = (baked_line + "systemctl() { echo \"$*\"; }\ninstall_k3s() { :; }\n" + block).replace(
+        render.BAKED_STAMP, str(stamp_file))
+    rc, steps = _harness(tmp_path, body, "k8s-0")
+    assert rc == 0 and [(n, s) for n, s, _ in steps] == [("install-k3s", "done"), ("start-k3s", "done")]
+    assert steps[0][2].startswith("skipped: baked image (controller ")
+
+
+# --- against the devcloud ------------------------------------------------------------
+
+def _builders(conn) -> dict[str, object]:
+    return {s.name: s for s in conn.compute.servers() if bake.BAKED_TAG in (s.tags or [])}
+
+
+def test_bake_flow_on_the_devcloud(devcloud, tmp_path):
+    """server -> snapshot -> image -> `up` boots it; idempotent; `down` keeps it;
+    `bake --delete` removes it. The builders are the one mock: this fake hypervisor
+    runs no user data, so the test powers them off, as their script does at its end."""
+    from tests.test_undercloud import make_cfg
+    from osception.devcloud import cloud
+
+    admin, conn = devcloud.connect("admin"), devcloud.connect("member")
+    cloud.dress_as_outer_cloud(admin, conn)
+    cfg = make_cfg("t-bake", compute=1, network=1)
+    bake.delete(conn, cfg)  # an interrupted earlier run's
+    uc.destroy(conn, uc.Names(cfg.name))
+
+    made, said = {}, []
+    worker = threading.Thread(target=lambda: made.update(bake.bake(conn, cfg, say=said.append, timeout=300)))
+    worker.start()
+    wanted = {bake.Bake(cfg, k).builder_name: k for k in bake.KINDS}
+    for _ in sdk_utils.iterate_timeout(120, "the builders never went ACTIVE"):
+        builders = _builders(conn)
+        if set(builders) == set(wanted) and all(s.status == "ACTIVE" for s in builders.values()):
+            break
+    for name, server in builders.items():
+        kind = wanted[name]
+        user_data = gzip.decompress(base64.b64decode(admin.compute.get_server(server.id).user_data)).decode()
+        assert user_data == render.bake_user_data(cfg, kind)
+        group = getattr(cfg.nodes, bake.BUILDER_ROLE[kind])
+        assert server.image["id"] == conn.image.find_image(group.image).id
+        assert not made  # still waiting for it to power off
+        conn.compute.stop_server(server)  # the mock: the builder's script ends so
+    worker.join(300)
+    assert not worker.is_alive() and set(made) == set(bake.KINDS), said
+
+    for kind, image in made.items():
+        b = bake.Bake(cfg, kind)
+        image = conn.image.get_image(image.id)
+        assert image.status == "active" and image.name == b.image_name
+        assert set(b.tags) <= set(image.tags) and image.properties[bake.STAMP_PROPERTY] == b.stamp
+    assert _builders(conn) == {}
+
+    # Again: nothing new, the same images.
+    said.clear()
+    again = bake.bake(conn, cfg, say=said.append, timeout=30)
+    assert {k: i.id for k, i in again.items()} == {k: i.id for k, i in made.items()}
+    assert _builders(conn) == {} and all("baked already" in line for line in said), said
+
+    # `up` boots them (base_images: baked, the default), `down` leaves them.
+    env_dir = tmp_path / "env"
+    sec = secrets.ensure(env_dir, cfg.name)
+    said.clear()
+    result = deploy.provision(conn, cfg, sec, env_dir, say=said.append)
+    for node, server in result.servers.items():
+        kind = "controller" if node == "k8s-0" else "node"
+        assert server.image["id"] == made[kind].id, node
+    assert any("boot the baked image" in line for line in said)
+    uc.destroy(conn, uc.Names(cfg.name))
+    assert {i.id for i in conn.image.images(tag=bake.BAKED_TAG)} >= {i.id for i in made.values()}
+
+    # stock: the user's image even though baked ones exist
+    stock = cfg.model_copy(update={"base_images": "stock"})
+    result = deploy.provision(conn, stock, sec, env_dir)
+    assert {s.image["id"] for s in result.servers.values()} == {conn.image.find_image("Debian 13").id}
+    uc.destroy(conn, uc.Names(cfg.name))
+
+    assert bake.delete(conn, cfg) == 2
+    assert [i for i in conn.image.images(tag=bake.BAKED_TAG) if i.id in {m.id for m in made.values()}] == []
