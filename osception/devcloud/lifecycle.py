@@ -147,7 +147,8 @@ class Devcloud:
         out["nova-compute"] = Spec(
             "nova-compute", [str(venv / "bin" / "nova-compute"), "--config-file",
                              str(lay.etc("") / configs.COMPUTE_CONF)],
-            config=configs.files_of(lay, "nova-compute"))
+            # and its fake hypervisor (venv.install_fake_snapshots): a new one restarts it
+            config=[*configs.files_of(lay, "nova-compute"), venv_mod.FAKE_SNAPSHOTS])
         return out
 
     def _init_containers(self, man: Manifests, venv: Path) -> None:
