@@ -141,9 +141,9 @@ def user_data_size(text: str) -> int:
 
 
 def check_user_data(plan: Plan, names: list[str] | None = None) -> None:
-    for node, size in plan.user_data_sizes.items():
-        if names is not None and node not in names:
-            continue
+    """Each node's user data (of `names`: only theirs) within Nova's limit."""
+    for node in names if names is not None else [n.name for n in plan.nodes]:
+        size = user_data_size(plan.files[f"{node}/user-data"])
         if size > NOVA_USER_DATA_LIMIT:
             raise UserDataTooLarge(
                 f"{node}: user data is {size} bytes of base64 as Nova counts it, over Nova's "
@@ -608,7 +608,10 @@ def bake_user_data(cfg: Config, kind: str) -> str:
     files |= {f"{NODE_ETC}/ansible/{name}": source(f"ansible/{name}") for name in ANSIBLE_FILES}
     if cfg.node_source == "pypi":
         files[NODE_CONSTRAINTS] = node_lock(release)
-    disable = sorted({s for role in roles for s in services.NODE_SERVICES[role]} | {"openvswitch-switch"})
+    # Every service both roles run, and what the packages enable that the nodes keep off
+    # (their config pass says so too): none starts before the node's own setup.
+    disable = sorted({s for role in roles for s in services.NODE_SERVICES[role]}
+                     | {"openvswitch-switch", "haproxy", "keepalived", "radvd"})
     bake_sh = render_template("scripts/bake-node.sh.j2", roles=roles, services_off=disable, **context)
     return render_template("cloud-init/bake.yaml.j2", kind=kind, bake_sh=bake_sh, files=files,
                            apt_proxy=cfg.apt_proxy, **context)

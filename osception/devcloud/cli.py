@@ -61,6 +61,9 @@ def up(
                         "its own user data: 1 compute and 1 network node unless counted below.")] = False,
     computes: Annotated[Optional[int], typer.Option(min=0, max=8, help="Local compute nodes (implies --nodes).")] = None,
     network_nodes: Annotated[Optional[int], typer.Option(min=0, max=8, help="Local network nodes (implies --nodes).")] = None,
+    bake: Annotated[bool, typer.Option(
+        "--bake", help="With local nodes: bake their node image first (once per release), as "
+                       "`osception bake` does on a cloud; they boot on it.")] = False,
     state_dir: StateOpt = None,
 ) -> None:
     """Start the devcloud (or whatever part of it is down). Idempotent."""
@@ -73,7 +76,7 @@ def up(
         wanted = {"compute": 1 if computes is None else computes,
                   "network": 1 if network_nodes is None else network_nodes}
     try:
-        settings = Devcloud(layout, say=_say).up(release, config, venv, nodes=wanted)
+        settings = Devcloud(layout, say=_say).up(release, config, venv, nodes=wanted, bake=bake)
     except DevcloudError as e:
         _fail(str(e))
     _say(f"config    {layout.root / 'etc'}  (logs: {layout.root / 'logs'})")

@@ -208,14 +208,15 @@ class Devcloud:
             yield
 
     def up(self, release: str | None = None, config_path: Path | None = None,
-           venv: Path | None = None, nodes: dict[str, int] | None = None) -> Settings:
+           venv: Path | None = None, nodes: dict[str, int] | None = None, bake: bool = False) -> Settings:
         """`nodes`: start local compute and network nodes ({"compute": N, "network": M});
-        None keeps what the last `up` had."""
+        None keeps what the last `up` had. `bake`: first bake their node image, as
+        `osception bake` does on a cloud (nodes.LocalNodes.bake)."""
         with self.exclusive():
-            return self._up(release, config_path, venv, nodes)
+            return self._up(release, config_path, venv, nodes, bake)
 
     def _up(self, release: str | None, config_path: Path | None, venv: Path | None,
-            nodes: dict[str, int] | None = None) -> Settings:
+            nodes: dict[str, int] | None = None, bake: bool = False) -> Settings:
         lay = self.layout
         clock = Laps()
         settings = Settings.load(lay)
@@ -250,7 +251,7 @@ class Devcloud:
                 and not any(boot.pending(svc) for svc in APIS)):
             cloud.write_clouds_yaml(lay, secrets)
             if settings.nodes:  # a node whose user data changed gets its day-2 pass
-                self._nodes(cfg, secrets, clock)
+                self._nodes(cfg, secrets, clock, bake)
             self.say("devcloud already running")
             return settings
 
@@ -264,7 +265,7 @@ class Devcloud:
         self._drop_stale_empty_dirs(man, Path(settings.venv))
         clock.lap("compute")
         if settings.nodes:
-            self._nodes(cfg, secrets, clock)
+            self._nodes(cfg, secrets, clock, bake)
 
         cloud.write_clouds_yaml(lay, secrets)
         settings.timings = {**clock.laps, "total": clock.total()}
@@ -346,13 +347,13 @@ class Devcloud:
             raise self.procs.failure("nova-compute", "the compute host did not become "
                                      f"schedulable within {COMPUTE_TIMEOUT} s") from None
 
-    def _nodes(self, cfg: config_mod.Config, secrets, clock: Laps) -> None:
+    def _nodes(self, cfg: config_mod.Config, secrets, clock: Laps, bake: bool = False) -> None:
         """The local compute and network nodes: booted, set up from their own user data,
         followed until each says done (or failed)."""
         from .nodes import LocalNodes, NODES_TIMEOUT
 
         local = LocalNodes(self.layout, say=self.say)
-        local.up(cfg, secrets)
+        local.up(cfg, secrets, bake=bake)
         clock.lap("nodes-boot")
         local.follow(NODES_TIMEOUT)
         clock.lap("nodes-setup")

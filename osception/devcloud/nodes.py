@@ -37,6 +37,7 @@ import os
 import shutil
 import subprocess
 import sys
+import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -84,6 +85,11 @@ BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "cloud-init", "python3", "py
                  "adduser", "iproute2", "ca-certificates", "curl", "openssh-server",
                  "ifupdown", "netbase", "sudo", "gpg", "kmod", "udev")
 MIRROR = os.environ.get("OSCEPTION_DEBIAN_MIRROR", "http://deb.debian.org/debian")
+# The builder node of the baked image (bake): not a plan node, its own address.
+BAKE_DIR = "bake"
+BAKE_PROCESS = "node-bake"
+BAKE_NETNS = "osc-bake"
+BAKE_ADDRESS = topology.Address(str(OUTER_NET.network_address + 5), "fa:16:3e:0b:a4:e0", None)
 # Boot to "done": packages (hundreds, the first time through an empty apt cache), config,
 # the controller, services.
 NODES_TIMEOUT = 1800
@@ -344,13 +350,84 @@ class LocalNodes:
                                   "--host", HOST, "--port", str(PIP_PROXY_LOCAL), "--with-threads"],
                     env=env, port=PIP_PROXY_LOCAL)
 
+    # -- the baked layer: `osception bake`'s node image, on this machine ------------
+    def baked_layer(self, cfg: Config) -> Path:
+        """Where the node image baked for this config lives: one per bake stamp."""
+        stamp = render.bake_id("node", node_config(cfg))
+        return cache_home() / "nodes" / ("baked-" + stamp.replace(" ", "-"))
+
+    def bake(self, cfg: Config) -> Path:
+        """Make the node image as `osception bake` makes it on a cloud, here: a builder
+        node booted from the base with the bake user data (render.bake_user_data of the
+        nodes' config: the apt proxy, the release, the node source), which installs,
+        stamps, resets cloud-init and powers off. Its overlay's upper layer is the
+        image: every node then stacks on it (lowerdir=layer:base). Once per stamp."""
+        layer = self.baked_layer(cfg)
+        if (layer / ".osception-complete").exists():
+            return layer
+        base = self.base()
+        work = self.dir / BAKE_DIR
+        self._forget_builder(work)
+        for d in ("upper", "work", "root"):
+            (work / d).mkdir(parents=True, exist_ok=True)
+        _run("mount", "-t", "overlay", "overlay", "-o",
+             f"lowerdir={base},upperdir={work / 'upper'},workdir={work / 'work'}", str(work / "root"))
+        seed = work / "root" / SEED
+        seed.mkdir(parents=True, exist_ok=True)
+        write_private(seed / "user-data", render.bake_user_data(node_config(cfg), "node"))
+        (seed / "meta-data").write_text(yaml.safe_dump({"instance-id": "osception-bake-node",
+                                                        "local-hostname": "bake-node"}))
+        (seed / "network-config").write_text(network_config(BAKE_ADDRESS))
+        if not _netns_exists(BAKE_NETNS):
+            _ip("netns", "add", BAKE_NETNS)
+        _ip("link", "set", "lo", "up", netns=BAKE_NETNS)
+        _ip("link", "del", "o-bake", netns=OUTER_NETNS, check=False)
+        _ip("link", "add", "o-bake", "netns", OUTER_NETNS, "type", "veth", "peer", "name", "eth0",
+            "netns", BAKE_NETNS, "address", BAKE_ADDRESS.mac)
+        _ip("link", "set", "o-bake", "master", OUTER_BRIDGE, "up", netns=OUTER_NETNS)
+        self.layout.log(BAKE_PROCESS).unlink(missing_ok=True)
+        self.procs.start(Spec(BAKE_PROCESS, self._nspawn(work / "root", "osc-bake", BAKE_NETNS),
+                              env={"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"}, ready=lambda: True))
+        self.say(f"baking the node image in a builder node (console: {self.layout.log(BAKE_PROCESS)})")
+        started = time.monotonic()
+        for _ in sdk_utils.iterate_timeout(NODES_TIMEOUT, "the builder node still running", wait=2):
+            if not self.procs.running(BAKE_PROCESS):  # powered off: its script's last act
+                break
+            prog = progress.parse(self.layout.log(BAKE_PROCESS).read_text(errors="replace")).get("bake-node")
+            if prog is not None and prog.state == "failed":
+                self.procs.stop([BAKE_PROCESS])
+                raise DevcloudError(f"baking the node image failed: {prog.reason}; its console: "
+                                    f"{self.layout.log(BAKE_PROCESS)}")
+        prog = progress.parse(self.layout.log(BAKE_PROCESS).read_text(errors="replace")).get("bake-node")
+        if prog is None or prog.state != "done":
+            raise DevcloudError(f"the builder node powered off without `done`; end of its console:\n"
+                                f"{tail(self.layout.log(BAKE_PROCESS))}")
+        _run("umount", str(work / "root"))
+        build = layer.with_name(layer.name + ".build")
+        shutil.rmtree(build, ignore_errors=True)
+        (work / "upper").rename(build)
+        (build / ".osception-complete").write_text(render.bake_id("node", node_config(cfg)) + "\n")
+        build.rename(layer)
+        self._forget_builder(work)
+        self.say(f"node image baked in {time.monotonic() - started:.0f} s: {layer}")
+        return layer
+
+    def _forget_builder(self, work: Path) -> None:
+        self.procs.stop([BAKE_PROCESS])
+        if os.path.ismount(work / "root"):
+            _run("umount", "--lazy", str(work / "root"), check=False)
+        if _netns_exists(BAKE_NETNS):
+            _ip("netns", "del", BAKE_NETNS, check=False)
+        _ip("link", "del", "o-bake", netns=OUTER_NETNS, check=False)
+        shutil.rmtree(work, ignore_errors=True)
+
     # -- the nodes ---------------------------------------------------------------
     def local_nodes(self, cfg: Config) -> list[LocalNode]:
         addr = addresses(cfg)
         return [LocalNode(n, addr[n.name], self.dir / n.name)
                 for n in topology.nodes(cfg) if n.data_plane]
 
-    def prepare(self, n: LocalNode, base: Path, p: render.Plan) -> None:
+    def prepare(self, n: LocalNode, base: Path | str, p: render.Plan) -> None:
         """The node's overlay root on the base, and its NoCloud seed. A new node (no
         disk yet) starts a new console: an earlier node's lines are not its own."""
         if not (n.dir / "upper").exists():
@@ -372,20 +449,25 @@ class LocalNodes:
         (seed / "network-config").write_text(network_config(n.address))
 
     def spec(self, n: LocalNode) -> Spec:
-        argv = ["systemd-nspawn", "--boot", f"--directory={n.root}", f"--machine=osc-{n.node.name}",
-                f"--network-namespace-path=/run/netns/{n.netns}", "--register=no",
+        # /proc/sys/net writable, as in a VM (IP forwarding for routers and floating IPs);
+        # the rest of /proc/sys stays read-only.
+        return Spec(n.process, self._nspawn(n.root, f"osc-{n.node.name}", n.netns),
+                    env={"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"}, ready=lambda: True)
+
+    @staticmethod
+    def _nspawn(root: Path, machine: str, netns: str) -> list[str]:
+        return ["systemd-nspawn", "--boot", f"--directory={root}", f"--machine={machine}",
+                f"--network-namespace-path=/run/netns/{netns}", "--register=no",
                 "--keep-unit", "--capability=all",
                 # its /dev/console a pseudo-TTY whose output is this process's (the log):
                 # the node's serial console, progress lines and all
                 "--console=read-only",
                 # libvirt's QEMU needs tun; nothing else of the host's devices
                 "--bind=/dev/net/tun"]
-        # /proc/sys/net writable, as in a VM (IP forwarding for routers and floating IPs);
-        # the rest of /proc/sys stays read-only.
-        return Spec(n.process, argv, env={"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"},
-                    ready=lambda: True)
 
-    def up(self, cfg: Config, secrets: Secrets) -> dict[str, LocalNode]:
+    def up(self, cfg: Config, secrets: Secrets, bake: bool = False) -> dict[str, LocalNode]:
+        """`bake`: make the baked node image first if missing. The nodes boot on it when
+        it exists and base_images is baked (as `up` boots a cloud's baked image)."""
         self.ensure_host()
         base = self.base()
         p = plan(cfg, secrets)
@@ -395,6 +477,10 @@ class LocalNodes:
                 self.procs.stop([spec.name])
                 self.procs.start(spec)
             self.procs.wait_ready([spec], 30)
+        layer = self.bake(cfg) if bake else self.baked_layer(cfg)
+        if cfg.base_images == "baked" and (layer / ".osception-complete").exists():
+            self.say(f"the nodes boot the baked node image {layer.name}")
+            base = f"{layer}:{base}"  # overlayfs: the upper layer of the builder over the base
         out, changed = {}, []
         for n in self.local_nodes(cfg):
             self.wire(n)
@@ -427,6 +513,7 @@ class LocalNodes:
 
     def down(self) -> None:
         names = self.names()
+        self._forget_builder(self.dir / BAKE_DIR)  # an interrupted bake's
         self.procs.stop([f"node-{name}" for name in names] + ["relay", "pip-proxy", "apt-cacher-ng"])
         for name in names:
             root = self.dir / name / "root"

@@ -43,7 +43,9 @@ def local_cloud():
     computes, networks = (int(n) for n in COUNTS.split(","))
     layout = Layout.default()
     dc = Devcloud(layout, say=lambda m: print(f"devcloud: {m}", flush=True))
-    dc.up(release=RELEASE, nodes={"compute": computes, "network": networks})
+    # On the baked node image (nodes.LocalNodes.bake, as `osception bake`): the bake's
+    # script runs on a real node, and the nodes' setup skips what it installed.
+    dc.up(release=RELEASE, nodes={"compute": computes, "network": networks}, bake=True)
     yield layout, computes, networks
     dc.down()
 
@@ -64,6 +66,29 @@ def test_smoke_passes_every_check_with_no_skip(local_cloud):
     assert [line.split()[0] for line in lines] == ["pass"] * 8, r.stdout
     assert f"{computes} up" in r.stdout  # real libvirt/QEMU hypervisors, not the fake driver
     assert "answers" in lines[-1]  # the floating IP, from the outer network's side
+
+
+def test_the_nodes_booted_the_baked_image_and_skipped_its_steps(local_cloud):
+    """The baked layer was made by the bake user data on a real builder node (its
+    console's steps all done), and each node's own setup skipped the install steps
+    (the stamp matched) and still reached `done` (smoke passes above). The step times
+    printed here are the README's baked column."""
+    from osception import config as config_mod
+    from osception import progress, render
+
+    layout, computes, networks = local_cloud
+    local = nodes.LocalNodes(layout)
+    cfg = nodes.node_config(config_mod.Config(release=RELEASE))
+    layer = local.baked_layer(cfg)
+    assert (layer / ".osception-complete").read_text().strip() == render.bake_id("node", cfg)
+    assert (layer / render.BAKED_STAMP.lstrip("/")).read_text().strip() == render.bake_id("node", cfg)
+    assert not (layer / render.NODE_ETC.lstrip("/")).exists()  # the builder's files, gone
+    for name, prog in local.progress().items():
+        steps = {s.name: s for s in prog.steps}
+        assert prog.state == "done", name
+        for step in ("package-source", "install-ansible", "install-packages"):
+            assert steps[step].message.startswith("skipped: baked image (node "), (name, step)
+        print(f"{name} baked: " + ", ".join(f"{k} {v:.0f} s" for k, v in progress.timings(prog).items()))
 
 
 def _console_until(conn, server, text: str) -> str:
