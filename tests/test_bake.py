@@ -221,3 +221,55 @@ def test_bake_flow_on_the_devcloud(devcloud, tmp_path):
 
     assert bake.delete(conn, cfg) == 2
     assert [i for i in conn.image.images(tag=bake.BAKED_TAG) if i.id in {m.id for m in made.values()}] == []
+
+
+def test_the_controller_bake_checks_k3s_against_the_release_checksums(tmp_path):
+    """fetch_k3s, run by bash with curl against a local HTTP server standing for the k3s
+    release (the URL swapped, nothing else): the binary and the airgap images are
+    installed only when both match the release's sha256sum-amd64.txt."""
+    import hashlib
+    import http.server
+    import functools
+
+    script = _written(render.bake_user_data(config.Config(), "controller"), f"{render.NODE_ETC}/bake")
+    release = tmp_path / "release"
+    release.mkdir()
+    files = {"k3s": b"#!/bin/sh\necho k3s\n", "k3s-airgap-images-amd64.tar.zst": b"images"}
+    for name, data in files.items():
+        (release / name).write_bytes(data)
+    (release / "install.sh").write_text("#!/bin/sh\n")
+
+    def sums(tamper: bool = False) -> None:
+        lines = [f"{hashlib.sha256(data).hexdigest()}  {name}" for name, data in files.items()]
+        lines.append(f"{'0' * 64}  k3s-airgap-images-amd64.tar")  # others the release lists
+        if tamper:
+            lines[0] = f"{'1' * 64}  k3s"
+        (release / "sha256sum-amd64.txt").write_text("\n".join(lines) + "\n")
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(release))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        fetch = _function(script, "fetch_k3s")
+        header = re.search(r"^K3S_RELEASE=.*\nAIRGAP=.*\nIMAGES_DIR=.*\n", script, re.M).group(0)
+        root = tmp_path / "root"
+        for tamper in (True, False):
+            shutil.rmtree(root, ignore_errors=True)
+            body = (header + fetch + "step fetch-k3s fetch_k3s\n")
+            body = re.sub(r"^K3S_RELEASE=.*$", f"K3S_RELEASE={url}", body, flags=re.M)
+            body = body.replace("https://get.k3s.io", f"{url}/install.sh")
+            body = body.replace("/var/lib/rancher", f"{root}/var/lib/rancher").replace(
+                "/usr/local/bin/k3s", f"{root}/k3s")
+            body = f"ETC={root}/etc\n" + body
+            sums(tamper)
+            rc, steps = _harness(tmp_path, body, "bake-controller")
+            installed = (root / "k3s").exists()
+            if tamper:
+                assert rc != 0 and steps[0][1] == "failed" and not installed
+            else:
+                assert rc == 0 and steps == [("fetch-k3s", "done", "")] and installed
+                assert (root / "var/lib/rancher/k3s/agent/images/k3s-airgap-images-amd64.tar.zst").read_bytes() \
+                    == b"images"
+    finally:
+        server.shutdown()
