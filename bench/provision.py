@@ -1,7 +1,7 @@
 """Provisioning speed: `up` against the parallel floor and the sequential CLI, side by
 side in one run, on the same cloud.
 
-    python bench/provision.py [--sizes 5,20,50]
+    python bench/provision.py [--sizes 5,20,50] [--before CHECKOUT]
 
 Needs a running devcloud (`osception devcloud up`), used as the outer cloud (servers on
 Nova's fake driver). For each size N, one after the other on the same cloud:
@@ -11,8 +11,12 @@ Nova's fake driver). For each size N, one after the other on the same cloud:
               openstacksdk process, then one listing every 2 s until all are ACTIVE
               (what OpenTofu's parallel apply approximates)
   osception   `deploy.provision`, what `osception up --no-follow` runs: preflight,
-              keypair, security group, server group, ports, render, servers, ACTIVE;
-              its phases from the timings.json it writes
+              security group (keypair, server group meanwhile), then each node its
+              ports, user data and server, then ACTIVE; its phases from the
+              timings.json it writes (ports, servers: until the last node's was done,
+              overlapping; render: CPU seconds)
+  before      (--before CHECKOUT: a worktree of an earlier commit) the same, with that
+              code, in its own interpreter
   sequential  one `openstack server create` (no --wait) after another, as a shell loop
               would, then one listing every 2 s until all are ACTIVE
 

@@ -1,6 +1,6 @@
 """`up`: preflight, then the environment's resources, created concurrently.
 
-    preflight -> security group (keypair, server group meanwhile)
+    preflight -> security group (its rules, keypair, server group meanwhile)
     -> each node on its own: its ports (MAC, IP) -> its user data -> its server
        (the controller's port first: every node's user data names its address)
     -> every server ACTIVE -> follow the progress lines
@@ -68,7 +68,8 @@ def provision(conn, cfg: Config, secrets: Secrets, env_dir: Path, say=lambda msg
         group = pool.submit(uc.ensure_server_group, conn, names) if cfg.nodes.compute.count else None
         have_ports = pool.submit(uc.existing_ports, conn, names)
         have_servers = pool.submit(uc.existing_servers, conn, names)
-        sg = uc.ensure_security_group(conn, names, cfg)
+        sg = uc.ensure_security_group_without_rules(conn, names)
+        rules = pool.submit(uc.ensure_security_group_rules, conn, cfg, sg)  # the ports need the group only
         phases.lap("security-group")
         pipeline_start = time.monotonic()
 
@@ -83,26 +84,23 @@ def provision(conn, cfg: Config, secrets: Secrets, env_dir: Path, say=lambda msg
 
         controller_ports = pool.submit(ports_of, controller)
 
-        def controller_plan():
-            t = time.monotonic()
-            plan = render.build_controller(cfg, secrets, uc.address_of(*controller_ports.result()), mtu=mtu)
-            render_seconds.append(time.monotonic() - t)
-            return plan
-
-        plan_future = pool.submit(controller_plan)  # before the nodes, which wait for it
+        # What every node's files share needs the controller's address only; then
+        # each node (the controller too) adds its own files, as its port comes.
+        plan_future = pool.submit(lambda: render.new_plan(
+            cfg, secrets, uc.address_of(*controller_ports.result()), mtu=mtu))
 
         def one(node):
             port, public_port = controller_ports.result() if node is controller else ports_of(node)
             address = uc.address_of(port, public_port)
             plan = plan_future.result()
+            t = time.monotonic()
             if node.data_plane:
-                with lock:  # one node at a time adds its files to the plan
-                    t = time.monotonic()
-                    render.add_node(plan, secrets, node, address)
-                    render_seconds.append(time.monotonic() - t)
-                    user_data = plan.files[f"{node.name}/user-data"]
+                render.add_node(plan, secrets, node, address)
             else:
-                user_data = plan.files[f"{node.name}/user-data"]
+                render.add_controller(plan, secrets)
+            with lock:
+                render_seconds.append(time.monotonic() - t)
+            user_data = plan.files[f"{node.name}/user-data"]
             mark("render")
             keypair.result()
             request = uc.server_request(names, node, found, user_data, [p for p in (port, public_port) if p],
@@ -112,6 +110,7 @@ def provision(conn, cfg: Config, secrets: Secrets, env_dir: Path, say=lambda msg
             return node.name, (port, public_port), address, server
 
         done = list(pool.map(one, nodes))
+        rules.result()
     ports = {name: p for name, p, _, _ in done}
     addresses = {name: a for name, _, a, _ in done}
     servers = {name: s for name, *_, s in done}

@@ -94,6 +94,7 @@ class Plan:
     private: set[str] = field(default_factory=set)  # files written 0600
     ingress: tls.Ingress | None = None  # what Traefik serves, and what verifies it
     mtu: int = DEFAULT_MTU  # the outer network's: the nodes' physical network
+    tls_cert: str | None = None  # the controller's certificate, the environment's CA issued
 
     def node_endpoints(self) -> endpoints.Endpoints:
         """Where a compute or network node reaches the controller. Its services verify
@@ -412,24 +413,33 @@ def build(cfg: Config, secrets: Secrets, addresses: dict[str, Address] | None = 
     without them (plan), documentation addresses stand in. `ep`: where the control
     plane's services reach each other, when not in the controller's k3s (the devcloud)."""
     addresses = addresses or placeholder_addresses(cfg)
-    plan = build_controller(cfg, secrets, addresses["k8s-0"], mtu=mtu, ep=ep)
+    plan = new_plan(cfg, secrets, addresses["k8s-0"], mtu=mtu)
+    add_controller(plan, secrets, ep=ep)
     for node in plan.nodes:
         if node.data_plane:
             add_node(plan, secrets, node, addresses[node.name])
     return plan
 
 
-def build_controller(cfg: Config, secrets: Secrets, controller: Address, mtu: int | None = None,
-                     ep: endpoints.Endpoints | None = None) -> Plan:
-    """The controller's files and what every node shares; the compute and network
-    nodes' come one by one (add_node). A node's files depend on its own address and the
-    controller's only, so `up` renders each as soon as its port exists."""
-    release = releases.get(cfg.release)
+def new_plan(cfg: Config, secrets: Secrets, controller: Address, mtu: int | None = None) -> Plan:
+    """A plan without files yet: what every node's files share (the controller's
+    address and names, what the APIs present and what verifies them). Then the
+    controller's files (add_controller) and each node's (add_node), in any order, even
+    at once: each writes only its own. A node's files depend on its own address and
+    the controller's only, so `up` renders each as soon as its port exists."""
     ip = controller.ip
     domain = domain_of(cfg, ip)
-    mtu = mtu or cfg.mtu or DEFAULT_MTU
-    plan = Plan(cfg, release, ip, domain, nodes(cfg), mtu=mtu)
+    plan = Plan(cfg, releases.get(cfg.release), ip, domain, nodes(cfg), mtu=mtu or cfg.mtu or DEFAULT_MTU)
+    plan.tls_cert = tls.server_cert(secrets.tls, domain, ip)
+    # what Traefik serves: that certificate, or the user's own (tls: in osception.yaml)
+    plan.ingress = tls.ingress(cfg.tls, secrets.tls, plan.tls_cert)
+    return plan
 
+
+def add_controller(plan: Plan, secrets: Secrets, ep: endpoints.Endpoints | None = None) -> None:
+    """The controller's files (k8s-0/...), parsed back and sized. `ep`: where the
+    control plane's services reach each other, when not in k3s (the devcloud)."""
+    cfg, release, ip, domain, mtu = plan.cfg, plan.release, plan.controller_ip, plan.domain, plan.mtu
     ep = ep or endpoints.controller(domain, ip)
     # Service config: split so that no secret value ever reaches a ConfigMap.
     full = service_config(cfg, secrets, ep, mtu=mtu)
@@ -473,11 +483,9 @@ def build_controller(cfg: Config, secrets: Secrets, controller: Address, mtu: in
         k3s_exec=K3S_EXEC,
         baked=bake_id("controller", cfg),
         baked_stamp=BAKED_STAMP,
-        tls_cert=(tls_cert := tls.server_cert(secrets.tls, domain, ip)),
-        # what Traefik serves: that certificate, or the user's own (tls: in osception.yaml)
-        ingress=(ingress := tls.ingress(cfg.tls, secrets.tls, tls_cert)),
+        tls_cert=plan.tls_cert,
+        ingress=(ingress := plan.ingress),
     )
-    plan.ingress = ingress
     manifests = {}
     for template in sorted(_env.list_templates(filter_func=lambda t: t.startswith("k8s/"))):
         base = template.removeprefix("k8s/")
@@ -513,17 +521,16 @@ def build_controller(cfg: Config, secrets: Secrets, controller: Address, mtu: in
         archive_b64=base64.b64encode(manifests_tar).decode(), **context
     )
     plan.private.add("k8s-0/user-data")
-    check(plan)
+    for rel in [rel for rel in list(plan.files) if rel.startswith("k8s-0/")]:
+        check_file(rel, plan.files[rel])
     check_user_data(plan, ["k8s-0"])
-    return plan
 
 
 def add_node(plan: Plan, secrets: Secrets, node: Node, address: Address) -> None:
     """compute-N / network-N: config files, the playbooks and their variables, user
     data, parsed back and sized like the controller's."""
-    before = set(plan.files)
     _data_plane_node(plan, secrets, secret_values(secrets), node, address, plan.mtu)
-    for rel in sorted(set(plan.files) - before):
+    for rel in [rel for rel in list(plan.files) if rel.startswith(f"{node.name}/")]:
         check_file(rel, plan.files[rel])
     check_user_data(plan, [node.name])
 

@@ -323,6 +323,15 @@ def security_group_rules(cfg: Config, sg_id: str) -> list[dict]:
 
 
 def ensure_security_group(conn, names: Names, cfg: Config):
+    """The group, then its rules (`up` adds the rules
+    while the ports that name the group are being created)."""
+    sg = ensure_security_group_without_rules(conn, names)
+    ensure_security_group_rules(conn, cfg, sg)
+    return sg
+
+
+def ensure_security_group_without_rules(conn, names: Names):
+    """The environment's security group itself, without its rules: all a port needs."""
     sg = _env_security_group(conn, names, adopt_untagged=True)
     if sg is None:
         sg = _create_tagged(
@@ -331,12 +340,17 @@ def ensure_security_group(conn, names: Names, cfg: Config):
             description=f"osception environment {names.env}: its nodes only, plus SSH and HTTP(S)")
     if set(_tags(names.env)) - set(sg.tags or []):
         conn.network.set_tags(sg, _tags(names.env))
+    return sg
+
+
+def ensure_security_group_rules(conn, cfg: Config, sg) -> None:
+    """The group's ingress rules, those missing created concurrently."""
     wanted = security_group_rules(cfg, sg.id)
     have = list(conn.network.security_group_rules(security_group_id=sg.id, direction="ingress"))
-    for rule in wanted:
-        if not any(all(getattr(h, k) == v for k, v in rule.items()) for h in have):
-            conn.network.create_security_group_rule(security_group_id=sg.id, direction="ingress", **rule)
-    return sg
+    missing = [rule for rule in wanted
+               if not any(all(getattr(h, k) == v for k, v in rule.items()) for h in have)]
+    concurrently(lambda rule: conn.network.create_security_group_rule(
+        security_group_id=sg.id, direction="ingress", **rule), missing)
 
 
 def ensure_server_group(conn, names: Names):
