@@ -609,7 +609,7 @@ def bake_user_data(cfg: Config, kind: str) -> str:
         node = next(n for n in nodes(one_each) if n.role == role)
         units = node_units(cfg, release, role)
         files |= {f"{NODE_ETC}/files{dest}": text for dest, text in units.items()}
-        files[f"{NODE_ETC}/bake/{role}.yml"] = yaml.safe_dump(
+        files[f"{NODE_ETC}/bake-vars/{role}.yml"] = yaml.safe_dump(
             node_vars(cfg, release, node, addresses[node.name], addresses["k8s-0"].ip, DEFAULT_MTU, [], units),
             sort_keys=False)
     files |= {f"{NODE_ETC}/ansible/{name}": source(f"ansible/{name}") for name in ANSIBLE_FILES}

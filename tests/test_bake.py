@@ -41,6 +41,10 @@ def test_bake_user_data_passes_the_cloud_init_schema_and_its_scripts_shellcheck(
         f.write_text(docs[kind])
         assert docs[kind].startswith("#cloud-config\n") and set(yaml.safe_load(docs[kind])) <= KNOWN_TOP_LEVEL
         assert render.user_data_size(docs[kind]) < render.NOVA_USER_DATA_LIMIT
+        # write_files cannot make a file where another entry needs a folder (the
+        # schema cannot see it; cloud-init fails the module at boot)
+        paths = [f["path"] for f in yaml.safe_load(docs[kind])["write_files"]]
+        assert not [(a, b) for a in paths for b in paths if b.startswith(a + "/")], kind
     for kind, (rc, out) in cloud_init_schema(list(files.values())).items():
         assert rc == 0 and "Valid" in out and "DEPRECATED" not in out, f"{kind}: {out}"
     scripts = {}
@@ -58,7 +62,7 @@ def test_the_node_image_installs_both_roles_packages_and_disables_their_services
     doc = render.bake_user_data(cfg, "node")
     script = _written(doc, f"{render.NODE_ETC}/bake")
     for role in ("compute", "network"):
-        node_vars = yaml.safe_load(_written(doc, f"{render.NODE_ETC}/bake/{role}.yml"))
+        node_vars = yaml.safe_load(_written(doc, f"{render.NODE_ETC}/bake-vars/{role}.yml"))
         assert node_vars["node_role"] == role and node_vars["patches"] == []
         assert node_vars["release"] == cfg.release and node_vars["node_source"] == "pypi"
         # the playbooks the nodes run, as they run them (the packages pass)
