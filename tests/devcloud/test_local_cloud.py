@@ -45,9 +45,11 @@ def local_cloud():
     dc = Devcloud(layout, say=lambda m: print(f"devcloud: {m}", flush=True))
     # On the baked node image (nodes.LocalNodes.bake, as `osception bake`): the bake's
     # script runs on a real node, and the nodes' setup skips what it installed.
-    dc.up(release=RELEASE, nodes={"compute": computes, "network": networks}, bake=True)
-    yield layout, computes, networks
-    dc.down()
+    try:
+        dc.up(release=RELEASE, nodes={"compute": computes, "network": networks}, bake=True)
+        yield layout, computes, networks
+    finally:  # also when `up` failed: its processes hold the devcloud's ports
+        dc.down()
 
 
 def _osception(layout: Layout, *args: str) -> subprocess.CompletedProcess:
