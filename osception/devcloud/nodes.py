@@ -31,6 +31,7 @@ mount and process it made.
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import json
 import os
@@ -352,9 +353,12 @@ class LocalNodes:
 
     # -- the baked layer: `osception bake`'s node image, on this machine ------------
     def baked_layer(self, cfg: Config) -> Path:
-        """Where the node image baked for this config lives: one per bake stamp."""
+        """Where the node image baked for this config lives: one per stamp and bake user
+        data (a changed bake script makes a new one here; on a cloud, a new osception
+        version does)."""
         stamp = render.bake_id("node", node_config(cfg))
-        return cache_home() / "nodes" / ("baked-" + stamp.replace(" ", "-"))
+        digest = hashlib.sha256(render.bake_user_data(node_config(cfg), "node").encode()).hexdigest()[:12]
+        return cache_home() / "nodes" / f"baked-{stamp.replace(' ', '-')}-{digest}"
 
     def bake(self, cfg: Config) -> Path:
         """Make the node image as `osception bake` makes it on a cloud, here: a builder

@@ -85,6 +85,9 @@ def test_the_nodes_booted_the_baked_image_and_skipped_its_steps(local_cloud):
     assert (layer / ".osception-complete").read_text().strip() == render.bake_id("node", cfg)
     assert (layer / render.BAKED_STAMP.lstrip("/")).read_text().strip() == render.bake_id("node", cfg)
     assert not (layer / render.NODE_ETC.lstrip("/")).exists()  # the builder's files, gone
+    # kept off through the first boot's presets (its machine-id reset): started by the
+    # nodes' own services pass only
+    assert "disable nova-compute.service" in (layer / "etc/systemd/system-preset/10-osception-bake.preset").read_text()
     for name, prog in local.progress().items():
         steps = {s.name: s for s in prog.steps}
         assert prog.state == "done", name
