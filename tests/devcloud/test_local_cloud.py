@@ -87,6 +87,7 @@ def test_the_nodes_booted_the_baked_image_and_skipped_its_steps(local_cloud):
     assert not (layer / render.NODE_ETC.lstrip("/")).exists()  # the builder's files, gone
     # kept off through the first boot's presets (its machine-id reset): started by the
     # nodes' own services pass only
+    assert (layer / "etc/machine-id").read_text() == ""  # not a first boot: presets stay as baked
     assert "disable nova-compute.service" in (layer / "etc/systemd/system-preset/10-osception-bake.preset").read_text()
     for name, prog in local.progress().items():
         steps = {s.name: s for s in prog.steps}
