@@ -309,9 +309,59 @@ def test_progress_lines_from_the_shell_side_parse(tmp_path):
     log = (tmp_path / "log" / "progress.log").read_text()
     prog = progress.parse(log)["compute-0"]
     assert [(s.name, s.state) for s in prog.steps] == [("first", "done"), ("second", "failed")]
-    assert prog.steps[1].message == "exit 3: oops"
+    assert prog.steps[1].message == "exit 3: second: oops"
     assert prog.steps[1].notes == ["deploy/a: ImagePullBackOff x", "job/b: failed"]
     assert prog.state == "failed" and "second" in prog.reason
+
+
+def _node_setup_harness(tmp_path, plan, node: str, function: str, body: str,
+                        path: dict[str, str]) -> tuple[int, list[str]]:
+    """Run one function of a node's rendered setup script (cut from its user data) under
+    the real step helper, with the commands in `path` ({name: shell body}) as programs
+    on a PATH of their own before the system's."""
+    import re
+
+    doc = yaml.safe_load(plan.files[f"{node}/user-data"])
+    setup = next(f["content"] for f in doc["write_files"] if f["path"] == f"{render.NODE_ETC}/setup")
+    code = re.search(rf"^{function}\(\) \{{\n.*?^\}}\n", setup, re.M | re.S).group(0)
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for name, program in path.items():
+        (bin_dir / name).write_text(f"#!/bin/bash\n{program}\n")
+        (bin_dir / name).chmod(0o755)
+    script = tmp_path / "run.sh"
+    script.write_text(f". {Path(render.__file__).parent / 'templates/scripts/osception-step.sh'}\n{code}{body}")
+    env = {"OSCEPTION_NODE": node, "OSCEPTION_LOG_DIR": str(tmp_path / "log"), "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    r = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    return r.returncode, (tmp_path / "log" / "progress.log").read_text().splitlines()
+
+
+def test_a_step_fails_at_its_first_failing_command_naming_it(default_plan, tmp_path):
+    """The package source of 2026.2 (extrepo) where extrepo's index is unreachable: the
+    step fails with extrepo's own exit code and command, although the apt-get update
+    after it succeeds; the node's last line says failed."""
+    from osception import progress
+
+    assert default_plan.release.extrepo
+    rc, lines = _node_setup_harness(tmp_path, default_plan, "compute-0", "package_source",
+                                    "step package-source package_source\n", {
+                                        "apt-get": "exit 0",
+                                        "extrepo": "echo 'Could not download index: 404' >&2; exit 22"})
+    assert rc == 22
+    prog = progress.parse("\n".join(lines))["compute-0"]
+    step = prog.steps[-1]
+    assert (step.name, step.state) == ("package-source", "failed")
+    assert step.message == (f"exit 22: extrepo enable {default_plan.release.extrepo}: "
+                            "Could not download index: 404")
+    assert prog.state == "failed"
+
+
+def test_a_step_whose_commands_all_succeed_is_done(default_plan, tmp_path):
+    rc, lines = _node_setup_harness(tmp_path, default_plan, "compute-0", "package_source",
+                                    "step package-source package_source\n",
+                                    {"apt-get": "exit 0", "extrepo": "exit 0"})
+    assert rc == 0
+    assert lines[-1].split(" ", 3)[3] == "package-source done"
 
 
 def _converge_harness(tmp_path, plan, body: str) -> tuple[int, str, list[str]]:

@@ -1,7 +1,8 @@
 #!/bin/bash
 # The shell side of the progress contract (osception/progress.py), sourced by
 # every node's setup script:
-#   step NAME COMMAND [ARG...]   run one step, its output in /var/log/osception/NAME.log
+#   step NAME COMMAND [ARG...]   run one step, its output in /var/log/osception/NAME.log; it
+#                                fails at the first command that fails (`failed exit N: CMD: ...`)
 #   finish done|failed [REASON]  the node's final line
 #   wait_for WHAT SECONDS COMMAND [ARG...]  retry COMMAND until it succeeds or time runs out
 #   note STEP                    each line of stdin as a `waiting` line of STEP: one report
@@ -34,15 +35,40 @@ say() {
 step() {
   local name=$1 rc=0 last
   shift
+  # The step's own command: what a failure names when the failing command is a
+  # function's `return N` (or the command itself).
+  local osception_step_command="$*"
   report "$name" started
-  "$@" >>"$OSCEPTION_LOG_DIR/$name.log" 2>&1 || rc=$?
+  # The command with errexit, in a subshell of its own: the step fails at the first
+  # command that fails, inside its functions too (bash ignores -e in whatever runs on
+  # the left of || or &&, hence no `|| rc=$?` here: the rc is read after). The ERR
+  # trap writes that command down (the first one only: a failure inside $(...) fails
+  # its assignment too).
+  local osception_step_failed=$OSCEPTION_LOG_DIR/$name.failed
+  rm -f "$osception_step_failed"
+  (
+    set -eE
+    trap '_step_failed "$osception_step_failed" "$BASH_COMMAND"' ERR
+    "$@"
+  ) >>"$OSCEPTION_LOG_DIR/$name.log" 2>&1
+  rc=$?
   if [ "$rc" -ne 0 ]; then
     last=$(tail -n 1 "$OSCEPTION_LOG_DIR/$name.log" | tr -d '\r')
-    report "$name" failed "exit $rc: ${last:0:200}"
+    local command=$osception_step_command
+    if [ -s "$osception_step_failed" ]; then command=$(head -n 1 "$osception_step_failed"); fi
+    report "$name" failed "exit $rc: ${command:0:120}: ${last:0:200}"
     finish failed "step $name failed, see $OSCEPTION_LOG_DIR/$name.log"
     exit "$rc"
   fi
   report "$name" "done"
+}
+
+_step_failed() {
+  local command=$2
+  case $command in
+    return*|'"$@"') command=$osception_step_command ;;
+  esac
+  if [ ! -e "$1" ]; then echo "$command" | head -n 1 >"$1"; fi
 }
 
 note() {
