@@ -159,7 +159,8 @@ JOB_LABEL = "osception/job"
 
 
 def referenced_config(pod: dict) -> list[tuple[str, str]]:
-    """(kind, name) of every ConfigMap and Secret a pod spec reads."""
+    """(kind, name) of every ConfigMap and Secret of the plan a pod spec reads (not
+    Kubernetes' own kube-root-ca.crt, which the plan does not make)."""
     refs = set()
     for v in pod.get("volumes", []):
         if "configMap" in v:
@@ -167,7 +168,7 @@ def referenced_config(pod: dict) -> list[tuple[str, str]]:
         if "secret" in v:
             refs.add(("Secret", v["secret"]["secretName"]))
         for src in v.get("projected", {}).get("sources", []):
-            if "configMap" in src:
+            if "configMap" in src and src["configMap"]["name"] != services.KUBE_ROOT_CA:
                 refs.add(("ConfigMap", src["configMap"]["name"]))
             if "secret" in src:
                 refs.add(("Secret", src["secret"]["name"]))
@@ -353,8 +354,15 @@ def service_config(cfg: Config, secrets: Secrets, ep: endpoints.Endpoints,
         mtu={"physnet": mtu},
         ml2_project_network_types_option=release.ml2_project_network_types_option,
         web_download=cfg.overcloud.web_download,
+        control_host=control_host(cfg),
     )
     return {name: _ini(cfg, name, name, **context) for name in names}
+
+
+def control_host(cfg: Config) -> str:
+    """The `host` the control plane's services register under (nova.conf): the
+    controller's node name, the same from one pod to the next."""
+    return next(n.name for n in nodes(cfg) if n.role == "controller")
 
 
 def node_config(cfg: Config, secrets: Secrets, node: Node, address: Address,

@@ -67,6 +67,12 @@ RABBITMQ_PORT = 5672  # plain, inside the cluster
 RABBITMQ_TLS_PORT = 5671  # TLS, for the nodes (kolla-ansible's port with rabbitmq_enable_tls)
 MARIADB_PORT = 3306
 MEMCACHED_PORT = 11211
+# Where a pod finds its Kubernetes API token, CA and namespace (the path of Kubernetes'
+# own automount; templates/scripts/wait_for.py reads it), and the ConfigMap of the
+# cluster's CA that kube-controller-manager publishes in every namespace: not one of
+# the plan's objects.
+SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
+KUBE_ROOT_CA = "kube-root-ca.crt"
 
 # Ports on the controller's IP (k3s servicelb binds them on the node): Traefik's 80
 # and 443, RabbitMQ's TLS listener and the nova metadata API (LoadBalancer Services,

@@ -278,3 +278,80 @@ def test_only_pods_that_wait_for_jobs_get_an_api_token(docs):
         waits_for_jobs = any(a.startswith("job/") for c in spec.get("initContainers", [])
                              for a in c.get("command", []))
         assert (spec.get("serviceAccountName") == "osception-wait") == waits_for_jobs, doc["metadata"]["name"]
+
+
+def test_every_statefulset_is_governed_by_a_headless_service(docs):
+    """A StatefulSet's spec.serviceName must name a headless Service (clusterIP: None):
+    it gives the pods their stable DNS names. Clients keep the ClusterIP Service."""
+    svcs = by_kind(docs, "Service")
+    statefulsets = by_kind(docs, "StatefulSet")
+    assert statefulsets
+    for name, sts in statefulsets.items():
+        governing = svcs.get(sts["spec"]["serviceName"])
+        assert governing is not None, f"{name}: serviceName {sts['spec']['serviceName']} is no Service"
+        assert governing["spec"].get("clusterIP") == "None", f"{name}: {governing['metadata']['name']} not headless"
+        assert governing["spec"]["selector"].items() <= sts["spec"]["template"]["metadata"]["labels"].items()
+
+
+def test_only_the_wait_container_mounts_an_api_token(docs):
+    """No container but a `wait` init container that waits for a Job gets a Kubernetes
+    API token: Kubernetes' automount is off on every pod (it would mount the token
+    into each container), and the wait container mounts a projected one of its own,
+    with what wait_for.py reads there (token, CA, namespace)."""
+    from osception.render import script
+
+    sa_dir = re.search(r'^SA = "(.+)"$', script("wait_for.py"), re.M).group(1)
+    assert sa_dir == services.SERVICE_ACCOUNT_DIR
+    accounts = by_kind(docs, "ServiceAccount")
+    waiting = 0
+    for doc, spec in pod_specs(docs):
+        name = doc["metadata"]["name"]
+        account = spec.get("serviceAccountName", "default")
+        automount = spec.get("automountServiceAccountToken",
+                             accounts.get(account, {}).get("automountServiceAccountToken", True))
+        assert automount is False, f"{name}: Kubernetes mounts a token in every container"
+        volumes = {v["name"]: v for v in spec.get("volumes", [])}
+        token_volumes = {n for n, v in volumes.items()
+                         if any("serviceAccountToken" in s for s in v.get("projected", {}).get("sources", []))}
+        for c in spec.get("initContainers", []) + spec["containers"]:
+            mounted = {m["name"] for m in c.get("volumeMounts", [])} & token_volumes
+            waits_for_jobs = c["name"] == "wait" and any(a.startswith("job/") for a in c["command"])
+            assert bool(mounted) == waits_for_jobs, f"{name}/{c['name']}"
+            if mounted:
+                waiting += 1
+                (vol,) = mounted
+                mount = next(m for m in c["volumeMounts"] if m["name"] == vol)
+                assert mount["mountPath"] == sa_dir and mount["readOnly"] is True
+                sources = volumes[vol]["projected"]["sources"]
+                paths = {s["serviceAccountToken"]["path"] for s in sources if "serviceAccountToken" in s}
+                paths |= {i["path"] for s in sources if "configMap" in s for i in s["configMap"]["items"]}
+                paths |= {i["path"] for s in sources if "downwardAPI" in s for i in s["downwardAPI"]["items"]}
+                assert paths == {"token", "ca.crt", "namespace"}, name
+                assert {"key": "ca.crt", "path": "ca.crt"} in next(
+                    s["configMap"]["items"] for s in sources if "configMap" in s)
+    assert waiting >= 5
+
+
+def test_nova_services_register_under_one_stable_host(docs, release_plan):
+    """Nova's `host` defaults to the machine's hostname, a pod's name, new with every
+    rollout: every Nova pod reads nova.conf, whose [DEFAULT] host is the controller's
+    name, and nothing else a Nova container reads sets another."""
+    import configparser
+
+    def host_of(text):
+        parser = configparser.ConfigParser(interpolation=None, strict=False)
+        parser.read_string(text)
+        return parser.defaults().get("host")
+
+    nova_pods = [(d, s) for d, s in pod_specs(docs) if d["metadata"]["name"].startswith("nova-")]
+    assert {"nova-conductor", "nova-scheduler", "nova-novncproxy"} <= {d["metadata"]["name"] for d, _ in nova_pods}
+    expected = next(n.name for n in release_plan.nodes if n.role == "controller")
+    for doc, spec in nova_pods:
+        for c in spec["containers"]:
+            files = _kolla_folder(doc, spec, c, docs)
+            copied = {f["dest"]: files[f["source"].rsplit("/", 1)[1]]
+                      for f in json.loads(files["config.json"])["config_files"]}
+            assert host_of(copied["/etc/nova/nova.conf"]) == expected, doc["metadata"]["name"]
+            for dest, text in copied.items():
+                if dest.endswith(".conf") and dest != "/etc/nova/nova.conf":
+                    assert host_of(text) in (None, expected), f"{doc['metadata']['name']}: {dest}"

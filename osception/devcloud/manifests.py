@@ -192,6 +192,9 @@ class Manifests:
             files: dict[str, str] = {}
             for src in volume["projected"]["sources"]:
                 kind = next(iter(src))
+                if kind in ("serviceAccountToken", "downwardAPI") or \
+                        (kind == "configMap" and src[kind]["name"] == services.KUBE_ROOT_CA):
+                    continue  # the `wait` container's API access: it does not run here
                 files |= self._items(kind, src[kind])
             return files
         return {}  # a claim or an emptyDir: nothing to project
