@@ -17,7 +17,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
-from . import ini, releases, services
+from . import ini, releases, services, state
 
 MAX_SIZE = 1 << 20  # bytes: an osception.yaml is a few KiB; /dev/zero must not fill the memory
 
@@ -170,6 +170,12 @@ class Image(_Strict):
         if not parsed.hostname or not re.match(HOST_RE, parsed.hostname):
             raise ValueError("needs a host name or IP address, e.g. https://cloud.debian.org/...")
         return v
+    # The hosts `url` redirects through, up to the one that serves the file. Glance 30
+    # and later (2025.1+) check every redirect against [import_filtering_opts] as they
+    # follow it (glance/common/scripts/utils.py SafeRedirectHandler, LP #2138602), so
+    # each must be an allowed host; the image's own host alone is refused at the first
+    # redirect. A host name, never a pattern: the filter stays a list of exact hosts.
+    redirect_hosts: tuple[Annotated[str, Field(pattern=HOST_RE)], ...] = ()
     disk_format: Literal["qcow2", "raw", "vmdk", "vdi", "iso"] = "qcow2"
     # Glance image properties, e.g. os_distro, os_admin_user, hw_disk_bus.
     properties: dict[str, str] = {}
@@ -180,8 +186,15 @@ DEFAULT_FLAVORS = (
     Flavor(name="medium", vcpus=2, ram=2048, disk=20),
     Flavor(name="large", vcpus=4, ram=4096, disk=40),
 )
+# download.cirros-cloud.net answers every image file with a 302 to the release on
+# GitHub (its .htaccess RewriteRule, cirros-dev/cirros#5), and github.com answers a
+# release download with a 302 to a signed URL on its asset host, since 2025
+# release-assets.githubusercontent.com (before: objects.githubusercontent.com).
+# cloud.debian.org serves its images itself.
+CIRROS_REDIRECT_HOSTS = ("github.com", "release-assets.githubusercontent.com")
 DEFAULT_IMAGES = (
     Image(name="cirros", url="https://download.cirros-cloud.net/0.6.3/cirros-0.6.3-x86_64-disk.img",
+          redirect_hosts=CIRROS_REDIRECT_HOSTS,
           properties={"os_distro": "cirros", "os_admin_user": "cirros",
                       "hw_disk_bus": "virtio", "hw_vif_model": "virtio"}),
     Image(name="debian-13",
@@ -203,16 +216,19 @@ class Overcloud(_Strict):
     # public network instead of public IPs.
     fip_agent_gateway_cidr: str = "100.64.0.0/22"
     # Glance's web-download may fetch only from these hosts; null: the hosts of
-    # `images`. Without a filter a project member could make Glance fetch from any
-    # address the controller reaches, the outer cloud's metadata service included.
+    # `images` and those they redirect through. Without a filter a project member could
+    # make Glance fetch from any address the controller reaches, the outer cloud's
+    # metadata service included.
     import_hosts: tuple[Annotated[str, Field(pattern=HOST_RE)], ...] | None = None
 
     @property
     def web_download(self) -> dict[str, list]:
-        """Glance's [import_filtering_opts]: the hosts web-download may fetch from, and
-        the ports (Glance's default 80 and 443, and those of the image URLs)."""
+        """Glance's [import_filtering_opts]: the hosts web-download may fetch from (each
+        image's host and its redirect_hosts), and the ports (Glance's default 80 and
+        443, and those of the image URLs)."""
         urls = [urlparse(i.url) for i in self.images]
-        hosts = self.import_hosts if self.import_hosts is not None else [u.hostname for u in urls]
+        hosts = self.import_hosts if self.import_hosts is not None else [
+            *(u.hostname for u in urls), *(h for i in self.images for h in i.redirect_hosts)]
         ports = {80, 443} | {u.port for u in urls if u.port}
         return {"hosts": sorted(set(hosts)), "ports": sorted(ports)}
 
@@ -427,18 +443,18 @@ def load(path: Path | None) -> Config:
     if path is not None:
         where = str(path)
         try:
-            with open(path, "rb") as f:
-                raw = f.read(MAX_SIZE + 1)
-        except OSError as e:
-            raise ConfigError(f"{where}: cannot read: {e.strerror}") from None
-        if len(raw) > MAX_SIZE:
-            raise ConfigError(f"{where}: larger than {MAX_SIZE // 1024} KiB; not an osception.yaml")
+            raw = state.read_input(path, MAX_SIZE)
+        except state.StateError as e:
+            raise ConfigError(f"{e}{'; not an osception.yaml' if 'larger than' in str(e) else ''}") from None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             raise ConfigError(f"{where}: not UTF-8 text (byte {e.start})") from None
         try:
-            data = yaml.safe_load(text) or {}
+            data = state.load_yaml(text) or {}
+        except state.DuplicateKey as e:
+            raise ConfigError(f"{where}: line {e.line}: {_shown(e.key)}: duplicate key "
+                              "(give each setting once)") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             line = f" line {mark.line + 1}" if mark else ""
@@ -578,6 +594,8 @@ overcloud:
   images:
     - name: cirros
       url: https://download.cirros-cloud.net/0.6.3/cirros-0.6.3-x86_64-disk.img
+      # where the URL redirects to: Glance fetches from these too (each is checked)
+      redirect_hosts: [github.com, release-assets.githubusercontent.com]
       disk_format: qcow2
       properties: {os_distro: cirros, os_admin_user: cirros, hw_disk_bus: virtio, hw_vif_model: virtio}
     - name: debian-13

@@ -10,11 +10,13 @@ import os
 import subprocess
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from urllib.parse import urlparse
 
 import yaml
 
 
 from osception import config, endpoints, ini, releases, render, secrets, services, topology
+from tests import image_hosts
 from tests.validators import oslo
 
 
@@ -166,6 +168,73 @@ def test_import_hosts_replace_the_image_hosts_and_no_host_turns_web_download_off
     admits = list(releases.RELEASES).index(release) < list(releases.RELEASES).index("2026.2")
     assert _glance_filter(release_venv, conf, tmp_path, "http://169.254.169.254/") == {
         "http://169.254.169.254/": admits}
+
+
+# Glance's own web-download fetch, as its import task runs it: the API's check of the
+# URL it is given, then glance.common.scripts.utils.get_image_data_iter, which follows
+# redirects (and, from glance 30, checks each against the filter).
+GLANCE_FETCH = """
+import sys
+from oslo_config import cfg
+import glance.async_.flows._internal_plugins  # registers [import_filtering_opts]
+from glance.common import utils
+from glance.common.scripts import utils as script_utils
+validate = getattr(utils, "validate_import_uri", None) or utils.validate_uri  # glance 33: renamed
+cfg.CONF([], project="glance", default_config_files=[sys.argv[1]])
+for uri in sys.argv[2:]:
+    if not validate(uri):
+        print(uri, "refused by the API")
+        continue
+    try:
+        got = script_utils.get_image_data_iter(uri)
+        data = got[0] if isinstance(got, tuple) else got  # glance 31+: (data, size)
+        print(uri, sum(len(chunk) for chunk in iter(lambda: data.read(65536), b"")))
+    except Exception as e:  # what fails the import task
+        print(uri, "refused:", type(e).__name__, str(e).replace("\\n", " "))
+"""
+
+
+def _glance_fetch(venv: Path, conf_text: str, tmp_path: Path, *uris: str) -> dict[str, str]:
+    conf = tmp_path / "glance-api.conf"
+    conf.write_text(conf_text)
+    out = subprocess.run([str(venv / "bin" / "python"), "-c", GLANCE_FETCH, str(conf), *uris],
+                         capture_output=True, text=True, check=True, timeout=120).stdout
+    return dict(line.split(" ", 1) for line in out.splitlines())
+
+
+def test_glance_fetches_every_default_image_through_its_hosts_redirects(
+        release, release_venv, tmp_path, state_home):
+    """The default images' hosts played locally, redirects and all (tests/image_hosts.py):
+    download.cirros-cloud.net -> github.com -> GitHub's asset host. Glance, with the
+    import filter the defaults render (each real host replaced by its stand-in), fetches
+    every default image. From glance 30 (2025.1) each redirect must pass the filter; the
+    image hosts alone (the filter before redirect_hosts) make the CirrOS import fail."""
+    defaults = config.Config(release=release)
+    urls = [image.url for image in defaults.overcloud.images]
+    local = [image_hosts.local_url(u) for u in urls]
+    sec = secrets.ensure(state_home / defaults.name, defaults.name)
+    ep = endpoints.controller("203.0.113.10.sslip.io", "203.0.113.10")
+
+    def conf(hosts) -> str:
+        overcloud = {"images": [{"name": f"i{n}", "url": u} for n, u in enumerate(local)],
+                     "import_hosts": [image_hosts.STAND_IN[h] for h in hosts]}
+        cfg = config.Config.model_validate({"release": release, "overcloud": overcloud})
+        return render.service_config(cfg, sec, ep)["glance-api.conf"]
+
+    with image_hosts.serve(urls) as seen:
+        got = _glance_fetch(release_venv, conf(defaults.overcloud.web_download["hosts"]), tmp_path, *local)
+        assert got == {u: str(image_hosts.SIZE) for u in local}
+        cirros = local[urls.index(config.DEFAULT_IMAGES[0].url)]
+        assert [a for a, _ in seen if a != image_hosts.STAND_IN["cloud.debian.org"]] == [
+            image_hosts.STAND_IN[h] for h in ("download.cirros-cloud.net", "github.com",
+                                              "release-assets.githubusercontent.com")]
+        # The image hosts only: the first redirect leaves them.
+        hosts_of_urls = sorted({urlparse(u).hostname for u in urls})
+        got = _glance_fetch(release_venv, conf(hosts_of_urls), tmp_path, cirros)[cirros]
+    if release == "2024.1":  # glance 28 follows any redirect unchecked (LP #2138602)
+        assert got == str(image_hosts.SIZE)
+    else:
+        assert got.startswith("refused:") and "Redirect to disallowed URL" in got, got
 
 
 def test_every_uwsgi_application_exists_in_the_release(release, release_venv, state_home):
