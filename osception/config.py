@@ -17,7 +17,7 @@ import yaml
 from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
                       model_validator)
 
-from . import ini, releases, services, state
+from . import ini, releases, services
 
 MAX_SIZE = 1 << 20  # bytes: an osception.yaml is a few KiB; /dev/zero must not fill the memory
 
@@ -443,18 +443,18 @@ def load(path: Path | None) -> Config:
     if path is not None:
         where = str(path)
         try:
-            raw = state.read_input(path, MAX_SIZE)
-        except state.StateError as e:
-            raise ConfigError(f"{e}{'; not an osception.yaml' if 'larger than' in str(e) else ''}") from None
+            with open(path, "rb") as f:
+                raw = f.read(MAX_SIZE + 1)
+        except OSError as e:
+            raise ConfigError(f"{where}: cannot read: {e.strerror}") from None
+        if len(raw) > MAX_SIZE:
+            raise ConfigError(f"{where}: larger than {MAX_SIZE // 1024} KiB; not an osception.yaml")
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             raise ConfigError(f"{where}: not UTF-8 text (byte {e.start})") from None
         try:
-            data = state.load_yaml(text) or {}
-        except state.DuplicateKey as e:
-            raise ConfigError(f"{where}: line {e.line}: {_shown(e.key)}: duplicate key "
-                              "(give each setting once)") from None
+            data = yaml.safe_load(text) or {}
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             line = f" line {mark.line + 1}" if mark else ""
