@@ -409,3 +409,47 @@ converge "every Deployment to be available" 0 --for=condition=Available deployme
     assert rc == 1
     assert out.splitlines()[-1] == "timed out after 0s waiting for every Deployment to be available"
     assert [line.split(" ", 4)[4] for line in lines] == ["waiting no pod reports a problem"]
+
+
+def _apply_harness(tmp_path, plan, kubectl: str) -> tuple[int, list[str]]:
+    """The controller's own `apply_manifests` step (cut from its rendered setup
+    script) in bash, `kubectl` replaced by a shell function, `sleep` by one that
+    moves bash's clock (SECONDS) on instead of waiting."""
+    import re
+
+    doc = yaml.safe_load(plan.files["k8s-0/user-data"])
+    setup = next(f["content"] for f in doc["write_files"] if f["path"] == "/usr/local/sbin/osception-setup")
+    bound = re.search(r"^APPLY_SECONDS=\d+\n", setup, re.M).group(0)
+    apply = re.search(r"^apply_manifests\(\) \{\n.*?^\}\n", setup, re.M | re.S).group(0)
+    script = tmp_path / "run.sh"
+    script.write_text(f". {Path(render.__file__).parent / 'templates/scripts/osception-step.sh'}\n"
+                      f"sleep() {{ SECONDS=$((SECONDS + $1)); }}\nMANIFESTS={tmp_path}\n{bound}{apply}"
+                      f"{kubectl}\nstep apply-manifests apply_manifests\n")
+    env = {"OSCEPTION_NODE": "k8s-0", "OSCEPTION_LOG_DIR": str(tmp_path / "log"), "PATH": "/usr/bin:/bin"}
+    r = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+    return r.returncode, (tmp_path / "log" / "progress.log").read_text().splitlines()
+
+
+def test_the_controller_retries_a_transient_apply_error(default_plan, tmp_path):
+    rc, lines = _apply_harness(tmp_path, default_plan, """
+kubectl() {  # run in $(...): its count in a file
+  echo "$*" >>"$OSCEPTION_LOG_DIR/kubectl"
+  if [ "$(wc -l <"$OSCEPTION_LOG_DIR/kubectl")" -lt 3 ]; then
+    echo 'error: resource mapping not found for name: "traefik" namespace: "kube-system": no matches for kind "HelmChartConfig"' >&2
+    return 1
+  fi
+  echo "configmap/keystone-config created"
+}""")
+    assert rc == 0
+    assert lines[-1].split(" ", 3)[3] == "apply-manifests done"
+    calls = (tmp_path / "log" / "kubectl").read_text().splitlines()
+    assert len(calls) == 3 and calls[0].startswith(f"apply -f {tmp_path}/ --prune -l osception/job=true")
+
+
+def test_the_controller_apply_fails_in_one_line_after_its_bound(default_plan, tmp_path):
+    rc, lines = _apply_harness(tmp_path, default_plan, """
+kubectl() { echo "The connection to the server 127.0.0.1:6443 was refused" >&2; return 1; }""")
+    assert rc != 0
+    failed = next(line for line in lines if " apply-manifests failed " in line)
+    assert failed.endswith(": kubectl apply still failing after 300s: "
+                           "The connection to the server 127.0.0.1:6443 was refused")
