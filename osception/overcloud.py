@@ -136,16 +136,33 @@ def _images(conn, cfg: Config, ch: Changes, wait: float) -> None:
         import_from_url(conn, image, spec.url)
         ch.add(f"image {spec.name}")
         pending.append(image)
+    deadline = time.monotonic() + wait
     for image in pending:
-        try:
-            conn.image.wait_for_status(image, "active", failures=["killed", "deleted"],
-                                       interval=1, wait=wait)
-        except sdk_exc.ResourceFailure as e:
-            raise RuntimeError(f"image {image.name}: import failed ({e}); "
-                               "check that Glance can reach its URL") from None
-        except sdk_exc.ResourceTimeout:
+        wait_imported(conn, image, deadline - time.monotonic())
+
+
+def wait_imported(conn, image, wait: float) -> None:
+    """Until IMAGE is active. A web-download that fails (e.g. a redirect to a host the
+    import filter refuses) puts the image back to `queued`, not `killed`: the reason is
+    only in its import task (Images API 2.12+), read here so that populate fails at
+    once with Glance's own words instead of waiting out the timeout."""
+    deadline = time.monotonic() + max(wait, 0)
+    while True:
+        image = conn.image.get_image(image)
+        if image.status == "active":
+            return
+        failed = sorted((t for t in conn.image.image_tasks(image)
+                         if t.type == "api_image_import" and t.status == "failure"),
+                        key=lambda t: t.created_at or "")
+        if image.status in ("killed", "deleted") or (failed and image.status == "queued"):
+            why = failed[-1].message if failed else f"status {image.status}"
+            raise RuntimeError(f"image {image.name}: import failed ({why}); check that Glance can "
+                               "reach its URL, and that every host it redirects to is in the "
+                               "image's redirect_hosts (or overcloud.import_hosts)")
+        if time.monotonic() > deadline:
             raise RuntimeError(f"image {image.name}: not active after {wait:.0f} s; "
-                               "check that Glance can reach its URL") from None
+                               "check that Glance can reach its URL")
+        time.sleep(1)
 
 
 def _public_network(conn, cfg: Config, ch: Changes):

@@ -65,10 +65,12 @@ def _routes(urls: list[str]) -> dict[str, dict[str, tuple[str, str]]]:
 
 
 @contextlib.contextmanager
-def serve(urls: list[str]):
-    """Serve the images of URLS (real URLs) from their hosts' stand-ins; yields the
-    list of requests seen, as (address, path)."""
+def serve(urls: list[str], extra: dict[str, dict[str, tuple[str, str]]] | None = None):
+    """Serve the images of URLS (real URLs) from their hosts' stand-ins, and the EXTRA
+    routes ({address: {path: route}}); yields the list of requests seen, as (address, path)."""
     routes = _routes(urls)
+    for address, more in (extra or {}).items():
+        routes[address].update(more)
     seen: list[tuple[str, str]] = []
 
     class Handler(http.server.BaseHTTPRequestHandler):

@@ -9,8 +9,12 @@ import threading
 import time
 
 import pytest
+import yaml
 
 from osception import config, overcloud
+from osception.devcloud import Devcloud
+from osception.devcloud.lifecycle import Settings
+from tests import image_hosts
 
 
 @pytest.fixture(scope="module")
@@ -130,3 +134,58 @@ def test_a_members_web_download_from_another_host_is_refused(devcloud, image_url
         member.image.wait_for_status(image, "active", failures=["killed"], wait=120)
     finally:
         member.image.delete_image(image, ignore_missing=True)
+
+
+def test_populate_imports_the_default_images_through_their_hosts_redirects(devcloud, access, tmp_path):
+    """The default images, each from a local stand-in of its host that answers as the
+    real one does (tests/image_hosts.py: download.cirros-cloud.net -> github.com ->
+    GitHub's asset host, each on an address of its own). The devcloud's Glance runs
+    with the import filter the defaults render, each real host replaced by its
+    stand-in: `populate` imports every image through the redirects (Glance 30+ checks
+    each one against the filter), and says at once why when an import fails."""
+    defaults = config.Config()
+    urls = [image.url for image in defaults.overcloud.images]
+    filter_hosts = [image_hosts.STAND_IN[h] for h in defaults.overcloud.web_download["hosts"]]
+    images = tuple(config.Image(name=f"{image.name}-chain", url=image_hosts.local_url(image.url),
+                                disk_format="raw", properties=image.properties)
+                   for image in defaults.overcloud.images)
+    (tmp_path / "osception.yaml").write_text(yaml.safe_dump(
+        {"overcloud": {"import_hosts": filter_hosts}}))
+    base = smoke_cfg("http://127.0.0.1/unused.raw")
+    cfg = base.model_copy(update={"overcloud": base.overcloud.model_copy(update={"images": images})})
+    layout = devcloud.layout
+    before = Settings.load(layout).config
+    dc = Devcloud(layout, say=print)
+    admin = devcloud.connect("admin")
+    try:
+        dc.up(config_path=tmp_path / "osception.yaml")  # Glance restarts with that filter
+        # An allowed host that redirects elsewhere (here to the metadata service's stand-in).
+        github = image_hosts.STAND_IN["github.com"]
+        moved = {github: {"/moved.img": ("redirect", "http://127.0.0.2/latest/meta-data")}}
+        with image_hosts.serve(urls, extra=moved) as seen:
+            overcloud.populate(access, cfg, "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIOQ2Aq3GdF4RDRMtzGxbYbybIU7N"
+                               "3yPOZAA7BjhX0kmv test", tmp_path, wait_images=120)
+            for image in images:
+                got = admin.image.find_image(image.name)
+                assert (got.status, got.size) == ("active", image_hosts.SIZE), image.name
+            hops = [image_hosts.STAND_IN[h] for h in ("download.cirros-cloud.net", "github.com",
+                                                      "release-assets.githubusercontent.com")]
+            assert [a for a, _ in seen if a in hops] == hops
+
+            bad = config.Image(name="moved-chain", url=f"http://{github}/moved.img", disk_format="raw")
+            images += (bad,)
+            t0 = time.monotonic()
+            # Glance's task says only "Task failed due to Internal Error" (its log names the URL)
+            with pytest.raises(RuntimeError, match=r"image moved-chain: import failed \(.+\); .*redirect_hosts"):
+                overcloud.populate(access, cfg.model_copy(update={"overcloud": cfg.overcloud.model_copy(
+                    update={"images": (bad,)})}), "unused", tmp_path, wait_images=120)
+            assert time.monotonic() - t0 < 60  # at once, not after the timeout
+    finally:
+        for image in images:
+            found = admin.image.find_image(image.name, ignore_missing=True)
+            if found is not None:
+                admin.image.delete_image(found)
+        settings = Settings.load(layout)
+        settings.config = before
+        settings.save(layout)
+        dc.up()
