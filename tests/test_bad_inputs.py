@@ -115,6 +115,8 @@ BAD_CONFIGS = [
     ("import-host-list-injection", "overcloud: {import_hosts: ['a.example,169.254.169.254']}",
      "overcloud.import_hosts.0"),
     ("import-host-bracket", "overcloud: {import_hosts: ['a]']}", "overcloud.import_hosts.0"),
+    ("redirect-host-list-injection", "overcloud: {images: [{name: x, url: 'https://a.example/x', "
+     "redirect_hosts: ['b.example,169.254.169.254']}]}", "overcloud.images.0.redirect_hosts.0"),
     ("alias-loop", "nodez: &a [*a]", "nodez: unknown key"),
 ]
 
