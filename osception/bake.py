@@ -128,8 +128,8 @@ def _preflight(conn, cfg: Config, wanted: list[Bake]) -> None:
         group = getattr(cfg.nodes, b.role)
         if conn.compute.find_flavor(group.flavor, ignore_missing=True) is None:
             problems.append(f"nodes.{b.role}.flavor: no flavor {group.flavor!r} (the {b.kind} builder's)")
-        if conn.image.find_image(group.image, ignore_missing=True) is None:
-            problems.append(f"nodes.{b.role}.image: no image {group.image!r} (the {b.kind} image's base)")
+        if conn.image.find_image(cfg.node_image(b.role), ignore_missing=True) is None:
+            problems.append(f"nodes.{b.role}.image: no image {cfg.node_image(b.role)!r} (the {b.kind} image's base)")
     if conn.network.find_network(cfg.network, ignore_missing=True) is None:
         problems.append(f"network: no network {cfg.network!r}")
     if problems:
@@ -182,13 +182,13 @@ def _ensure_builder(conn, b: Bake, say):
     builder = conn.compute.create_server(
         name=b.builder_name,
         flavor_id=conn.compute.find_flavor(group.flavor).id,
-        image_id=conn.image.find_image(group.image).id,
+        image_id=conn.image.find_image(b.cfg.node_image(b.role)).id,
         networks=[{"uuid": network.id}],
         user_data=base64.b64encode(render.wire_user_data(user_data)).decode(),
         tags=[uc.TAG, BAKED_TAG],
         metadata={"osception-bake": b.stamp},
     )
-    say(f"{b.kind}: builder {b.builder_name} created from {group.image!r}")
+    say(f"{b.kind}: builder {b.builder_name} created from {b.cfg.node_image(b.role)!r}")
     return builder
 
 

@@ -68,7 +68,22 @@ NAME_RE = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
 class NodeGroup(_Strict):
     count: Annotated[int, Field(ge=0, le=50)]
     flavor: str = Field(min_length=1)
-    image: str = Field(default="Debian 13", min_length=1)
+    # null: CONTROLLER_IMAGE, and for the compute and network nodes the image of the
+    # release's node OS (Config.node_image).
+    image: str | None = Field(default=None, min_length=1)
+
+
+# The controller runs k3s and containers only: the same image for every release.
+CONTROLLER_IMAGE = "Debian 13"
+
+
+def _debian_of(image: str) -> str | None:
+    """The Debian major version an image's name says ("Debian 12", "debian-13-genericcloud",
+    "bookworm"), or None when it names none."""
+    m = re.search(r"(?i)\bdebian[\s_-]*(\d+)", image)
+    if m:
+        return m[1]
+    return next((o.version for o in releases.NODE_OSES if re.search(rf"(?i)\b{o.codename}\b", image)), None)
 
 
 NODE_DEFAULTS = {
@@ -344,6 +359,39 @@ class Config(_Strict):
             raise ValueError(f"must be one of {', '.join(releases.RELEASES)}")
         return v
 
+    @field_validator("nodes")
+    @classmethod
+    def _nodes_run_the_release_os(cls, v: Nodes, info: ValidationInfo) -> Nodes:
+        """A compute or network image of another Debian than the release's node OS cannot
+        install the release: its packages are that OS's suite's (extrepo's data is per
+        suite: caracal is bookworm's only), and pypi's venv is made with that OS's Python."""
+        if info.data.get("release") not in releases.RELEASES:
+            return v  # release's own error says why
+        release = releases.get(info.data["release"])
+        node_os = release.node_os
+        for role in ("compute", "network"):
+            image = getattr(v, role).image
+            debian = None if image is None else _debian_of(image)
+            if debian is None or debian == node_os.version:
+                continue
+            if info.data.get("node_source") == "pypi":
+                why = f"its venv is made with {node_os.image}'s {node_os.python}"
+            elif release.extrepo:
+                why = f"its packages are {node_os.codename}'s (extrepo {release.extrepo})"
+            else:
+                why = f"its packages are {node_os.image}'s own"
+            raise ValueError(f"{role}.image {image!r} is Debian {debian}, but OpenStack {release.name} "
+                             f"nodes run {node_os.image} ({why}): set image: {node_os.image} or leave it unset")
+        return v
+
+    def node_image(self, role: str) -> str:
+        """The image the role's servers boot: nodes.<role>.image, else the controller's
+        CONTROLLER_IMAGE and the compute and network nodes' release node OS."""
+        image = getattr(self.nodes, role).image
+        if image is not None:
+            return image
+        return CONTROLLER_IMAGE if role == "controller" else releases.get(self.release).node_os.image
+
     @field_validator("access_cidr")
     @classmethod
     def _access_cidr(cls, v: str) -> str:
@@ -522,19 +570,22 @@ domain: null
 #     ca: null                     # what clients verify it with; null: the system's CAs
 tls: null
 
+# image: the outer cloud's image the servers boot; null: Debian 13 for the controller,
+# the release's node OS for the others (Debian 13; 2024.1: Debian 12, whose suite has
+# its packages). An image of another Debian than the release's is refused.
 nodes:
   controller:          # k3s and the whole control plane; exactly one
     count: 1
     flavor: b3-16
-    image: Debian 13
+    image: null
   compute:             # nova-compute, libvirt, OVS agent, L3 agent (dvr)
     count: 2
     flavor: b3-8
-    image: Debian 13
+    image: null
   network:             # OVS agent, L3 agent (dvr_snat, HA), DHCP and metadata agents
     count: 2
     flavor: b3-8
-    image: Debian 13
+    image: null
 
 # The new cloud's external network.
 #   mode: none       no external network.

@@ -142,7 +142,7 @@ def _use_baked(conn, cfg: Config, found: uc.Found, say) -> None:
             found.images[role] = baked[role]
             say(f"{role} nodes boot the baked image {baked[role].name}")
         else:
-            say(f"{role} nodes boot the stock image {getattr(cfg.nodes, role).image!r}: no baked image "
+            say(f"{role} nodes boot the stock image {cfg.node_image(role)!r}: no baked image "
                 f"for {cfg.release} (`osception bake` makes it)")
 
 

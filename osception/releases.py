@@ -30,10 +30,17 @@ class NodeOS:
     name: str  # "debian-13"
     codename: str  # "trixie": the Debian suite, and the extrepo data's section
     image: str  # the outer cloud's image of it, the nodes' default `image`
+    python: str  # its python3, which node_source pypi makes the services' venv with
+
+    @property
+    def version(self) -> str:
+        """"12": Debian's major version, as image names give it ("Debian 12")."""
+        return self.name.rsplit("-", 1)[1]
 
 
-DEBIAN_12 = NodeOS("debian-12", "bookworm", "Debian 12")
-DEBIAN_13 = NodeOS("debian-13", "trixie", "Debian 13")
+DEBIAN_12 = NodeOS("debian-12", "bookworm", "Debian 12", "python3.11")
+DEBIAN_13 = NodeOS("debian-13", "trixie", "Debian 13", "python3.13")
+NODE_OSES = (DEBIAN_12, DEBIAN_13)
 
 
 @dataclass(frozen=True)

@@ -682,6 +682,8 @@ def node_vars(cfg: Config, release: releases.Release, node: Node, address: Addre
         "ovs_datapath": cfg.ovs_datapath,
         "libvirt_cgroups": cfg.libvirt_cgroups,
         "node_source": cfg.node_source,
+        # the release's node OS's python3: pypi's venv is made with it
+        "node_python": release.node_os.python,
         "packages": list((services.NODE_PYPI_PACKAGES if pypi else services.NODE_PACKAGES)[node.role]),
         # patches: (osception.yaml), every project this node runs (none: its pristine
         # code), applied by osception-patch.py with the services' own interpreter.

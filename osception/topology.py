@@ -46,7 +46,7 @@ def nodes(cfg: Config) -> list[Node]:
     out = []
     for role, prefix in NAME_PREFIX.items():
         group = getattr(cfg.nodes, role)
-        out += [Node(f"{prefix}-{i}", role, group.flavor, group.image, i) for i in range(group.count)]
+        out += [Node(f"{prefix}-{i}", role, group.flavor, cfg.node_image(role), i) for i in range(group.count)]
     return out
 
 

@@ -122,9 +122,9 @@ def preflight(conn, cfg: Config, names: Names) -> Found:
         if flavor is None:
             problems.append(f"nodes.{role}.flavor: no flavor {group.flavor!r}; available: {_listing(flavors)}")
         found.flavors[role] = flavor
-        image = conn.image.find_image(group.image, ignore_missing=True)
+        image = conn.image.find_image(cfg.node_image(role), ignore_missing=True)
         if image is None:
-            problems.append(f"nodes.{role}.image: no image {group.image!r}; "
+            problems.append(f"nodes.{role}.image: no image {cfg.node_image(role)!r}; "
                             f"available: {_listing(conn.image.images())}")
         found.images[role] = image
     found.network = conn.network.find_network(cfg.network, ignore_missing=True)

@@ -118,6 +118,16 @@ BAD_CONFIGS = [
     ("redirect-host-list-injection", "overcloud: {images: [{name: x, url: 'https://a.example/x', "
      "redirect_hosts: ['b.example,169.254.169.254']}]}", "overcloud.images.0.redirect_hosts.0"),
     ("alias-loop", "nodez: &a [*a]", "nodez: unknown key"),
+    # 2024.1's nodes run Debian 12 (releases.py): caracal is bookworm's only
+    ("node-image-other-debian", "release: '2024.1'\nnodes: {compute: {image: Debian 13}}",
+     "nodes: compute.image 'Debian 13' is Debian 13, but OpenStack 2024.1 nodes run Debian 12 "
+     "(its packages are bookworm's (extrepo openstack_caracal)): set image: Debian 12 or leave it unset"),
+    ("node-image-other-debian-pypi",
+     "release: '2024.1'\nnode_source: pypi\nnodes: {network: {image: debian-13-genericcloud-amd64}}",
+     "nodes: network.image 'debian-13-genericcloud-amd64' is Debian 13, but OpenStack 2024.1 nodes run "
+     "Debian 12 (its venv is made with Debian 12's python3.11)"),
+    ("node-image-codename", "nodes: {compute: {image: bookworm-cloud}}",
+     "nodes: compute.image 'bookworm-cloud' is Debian 12, but OpenStack 2026.2 nodes run Debian 13"),
 ]
 
 

@@ -323,7 +323,7 @@ def _node_setup_harness(tmp_path, plan, node: str, function: str, body: str,
 
     doc = yaml.safe_load(plan.files[f"{node}/user-data"])
     setup = next(f["content"] for f in doc["write_files"] if f["path"] == f"{render.NODE_ETC}/setup")
-    code = re.search(rf"^{function}\(\) \{{\n.*?^\}}\n", setup, re.M | re.S).group(0)
+    code = "".join(m.group(0) for m in re.finditer(rf"^(?:{function})\(\) \{{\n.*?^\}}\n", setup, re.M | re.S))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for name, program in path.items():
@@ -336,6 +336,14 @@ def _node_setup_harness(tmp_path, plan, node: str, function: str, body: str,
     return r.returncode, (tmp_path / "log" / "progress.log").read_text().splitlines()
 
 
+def _os_release(tmp_path, node_os) -> str:
+    """A node's /etc/os-release of that OS (its format; Debian's own fields)."""
+    path = tmp_path / "os-release"
+    path.write_text(f'PRETTY_NAME="Debian GNU/Linux {node_os.version} ({node_os.codename})"\n'
+                    f"VERSION_ID=\"{node_os.version}\"\nVERSION_CODENAME={node_os.codename}\nID=debian\n")
+    return f"OS_RELEASE={path}\n"
+
+
 def test_a_step_fails_at_its_first_failing_command_naming_it(default_plan, tmp_path):
     """The package source of 2026.2 (extrepo) where extrepo's index is unreachable: the
     step fails with extrepo's own exit code and command, although the apt-get update
@@ -343,7 +351,8 @@ def test_a_step_fails_at_its_first_failing_command_naming_it(default_plan, tmp_p
     from osception import progress
 
     assert default_plan.release.extrepo
-    rc, lines = _node_setup_harness(tmp_path, default_plan, "compute-0", "package_source",
+    rc, lines = _node_setup_harness(tmp_path, default_plan, "compute-0", "package_source|node_os_is",
+                                    _os_release(tmp_path, default_plan.release.node_os) +
                                     "step package-source package_source\n", {
                                         "apt-get": "exit 0",
                                         "extrepo": "echo 'Could not download index: 404' >&2; exit 22"})
@@ -357,11 +366,34 @@ def test_a_step_fails_at_its_first_failing_command_naming_it(default_plan, tmp_p
 
 
 def test_a_step_whose_commands_all_succeed_is_done(default_plan, tmp_path):
-    rc, lines = _node_setup_harness(tmp_path, default_plan, "compute-0", "package_source",
+    rc, lines = _node_setup_harness(tmp_path, default_plan, "compute-0", "package_source|node_os_is",
+                                    _os_release(tmp_path, default_plan.release.node_os) +
                                     "step package-source package_source\n",
                                     {"apt-get": "exit 0", "extrepo": "exit 0"})
     assert rc == 0
     assert lines[-1].split(" ", 3)[3] == "package-source done"
+
+
+@pytest.mark.parametrize("source", ["packages", "pypi"])
+def test_a_node_of_another_os_than_the_releases_stops_at_its_package_source(state_home, tmp_path, source):
+    """2024.1's nodes run Debian 12 (bookworm: extrepo's caracal is that suite's; pypi's
+    venv is made with its python3.11). A node that boots another Debian (an image
+    whose name says nothing, so plan let it through) stops before it enables
+    anything, saying both."""
+    from osception import config, progress, releases, secrets
+
+    cfg = config.Config(release="2024.1", node_source=source, nodes={"compute": {"image": "my-image"}})
+    plan = render.build(cfg, secrets.ensure(state_home / cfg.name, cfg.name))
+    calls = tmp_path / "calls"
+    rc, lines = _node_setup_harness(tmp_path, plan, "compute-0", "package_source|node_os_is",
+                                    _os_release(tmp_path, releases.DEBIAN_13) +
+                                    "step package-source package_source\n",
+                                    {"apt-get": f"echo apt-get >>{calls}", "extrepo": f"echo extrepo >>{calls}"})
+    assert rc == 1 and not calls.exists()
+    step = progress.parse("\n".join(lines))["compute-0"].steps[-1]
+    assert step.state == "failed"
+    assert step.message.endswith("this node runs Debian GNU/Linux 13 (trixie), OpenStack 2024.1's nodes "
+                                 "Debian 12 (bookworm): boot them on Debian 12"), step.message
 
 
 def _converge_harness(tmp_path, plan, body: str) -> tuple[int, str, list[str]]:

@@ -13,9 +13,27 @@ from osception.cli import app
 def test_defaults_need_no_file():
     cfg = config.load(None)
     assert (cfg.nodes.controller.count, cfg.nodes.compute.count, cfg.nodes.network.count) == (1, 2, 2)
-    assert cfg.nodes.compute.image == "Debian 13"
+    assert cfg.node_image("compute") == "Debian 13" and cfg.node_image("controller") == "Debian 13"
     assert cfg.network == "Ext-Net"
     assert cfg.release == "2026.2"
+
+
+def test_the_release_node_os_is_the_nodes_default_image_and_python(tmp_path):
+    """2024.1's nodes run Debian 12 (releases.py): their default image, and pypi's venv
+    made with its python3.11; the controller's image is the same for every release."""
+    from osception import releases, render, secrets, topology
+
+    for release in releases.RELEASES.values():
+        cfg = config.Config(release=release.name, node_source="pypi")
+        images = {n.role: n.image for n in topology.nodes(cfg)}
+        assert images == {"controller": "Debian 13", "compute": release.node_os.image,
+                          "network": release.node_os.image}
+        plan = render.build(cfg, secrets.ensure(tmp_path / release.name, cfg.name))
+        written = {f["path"]: f["content"] for f in yaml.safe_load(plan.files["compute-0/user-data"])["write_files"]}
+        assert yaml.safe_load(written[f"{render.NODE_ETC}/vars.yml"])["node_python"] == release.node_os.python
+    assert releases.get("2024.1").node_os.image == "Debian 12"
+    # an image set by the user stays hers, also on another release of the same OS
+    assert config.Config(nodes={"compute": {"image": "Debian 13 (2026-01)"}}).node_image("compute") == "Debian 13 (2026-01)"
 
 
 def test_init_file_is_exactly_the_defaults(tmp_path):
