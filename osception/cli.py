@@ -63,10 +63,15 @@ StateOpt = Annotated[
 ]
 
 
+def clean(text: object) -> str:
+    """User or cloud text as it may reach the terminal: control characters (escape
+    sequences, carriage returns, line breaks) shown as '?', never acted on."""
+    return re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", "?", str(text))
+
+
 def fail(message: str) -> None:
     """One line on stderr, exit 2. Control characters of user text are shown as '?'."""
-    err.print("error:", re.sub(r"[\x00-\x1f\x7f\x85\u2028\u2029]", "?", message),
-              style="red", highlight=False, soft_wrap=True)
+    err.print("error:", clean(message), style="red", highlight=False, soft_wrap=True)
     raise typer.Exit(2)
 
 
@@ -83,8 +88,8 @@ def load_config(path: Path | None, env: str | None) -> config_mod.Config:
 
 
 def say(message: str) -> None:
-    """A note on stderr, on one line, as is."""
-    err.print(message, soft_wrap=True, highlight=False)
+    """A note on stderr, on one line."""
+    err.print(clean(message), soft_wrap=True, highlight=False)
 
 
 def lock(env_dir: Path) -> None:
@@ -100,24 +105,32 @@ def environment(path: Path | None, env: str | None, state_dir: Path | None):
 
 
 def load_environment(path: Path | None, env: str | None, state_dir: Path | None, regenerate: bool = False,
-                     certificate: bool = False):
+                     certificate: bool = False, check=None):
     """environment(), locked, with its secrets (made on first use): the commands that
-    write state (plan, up, populate, smoke). `certificate`: check the files of `tls:`
-    first (plan, up: before anything is written)."""
+    write state (plan, up, apply, populate, smoke). Nothing is created or written
+    before all the command's input is checked: the config, the files of `tls:`
+    (`certificate`: plan, up, apply), the secrets already there, and `check(cfg,
+    env_dir, secrets)`, which renders what the command will (every patch file, tuning
+    knob and certificate name) and checks where it goes (`--out`); run on the secrets
+    as they will be (a new environment's made in memory), and again should another
+    command have made different ones meanwhile. Returns (cfg, env_dir, secrets, what
+    `check` returned)."""
+    from . import tls
+
     cfg, env_dir = environment(path, env, state_dir)
     if certificate and cfg.tls is not None:
-        from . import tls
-
         tls.own(cfg.tls)
+    planned = secrets.peek(env_dir, cfg.name, regenerate)  # reads, writes nothing
+    checked = check(cfg, env_dir, planned) if check else None
     lock(env_dir)
-    sec = secrets.ensure(env_dir, cfg.name, regenerate, say=say)
+    sec = secrets.ensure(env_dir, cfg.name, regenerate, say=say, fresh=planned)
+    if check and sec.data != planned.data:  # another command made this environment's first
+        checked = check(cfg, env_dir, sec)
     if certificate and cfg.tls is None:
-        from . import tls
-
         note = tls.strict_note(sec.tls)
         if note:
             say(f"note: {note}")
-    return cfg, env_dir, sec
+    return cfg, env_dir, sec, checked
 
 
 @app.command()
@@ -145,11 +158,13 @@ def plan(
         "(the old ones are kept aside). A running environment keeps its old passwords.")] = False,
 ) -> None:
     """Render every file every node will receive. Needs no cloud."""
-    cfg, env_dir, sec = load_environment(config, env, state_dir, regenerate_secrets, certificate=True)
-    try:
+    def check(cfg, env_dir, sec):
         result = render.build(cfg, sec)
-    except render.UserDataTooLarge as e:
-        fail(str(e))
+        render.check_target(result, out or env_dir / "plan")
+        return result
+
+    cfg, env_dir, sec, result = load_environment(config, env, state_dir, regenerate_secrets,
+                                                 certificate=True, check=check)
     target = out or env_dir / "plan"
     render.write(result, target)
 
@@ -199,14 +214,15 @@ def up(
 
     from . import board, deploy, undercloud
 
-    cfg, env_dir, sec = load_environment(config, env, state_dir, certificate=True)
-    render.build(cfg, sec)  # a config that does not render stops here, before the cloud is touched
+    # a config that does not render stops here, before anything is written or the cloud touched
+    cfg, env_dir, sec, _ = load_environment(config, env, state_dir, certificate=True,
+                                            check=lambda cfg, env_dir, sec: render.build(cfg, sec))
     conn = _conn(cfg)
     try:
         result = deploy.provision(conn, cfg, sec, env_dir, say=lambda m: console.print(m, style="dim"))
     except undercloud.PreflightError as e:
         for line in e.problems:
-            err.print("preflight:", line, style="red", highlight=False)
+            err.print("preflight:", clean(line), style="red", highlight=False)
         raise typer.Exit(2)
     except render.UserDataTooLarge as e:
         fail(str(e))
@@ -219,12 +235,12 @@ def up(
     unfinished = [p for p in final.values() if p.state not in ("done", "failed")]
     if failed or unfinished:
         for p in failed:
-            err.print(f"{p.node} failed:", p.reason, style="red", highlight=False)
+            err.print(f"{p.node} failed:", clean(p.reason), style="red", highlight=False)
             for note in p.current.notes if p.current else []:
-                err.print(f"  {note}", markup=False, highlight=False)
+                err.print(f"  {clean(note)}", markup=False, highlight=False)
         if unfinished and not failed:
             where = ", ".join(f"{p.node} ({p.current.name if p.current else p.state})" for p in unfinished)
-            err.print(f"not finished after {timeout} s: {where}; the nodes go on: "
+            err.print(f"not finished after {timeout} s: {clean(where)}; the nodes go on: "
                       "`osception status --watch` follows them", style="red", markup=False, highlight=False)
         raise typer.Exit(1)
     from . import overcloud
@@ -325,7 +341,7 @@ def bake(
         made = bake_mod.bake(conn, cfg, say=show, kinds=(only,) if only else bake_mod.KINDS)
     except undercloud.PreflightError as e:
         for line in e.problems:
-            err.print("preflight:", line, style="red", highlight=False)
+            err.print("preflight:", clean(line), style="red", highlight=False)
         raise typer.Exit(2)
     except bake_mod.BakeError as e:
         fail(str(e))
@@ -382,23 +398,23 @@ def apply(
 
     from . import board, day2, deploy
 
-    cfg, env_dir, sec = load_environment(config, env, state_dir, certificate=True)
-    resources = deploy.load_resources(env_dir)
+    def check(cfg, env_dir, sec):
+        """What `up` recorded, then the plan the config renders now for those nodes."""
+        resources = deploy.load_resources(env_dir)
+        nodes = resources.get("nodes", {})
+        if not nodes or day2.applied(env_dir) is None:
+            fail(f"{cfg.name}: no environment that `osception up` made here; `apply` changes a running one")
+        if "mtu" not in resources:
+            fail(f"{env_dir / deploy.RESOURCES}: written before `apply` existed; "
+                 "run `osception up` once to record the ports' MACs and the MTU")
+        missing = [n.name for n in topology.nodes(cfg) if n.name not in nodes]
+        if missing:
+            fail(f"new node(s) {', '.join(missing)}: `osception up` creates them; `apply` changes running ones")
+        addresses = {n: topology.Address(v["ip"], v["mac"], v.get("public_mac")) for n, v in nodes.items()}
+        return render.build(cfg, sec, addresses, mtu=resources["mtu"])
+
+    cfg, env_dir, sec, plan = load_environment(config, env, state_dir, certificate=True, check=check)
     old = day2.applied(env_dir)
-    nodes = resources.get("nodes", {})
-    if not nodes or old is None:
-        fail(f"{cfg.name}: no environment that `osception up` made here; `apply` changes a running one")
-    if "mtu" not in resources:
-        fail(f"{env_dir / deploy.RESOURCES}: written before `apply` existed; "
-             "run `osception up` once to record the ports' MACs and the MTU")
-    missing = [n.name for n in topology.nodes(cfg) if n.name not in nodes]
-    if missing:
-        fail(f"new node(s) {', '.join(missing)}: `osception up` creates them; `apply` changes running ones")
-    addresses = {n: topology.Address(v["ip"], v["mac"], v.get("public_mac")) for n, v in nodes.items()}
-    try:
-        plan = render.build(cfg, sec, addresses, mtu=resources["mtu"])
-    except render.UserDataTooLarge as e:
-        fail(str(e))
     changes = day2.diff(old, plan)
     for line in changes.lines():
         console.print(line, highlight=False, markup=False)
@@ -409,7 +425,7 @@ def apply(
                            lambda s: live.update(board.table(s)))
     failed = [p for p in final.values() if p.state != "done"]
     for p in failed:
-        err.print(f"{p.node} failed:", p.reason or p.state, style="red", highlight=False)
+        err.print(f"{p.node} failed:", clean(p.reason or p.state), style="red", highlight=False)
     if failed:
         err.print("nothing recorded: `osception apply` again redoes the same changes", style="red")
         raise typer.Exit(1)
@@ -508,7 +524,7 @@ def populate(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt =
     """Create flavors, images, networks and the demo project in the new cloud (idempotent)."""
     from . import overcloud
 
-    cfg, env_dir, sec = load_environment(config, env, state_dir)
+    cfg, env_dir, sec, _ = load_environment(config, env, state_dir)
     try:
         made_here = None
         if local_guest:
@@ -530,7 +546,7 @@ def smoke(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt = No
     """Check the new cloud link by link; stop at and name the first broken one."""
     from . import board, overcloud
 
-    cfg, env_dir, sec = load_environment(config, env, state_dir)
+    cfg, env_dir, sec, _ = load_environment(config, env, state_dir)
     image = None
     if local_guest:
         from .devcloud import guest
@@ -618,7 +634,7 @@ def _tempest_target(config, env, state_dir, devcloud: bool):
             flavors=tuple(f.name for f in cfg.overcloud.flavors) if with_nodes else (cloud.FLAVOR,),
             images=(guest.NAME,) if with_nodes else (cloud.IMAGE,),
             exclude=(tempest_mod.NEEDS_FLOATING_IP_REACH,)), access
-    cfg, env_dir, sec = load_environment(config, env, state_dir)
+    cfg, env_dir, sec, _ = load_environment(config, env, state_dir)
     access = _access(cfg, env_dir, sec, None)
     return tempest_mod.Target(
         cfg.name, releases.get(cfg.release), env_dir / "tempest", access.auth_url, sec.admin_password,

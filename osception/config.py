@@ -11,13 +11,13 @@ import ipaddress
 import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
-from urllib.parse import urlparse
+from urllib.parse import urlparse, urlsplit
 
 import yaml
-from pydantic import (BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator,
-                      model_validator)
+from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictInt, ValidationError,
+                      ValidationInfo, field_validator, model_validator)
 
-from . import ini, releases, services
+from . import ini, releases, services, state
 
 MAX_SIZE = 1 << 20  # bytes: an osception.yaml is a few KiB; /dev/zero must not fill the memory
 
@@ -27,14 +27,67 @@ class ConfigError(ValueError):
 
 
 def _ipv4_network(v: str | None) -> str | None:
-    """The outer cloud gives the nodes IPv4 addresses, and `populate` makes IPv4 subnets."""
+    """The outer cloud gives the nodes IPv4 addresses, and `populate` makes IPv4 subnets.
+    A network, not an address in one: 10.0.0.5/24 is a typo for something (Neutron
+    refuses it as a subnet, a security group rule would silently widen it)."""
     try:
         ok = v is None or isinstance(ipaddress.ip_network(v, strict=False), ipaddress.IPv4Network)
     except ValueError:
         ok = False
     if not ok:
         raise ValueError("must be an IPv4 network such as 203.0.113.0/24 (osception's networks are IPv4)")
+    if v is not None and str(net := ipaddress.ip_network(v, strict=False)) != v:
+        if "/" in v and ipaddress.ip_address(v.split("/")[0]) != net.network_address:
+            raise ValueError(f"has host bits set: the network is {net}")
+        raise ValueError(f"must be written as a network with its prefix, e.g. {net}")
     return v
+
+
+# RFC 1123 host names: labels of letters, digits and inner '-', at most 63 characters
+# each and 253 in all; the last label starts with a letter (top-level domains do, and a
+# name like 0xa9fea9fe is not read as an address by the resolver: inet_aton would).
+_LABEL_RE = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+DNS_NAME_RE = rf"(?=.{{1,253}}$)(?:{_LABEL_RE}\.)*[A-Za-z](?:[A-Za-z0-9-]{{0,61}}[A-Za-z0-9])?"
+# The controller's certificate names *.<domain> as its common name, which X.509 limits
+# to 64 characters (RFC 5280 ub-common-name): the domain may have 62.
+MAX_DOMAIN = 64 - len("*.")
+
+
+def _http_url(v: str | None, example: str, path: bool) -> str | None:
+    """An http(s) URL of a host (a DNS name or an IPv4 address), with a port in range,
+    no user or password, no query; with `path`, a path of RFC 3986 characters."""
+    if v is None:
+        return v
+    hint = f"must be an http:// or https:// URL of a host{' and a path' if path else ' (and port)'}, e.g. {example}"
+    try:
+        u = urlsplit(v)
+        port = u.port
+    except ValueError:
+        raise ValueError(f"{hint} (its port must be 1 to 65535)") from None
+    host = u.hostname or ""
+    if u.scheme not in ("http", "https") or not (re.fullmatch(DNS_NAME_RE, host) or _is_ipv4(host)) \
+            or port == 0 or u.netloc.endswith(":") or "@" in u.netloc or "?" in v or "#" in v:
+        raise ValueError(hint)
+    if not re.fullmatch(r"(/[A-Za-z0-9._~!$&'()*+,;=:@-]*|/%[0-9A-Fa-f]{2})*" if path else "/?", u.path):
+        raise ValueError(f"{hint} (the path: letters, digits and -._~/ and the like)" if path else hint)
+    return v
+
+
+def _is_ipv4(host: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(host), ipaddress.IPv4Address)
+    except ValueError:
+        return False
+
+
+def _printable(v: str) -> str:
+    """A name shown on the terminal and sent to the cloud: one line, no control characters."""
+    if not v.isprintable():
+        raise ValueError("must be one line of printable characters")
+    return v
+
+
+Text = Annotated[str, Field(min_length=1), AfterValidator(_printable)]
 
 
 def _ipv4_address(v: str | None) -> str | None:
@@ -66,8 +119,8 @@ NAME_RE = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
 
 
 class NodeGroup(_Strict):
-    count: Annotated[int, Field(ge=0, le=50)]
-    flavor: str = Field(min_length=1)
+    count: Annotated[StrictInt, Field(ge=0, le=50)]  # "3" or true is a mistake, not 3 or 1
+    flavor: Text
     # null: CONTROLLER_IMAGE, and for the compute and network nodes the image of the
     # release's node OS (Config.node_image).
     image: str | None = Field(default=None, min_length=1)
@@ -136,16 +189,35 @@ class PublicNetwork(_Strict):
 
     @model_validator(mode="after")
     def _provider_fields(self) -> "PublicNetwork":
+        keys = ("network", "cidr", "gateway", "pool_start", "pool_end")
         if self.mode == "none":
+            given = [k for k in keys if getattr(self, k) is not None]
+            if given:  # set but unused: the user meant mode provider
+                raise ValueError(f"{given[0]}: only with mode provider (mode is none)")
             return self
         missing = [k for k in ("network", "cidr", "gateway") if getattr(self, k) is None]
         if missing:
             raise ValueError(f"mode provider needs {', '.join(missing)}")
-        net = ipaddress.ip_network(self.cidr, strict=False)  # IPv4: the field validators said so
+        if (self.pool_start is None) != (self.pool_end is None):
+            raise ValueError("pool_start and pool_end: give both (or neither: the whole cidr)")
+        net = ipaddress.ip_network(self.cidr)  # IPv4 and a network: the field validators said so
+        if net.num_addresses < 4:
+            raise ValueError(f"cidr {self.cidr}: no room for a gateway and floating IPs (at most /30)")
         for key in ("gateway", "pool_start", "pool_end"):
             value = getattr(self, key)
-            if value is not None and ipaddress.ip_address(value) not in net:
+            if value is None:
+                continue
+            ip = ipaddress.ip_address(value)
+            if ip not in net:
                 raise ValueError(f"{key} {value} is not inside cidr {self.cidr}")
+            if ip in (net.network_address, net.broadcast_address):
+                raise ValueError(f"{key} {value} is the network's own or broadcast address, not a host's")
+        if self.pool_start is not None:
+            start, end = ipaddress.ip_address(self.pool_start), ipaddress.ip_address(self.pool_end)
+            if start > end:
+                raise ValueError(f"pool_end {self.pool_end} comes before pool_start {self.pool_start}")
+            if start <= ipaddress.ip_address(self.gateway) <= end:
+                raise ValueError(f"gateway {self.gateway} is inside the pool {self.pool_start}-{self.pool_end}")
         return self
 
     @field_validator("cidr")
@@ -160,10 +232,10 @@ class PublicNetwork(_Strict):
 
 
 class Flavor(_Strict):
-    name: str = Field(min_length=1)
-    vcpus: Annotated[int, Field(ge=1)]
-    ram: Annotated[int, Field(ge=64)]  # MiB
-    disk: Annotated[int, Field(ge=0)]  # GiB
+    name: Text
+    vcpus: Annotated[StrictInt, Field(ge=1)]
+    ram: Annotated[StrictInt, Field(ge=64)]  # MiB
+    disk: Annotated[StrictInt, Field(ge=0)]  # GiB
 
 
 # A DNS name or an IPv4/IPv6 literal: what Glance's import filter compares (as a list).
@@ -299,9 +371,9 @@ class Config(_Strict):
     # Where the compute and network nodes get OpenStack from: the release's Debian
     # packages, or PyPI into a venv with the release's lock (the system pieces from Debian).
     node_source: Literal["packages", "pypi"] = "packages"
-    cloud: str | None = None
-    network: str = Field(default="Ext-Net", min_length=1)
-    mtu: Annotated[int, Field(ge=1280, le=9000)] | None = None
+    cloud: Text | None = None
+    network: Text = "Ext-Net"
+    mtu: Annotated[StrictInt, Field(ge=1280, le=9000)] | None = None
     access_cidr: str = "0.0.0.0/0"
     domain: str | None = None
     tls: Tls | None = None
@@ -317,7 +389,7 @@ class Config(_Strict):
     patches: dict[str, list[Patch]] = {}
     # Knobs of the control plane's templates: {service: {knob: value}}. Each k8s template
     # opens with the knobs it has and their defaults (`knobs(...)`); unknown ones fail.
-    tuning: dict[str, dict[str, int | str]] = {}
+    tuning: dict[str, dict[str, Any]] = {}  # typed by each knob's default (render.knob_reader)
     overcloud: Overcloud = Overcloud()
     # An HTTP proxy the compute and network nodes fetch their packages through (apt),
     # e.g. a site's apt-cacher-ng; the devcloud's local nodes use one on this machine.
@@ -334,23 +406,17 @@ class Config(_Strict):
     # libvirt puts each guest in cgroups (CPU and memory accounting); false where the
     # compute node cannot make cgroups (the devcloud's local nodes: system containers
     # whose cgroup controllers are read-only).
-    libvirt_cgroups: bool = True
+    libvirt_cgroups: StrictBool = True
 
     @field_validator("apt_proxy")
     @classmethod
     def _apt_proxy(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?/?", v):
-            raise ValueError("must be an http:// or https:// URL of a host (and port), "
-                             "e.g. http://10.0.0.5:3142")
-        return v
+        return _http_url(v, "http://10.0.0.5:3142", path=False)
 
     @field_validator("pip_index_url")
     @classmethod
     def _pip_index_url(cls, v: str | None) -> str | None:
-        if v is not None and not re.fullmatch(r"https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?(/[^\s]*)?", v):
-            raise ValueError("must be an http:// or https:// URL of a simple index, "
-                             "e.g. http://10.0.0.5:3141/simple/")
-        return v
+        return _http_url(v, "http://10.0.0.5:3141/simple/", path=True)
 
     @field_validator("release")
     @classmethod
@@ -400,8 +466,12 @@ class Config(_Strict):
     @field_validator("domain")
     @classmethod
     def _domain(cls, v: str | None) -> str | None:
-        if v is not None and (len(v) > 253 or not re.fullmatch(r"([a-z0-9-]{1,63}\.)+[a-z]{2,63}", v)):
-            raise ValueError("must be a DNS name such as cloud.example.com")
+        if v is not None and not (re.fullmatch(DNS_NAME_RE, v) and re.fullmatch(r"[a-z0-9.-]+\.[a-z]{2,63}", v)):
+            raise ValueError("must be a DNS name such as cloud.example.com (lowercase labels of letters, "
+                             "digits and inner '-', at most 63 characters each)")
+        if v is not None and len(v) > MAX_DOMAIN:
+            raise ValueError(f"at most {MAX_DOMAIN} characters: the controller's certificate names "
+                             f"*.<domain>, and X.509 allows 64 in a common name")
         return v
 
     @field_validator("tls")
@@ -437,14 +507,15 @@ class Config(_Strict):
 
     @field_validator("tuning")
     @classmethod
-    def _tuning(cls, v: dict[str, dict[str, int | str]]) -> dict[str, dict[str, int | str]]:
+    def _tuning(cls, v: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
         for service, knobs in v.items():
             for knob, value in knobs.items():
                 if not re.fullmatch(r"[a-z][a-z0-9_]*", knob):
-                    raise ValueError(f"{service}.{knob}: knob names are lower_case words")
-                if isinstance(value, bool) or not (isinstance(value, int) and value >= 0 or
-                                                   re.fullmatch(r"[A-Za-z0-9.]+", str(value))):
-                    raise ValueError(f"{service}.{knob}: a number or a size such as 2Gi or 64M")
+                    raise ValueError(f"{_shown(service)}.{_shown(knob)}: knob names are lower_case words")
+                # a whole number or a size: what each knob takes exactly, render.knob_reader checks
+                if not (type(value) is int and value >= 0 or
+                        isinstance(value, str) and re.fullmatch(r"[0-9]+[A-Za-z]{0,2}", value)):
+                    raise ValueError(f"{_shown(service)}.{_shown(knob)}: a number or a size such as 2Gi or 64M")
         return v
 
     @field_validator("overrides")
@@ -480,6 +551,10 @@ def _loc(err: dict[str, Any]) -> str:
 def _message(err: dict[str, Any]) -> str:
     if err["type"] == "extra_forbidden":
         return "unknown key"
+    if err["type"] == "int_type":  # strict: "3", 3.0 and true are not taken for 3 and 1
+        return "must be a whole number (not quoted, not true or false)"
+    if err["type"] == "bool_type":
+        return "must be true or false (not quoted)"
     msg = err["msg"]
     return msg.removeprefix("Value error, ")
 
@@ -491,18 +566,18 @@ def load(path: Path | None) -> Config:
     if path is not None:
         where = str(path)
         try:
-            with open(path, "rb") as f:
-                raw = f.read(MAX_SIZE + 1)
-        except OSError as e:
-            raise ConfigError(f"{where}: cannot read: {e.strerror}") from None
-        if len(raw) > MAX_SIZE:
-            raise ConfigError(f"{where}: larger than {MAX_SIZE // 1024} KiB; not an osception.yaml")
+            raw = state.read_input(path, MAX_SIZE)
+        except state.StateError as e:
+            raise ConfigError(f"{e}{'; not an osception.yaml' if 'larger than' in str(e) else ''}") from None
         try:
             text = raw.decode("utf-8")
         except UnicodeDecodeError as e:
             raise ConfigError(f"{where}: not UTF-8 text (byte {e.start})") from None
         try:
-            data = yaml.safe_load(text) or {}
+            data = state.load_yaml(text) or {}
+        except state.DuplicateKey as e:
+            raise ConfigError(f"{where}: line {e.line}: {_shown(e.key)}: duplicate key "
+                              "(give each setting once)") from None
         except yaml.YAMLError as e:
             mark = getattr(e, "problem_mark", None)
             line = f" line {mark.line + 1}" if mark else ""

@@ -11,7 +11,9 @@ any point completes the environment without duplicates.
 
 from __future__ import annotations
 
+import ipaddress
 import json
+import re
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -23,9 +25,9 @@ from openstack import utils as sdk_utils
 
 from . import bake, day2, progress, render, topology
 from . import undercloud as uc
-from .config import Config
+from .config import NAME_RE, Config
 from .secrets import Secrets
-from .state import StateError, read_state, write_private
+from .state import DuplicateKey, StateError, read_state, unique_keys, write_private
 
 RESOURCES = "resources.json"
 TIMINGS = "timings.json"
@@ -176,15 +178,79 @@ def _save(env_dir: Path, names, ports, addresses, servers, mtu: int | None) -> N
 
 
 def load_resources(env_dir: Path) -> dict:
+    """resources.json, checked field by field: its addresses reach user data, nova.conf
+    and ssh's command line (`apply`, `ssh`, `logs`), so each must be exactly what the
+    outer cloud gave, never a value that carries more."""
     path = env_dir / RESOURCES
     text = read_state(path, private=False)  # ids and addresses, no secret
     try:
-        data = json.loads(text) if text is not None else {}
+        data = json.loads(text, object_pairs_hook=unique_keys) if text is not None else {}
+    except DuplicateKey as e:
+        raise StateError(f"{path}: {_shown(e.key)}: given twice; `osception up` writes it again") from None
     except (ValueError, RecursionError):
         raise StateError(f"{path}: not valid JSON; `osception up` writes it again") from None
     if not isinstance(data, dict) or not isinstance(data.get("nodes", {}), dict):
         raise StateError(f"{path}: not the resources osception wrote; `osception up` writes it again")
+    if problem := _resources_problem(data):
+        raise StateError(f"{path}: {problem[0]}: {problem[1]}; `osception up` writes it again")
     return data
+
+
+_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")  # Nova's and Neutron's ids
+_MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")  # as Neutron gives it
+
+
+def _ipv4(v: object) -> bool:
+    try:
+        return isinstance(v, str) and str(ipaddress.IPv4Address(v)) == v
+    except ValueError:
+        return False
+
+
+# Each field of a node: (required, check, what it must be). public_mac and mtu came
+# with later versions; older files lack them.
+_NODE_FIELDS = {
+    "ip": (True, _ipv4, "must be an IPv4 address"),
+    "mac": (True, lambda v: isinstance(v, str) and _MAC.fullmatch(v), "must be a MAC address"),
+    "public_mac": (False, lambda v: v is None or isinstance(v, str) and _MAC.fullmatch(v),
+                   "must be a MAC address or null"),
+    "port": (True, lambda v: isinstance(v, str) and _UUID.fullmatch(v), "must be a port ID (a UUID)"),
+    "public_port": (False, lambda v: v is None or isinstance(v, str) and _UUID.fullmatch(v),
+                    "must be a port ID (a UUID) or null"),
+    "server": (False, lambda v: v is None or isinstance(v, str) and _UUID.fullmatch(v),
+               "must be a server ID (a UUID) or null"),
+}
+
+
+def _shown(key: object) -> str:
+    return str(key) if re.fullmatch(r"[A-Za-z0-9_.-]{1,64}", str(key)) else "(a key that is not a name)"
+
+
+def _resources_problem(data: dict) -> tuple[str, str] | None:
+    """The first field of resources.json that is not what `_save` writes: (key, problem)."""
+    for key in data:
+        if key not in ("env", "mtu", "nodes"):
+            return _shown(key), "unknown key"
+    if "env" in data and not (isinstance(data["env"], str) and re.fullmatch(NAME_RE, data["env"])):
+        return "env", "must be an environment name"
+    mtu = data.get("mtu")
+    if mtu is not None and not (type(mtu) is int and 68 <= mtu <= 65535):
+        return "mtu", "must be a number from 68 to 65535, or null"
+    for node, fields in data.get("nodes", {}).items():
+        if not topology.is_node_name(node):
+            return f"nodes.{_shown(node)}", "not a node name (k8s-0, compute-1...)"
+        if not isinstance(fields, dict):
+            return f"nodes.{node}", "must be a mapping"
+        for key in fields:
+            if key not in _NODE_FIELDS:
+                return f"nodes.{node}.{_shown(key)}", "unknown key"
+        for key, (required, ok, what) in _NODE_FIELDS.items():
+            if key not in fields:
+                if required:
+                    return f"nodes.{node}.{key}", "missing"
+            elif not ok(fields[key]):
+                return f"nodes.{node}.{key}", what
+    return None
 
 
 def poll_progress(conn, servers: dict[str, object]) -> dict[str, progress.NodeProgress]:

@@ -307,9 +307,26 @@ def knob_reader(cfg: Config, used: dict[str, set[str]]):
         if unknown:
             raise ConfigError(f"tuning.{service}.{unknown[0]}: unknown knob; {service} has: "
                               f"{', '.join(sorted(defaults))}")
+        for knob, value in tuned.items():
+            if problem := knob_problem(defaults[knob], value):
+                raise ConfigError(f"tuning.{service}.{knob}: {problem}")
         used[service] = set(defaults)
         return {**defaults, **tuned}
     return knobs
+
+
+# The sizes the templates' knobs take: Kubernetes quantities (storage: 20Gi) and
+# MariaDB's (innodb_buffer_pool_size: 64M); a knob takes the kind of its default.
+SIZE_UNITS = {"kubernetes": ("Ki", "Mi", "Gi", "Ti"), "mariadb": ("K", "M", "G")}
+
+
+def knob_problem(default: int | str, value: object) -> str | None:
+    """Why `value` cannot replace a knob's `default`, or None: a count for a count
+    (at least 1: no service runs on 0 processes), a size of the same kind for a size."""
+    if type(default) is int:
+        if type(value) is not int or value < 1:
+            return f"must be a whole number of at least 1, like its default {default}"
+        return None
 
 
 def render_template(name: str, **context) -> str:
@@ -853,13 +870,20 @@ def check(plan: Plan) -> None:
         check_file(rel, text)
 
 
+def check_target(plan: Plan, out: Path) -> None:
+    """Refuse, writing nothing, a folder `write` would write into that is not the
+    user's alone (StateError, one line naming it): `plan --out` checks it with the
+    rest of its input, before the environment's state is made."""
+    folders = {out} | {p for rel in plan.files for p in (out / rel).parents if out in p.parents}
+    for folder in sorted(folders):
+        check_dir(folder)
+
+
 def write(plan: Plan, out: Path) -> None:
     """Write the plan's files under `out`; files holding secrets get mode 0600.
 
     Every folder must be the user's and writable by nobody else; every file is
     written anew (never through a planted symlink or temporary file)."""
-    folders = {out} | {p for rel in plan.files for p in (out / rel).parents if out in p.parents}
-    for folder in sorted(folders):  # refuse a bad folder before anything is created or written
-        check_dir(folder)
+    check_target(plan, out)  # refuse a bad folder before anything is created or written
     for rel, text in sorted(plan.files.items()):
         write_file(out / rel, text, plan.mode(rel), dir_mode=0o755)

@@ -4,14 +4,18 @@ Nothing here is ever printed; templates get them through `Secrets`, and the
 controller's manifests carry them only in Kubernetes Secrets.
 
 An existing `secrets.yaml` is never changed behind the user's back: a damaged one
-(not YAML, a key missing or unknown, a value of the wrong shape) stops the command
-with one line naming the file and the key, and never quotes a value. New secrets
+(not YAML, a key missing, given twice or unknown, a value of the wrong shape, an
+expired or weak CA) stops the command with one line naming the file and the key,
+and never quotes a value. A block is never made anew for an existing file: a file
+without its `tls:` would get a new CA that nothing trusts yet, silently. New secrets
 are made only for a new environment or on `--regenerate-secrets`, which keeps the
 old ones aside. The SSH key files are never overwritten.
 
 The generator `_wanted` is the schema: a file must hold exactly its keys, each of
-the same shape. A secret added to `_wanted` after environments exist must also be
-listed in `ADDED_LATER`, where it is made (and said so) for an older file.
+the same shape.
+
+`peek` reads them (or makes a new environment's in memory) and writes nothing, so a
+command checks all its input first; `ensure` then writes what `peek` made.
 """
 
 from __future__ import annotations
@@ -34,7 +38,6 @@ from .state import StateError
 
 FILE = "secrets.yaml"
 REGENERATE = "--regenerate-secrets"  # the only way to replace an environment's secrets
-ADDED_LATER: frozenset[str] = frozenset({"tls"})  # keys ("a" or "a.b") an older secrets.yaml may lack
 PASSWORD_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")  # what _password makes; safe in INI, YAML, URLs
 _PUBLIC_RE = re.compile(r"ssh-ed25519 [A-Za-z0-9+/]+=* [A-Za-z0-9@._-]+")  # goes into cloud-config as is
 _KEY_RE = re.compile(r"[A-Za-z0-9_-]{1,64}")
@@ -144,8 +147,6 @@ def _problem(have: object, wanted: object, key: str) -> tuple[str, str] | None:
         for k, value in wanted.items():
             sub = f"{key}.{k}" if key else k
             if k not in have:
-                if sub in ADDED_LATER:
-                    continue
                 return sub, "missing"
             if k in ("ssh", "migration_ssh"):
                 found = _ssh_problem(have[k])
@@ -165,10 +166,14 @@ def _problem(have: object, wanted: object, key: str) -> tuple[str, str] | None:
     return None
 
 
-def _parse(text: str, path: Path, env: str) -> tuple[dict, list[str]]:
-    """The secrets of an existing file, and the ADDED_LATER keys it lacked (now made)."""
+def _parse(text: str, path: Path, env: str) -> dict:
+    """The secrets of an existing file, each checked."""
     try:
-        have = yaml.safe_load(text)
+        have = state.load_yaml(text)
+    except state.DuplicateKey as e:  # which value is meant? Neither is taken
+        name = e.key if isinstance(e.key, str) and _KEY_RE.fullmatch(e.key) else "(a key that is not a name)"
+        raise StateError(f"{path}: line {e.line}: {name}: given twice; restore it from a backup, or start "
+                         f"over with `osception plan {REGENERATE}`") from None
     except yaml.YAMLError as e:  # its message quotes the file: never show it
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}:" if mark else ""
@@ -183,16 +188,7 @@ def _parse(text: str, path: Path, env: str) -> tuple[dict, list[str]]:
     if found := _problem(have, wanted, ""):
         raise StateError(f"{path}: {found[0]}: {found[1]}; restore it from a backup, or start over "
                          f"with `osception plan {REGENERATE}`")
-    added = []
-    for dotted in sorted(ADDED_LATER):  # "a" before "a.b"
-        *parents, last = dotted.split(".")
-        h, w = have, wanted
-        for p in parents:
-            h, w = h[p], w[p]
-        if last not in h:
-            h[last] = w[last]
-            added.append(dotted)
-    return have, added
+    return have
 
 
 def _retire(env_dir: Path) -> list[tuple[str, Path]]:
@@ -211,14 +207,30 @@ def _retire(env_dir: Path) -> list[tuple[str, Path]]:
     return moved
 
 
-def _key_file(path: Path, text: str, private: bool) -> None:
-    """Make the SSH key file, or check that it is the one in secrets.yaml: never overwrite it."""
+def _key_file(path: Path, text: str, private: bool, make: bool = True) -> None:
+    """Make the SSH key file, or check that it is the one in secrets.yaml: never overwrite it.
+    `make` False: only check an existing one."""
     current = state.read_state(path, private=private)
-    if current is None and state.create_new(path, text, 0o600 if private else 0o644):
+    if current is None and (not make or state.create_new(path, text, 0o600 if private else 0o644)):
         return
     if (current or state.read_state(path, private=private)) != text:
         raise StateError(f"{path}: is not the key in {FILE}, and osception never overwrites it; "
                          f"restore the right one, or start over with `osception plan {REGENERATE}`")
+
+
+def _key_files(env_dir: Path, have: dict, make: bool) -> None:
+    ssh = env_dir / "ssh"
+    _key_file(ssh / "id_ed25519", have["ssh"]["private"], private=True, make=make)
+    _key_file(ssh / "id_ed25519.pub", have["ssh"]["public"] + "\n", private=False, make=make)
+
+
+def _lost(env_dir: Path) -> None:
+    """No secrets.yaml: refuse when what was made with the secrets is still there."""
+    lost = [p for p in (env_dir / "ssh" / "id_ed25519", env_dir / "resources.json")
+            if p.exists() or p.is_symlink()]
+    if lost:
+        raise StateError(f"{env_dir / FILE}: missing, but {lost[0]} exists: the environment's secrets were "
+                         f"lost; restore {FILE}, or start over with `osception plan {REGENERATE}`")
 
 
 def throwaway(env: str) -> Secrets:
@@ -227,8 +239,26 @@ def throwaway(env: str) -> Secrets:
     return Secrets(_wanted(env))
 
 
-def ensure(env_dir: Path, env: str, regenerate: bool = False, say=lambda msg: None) -> Secrets:
-    """The environment's secrets: made on first use, then only ever read.
+def peek(env_dir: Path, env: str, regenerate: bool = False) -> Secrets:
+    """The secrets `ensure` will give, writing nothing: the existing file's, each
+    checked (and its SSH key files, where they exist), or a new environment's made in
+    memory (also with `regenerate`). Hand them to `ensure(..., fresh=)` once every
+    other input is checked. Raises StateError (one line naming the file)."""
+    state.check_dir(env_dir)
+    if not regenerate:
+        text = state.read_state(env_dir / FILE)
+        if text is not None:
+            have = _parse(text, env_dir / FILE, env)
+            _key_files(env_dir, have, make=False)
+            return Secrets(have)
+        _lost(env_dir)
+    return Secrets(_wanted(env))
+
+
+def ensure(env_dir: Path, env: str, regenerate: bool = False, say=lambda msg: None,
+           fresh: Secrets | None = None) -> Secrets:
+    """The environment's secrets: made on first use (`fresh`, from `peek`, if given),
+    then only ever read.
 
     Raises StateError (one line naming the file) for anything damaged. Several
     processes making a new environment's secrets at once all end up with the same.
@@ -239,22 +269,13 @@ def ensure(env_dir: Path, env: str, regenerate: bool = False, say=lambda msg: No
             say(f"kept the old {name} as {kept}")
     text = state.read_state(path)
     if text is None:
-        lost = [p for p in (env_dir / "ssh" / "id_ed25519", env_dir / "resources.json")
-                if p.exists() or p.is_symlink()]
-        if lost:
-            raise StateError(f"{path}: missing, but {lost[0]} exists: the environment's secrets were "
-                             f"lost; restore {FILE}, or start over with `osception plan {REGENERATE}`")
-        fresh = _wanted(env)
-        if state.create_new(path, yaml.safe_dump(fresh, sort_keys=True)):
-            have = fresh
+        _lost(env_dir)
+        made = fresh.data if fresh is not None else _wanted(env)
+        if state.create_new(path, yaml.safe_dump(made, sort_keys=True)):
+            have = made
         else:  # another process made them a moment ago: use those
             text = state.read_state(path)
     if text is not None:
-        have, added = _parse(text, path, env)
-        if added:
-            state.write_private(path, yaml.safe_dump(have, sort_keys=True))
-            say(f"{path}: added {', '.join(added)} (new in this version of osception)")
-    ssh = env_dir / "ssh"
-    _key_file(ssh / "id_ed25519", have["ssh"]["private"], private=True)
-    _key_file(ssh / "id_ed25519.pub", have["ssh"]["public"] + "\n", private=False)
+        have = _parse(text, path, env)
+    _key_files(env_dir, have, make=True)
     return Secrets(have)

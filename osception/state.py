@@ -26,6 +26,7 @@ import stat
 from pathlib import Path
 
 import platformdirs
+import yaml
 
 ENV_VAR = "OSCEPTION_HOME"
 MAX_STATE_FILE = 1 << 20  # bytes; every state file osception writes is a few KiB
@@ -33,6 +34,80 @@ MAX_STATE_FILE = 1 << 20  # bytes; every state file osception writes is a few Ki
 
 class StateError(ValueError):
     """A problem with a state file or folder, told in one line naming it."""
+
+
+class DuplicateKey(yaml.YAMLError):
+    """A mapping that names the same key twice (YAML and JSON would keep the last)."""
+
+    def __init__(self, key: object, line: int | None = None):
+        super().__init__(f"duplicate key {key!r}")
+        self.key, self.line = key, line
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """PyYAML's safe loader, refusing a key given twice in one mapping: a later
+    `access_cidr: 0.0.0.0/0` must not silently win over the first."""
+
+    def construct_mapping(self, node, deep=False):
+        if isinstance(node, yaml.MappingNode):
+            seen = set()
+            for key_node, _ in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":  # `<<: *base` overrides by design
+                    continue
+                key = self.construct_object(key_node, deep=True)
+                try:
+                    if key in seen:
+                        raise DuplicateKey(key, key_node.start_mark.line + 1)
+                    seen.add(key)
+                except TypeError:  # an unhashable key: the safe loader refuses it next
+                    pass
+        return super().construct_mapping(node, deep)
+
+
+def load_yaml(text: str):
+    """YAML as yaml.safe_load reads it, but a duplicate key raises DuplicateKey."""
+    return yaml.load(text, Loader=_UniqueKeyLoader)  # noqa: S506 -- a SafeLoader
+
+
+def unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    """json.loads' object_pairs_hook: a duplicate key raises DuplicateKey."""
+    out = {}
+    for key, value in pairs:
+        if key in out:
+            raise DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def read_input(path: Path, limit: int) -> bytes:
+    """The bytes of a file the user gives osception (osception.yaml, tls: files), read
+    as OpenSSH reads its config: a regular file (a FIFO must not hang the command, a
+    device is not a file), owned by the user (or root), writable by nobody else (who
+    could write it could choose what runs on the nodes). Refusals are StateError, one
+    line naming the file."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except OSError as e:
+        raise StateError(f"{path}: cannot read: {e.strerror}") from None
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise StateError(f"{path}: not a regular file")
+        if st.st_uid not in (os.getuid(), 0):
+            raise StateError(f"{path}: owned by uid {st.st_uid}, not by you; osception reads only your own files")
+        if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+            raise StateError(f"{path}: writable by other users (mode {stat.S_IMODE(st.st_mode):04o}); "
+                             f"`chmod go-w {path}`")
+        data = b""
+        while len(data) <= limit and (chunk := os.read(fd, limit + 1 - len(data))):
+            data += chunk
+    except OSError as e:
+        raise StateError(f"{path}: cannot read: {e.strerror}") from None
+    finally:
+        os.close(fd)
+    if len(data) > limit:
+        raise StateError(f"{path}: larger than {limit // 1024} KiB")
+    return data
 
 
 def home(override: Path | None = None) -> Path:

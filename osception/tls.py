@@ -21,8 +21,6 @@ from __future__ import annotations
 import datetime
 import hashlib
 import ipaddress
-import os
-import stat
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +30,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from . import state
 from .config import ConfigError, Tls
 
 CA_YEARS = 10
@@ -67,18 +66,51 @@ def make(env: str) -> dict[str, str]:
             "ca_key": _pem_key(ca_key), "key": _pem_key(server_key)}
 
 
-def problem(tls: object) -> str | None:
-    """Why a stored `tls` entry is unusable, or None."""
+# What the environment's CA and the controller's key may be: what `make` makes (RSA
+# 2048, P-256) or stronger. Weaker is what a hand-edited or planted file would hold.
+MIN_RSA_BITS = 2048
+MIN_EC_BITS = 256
+WEAK_HASHES = (hashes.MD5, hashes.SHA1)
+
+
+def _weak(key) -> str | None:
+    if isinstance(key, rsa.RSAPrivateKey):
+        return f"an RSA key of {key.key_size} bits (at least {MIN_RSA_BITS})" if key.key_size < MIN_RSA_BITS else None
+    if isinstance(key, ec.EllipticCurvePrivateKey):
+        return f"an EC key of {key.curve.key_size} bits (at least {MIN_EC_BITS})" \
+            if key.curve.key_size < MIN_EC_BITS else None
+    return "not an RSA or EC key"
+
+
+def problem(tls: object, now: datetime.datetime | None = None) -> str | None:
+    """Why a stored `tls` entry is unusable, or None: not PEM, a CA that is not a CA,
+    expired or not yet valid, a weak key or signature."""
     if not isinstance(tls, dict) or set(tls) != {"ca_cert", "ca_key", "key"}:
         return "must be a mapping of ca_cert, ca_key and key"
     try:
         ca = x509.load_pem_x509_certificate(tls["ca_cert"].encode())
         ca_key = serialization.load_pem_private_key(tls["ca_key"].encode(), None)
-        serialization.load_pem_private_key(tls["key"].encode(), None)
-    except (ValueError, TypeError, AttributeError):
+        key = serialization.load_pem_private_key(tls["key"].encode(), None)
+    except (ValueError, TypeError, AttributeError, UnsupportedAlgorithm):
         return "must hold PEM certificate and keys"
-    if ca.public_key().public_numbers() != ca_key.public_key().public_numbers():
+    if _public(ca.public_key()) != _public(ca_key.public_key()):
         return "ca_key does not match ca_cert"
+    for name, k in (("ca_key", ca_key), ("key", key)):
+        if weak := _weak(k):
+            return f"{name} is weak: {weak}"
+    if isinstance(ca.signature_hash_algorithm, WEAK_HASHES):
+        return f"ca_cert is signed with {ca.signature_hash_algorithm.name}, a broken hash"
+    try:
+        is_ca = ca.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        is_ca = False
+    if not is_ca:
+        return "ca_cert is not a CA certificate"
+    now = now or datetime.datetime.now(datetime.timezone.utc)
+    if ca.not_valid_after_utc < now:
+        return f"ca_cert expired on {_when(ca.not_valid_after_utc)}"
+    if ca.not_valid_before_utc > now:
+        return f"ca_cert is not valid before {_when(ca.not_valid_before_utc)}"
     return None
 
 
@@ -145,22 +177,12 @@ MAX_PEM = 1 << 20  # bytes: a chain is a few KiB
 
 
 def _read(key: str, path: Path) -> bytes:
-    where = f"tls.{key}: {path}"
+    """A file of `tls:`: a regular file of the user's that only they can write (a FIFO
+    must not block the command; whoever could write it could choose what is served)."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO must not block the command
-    except OSError as e:
-        raise ConfigError(f"{where}: cannot read: {e.strerror}") from None
-    if not stat.S_ISREG(os.fstat(fd).st_mode):
-        os.close(fd)
-        raise ConfigError(f"{where}: not a regular file")
-    with os.fdopen(fd, "rb") as f:
-        try:
-            data = f.read(MAX_PEM + 1)
-        except OSError as e:
-            raise ConfigError(f"{where}: cannot read: {e.strerror}") from None
-    if len(data) > MAX_PEM:
-        raise ConfigError(f"{where}: larger than {MAX_PEM // 1024} KiB; not a PEM file")
-    return data
+        return state.read_input(path, MAX_PEM)
+    except state.StateError as e:
+        raise ConfigError(f"tls.{key}: {e}{'; not a PEM file' if 'larger than' in str(e) else ''}") from None
 
 
 def _certificates(key: str, path: Path) -> list[x509.Certificate]:

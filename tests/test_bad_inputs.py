@@ -141,7 +141,7 @@ def test_bad_config(tmp_path, text, expected):
 
 def _special_config(tmp_path: Path, kind: str) -> tuple[str, str]:
     if kind == "dev-zero":
-        return "/dev/zero", "/dev/zero: larger than 1024 KiB"
+        return "/dev/zero", "/dev/zero: not a regular file"
     if kind == "too-large":
         (tmp_path / "big.yaml").write_text("# " + "x" * (2 << 20) + "\n")
         return str(tmp_path / "big.yaml"), "big.yaml: larger than"
@@ -153,7 +153,7 @@ def _special_config(tmp_path: Path, kind: str) -> tuple[str, str]:
         return str(tmp_path / "u16.yaml"), "u16.yaml: not UTF-8"
     if kind == "a-folder":
         (tmp_path / "dir.yaml").mkdir()
-        return str(tmp_path / "dir.yaml"), "dir.yaml: cannot read: Is a directory"
+        return str(tmp_path / "dir.yaml"), "dir.yaml: not a regular file"
     if kind == "missing":
         return str(tmp_path / "nope.yaml"), "nope.yaml: cannot read: No such file"
     raise AssertionError(kind)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import json
 import threading
+import uuid
 from types import SimpleNamespace
 
 from openstack import exceptions
@@ -86,6 +87,11 @@ class FakeCloud:
         self._delete("keypairs", k)
 
 
+def _uuid(name: str) -> str:
+    """An ID as Nova and Neutron give them (resources.json holds only those)."""
+    return str(uuid.uuid5(uuid.NAMESPACE_DNS, name))
+
+
 # --- the provider port: compute and network nodes only -----------------------------
 
 def test_up_gives_a_provider_port_to_compute_and_network_nodes_only(tmp_path, monkeypatch):
@@ -97,7 +103,7 @@ def test_up_gives_a_provider_port_to_compute_and_network_nodes_only(tmp_path, mo
         with lock:  # the nodes ask concurrently
             asked.append((w.name, w.network))
             n = next(macs)
-        return SimpleNamespace(id=w.name, mac_address=f"fa:16:3e:00:00:{n:02x}",
+        return SimpleNamespace(id=_uuid(w.name), mac_address=f"fa:16:3e:00:00:{n:02x}",
                                fixed_ips=[{"ip_address": f"192.0.2.{n}"}])
 
     found = uc.Found(network="Ext-Net", public_network="Provider-Net")
@@ -110,7 +116,7 @@ def test_up_gives_a_provider_port_to_compute_and_network_nodes_only(tmp_path, mo
     monkeypatch.setattr(uc, "existing_servers", lambda *a: {})
     monkeypatch.setattr(uc, "ensure_port", ensure_port)
     monkeypatch.setattr(uc, "server_request", lambda names, node, *a, **k: {"name": node.name})
-    monkeypatch.setattr(uc, "ensure_server", lambda conn, request, existing: SimpleNamespace(id=request["name"]))
+    monkeypatch.setattr(uc, "ensure_server", lambda conn, request, existing: SimpleNamespace(id=_uuid(request["name"])))
     monkeypatch.setattr(uc, "wait_active", lambda conn, names, servers: servers)
     monkeypatch.setattr(deploy.bake, "baked_images", lambda conn, cfg: {})
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import uuid
 
 import pytest
 import yaml
@@ -20,7 +21,8 @@ def env(tmp_path, monkeypatch, default_plan):
     render.write(default_plan, env_dir / "plan")
     nodes = {"k8s-0": "192.0.2.10", "compute-0": "192.0.2.20", "network-1": "192.0.2.41"}
     (env_dir / "resources.json").write_text(json.dumps({"env": "osception", "nodes": {
-        n: {"ip": ip, "mac": "02:00:00:00:00:01", "port": "p", "public_port": None, "server": "s"}
+        n: {"ip": ip, "mac": "02:00:00:00:00:01", "port": str(uuid.uuid4()), "public_port": None,
+            "server": str(uuid.uuid4())}
         for n, ip in nodes.items()}}))
     ran = []
     monkeypatch.setattr(cli, "_run", lambda args: ran.append(args) or 0)

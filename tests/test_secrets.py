@@ -49,34 +49,23 @@ def _older_file(env_dir, drop: str):
     return first
 
 
-def test_an_older_file_gets_the_added_later_keys_and_keeps_every_other_value(tmp_path):
-    env = tmp_path / "e"
-    first = _older_file(env, "tls")
-    assert "tls" in secrets.ADDED_LATER
-    said = []
-    again = secrets.ensure(env, "e", say=said.append).data
-    assert said == [f"{env / secrets.FILE}: added tls (new in this version of osception)"]
-    assert again["tls"] != first["tls"]  # made anew...
-    assert {k: v for k, v in again.items() if k != "tls"} == {k: v for k, v in first.items() if k != "tls"}
-    assert yaml.safe_load((env / secrets.FILE).read_text()) == again  # ...and saved
-
-
-def test_a_nested_key_added_later_is_filled_inside_its_mapping(tmp_path, monkeypatch):
-    env = tmp_path / "e"
-    first = _older_file(env, "database.nova")
-    monkeypatch.setattr(secrets, "ADDED_LATER", secrets.ADDED_LATER | {"database.nova"})
-    again = secrets.ensure(env, "e").data
-    assert secrets.PASSWORD_RE.fullmatch(again["database"]["nova"])
-    assert again["database"]["nova"] != first["database"]["nova"]
-    assert {k: v for k, v in again["database"].items() if k != "nova"} == \
-        {k: v for k, v in first["database"].items() if k != "nova"}
-
-
-@pytest.mark.parametrize("drop", ["admin_password", "database.nova", "keystone_fernet_keys"])
-def test_a_key_that_is_not_added_later_is_never_filled(tmp_path, drop):
+@pytest.mark.parametrize("drop", ["tls", "admin_password", "database.nova", "keystone_fernet_keys"])
+def test_a_missing_block_is_damage_never_filled(tmp_path, drop):
+    """Before: a file without `tls:` got a new CA (exit 0), which nothing running trusted."""
     env = tmp_path / "e"
     _older_file(env, drop)
     before = (env / secrets.FILE).read_bytes()
-    with pytest.raises(state.StateError, match=rf"{secrets.FILE}: {drop}: missing;"):
+    with pytest.raises(state.StateError, match=rf"{secrets.FILE}: {drop}: missing; .*--regenerate-secrets"):
         secrets.ensure(env, "e")
+    with pytest.raises(state.StateError, match=rf"{drop}: missing"):
+        secrets.peek(env, "e")
     assert (env / secrets.FILE).read_bytes() == before
+
+
+def test_peek_writes_nothing_and_ensure_writes_what_peek_made(tmp_path):
+    env = tmp_path / "home" / "e"
+    planned = secrets.peek(env, "e")
+    assert not (tmp_path / "home").exists()
+    assert secrets.ensure(env, "e", fresh=planned).data == planned.data
+    assert secrets.peek(env, "e").data == planned.data  # now read back
+    assert (env / "ssh" / "id_ed25519").read_text() == planned.ssh["private"]
