@@ -394,6 +394,7 @@ def node_config(cfg: Config, secrets: Secrets, node: Node, address: Address,
         node={"name": node.name, "role": node.role, "ip": address.ip},
         ovs_datapath=cfg.ovs_datapath,
         bindir=node_bindir(cfg),
+        release=releases.get(cfg.release),
     )
     files = {f.dest: _ini(cfg, f.template, f.name, **context)
              for f in services.NODE_FILES[node.role]}
