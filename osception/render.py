@@ -410,6 +410,11 @@ def node_bindir(cfg: Config) -> str:
     return "/usr/bin" if cfg.node_source == "packages" else f"{services.NODE_VENV}/bin"
 
 
+def services_python(cfg: Config) -> str:
+    """The interpreter a node's OpenStack services run with: Debian's, or the PyPI venv's."""
+    return "/usr/bin/python3" if cfg.node_source == "packages" else f"{services.NODE_VENV}/bin/python3"
+
+
 def node_lock(release: releases.Release) -> str:
     """The release's lock (the devcloud's): a pypi node's pip constraints."""
     from .devcloud.venv import lock_file
@@ -596,7 +601,9 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
         setup_sh=render_template("scripts/node-setup.sh.j2", node=node, node_etc=NODE_ETC,
                                  release=release, services=services, ep=ep,
                                  node_source=cfg.node_source, baked=bake_id("node", cfg),
-                                 baked_stamp=BAKED_STAMP),
+                                 baked_stamp=BAKED_STAMP, services_python=services_python(cfg),
+                                 release_versions=releases.service_versions(
+                                     release.name, tuple(services.NODE_PATCHABLE[node.role]))),
         public_mac=address.public_mac,
         apt_proxy=cfg.apt_proxy,
         ingress_ca=plan.ingress.ca if ep.cafile == endpoints.NODE_INGRESS_CA else None,
@@ -706,7 +713,7 @@ def node_vars(cfg: Config, release: releases.Release, node: Node, address: Addre
         # patches: (osception.yaml), every project this node runs (none: its pristine
         # code), applied by osception-patch.py with the services' own interpreter.
         "patches": node_patches,
-        "patch_python": f"{services.NODE_VENV}/bin/python3" if pypi else "/usr/bin/python3",
+        "patch_python": services_python(cfg),
         "patch_script": f"{NODE_ETC}/osception-patch.py",
         "patch_state": NODE_PATCH_STATE,
         "services": list(services.NODE_SERVICES[node.role]),

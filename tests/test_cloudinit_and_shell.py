@@ -315,7 +315,7 @@ def test_progress_lines_from_the_shell_side_parse(tmp_path):
 
 
 def _node_setup_harness(tmp_path, plan, node: str, function: str, body: str,
-                        path: dict[str, str]) -> tuple[int, list[str]]:
+                        path: dict[str, str], env: dict[str, str] | None = None) -> tuple[int, list[str]]:
     """Run one function of a node's rendered setup script (cut from its user data) under
     the real step helper, with the commands in `path` ({name: shell body}) as programs
     on a PATH of their own before the system's."""
@@ -331,7 +331,8 @@ def _node_setup_harness(tmp_path, plan, node: str, function: str, body: str,
         (bin_dir / name).chmod(0o755)
     script = tmp_path / "run.sh"
     script.write_text(f". {Path(render.__file__).parent / 'templates/scripts/osception-step.sh'}\n{code}{body}")
-    env = {"OSCEPTION_NODE": node, "OSCEPTION_LOG_DIR": str(tmp_path / "log"), "PATH": f"{bin_dir}:/usr/bin:/bin"}
+    env = {"OSCEPTION_NODE": node, "OSCEPTION_LOG_DIR": str(tmp_path / "log"), "PATH": f"{bin_dir}:/usr/bin:/bin",
+           **(env or {})}
     r = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
     return r.returncode, (tmp_path / "log" / "progress.log").read_text().splitlines()
 
@@ -394,6 +395,47 @@ def test_a_node_of_another_os_than_the_releases_stops_at_its_package_source(stat
     assert step.state == "failed"
     assert step.message.endswith("this node runs Debian GNU/Linux 13 (trixie), OpenStack 2024.1's nodes "
                                  "Debian 12 (bookworm): boot them on Debian 12"), step.message
+
+
+def _installed(tmp_path, versions: dict[str, str]) -> dict[str, str]:
+    """A site folder where these projects are installed at these versions (their
+    dist-info, what importlib.metadata reads, as Debian's python3-* and pip install it)."""
+    site = tmp_path / "site"
+    for project, version in versions.items():
+        info = site / f"{project}-{version}.dist-info"
+        info.mkdir(parents=True)
+        (info / "METADATA").write_text(f"Metadata-Version: 2.1\nName: {project}\nVersion: {version}\n")
+    return {"PYTHONPATH": str(site)}
+
+
+@pytest.mark.parametrize("source", ["packages", "pypi"])
+def test_a_node_with_another_release_installed_stops_before_its_services(state_home, tmp_path, source):
+    """Debian 13's own Nova 31 (2025.1) on a 2026.2 compute: the check before the
+    services fails in one line naming both versions; the release's own pass."""
+    import sys
+
+    from osception import config, progress, releases, secrets
+
+    cfg = config.Config(release="2026.2", node_source=source)
+    plan = render.build(cfg, secrets.ensure(state_home / cfg.name, cfg.name))
+    setup = next(f["content"] for f in yaml.safe_load(plan.files["compute-0/user-data"])["write_files"]
+                 if f["path"] == f"{render.NODE_ETC}/setup")
+    for path in ("step check-release check_release\nstep wait-controller", "step check-release check_release\n"
+                 "  step start-services"):  # first boot, and day 2 (`setup apply`)
+        assert path in setup
+    assert f"SERVICES_PYTHON={render.services_python(cfg)}\n" in setup
+    want = releases.service_versions("2026.2", ("nova", "neutron"))
+    body = f"SERVICES_PYTHON={sys.executable}\nstep check-release check_release\n"
+    rc, lines = _node_setup_harness(tmp_path / "old", plan, "compute-0", "check_release|installed_is", body, {},
+                                    _installed(tmp_path / "old", {"nova": "31.3.1", "neutron": want["neutron"]}))
+    step = progress.parse("\n".join(lines))["compute-0"].steps[-1]
+    assert rc == 1 and step.state == "failed"
+    assert step.message == (f"exit 1: check_release: nova 31.3.1 is installed, OpenStack 2026.2 needs nova "
+                            f"{want['nova'].split('.')[0]} ({want['nova']} in its lock)")
+    rc, lines = _node_setup_harness(tmp_path / "new", plan, "compute-0", "check_release|installed_is", body, {},
+                                    _installed(tmp_path / "new", {"nova": want["nova"].rsplit(".", 1)[0] + ".9",
+                                                                  "neutron": want["neutron"]}))
+    assert rc == 0 and lines[-1].split(" ", 3)[3] == "check-release done"
 
 
 def _converge_harness(tmp_path, plan, body: str) -> tuple[int, str, list[str]]:
