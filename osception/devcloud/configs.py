@@ -13,6 +13,7 @@ import shutil
 from pathlib import Path
 
 from .. import endpoints, ini, releases, render, topology
+from . import ingress
 from ..config import Config
 from ..secrets import Secrets
 from ..state import write_private
@@ -114,11 +115,13 @@ def rendered(cfg: Config, secrets: Secrets, layout: Layout) -> dict[str, str]:
 
 
 def write(cfg: Config, secrets: Secrets, layout: Layout, venv: Path, nodes: bool = False) -> Manifests:
-    """Every file the devcloud's processes read: the volumes of the pods it runs, and
-    what their config.json copies to etc/<project>/, as Kolla's set_configs does."""
-    man = Manifests(plan(cfg, secrets, layout, nodes).files, with_nodes=nodes)
+    """Every file the devcloud's processes read: the volumes of the pods it runs, what
+    their config.json copies to etc/<project>/, as Kolla's set_configs does, and the
+    ingress's arguments and routes (ingress.py)."""
+    plan_files = plan(cfg, secrets, layout, nodes).files
+    man = Manifests(plan_files, with_nodes=nodes)
     local = Local(layout, venv)
-    written: set[Path] = set()
+    written: set[Path] = set(ingress.write(layout, plan_files, man, deployments(man)))
     for pod in pods_run(man):
         written.update(local.write_volumes(pod))
         for c in pod.containers:

@@ -41,6 +41,10 @@ PORTS = {
     "neutron": 29696,
     "nova": 28774,
     "metadata": 28775,  # nova metadata API: only with local nodes (their metadata agents)
+    # The controller's ingress (ingress.py): Traefik's entry points, the chart's pod
+    # ports + 20000 (websecure 8443, web 8000); the Service's 443 and 80 are the relay's.
+    "traefik": 28443,
+    "traefik-web": 28000,
 }
 APIS = services.CATALOG_APIS  # the devcloud runs every API of the catalog
 # The controller's Deployments the devcloud runs: process -> Deployment of the manifests.

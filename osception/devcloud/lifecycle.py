@@ -32,7 +32,7 @@ from .. import config as config_mod
 from .. import releases
 from ..progress import Laps
 from .. import secrets as secrets_mod
-from . import cloud, configs, infra
+from . import cloud, configs, infra, ingress
 from . import venv as venv_mod
 from .bootstrap import Bootstrap
 from .layout import APIS, HOST, NODE_DEPLOYMENTS, PORTS, VENV_ENV_VAR, Layout
@@ -43,11 +43,13 @@ from .processes import DevcloudError, Processes, Spec, port_open, port_taken
 # every other API's tokens; Nova and Neutron call each other while booting servers.
 WORKERS = {"keystone": 2, "glance": 1, "placement": 1, "neutron": 2, "nova": 2, "metadata": 1}
 NOVA_DAEMONS = ("nova-conductor", "nova-scheduler", "nova-compute")
-INFRA = ("epmd", "rabbitmq", "memcached", "mariadb")
+# Traefik (ingress.py) needs nothing started before it: it answers 502 until its
+# backends listen, as on the controller.
+INFRA = ("epmd", "rabbitmq", "memcached", "mariadb", "traefik")
 START_ORDER = (*INFRA, *APIS, *NOVA_DAEMONS)
 # Stop order: Nova first (its daemons hang once RabbitMQ is gone), the bus and the
 # databases last.
-STOP_ORDER = [("nova-compute", "nova-scheduler", "nova-conductor", "metadata",
+STOP_ORDER = [("traefik", "nova-compute", "nova-scheduler", "nova-conductor", "metadata",
                "neutron-rpc-server", *APIS),
               ("rabbitmq", "memcached"), ("mariadb",), ("epmd",)]
 API_TIMEOUT = 180
@@ -118,7 +120,8 @@ class Devcloud:
         lay = self.layout
         local = Local(lay, venv)
         out = {s.name: s for s in (infra.epmd(lay), infra.rabbitmq(lay, secrets),
-                                   infra.memcached(lay), infra.mariadb(lay))}
+                                   infra.memcached(lay), infra.mariadb(lay),
+                                   ingress.spec(lay, self.say))}
         under_gunicorn = configs.uwsgi_apis(man)
         for name, deployment in configs.deployments(man).items():
             pod = man.pod(deployment)

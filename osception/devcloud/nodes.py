@@ -7,6 +7,7 @@ way the outer cloud wires a real environment's servers:
     namespace osc-outer (the outer cloud's networks)
       br-outer     10.231.0.0/24  the nodes' network; the controller's address
                                   10.231.0.10 is the relay (relay.py) to the devcloud
+                                  (its APIs through Traefik: ingress.py)
       br-provider  10.231.1.0/24  the provider (public) flat network, 10.231.1.1 the
                                   outer side that pings floating IPs
     namespace osc-<node>          eth0 on br-outer, eth1 (the provider port, its MAC
@@ -52,6 +53,7 @@ from .. import day2, progress, render, services, topology
 from ..config import Config
 from ..secrets import Secrets
 from ..state import write_private
+from . import ingress
 from .layout import HOST, PORTS, Layout
 from .processes import DevcloudError, Processes, Spec, tail
 from .venv import cache_home
@@ -309,9 +311,11 @@ class LocalNodes:
         write_private(tls_dir / "cert.pem", p.ingress.chain)
         write_private(tls_dir / "key.pem", p.ingress.key)
         ip = p.controller_ip
-        apis = {f"{name}.{p.domain}": f"{HOST}:{PORTS[name]}" for name in services.CATALOG_APIS}
+        # servicelb's part: each port of Traefik's Service, as raw TCP to its entry point
+        # (ingress.py); TLS, names and redirects are Traefik's.
         routes = [
-            {"listen": f"{ip}:443", "tls": True, "backends": apis},
+            *({"listen": f"{ip}:{exposed}", "tls": False, "backends": {"*": f"{HOST}:{local}"}}
+              for exposed, local in ingress.exposed_ports(ingress.chart_values(p.files)).items()),
             {"listen": f"{ip}:{services.RABBITMQ_TLS_PORT}", "tls": True,
              "backends": {"*": f"{HOST}:{PORTS['rabbitmq']}"}},
             {"listen": f"{ip}:{APT_PROXY_PORT}", "tls": False,

@@ -5,9 +5,11 @@ network: the APIs through Traefik (HTTPS, by name), RabbitMQ's TLS listener, the
 nova metadata API. Here the devcloud's services listen on 127.0.0.1 of this machine
 and the nodes live in network namespaces of their own, so this process stands at the
 controller's address inside the outer network's namespace and relays each
-connection to the devcloud's port on 127.0.0.1: TLS is terminated with the very
-certificate the controller's ingress would serve (render.Plan.ingress), the API is
-chosen by the name the client asked for (SNI), as Traefik chooses an Ingress.
+connection to the devcloud's port on 127.0.0.1. The APIs' ports (80, 443) go as raw
+TCP to the devcloud's real Traefik (ingress.py), as k3s's servicelb forwards them to
+Traefik's pod; a route with "tls" terminates TLS here with the controller's
+certificate (render.Plan.ingress) and picks its backend by the name the client asked
+for (SNI).
 
 Its listening sockets are made inside the outer namespace (setns on this thread), its
 outgoing connections on this machine's loopback: no traffic ever leaves the
