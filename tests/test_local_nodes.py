@@ -59,6 +59,38 @@ def test_each_node_gets_the_user_data_osception_plan_renders_for_it(node_plan, d
         assert hosts.startswith("10.231.0.10 keystone.10.231.0.10.sslip.io")
 
 
+def test_the_local_nodes_take_pypi_where_the_release_packages_cannot_be_fetched_here(dc_secrets):
+    """The local nodes reach the Debian archive only: the defaults (2026.2, packages from
+    the backports by extrepo) give them node_source pypi, said in one line; the release
+    Debian 13 carries keeps its packages. Every release whose packages run in a Debian
+    root here (node_chroot_runs) is one the local nodes can fetch."""
+    from osception import releases
+
+    cfg = nodes.node_config(config.Config())
+    assert cfg.node_source == "pypi" and cfg.pip_index_url == nodes.pip_index_url(cfg)
+    assert nodes.source_note(config.Config()) == (
+        "release 2026.2's node packages (extrepo:openstack_hibiscus) cannot be fetched here (the local "
+        "nodes reach the Debian archive only): the local nodes use node_source: pypi")
+    assert nodes.plan(config.Config(), dc_secrets).cfg.node_source == "pypi"
+    assert nodes.node_config(config.Config(release="2025.1")).node_source == "packages"
+    assert nodes.source_note(config.Config(release="2025.1")) is None
+    assert nodes.source_note(config.Config(node_source="pypi")) is None
+    for release in releases.RELEASES.values():
+        if "packages" in release.node_chroot_runs:
+            assert nodes.packages_here(release), release.name
+
+
+def test_a_node_records_what_it_was_built_from():
+    """What decides whether a node is rebuilt (LocalNodes.up): another release, node
+    source or base than its record."""
+    base = "/cache/nodes/base-trixie"
+    default = nodes.built_from(config.Config(), base)
+    assert default == {"release": "2026.2", "node_source": "pypi", "base": base}
+    assert nodes.built_from(config.Config(release="2025.1"), base)["node_source"] == "packages"
+    assert nodes.built_from(config.Config(node_source="pypi"), base) == default
+    assert nodes.built_from(config.Config(), f"/layer:{base}") != default
+
+
 def test_network_config_is_static_by_name():
     net = yaml.safe_load(nodes.network_config(nodes.addresses(config.Config())["compute-0"]))
     assert net == {"version": 2, "ethernets": {"eth0": {"addresses": ["10.231.0.20/24"]}}}
@@ -71,7 +103,7 @@ def test_apt_proxy_must_be_an_http_url():
 
 
 def test_pypi_nodes_get_the_pip_proxy_as_their_index_and_pip_its_environment(dc_secrets):
-    assert nodes.node_config(config.Config()).pip_index_url is None  # packages: no pip
+    assert nodes.node_config(config.Config(release="2025.1")).pip_index_url is None  # packages: no pip
     cfg = nodes.node_config(config.Config(release="2026.2", node_source="pypi"))
     assert cfg.pip_index_url == "http://10.231.0.10:3141/index/"
     user_data = render.build(cfg, dc_secrets, nodes.addresses(cfg)).files["compute-0/user-data"]

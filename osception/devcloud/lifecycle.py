@@ -355,11 +355,31 @@ class Devcloud:
         followed until each says done (or failed)."""
         from .nodes import LocalNodes, NODES_TIMEOUT
 
+        self._retire_fake_compute(secrets)
         local = LocalNodes(self.layout, say=self.say)
         local.up(cfg, secrets, bake=bake)
         clock.lap("nodes-boot")
         local.follow(NODES_TIMEOUT)
         clock.lap("nodes-setup")
+
+    def _retire_fake_compute(self, secrets) -> None:
+        """With local nodes, nova-compute runs on them only: the devcloud's own (the fake
+        hypervisor a plain `up` started) stops, and its compute service goes (else the
+        scheduler may still place servers on it)."""
+        from .. import topology
+        from .nodes import forget_host
+
+        running = self.procs.running("nova-compute")
+        if running:
+            self.procs.stop(["nova-compute"])
+        hosts = sorted({s.host for s in cloud.connect(secrets).compute.services(binary="nova-compute")
+                        if not topology.is_node_name(s.host)})
+        for host in hosts:
+            forget_host(secrets, host)
+        if running or hosts:
+            self.say("the local nodes are the computes: " + " and ".join(
+                (["stopped the devcloud's fake nova-compute"] if running else []) +
+                ([f"deleted its compute service ({', '.join(hosts)})"] if hosts else [])))
 
     def _all_ready(self, specs: dict[str, Spec]) -> bool:
         return all(s.is_ready() for s in specs.values())
@@ -376,7 +396,10 @@ class Devcloud:
 
         split = releases.get(settings.release).neutron_split
         for_nodes = [p for p in NODE_DEPLOYMENTS if p != "neutron-rpc-server" or split]
-        proxies = ["apt-cacher-ng"] + (["pip-proxy"] if settings.run_config().node_source == "pypi" else [])
+        from .nodes import node_config
+
+        proxies = ["apt-cacher-ng"] + (["pip-proxy"] if node_config(settings.run_config()).node_source == "pypi"
+                                       else [])
         return [n for n in START_ORDER if n != "nova-compute"] + for_nodes + proxies + \
             ["relay"] + [f"node-{n}" for n in LocalNodes(self.layout).names()]
 

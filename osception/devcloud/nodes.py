@@ -49,7 +49,7 @@ import yaml
 from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 
-from .. import day2, progress, render, services, topology
+from .. import day2, progress, releases, render, services, topology
 from ..config import Config
 from ..secrets import Secrets
 from ..state import write_private
@@ -127,20 +127,68 @@ def pip_index_url(cfg: Config) -> str:
     return f"http://{controller_ip(cfg)}:{PIP_PROXY_PORT}/index/"
 
 
+def packages_here(release: releases.Release) -> bool:
+    """Whether the local nodes can fetch the release's node packages: they reach the
+    Debian archive only (through the apt proxy; no route out). The backports come from
+    elsewhere, found by extrepo in its online data (over HTTPS, not through apt): those
+    of every release whose package source is extrepo cannot be fetched here."""
+    return release.extrepo is None
+
+
+def source_note(cfg: Config) -> str | None:
+    """The one line the local nodes' `up` says when they take node_source pypi instead
+    of the release's packages (node_config), else None."""
+    release = releases.get(cfg.release)
+    if cfg.node_source != "packages" or packages_here(release):
+        return None
+    return (f"release {release.name}'s node packages ({release.package_source}) cannot be fetched here "
+            f"(the local nodes reach the Debian archive only): the local nodes use node_source: pypi")
+
+
 def node_config(cfg: Config) -> Config:
-    """The user's config as the local nodes need it: packages through the apt proxy (and
-    with node_source pypi, pip through the PyPI proxy), the
+    """The user's config as the local nodes need it: the release's packages where they
+    can be fetched here, else node_source pypi (source_note says so); packages through
+    the apt proxy (and with node_source pypi, pip through the PyPI proxy), the
     provider network this machine gives (br-provider) as the public network, Open
     vSwitch's userspace datapath (this kernel has no openvswitch module), and libvirt
     without cgroups (a container's cgroup controllers are read-only)."""
-    pip = {"pip_index_url": pip_index_url(cfg)} if cfg.node_source == "pypi" else {}
+    source = "pypi" if source_note(cfg) else cfg.node_source
+    pip = {"pip_index_url": pip_index_url(cfg)} if source == "pypi" else {}
     return with_provider(cfg).model_copy(update={"apt_proxy": apt_proxy(cfg), "ovs_datapath": "netdev",
-                                                 "libvirt_cgroups": False, **pip})
+                                                 "libvirt_cgroups": False, "node_source": source, **pip})
 
 
 def plan(cfg: Config, secrets: Secrets) -> render.Plan:
     """What `osception plan` renders for this config, at this machine's addresses."""
     return render.build(node_config(cfg), secrets, addresses(cfg))
+
+
+# A node's record of what it was built from (built_from): a later `up` with another
+# release, node source or base rebuilds it (LocalNodes.rebuild).
+BUILT_FROM = "built-from.json"
+
+
+def built_from(cfg: Config, base: Path | str) -> dict:
+    """What a local node of this config is built from: the release and node source its
+    packages are (node_config's), and the root it stacks on (a base, a baked layer)."""
+    local = node_config(cfg)
+    return {"release": local.release, "node_source": local.node_source, "base": str(base)}
+
+
+def forget_host(secrets: Secrets, host: str) -> None:
+    """The devcloud's records of a compute host that is no more: its nova-compute service
+    (Nova deletes its compute node and resource provider with it) and its Neutron
+    agents. A rebuilt node registers again under the same name."""
+    from . import cloud  # noqa: PLC0415 (openstacksdk: only when used)
+
+    try:
+        conn = cloud.connect(secrets)
+        for svc in list(conn.compute.services(binary="nova-compute", host=host)):
+            conn.compute.delete_service(svc, ignore_missing=True)
+        for agent in list(conn.network.agents(host=host)):
+            conn.network.delete_agent(agent, ignore_missing=True)
+    except sdk_exc.SDKException:
+        pass  # no devcloud answering: nothing registered to forget
 
 
 def network_config(address: topology.Address) -> str:
@@ -227,19 +275,20 @@ class LocalNodes:
             # apt-cacher-ng's package starts the machine's own instance: not ours to run.
             _run("systemctl", "disable", "--now", "apt-cacher-ng", check=False)
 
-    def base(self) -> Path:
-        """The Debian 13 root every node starts from, built once per machine."""
-        base = cache_home() / "nodes" / f"base-{BASE_SUITE}"
+    def base(self, suite: str = BASE_SUITE) -> Path:
+        """The Debian root of that suite (the release's node OS) every node starts from,
+        built once per machine."""
+        base = cache_home() / "nodes" / f"base-{suite}"
         if (base / ".osception-complete").exists():
             return base
         build = base.with_name(base.name + ".build")
         shutil.rmtree(build, ignore_errors=True)
-        self.say(f"building the nodes' Debian 13 base in {base} (debootstrap, once)")
+        self.say(f"building the nodes' Debian {suite} base in {base} (debootstrap, once)")
         build.parent.mkdir(parents=True, exist_ok=True)
         # debootstrap's own resolver misses virtual packages (cloud-init's cryptography
         # needs python3-cffi-backend-api-*): a minimal root first, then apt inside it.
         _run("debootstrap", "--variant=minbase", "--include=python3,python3-apt,adduser",
-             BASE_SUITE, str(build), MIRROR)
+             suite, str(build), MIRROR)
         policy = build / "usr/sbin/policy-rc.d"  # no service starts while building
         policy.write_text("#!/bin/sh\nexit 101\n")
         policy.chmod(0o755)
@@ -257,7 +306,7 @@ class LocalNodes:
         (build / "etc/machine-id").write_text("")
         shutil.rmtree(base, ignore_errors=True)
         build.rename(base)
-        (base / ".osception-complete").write_text(BASE_SUITE + "\n")
+        (base / ".osception-complete").write_text(suite + "\n")
         return base
 
     # -- networks ----------------------------------------------------------------
@@ -331,7 +380,7 @@ class LocalNodes:
         relay = Spec("relay", [sys.executable, "-m", "osception.devcloud.relay", str(spec_file)],
                      config=[spec_file, tls_dir / "cert.pem"],
                      ready=lambda: "relay ready" in self.layout.log("relay").read_text(errors="replace"))
-        if cfg.node_source != "pypi":
+        if p.cfg.node_source != "pypi":  # node_config's: pypi where packages cannot be fetched
             return [acng, relay]
         return [acng, self.pip_proxy(), relay]
 
@@ -373,7 +422,7 @@ class LocalNodes:
         layer = self.baked_layer(cfg)
         if (layer / ".osception-complete").exists():
             return layer
-        base = self.base()
+        base = self.base(releases.get(cfg.release).node_os.codename)
         work = self.dir / BAKE_DIR
         self._forget_builder(work)
         for d in ("upper", "work", "root"):
@@ -477,8 +526,11 @@ class LocalNodes:
         """`bake`: make the baked node image first if missing. The nodes boot on it when
         it exists and base_images is baked (as `up` boots a cloud's baked image)."""
         self.ensure_host()
-        base = self.base()
+        base = self.base(releases.get(cfg.release).node_os.codename)
         p = plan(cfg, secrets)
+        note = source_note(cfg)
+        if note:
+            self.say(note)
         self.ensure_outer(cfg)
         for spec in self.services(cfg, p):
             if not self.procs.current(spec):
@@ -490,15 +542,20 @@ class LocalNodes:
             self.say(f"the nodes boot the baked node image {layer.name}")
             base = f"{layer}:{base}"  # overlayfs: the upper layer of the builder over the base
         out, changed = {}, []
+        wanted = built_from(cfg, base)
         for n in self.local_nodes(cfg):
             self.wire(n)
             spec = self.spec(n)
             seed = n.root / SEED / "user-data"
+            built = n.dir / BUILT_FROM
+            if n.dir.exists() and (not built.exists() or json.loads(built.read_text()) != wanted):
+                self.rebuild(n, wanted, secrets)
             if self.procs.running(spec.name) and os.path.ismount(n.root) and seed.exists():
                 if seed.read_text() != p.files[f"{n.node.name}/user-data"]:
                     changed.append(n)  # running, set up from older user data: day 2
             else:
                 self.prepare(n, base, p)
+                built.write_text(json.dumps(wanted) + "\n")
                 self.procs.start(spec)
                 self.say(f"{n.node.name}: booting ({n.address.ip}, console: {self.layout.log(n.process)})")
             out[n.node.name] = n
@@ -506,6 +563,25 @@ class LocalNodes:
             with ThreadPoolExecutor(max_workers=len(changed)) as pool:
                 list(pool.map(lambda n: self.apply(n, p), changed))
         return out
+
+    def rebuild(self, n: LocalNode, wanted: dict, secrets: Secrets) -> None:
+        """A node built from another release, node source or base than the config's: its
+        packages are not this config's, and the day-2 pass (config and services) does
+        not install any. So it goes, disk and all, with what the cloud holds of it (its
+        compute service, its agents), and boots again from the base."""
+        built = n.dir / BUILT_FROM
+        was = json.loads(built.read_text()) if built.exists() else None
+        said = ("built by an older osception (no record)" if was is None else
+                "built from " + ", ".join(f"{k} {was.get(k)}" for k in wanted if was.get(k) != wanted[k]))
+        self.say(f"{n.node.name}: {said}; the config asks "
+                 + ", ".join(f"{k} {v}" for k, v in wanted.items() if was is None or was.get(k) != v)
+                 + ": rebuilt from the base (the day-2 pass installs no packages)")
+        self.procs.stop([n.process])
+        if os.path.ismount(n.root):
+            _run("umount", "--lazy", str(n.root), check=False)
+        shutil.rmtree(n.dir, ignore_errors=True)
+        self.layout.log(n.process).unlink(missing_ok=True)
+        forget_host(secrets, n.node.name)
 
     def apply(self, n: LocalNode, p: render.Plan) -> None:
         """A running node to its new user data the way `osception apply` does it (day2.py:

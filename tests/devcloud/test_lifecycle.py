@@ -73,3 +73,25 @@ def test_env_prints_clouds_yaml_and_shell_exports(devcloud):
     assert f"OS_CLIENT_CONFIG_FILE={devcloud.layout.clouds_yaml}" in r.output
     assert f"OS_CLOUD={cloud.MEMBER_CLOUD}" in r.output
     assert oct(devcloud.layout.clouds_yaml.stat().st_mode & 0o777) == "0o600"
+
+
+def test_up_with_nodes_retires_the_fake_hypervisor(devcloud):
+    """After a plain `up`, `up --nodes` stops the devcloud's own nova-compute (the fake
+    hypervisor) and deletes its compute service, said in one line: only the local
+    nodes are computes. (Here the step itself, on the session's devcloud, which a
+    plain `up` then brings back as it was.)"""
+    from osception import secrets as secrets_mod
+
+    dc = Devcloud(devcloud.layout, say=(said := []).append)
+    conn = devcloud.connect("admin")
+    hosts = [s.host for s in conn.compute.services(binary="nova-compute")]
+    assert hosts and dc.procs.running("nova-compute")
+    try:
+        dc._retire_fake_compute(secrets_mod.ensure(devcloud.layout.root, "devcloud"))
+        assert not dc.procs.running("nova-compute")
+        assert list(conn.compute.services(binary="nova-compute")) == []
+        assert said == [f"the local nodes are the computes: stopped the devcloud's fake nova-compute "
+                        f"and deleted its compute service ({', '.join(sorted(set(hosts)))})"]
+    finally:
+        dc.up()  # the fake hypervisor back for the session's other tests
+    assert dc.procs.running("nova-compute")
