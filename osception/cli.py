@@ -678,6 +678,16 @@ def list_releases() -> None:
     for rel in releases.RELEASES.values():
         if rel.kolla_gaps:
             console.print(f"{rel.name} gaps: {rel.kolla_gaps}", highlight=False)
+    # One block per release, components as rows: readable in 100 columns.
+    for rel in releases.RELEASES.values():
+        table = Table(title=f"{rel.name} {rel.codename}: what a real environment runs",
+                      title_justify="left")
+        table.add_column("component", no_wrap=True)
+        table.add_column("version", no_wrap=True)
+        table.add_column("source")
+        for c in releases.components(rel):
+            table.add_row(c.name, c.version, c.source)
+        console.print(table)
     console.print("Not provable here (a real cloud shows them): the Kolla images pulled and run "
                   "by k3s, the nodes' package repositories online (extrepo), the data plane.",
                   highlight=False)

@@ -107,6 +107,12 @@ class Release:
     # The node package sources ("packages", "pypi") whose real run in a Debian root
     # (tests/test_node_playbooks.py, parametrized from this field) passes here.
     node_chroot_runs: tuple[str, ...] = ()
+    # The MariaDB series of the release's Kolla mariadb-server image: the `mariadb` repository
+    # of kolla/template/repos.yaml (dlm.mariadb.com/repo/mariadb-server/<series>/), which
+    # the base image's apt_preferences puts above the distro's (origin dlm.mariadb.com).
+    mariadb: str = "11.4"
+    # The Erlang of its rabbitmq image: the `erlang*` pin of apt_preferences_rabbitmq.ubuntu.
+    erlang: str = "1:27.*"
     # The RabbitMQ series of the release's Kolla `rabbitmq` image: its apt pin of
     # rabbitmq-server (kolla docker/rabbitmq/apt_preferences_rabbitmq.ubuntu; Kolla 18 and
     # 20 also build a `rabbitmq-4-1` image, for kolla-ansible's rabbitmq-upgrade only).
@@ -132,6 +138,13 @@ class Release:
     def package_source(self) -> str:
         return "debian" if self.extrepo is None else f"extrepo:{self.extrepo}"
 
+    @property
+    def kolla_base(self) -> tuple[str, str]:
+        """("ubuntu", "noble"): the distro the Kolla images are built on, the tail of
+        their tag (`<release>-<distro>-<codename>`)."""
+        distro, codename = self.kolla_tag.split("-")[1:]
+        return distro, codename
+
 
 # Image tags: kolla-ansible's `openstack_tag` (`<openstack_release>-<kolla_base_distro>-
 # <kolla_base_distro_version>`, ubuntu's version from kolla_base_distro_version_default_map),
@@ -142,6 +155,7 @@ RELEASES: dict[str, Release] = {
     for r in (
         Release("2024.1", "Caracal", "2024.1-ubuntu-jammy", "openstack_caracal",
                 kolla_version="18.8.0", kolla_ansible_version="18.8.0", tempest_version="38.0.0",
+                mariadb="10.11", erlang="1:26.2.*",
                 # kolla-ansible 18: om_enable_queue_manager false, and with it no transient
                 # quorum queues nor stream fanout (RabbitMQ 3.13 permits transient queues).
                 rabbitmq="3.13", rabbit_queue_manager=False, rabbit_transient_quorum_queue=False,
@@ -157,6 +171,7 @@ RELEASES: dict[str, Release] = {
                 "control plane needs those modes (not done)"),
         Release("2025.1", "Epoxy", "2025.1-ubuntu-noble", None,
                 kolla_version="20.6.0", kolla_ansible_version="20.6.0", tempest_version="43.0.0",
+                mariadb="10.11", erlang="1:26.2.*",
                 rabbitmq="4.0", rabbit_qos_prefetch_count=1,
                 node_chroot_runs=("packages",),
                 mariadb_client="mysql", mariadb_admin="mysqladmin", neutron_split=False),
@@ -203,3 +218,74 @@ def get(name: str) -> Release:
         raise ValueError(
             f"unknown release {name!r}; supported: {', '.join(RELEASES)}"
         ) from None
+
+# --- What a real environment runs (`osception releases`) ----------------------------------
+# Each component's version in a real environment of a release, with where the number comes
+# from. A Kolla image installs its packages when it is built, from repositories that
+# `Pin: version <series>.*` (RabbitMQ, Erlang) or that carry one series only (MariaDB): the
+# patch release floats with that repository, which cannot be reached from here. The Ubuntu
+# and Debian package indexes were read here with apt (signed InRelease, 2026-12-05): the
+# version each archive carries now, which a point release or a security update moves.
+
+# Kolla's memcached image installs the distro's own `memcached` (docker/memcached/
+# Dockerfile.j2, no extra repository): Ubuntu's <codename>-updates/-security main. The
+# images' sources also list the Ubuntu Cloud Archive, which cannot be reached from here.
+UBUNTU_MEMCACHED = {"jammy": "1.6.14-1ubuntu0.3", "noble": "1.6.24-1ubuntu0.3"}
+UBUNTU_VERSIONS = {"jammy": "22.04", "noble": "24.04"}  # Kolla's kolla/common/config.py
+
+# The Debian packages the nodes' Open vSwitch, libvirt and QEMU come from
+# (services.NODE_PACKAGES), and their versions in Debian's <suite>, -updates and -security
+# main.
+NODE_SYSTEM_PACKAGES = {"Open vSwitch": "openvswitch-switch", "libvirt": "libvirt-daemon-system",
+                        "QEMU": "qemu-system-x86"}
+DEBIAN_PACKAGES: dict[str, dict[str, str]] = {
+    "bookworm": {"openvswitch-switch": "3.1.0-2+deb12u1", "libvirt-daemon-system": "9.0.0-4+deb12u2",
+                 "qemu-system-x86": "1:7.2+dfsg-7+deb12u18+b3"},
+    "trixie": {"openvswitch-switch": "3.5.0-1+b1", "libvirt-daemon-system": "11.3.0-3+deb13u3",
+               "qemu-system-x86": "1:10.0.13+ds-0+deb13u1"},
+}
+
+
+@dataclass(frozen=True)
+class Component:
+    name: str  # "RabbitMQ"
+    version: str  # what a real environment runs; a series where it floats
+    source: str  # where that comes from
+
+
+def components(rel: Release) -> tuple[Component, ...]:
+    """The components a real environment of `rel` runs, each with its source."""
+    kolla = f"Kolla {rel.kolla_version}"
+    distro, codename = rel.kolla_base
+    suite = rel.node_os.codename
+    if rel.extrepo is None:
+        nodes = f"Debian {suite} main: this release's own archive"
+    else:
+        nodes = (f"Debian {suite} main; the osbpo repository ({rel.extrepo}) may carry a newer "
+                 "one: not reachable here")
+    rows = [
+        Component("k3s", K3S_VERSION, "osception pins it, one for every release"),
+        Component("Traefik chart", TRAEFIK_CHART,
+                  f"k3s's build of traefik-helm-chart v{TRAEFIK_CHART.split('+up')[1]}, that k3s "
+                  "bundles (TRAEFIK_CHART)"),
+        Component("Traefik", TRAEFIK_VERSION,
+                  "the image k3s's chart values set: k3s-io/k3s#14199 (TRAEFIK_VERSION)"),
+        Component("Kolla base", f"{distro} {codename} ({UBUNTU_VERSIONS[codename]})",
+                  f"the image tag {rel.kolla_tag}; {kolla}, kolla/common/config.py"),
+        Component("RabbitMQ", f"{rel.rabbitmq}.* on Erlang {rel.erlang}",
+                  f"the {rel.rabbitmq} series, its patch as RabbitMQ's apt repository has it: "
+                  f"{kolla}, rabbitmq image, apt_preferences_rabbitmq.ubuntu"),
+        Component("MariaDB", f"{rel.mariadb}.*",
+                  f"the {rel.mariadb} series, its patch as dlm.mariadb.com has it: {kolla}, "
+                  "kolla/template/repos.yaml"),
+        Component("memcached", UBUNTU_MEMCACHED[codename],
+                  f"Ubuntu {codename}-updates: {kolla}'s memcached image installs the distro's "
+                  "(the Cloud Archive not reachable here)"),
+    ]
+    for name, package in NODE_SYSTEM_PACKAGES.items():
+        rows.append(Component(name, DEBIAN_PACKAGES[suite][package], f"{package}, {nodes}"))
+    services = ", ".join(f"{p} {v}" for p, v in service_versions(rel.name, ("nova", "neutron")).items())
+    rows.append(Component("node_source pypi", services,
+                          f"PyPI, the release's lock; {', '.join(NODE_SYSTEM_PACKAGES)} from "
+                          f"Debian {suite} as above, no osbpo"))
+    return tuple(rows)
