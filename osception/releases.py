@@ -219,6 +219,7 @@ def get(name: str) -> Release:
             f"unknown release {name!r}; supported: {', '.join(RELEASES)}"
         ) from None
 
+
 # --- What a real environment runs (`osception releases`) ----------------------------------
 # Each component's version in a real environment of a release, with where the number comes
 # from. A Kolla image installs its packages when it is built, from repositories that
