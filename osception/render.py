@@ -29,7 +29,7 @@ import jinja2
 import yaml
 
 from . import endpoints, ini, releases, services, tls
-from .patches import review_url
+from . import patches as patches_mod
 from .topology import Address, Node, nodes, placeholder_addresses
 from .config import Config, ConfigError
 from . import secrets as secrets_mod
@@ -40,7 +40,6 @@ from .state import check_dir, write_file
 NODE_ETC = "/etc/osception"  # on every node: setup script, playbooks, vars, rendered files
 NODE_CONSTRAINTS = f"{NODE_ETC}/constraints.txt"  # node_source pypi: the release's lock
 NODE_PATCHES = f"{NODE_ETC}/patches"  # patches: files, per project
-NODE_REVIEWS = "/var/lib/osception/reviews"  # patches: reviews, fetched by the node
 # `osception bake`: what a baked image was made for ("node 2026.2 packages 0.1.0"),
 # written in it; the setup scripts skip what it installed when it matches theirs.
 BAKED_STAMP = "/var/lib/osception/baked"
@@ -95,6 +94,8 @@ class Plan:
     ingress: tls.Ingress | None = None  # what Traefik serves, and what verifies it
     mtu: int = DEFAULT_MTU  # the outer network's: the nodes' physical network
     tls_cert: str | None = None  # the controller's certificate, the environment's CA issued
+    # patches: reviews, pinned when the plan is made ({(project, index in its list): Review})
+    reviews: dict[tuple[str, int], patches_mod.Review] = field(default_factory=dict)
 
     def node_endpoints(self) -> endpoints.Endpoints:
         """Where a compute or network node reaches the controller. Its services verify
@@ -464,7 +465,30 @@ def new_plan(cfg: Config, secrets: Secrets, controller: Address, mtu: int | None
     plan.tls_cert = tls.server_cert(secrets.tls, domain, ip)
     # what Traefik serves: that certificate, or the user's own (tls: in osception.yaml)
     plan.ingress = tls.ingress(cfg.tls, secrets.tls, plan.tls_cert)
+    plan.reviews = resolve_reviews(cfg)
+    if plan.reviews:  # what the plan pins, readable beside the files that carry it
+        plan.files[REVIEWS_FILE] = yaml.safe_dump([
+            {"project": project, "patch": i, "review": r.review, "change": r.change,
+             "patchset": r.patchset, "sha256": r.sha256, "url": f"{patches_mod.GERRIT}/c/{r.change}/{r.patchset}"}
+            for (project, i), r in sorted(plan.reviews.items())], sort_keys=False)
     return plan
+
+
+REVIEWS_FILE = "reviews.yaml"
+
+
+def resolve_reviews(cfg: Config) -> dict[tuple[str, int], patches_mod.Review]:
+    """Every `review:` patch of the config pinned: its patch set, content and sha256,
+    fetched from Gerrit now (a config without reviews needs no network)."""
+    out = {}
+    for project, patches in sorted(cfg.patches.items()):
+        for i, p in enumerate(patches, 1):
+            if p.review is not None:
+                try:
+                    out[(project, i)] = patches_mod.resolve(p.review)
+                except patches_mod.PatchError as e:
+                    raise ConfigError(f"patches.{project}.{i - 1}: {e}") from None
+    return out
 
 
 def add_controller(plan: Plan, secrets: Secrets, ep: endpoints.Endpoints | None = None) -> None:
@@ -508,7 +532,7 @@ def add_controller(plan: Plan, secrets: Secrets, ep: endpoints.Endpoints | None 
         knobs=knob_reader(cfg, tuned := {}),
         # patches: (osception.yaml) on the controller: each project's patch files and the
         # arguments of its pods' `patch` init container (k8s/_kolla.j2)
-        **controller_patches(cfg),
+        **controller_patches(cfg, plan.reviews),
         script=script,
         k3s_version=releases.K3S_VERSION,
         k3s_exec=K3S_EXEC,
@@ -581,7 +605,7 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
     units = node_units(cfg, release, node.role)
     for dest, text in units.items():
         plan.files[f"{node.name}/systemd/{dest.rsplit('/', 1)[1]}"] = text
-    node_patches, patch_files = node_patches_of(cfg, node)
+    node_patches, patch_files = node_patches_of(cfg, node, plan.reviews)
     vars_yaml = yaml.safe_dump(node_vars(cfg, release, node, address, plan.controller_ip, mtu, node_patches, units),
                                sort_keys=False)
     plan.files[f"{node.name}/user-data"] = render_template(
@@ -751,17 +775,20 @@ PATCH_PATHS = {"files": "/var/lib/osception-patches", "script": "/var/lib/oscept
                "site": "/var/lib/osception/patched", "state": "/var/lib/osception/patch-state"}
 
 
-def controller_patches(cfg: Config) -> dict:
-    """The templates' `patches` ({project: osception-patch.py's patch arguments, a file
-    of the ConfigMap or review:CHANGE[/PS] that the init container fetches}),
-    `patch_files` ({project: {ConfigMap key: text}}) and `patch_paths`."""
+def controller_patches(cfg: Config, reviews: dict[tuple[str, int], patches_mod.Review]) -> dict:
+    """The templates' `patches` ({project: osception-patch.py's patch arguments, files
+    of the ConfigMap; a review's pinned to its sha256}), `patch_files` ({project:
+    {ConfigMap key: text}}, a review's content as the plan pinned it) and `patch_paths`."""
     args: dict[str, list[str]] = {}
     files: dict[str, dict[str, str]] = {}
     for project, patches in cfg.patches.items():
         files[project] = {}
         for i, p in enumerate(patches, 1):
             if p.file is None:
-                args.setdefault(project, []).append(f"review:{p.review}")
+                review = reviews[(project, i)]
+                key = f"{i:02d}-{review.file_name}"
+                files[project][key] = review.text
+                args.setdefault(project, []).append(patches_mod.pinned(f"{PATCH_PATHS['files']}/{key}", review))
                 continue
             key = f"{i:02d}-" + re.sub(r"[^-._a-zA-Z0-9]", "-", p.file.name)
             try:
@@ -772,21 +799,25 @@ def controller_patches(cfg: Config) -> dict:
     return {"patches": args, "patch_files": files, "patch_paths": PATCH_PATHS}
 
 
-def node_patches_of(cfg: Config, node: Node) -> tuple[list[dict], dict[str, bytes]]:
-    """The node's `patches` variable (each project it runs: its patch files in order, the
-    reviews it fetches, its services) and the patch files its user data carries."""
+def node_patches_of(cfg: Config, node: Node, reviews: dict[tuple[str, int], patches_mod.Review]
+                    ) -> tuple[list[dict], dict[str, bytes]]:
+    """The node's `patches` variable (each project it runs: its patch files in order, a
+    review's pinned to its sha256, and its services) and the patch files its user data
+    carries (a review's content as the plan pinned it: the node fetches nothing)."""
     out, files = [], {}
     for project, units in services.NODE_PATCHABLE[node.role].items():
-        paths, reviews = [], []
+        paths = []
         for i, p in enumerate(cfg.patches.get(project, []), 1):
             if p.file is not None:
                 dest = f"{NODE_PATCHES}/{project}/{i:02d}-{p.file.name}"
                 files[dest] = p.file.read_bytes()
+                paths.append(dest)
             else:
-                dest = f"{NODE_REVIEWS}/{project}-{i:02d}-review-{p.review.replace('/', '-')}.patch"
-                reviews.append({"url": review_url(p.review), "dest": dest})
-            paths.append(dest)
-        out.append({"project": project, "files": paths, "reviews": reviews, "services": list(units)})
+                review = reviews[(project, i)]
+                dest = f"{NODE_PATCHES}/{project}/{i:02d}-{review.file_name}"
+                files[dest] = review.text.encode()
+                paths.append(patches_mod.pinned(dest, review))
+        out.append({"project": project, "files": paths, "services": list(units)})
     return out, files
 
 

@@ -31,13 +31,19 @@ def docs(request, release_plan, state_home, tmp_path_factory):
     of a plan that patches every project (its `patch` init containers, ConfigMaps)."""
     plan = release_plan
     if request.param == "patched":
+        from osception import patches as patches_mod
+        from tests import gerrit
+
         folder = tmp_path_factory.mktemp("patches")
         patches = {}
         for project in services.PATCHABLE:
             (folder / "fix.patch").write_text(f"diff --git a/{project}/x.py b/{project}/x.py\n")
             patches[project] = [config.Patch(file=folder / "fix.patch"), config.Patch(review="912345")]
         cfg = release_plan.cfg.model_copy(update={"patches": patches})
-        plan = render.build(cfg, secrets.ensure(state_home / cfg.name, cfg.name))
+        with gerrit.serving({912345: {1: "diff --git a/nova/x.py b/nova/x.py\n"}}) as review_server, \
+                pytest.MonkeyPatch.context() as mp:
+            mp.setattr(patches_mod, "GERRIT", review_server.url)
+            plan = render.build(cfg, secrets.ensure(state_home / cfg.name, cfg.name))
     out = []
     for path, text in sorted(plan.files.items()):
         if path.startswith("k8s-0/manifests/"):

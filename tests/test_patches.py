@@ -6,6 +6,8 @@ file and hunk."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import importlib.util
 import os
 import shutil
@@ -257,3 +259,90 @@ def test_bad_patches_config_is_one_clear_line(tmp_path, text, message):
     (tmp_path / "a.patch").write_text("")
     with pytest.raises(config.ConfigError, match=message):
         _load(tmp_path, text)
+
+
+# --- review: patches are pinned when the plan is made --------------------------------------
+
+def _review_plan(tmp_path, monkeypatch, gerrit_url: str, review: str = "912345"):
+    from osception import config, render, secrets
+
+    monkeypatch.setattr(patches, "GERRIT", gerrit_url)
+    monkeypatch.setattr(patches, "_resolved", {})
+    cfg = _load(tmp_path, f"patches:\n  nova:\n    - review: \"{review}\"\n")
+    return render.build(cfg, secrets.ensure(tmp_path / "state", cfg.name))
+
+
+def test_a_review_is_pinned_when_the_plan_is_made_and_nothing_fetches_it_later(tmp_path, monkeypatch):
+    """The plan resolves `review: CHANGE` once (against a local HTTP server serving
+    Gerrit's REST answers, tests/gerrit.py): the current patch set and its sha256 are in
+    the plan, the content itself in the controller's ConfigMap and in each node's user
+    data, every `patch` argument pinned to that sha256; no file of the plan names a
+    review to fetch."""
+    import yaml
+
+    from osception import render
+    from tests import gerrit
+
+    old, current = _add_line("PATCHED = 'ps1'"), _add_line("PATCHED = 'ps2'")
+    texts = {n: _format_patch(tmp_path, f"ps{n}", change).read_text() for n, change in ((1, old), (2, current))}
+    with gerrit.serving({912345: texts}) as server:
+        plan = _review_plan(tmp_path, monkeypatch, server.url)
+        requests = list(server.requests)
+    sha = hashlib.sha256(texts[2].encode()).hexdigest()
+    assert yaml.safe_load(plan.files[render.REVIEWS_FILE]) == [{
+        "project": "nova", "patch": 1, "review": "912345", "change": 912345, "patchset": 2, "sha256": sha,
+        "url": f"{server.url}/c/912345/2"}]
+    assert len(requests) == 2  # the change's current patch set, its patch: once for the whole plan
+    docs = [d for rel, text in plan.files.items() if rel.startswith("k8s-0/manifests/")
+            for d in yaml.safe_load_all(text) if d]
+    (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "nova-patches"]
+    assert cm["data"] == {"01-review-912345-2.patch": texts[2]}
+    args = [a for d in docs if d["kind"] in ("Deployment", "Job")
+            for c in d["spec"]["template"]["spec"].get("initContainers", []) if c["name"] == "patch"
+            for a in c["command"]]
+    assert f"{render.PATCH_PATHS['files']}/01-review-912345-2.patch#sha256:{sha}" in args
+    assert not [a for a in args if a.startswith("review:")]
+    node = yaml.safe_load(plan.files["compute-0/user-data"])
+    dest = f"{render.NODE_PATCHES}/nova/01-review-912345-2.patch"
+    (carried,) = [f for f in node["write_files"] if f["path"] == dest]
+    assert base64.b64decode(carried["content"]).decode() == texts[2]
+    node_vars = yaml.safe_load(next(f["content"] for f in node["write_files"] if f["path"].endswith("/vars.yml")))
+    (nova,) = [p for p in node_vars["patches"] if p["project"] == "nova"]
+    assert nova["files"] == [f"{dest}#sha256:{sha}"]
+    for rel, text in plan.files.items():  # nothing left that fetches
+        assert "/changes/912345" not in text and "review:912345" not in text, rel
+
+
+def test_the_applier_applies_only_the_pinned_content(tmp_path, site):
+    patch = _format_patch(tmp_path, "a", _add_line("PATCHED = 'a'"))
+    sha = hashlib.sha256(patch.read_bytes()).hexdigest()
+    argv = [sys.executable, str(SCRIPT), "--site", str(site), "--state", str(tmp_path / "state")]
+    wrong = subprocess.run(argv + [f"{patch}#sha256:{'0' * 64}"], capture_output=True, text=True)
+    assert wrong.returncode == 1
+    assert wrong.stderr == f"patch failed: {patch}: its sha256 is {sha}, the plan pinned {'0' * 64}: " \
+                           "not the content the plan was made with\n"
+    assert "PATCHED" not in (site / FILE).read_text()
+    right = subprocess.run(argv + [f"{patch}#sha256:{sha}"], capture_output=True, text=True)
+    assert (right.returncode, right.stdout) == (0, f"applied: {patch.name}\n"), right.stderr
+
+
+def test_a_plan_whose_review_server_cannot_answer_says_so_in_one_line(tmp_path, monkeypatch):
+    import socket
+
+    from typer.testing import CliRunner
+
+    from osception.cli import app
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        url = f"http://127.0.0.1:{s.getsockname()[1]}"
+    monkeypatch.setattr(patches, "GERRIT", url)
+    monkeypatch.setattr(patches, "_resolved", {})
+    monkeypatch.setenv("OSCEPTION_HOME", str(tmp_path / "home"))
+    (tmp_path / "osception.yaml").write_text("patches:\n  nova:\n    - review: \"912345/3\"\n")
+    result = CliRunner().invoke(app, ["plan", "-c", str(tmp_path / "osception.yaml"), "--out", str(tmp_path / "out")])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
+    assert len(lines) == 1, result.output
+    assert lines[0].startswith(f"error: patches.nova.0: review 912345/3: cannot fetch it from {url} (")
+    assert "give the patch as file:" in lines[0]

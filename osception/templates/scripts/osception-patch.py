@@ -6,8 +6,9 @@ devcloud's services venv):
     osception-patch.py --site DIR --state DIR [--shadow PACKAGE] [PATCH ...]
 
 DIR is where the package is installed (site-packages or dist-packages). Each PATCH is a
-`git format-patch` or unified diff of the project's repository (paths `a/nova/...`), or
-`review:CHANGE[/PATCHSET]`, an upstream Gerrit review, fetched once into the state DIR.
+`git format-patch` or unified diff of the project's repository (paths `a/nova/...`),
+optionally as PATH#sha256:HEX: then its content must have that sha256 (an upstream
+review, pinned when the plan was made; nothing is fetched here).
 Only the files under the packages installed in DIR are applied (a change's tests and
 release notes are not installed); a patch that touches none of them is an error.
 
@@ -31,19 +32,16 @@ pristine code. Prints one line of what it did; exit 0, or 1 on failure.
 from __future__ import annotations
 
 import argparse
-import base64
 import hashlib
 import importlib.util
 import re
 import shutil
 import sys
-import urllib.request
 from pathlib import Path
 
 STAMP = "applied.sha256"
 PRISTINE = "pristine"
-REVIEWS = "reviews"
-GERRIT = "https://review.opendev.org"
+SHA256_SUFFIX = "#sha256:"  # PATH#sha256:HEX, a patch pinned by its content
 DIFF_HEADER = re.compile(r"^diff --git a/(\S+) b/(\S+)$")
 HUNK_HEADER = re.compile(r"^@@ -(\d+)(?:,(\d+))? \+(\d+)(?:,(\d+))? @@")
 
@@ -232,24 +230,15 @@ def apply(site: Path, state: Path, patches: list[Path]) -> str:
 
 
 # -- where the patches and the package come from -------------------------------------------
-def review_url(review: str) -> str:
-    """Gerrit's REST API for a change's patch (base64): a patchset, else the current one."""
-    change, _, patchset = review.partition("/")
-    return f"{GERRIT}/changes/{change}/revisions/{patchset or 'current'}/patch?download"
-
-
-def fetch_review(review: str, state: Path) -> Path:
-    """The review's patch, fetched once into the state folder."""
-    path = state / REVIEWS / f"review-{review.replace('/', '-')}.patch"
-    if not path.exists():
-        try:
-            with urllib.request.urlopen(review_url(review), timeout=60) as r:
-                data = base64.b64decode(r.read())
-        except OSError as e:
-            raise PatchError(f"review {review}: cannot fetch {review_url(review)}: {e}") from None
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(data)
-    return path
+def pinned_file(arg: str) -> Path:
+    """A patch argument's file; with #sha256:HEX, only if its content has that sha256."""
+    path, _, expected = arg.partition(SHA256_SUFFIX)
+    if expected:
+        actual = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+        if actual != expected.lower():
+            raise PatchError(f"{path}: its sha256 is {actual}, the plan pinned {expected}: "
+                             "not the content the plan was made with")
+    return Path(path)
 
 
 def shadow(package: str, site: Path) -> str:
@@ -270,13 +259,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--state", type=Path, required=True, help="pristine copies and the applied set")
     parser.add_argument("--shadow", metavar="PACKAGE",
                         help="copy PACKAGE from this interpreter's import path into --site first")
-    parser.add_argument("patches", nargs="*", help="patch files, or review:CHANGE[/PATCHSET]")
+    parser.add_argument("patches", nargs="*", help="patch files, each PATH or PATH#sha256:HEX")
     args = parser.parse_args(argv)
     try:
         if args.shadow:
             shadow(args.shadow, args.site)
-        files = [fetch_review(p.removeprefix("review:"), args.state) if p.startswith("review:")
-                 else Path(p) for p in args.patches]
+        files = [pinned_file(p) for p in args.patches]
         print(apply(args.site, args.state, files))
     except (PatchError, OSError) as e:
         print(f"patch failed: {e}", file=sys.stderr)
