@@ -8,8 +8,9 @@
 # - .venv: osception with its test extras (kubernetes-validate, ansible...).
 # - Debian packages: cloud-init (its schema validator), shellcheck, uWSGI with its python3
 #   plugin (as Kolla's API images run it: tests/test_uwsgi_pythonpath.py); with the slow tests
-#   also debootstrap, the devcloud's MariaDB, RabbitMQ, memcached and QEMU (the guest
-#   image's boot test) (installed when missing; needs root, else says what to install).
+#   also debootstrap, the devcloud's MariaDB, memcached and QEMU (the guest image's boot
+#   test) (installed when missing; needs root, else says what to install); the devcloud's
+#   RabbitMQ runs from a Debian 13 root built once in the machine cache (rabbitmq/).
 # - .venv-openstack-<release>: the real OpenStack services of each release, from the
 #   locks osception ships (osception/devcloud/services-venv/), for
 #   oslo-config-validator and the devcloud (the default release's cloud tests run in
@@ -42,7 +43,9 @@ needs() { grep -qx "$1" <<<"$needed"; }
 
 debs=(cloud-init shellcheck uwsgi-core uwsgi-plugin-python3)
 if needs root; then debs+=(debootstrap); fi
-if needs devcloud; then debs+=(mariadb-server rabbitmq-server memcached); fi
+# The devcloud's RabbitMQ is Debian 13's, whatever this machine runs: `devcloud up` builds
+# its root once with debootstrap into the machine cache ($cache/rabbitmq/root-trixie).
+if needs devcloud; then debs+=(mariadb-server memcached debootstrap); fi
 if needs qemu; then debs+=(qemu-system-x86); fi
 missing=()
 for pkg in "${debs[@]}"; do

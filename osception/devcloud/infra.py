@@ -1,38 +1,56 @@
 """MariaDB, RabbitMQ and memcached from the distro, each as the devcloud's OWN instance:
 own data dir under the state folder, own ports (layout.PORTS), bound to 127.0.0.1.
-The machine's own services of these packages, if any, are never used or touched."""
+The machine's own services of these packages, if any, are never used or touched.
+
+RabbitMQ is Debian 13's (4.x: it reads `deprecated_features.permit.*`), whatever this
+machine runs, from a minimal Debian 13 root of its own in the machine's cache, run
+with chroot in a mount namespace of its own (the devcloud's config, certificates and
+data bound in) on this machine's network: it refuses what the release's RabbitMQ
+refuses (releases.Release.rabbitmq_denied), with the controller's rabbitmq.conf."""
 
 from __future__ import annotations
 
 import hashlib
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
 
-from .. import services
+from .. import releases, services
 from ..secrets import Secrets
 from ..state import write_private
 from .layout import HOST, PORTS, Layout
+from .manifests import Manifests
 from .processes import DevcloudError, Spec, tail
+from .venv import cache_home
 
 # Debian package -> a file it installs that the devcloud runs.
 PACKAGES = {
     "mariadb-server": "/usr/sbin/mariadbd",
-    "rabbitmq-server": "/usr/lib/rabbitmq/bin/rabbitmq-server",
     "memcached": "/usr/bin/memcached",
+    "debootstrap": "/usr/sbin/debootstrap",  # RabbitMQ's Debian 13 root
 }
 RABBITMQ_NODE = "osception-devcloud@localhost"
+# RabbitMQ's root: Debian 13's rabbitmq-server (4.0.5 in trixie) and its Erlang.
+RABBITMQ_SUITE = "trixie"
+RABBITMQ_SERVER = "/usr/lib/rabbitmq/bin/rabbitmq-server"
+# Where the root sees the devcloud's RabbitMQ files: the paths of the controller's
+# rabbitmq.conf (templates/k8s/11-rabbitmq.yaml.j2), so it applies as rendered.
+RABBITMQ_ETC = "/etc/rabbitmq"
+RABBITMQ_HOME = "/var/lib/rabbitmq"
 
 
 def is_root() -> bool:
     return os.geteuid() == 0
 
 
-def ensure_packages(layout: Layout) -> list[str]:
-    """Install the missing packages when root, else say exactly what to install."""
+def ensure_packages(layout: Layout, say=print) -> list[str]:
+    """Install the missing packages when root, else say exactly what to install; then
+    RabbitMQ's root (once per machine)."""
     missing = [pkg for pkg, path in PACKAGES.items() if not Path(path).exists()]
     if not missing:
+        rabbitmq_root(layout, say)
         return []
     command = f"apt-get install -y --no-install-recommends {' '.join(missing)}"
     if not is_root() or not shutil.which("apt-get"):
@@ -46,7 +64,56 @@ def ensure_packages(layout: Layout) -> list[str]:
                       "-o", "DPkg::Lock::Timeout=300", *missing]):
             if subprocess.run(argv, stdout=out, stderr=subprocess.STDOUT, env=env).returncode:
                 raise DevcloudError(f"`{' '.join(argv)}` failed; end of {log}:\n{tail(log)}")
+    rabbitmq_root(layout, say)
     return missing
+
+
+def rabbitmq_root_dir() -> Path:
+    """Where RabbitMQ's root is: the machine's cache, shared by every devcloud."""
+    return cache_home() / "rabbitmq" / f"root-{RABBITMQ_SUITE}"
+
+
+def rabbitmq_root(layout: Layout, say=print) -> Path:
+    """A minimal Debian 13 root with rabbitmq-server, built once per machine in its cache
+    (debootstrap from the nodes' Debian mirror), then only read."""
+    from .nodes import MIRROR  # noqa: PLC0415 (the nodes' mirror setting)
+    root = rabbitmq_root_dir()
+    if (root / ".osception-complete").exists():
+        return root
+    if not is_root():
+        raise DevcloudError("the devcloud's RabbitMQ runs from a Debian 13 root built once with "
+                            f"debootstrap (root needed): run `osception devcloud up` as root once")
+    build = root.with_name(root.name + ".build")
+    shutil.rmtree(build, ignore_errors=True)
+    build.parent.mkdir(parents=True, exist_ok=True)
+    say(f"building RabbitMQ's Debian 13 root in {root} (debootstrap, once)")
+    log = layout.log("rabbitmq-root")
+    with open(log, "wb") as out:
+        rc = subprocess.run(["debootstrap", "--variant=minbase", "--include=rabbitmq-server",
+                             RABBITMQ_SUITE, str(build), MIRROR],
+                            stdout=out, stderr=subprocess.STDOUT).returncode
+    if rc or not (build / RABBITMQ_SERVER.lstrip("/")).exists():
+        raise DevcloudError(f"debootstrap of RabbitMQ's root failed; end of {log}:\n{tail(log)}")
+    shutil.rmtree(build / "var/cache/apt/archives", ignore_errors=True)
+    shutil.rmtree(root, ignore_errors=True)
+    build.rename(root)
+    version = subprocess.run(["chroot", str(root), "dpkg-query", "-W", "-f=${Version}", "rabbitmq-server"],
+                             capture_output=True, text=True).stdout.strip()
+    (root / ".osception-complete").write_text(f"rabbitmq-server {version}\n")
+    return root
+
+
+def in_root(root: Path, binds: dict[str, Path], argv: list[str]) -> list[str]:
+    """argv run in `root` (chroot) in a mount namespace of its own: the root read-only,
+    /proc, /dev, a /tmp of its own and `binds` ({path in the root: path here}) mounted
+    for this process only; they go away with it. The network is this machine's."""
+    mounts = [f'mount --bind "$r" "$r"', f'mount -o remount,bind,ro "$r"',
+              'mount -t proc proc "$r/proc"', 'mount --bind /dev "$r/dev"',
+              'mount -t tmpfs tmpfs "$r/tmp"']
+    mounts += [f'mount --bind {shlex.quote(str(here))} "$r"{shlex.quote(inside)}'
+               for inside, here in binds.items()]
+    script = f'set -e; r={shlex.quote(str(root))}; ' + "; ".join(mounts) + '; exec chroot "$r" "$@"'
+    return ["unshare", "--mount", "--propagation", "private", "sh", "-c", script, "osception-root", *argv]
 
 
 def db_root_password(secrets: Secrets) -> str:
@@ -133,42 +200,75 @@ def mariadb(layout: Layout) -> Spec:
 
 
 def epmd(layout: Layout) -> Spec:
-    # RabbitMQ's Erlang VM would otherwise start (or use) the machine's epmd on 4369.
-    return Spec("epmd", ["epmd", "-port", str(PORTS["epmd"]), "-address", HOST],
+    # RabbitMQ's Erlang VM would otherwise start (or use) the machine's epmd on 4369;
+    # this one is the root's Erlang's.
+    root = rabbitmq_root_dir()
+    return Spec("epmd", ["chroot", str(root), "epmd", "-port", str(PORTS["epmd"]), "-address", HOST],
                 port=PORTS["epmd"])
 
 
-def rabbitmq(layout: Layout, secrets: Secrets) -> Spec:
+def rabbitmq_conf(man: Manifests, release: releases.Release) -> str:
+    """The controller's rabbitmq.conf (ConfigMap rabbitmq-config) on the devcloud's
+    ports, denying the deprecated features the release's RabbitMQ denies by default
+    (Debian 13's 4.0 permits them unless told)."""
+    ports = {services.RABBITMQ_PORT: PORTS["rabbitmq"], services.RABBITMQ_TLS_PORT: PORTS["rabbitmq-tls"]}
+    lines = []
+    for line in man.config_maps["rabbitmq-config"]["rabbitmq.conf"].splitlines():
+        key, sep, value = (part.strip() for part in line.partition("="))
+        if sep and key.startswith("listeners."):
+            port = int(value.rsplit(":", 1)[1])
+            line = f"{key} = {HOST}:{ports[port]}"
+        elif key.startswith("log."):
+            continue  # the devcloud's own, below
+        lines.append(line)
+    lines += ["# osception devcloud: what the release's RabbitMQ "
+              f"{release.rabbitmq} denies by default",
+              *(f"deprecated_features.permit.{f} = false" for f in release.rabbitmq_denied),
+              "log.console = true", "log.console.level = warning", "log.file = false"]
+    return "\n".join(lines) + "\n"
+
+
+def rabbitmq(layout: Layout, man: Manifests, release: releases.Release) -> Spec:
+    """The controller's RabbitMQ: its rabbitmq.conf (both listeners: plain for the
+    services here, TLS with the controller's certificate for the local nodes), its
+    definitions.json (the services' user and permissions), Debian 13's broker."""
+    root = rabbitmq_root_dir()
     home = layout.data("rabbitmq")  # also $HOME: the Erlang cookie lives there
+    # Its data dir is of the broker that made it: another one's (an earlier devcloud's
+    # Debian 12 broker) it cannot upgrade. Queues and messages are throw-away here.
+    broker = root / ".osception-complete"
+    stamp = home / ".osception-broker"
+    if broker.exists() and (not stamp.exists() or stamp.read_text() != broker.read_text()):
+        shutil.rmtree(home, ignore_errors=True)
+        home.mkdir(parents=True)
+        stamp.write_text(broker.read_text())
     home.mkdir(parents=True, exist_ok=True)
     conf = layout.etc("rabbitmq")
-    # default_user is created on the first boot: the user of transport_url.
-    write_private(conf / "rabbitmq.conf", "\n".join([
-        f"listeners.tcp.1 = {HOST}:{PORTS['rabbitmq']}",
-        f"default_user = {services.RABBITMQ_USER}",
-        f"default_pass = {secrets.rabbitmq_password}",
-        "log.console = true",
-        "log.console.level = warning",
-        "log.file = false",
-    ]) + "\n")
+    (conf / "certs").mkdir(parents=True, exist_ok=True)
+    write_private(conf / "rabbitmq.conf", rabbitmq_conf(man, release))
+    secret = man.secrets["rabbitmq-secrets"]
+    for name in ("definitions.json", "rabbitmq-cert.pem", "rabbitmq-key.pem"):
+        write_private(conf / ("certs" if name.endswith(".pem") else "") / name, secret[name])
     (conf / "enabled_plugins").write_text("[].\n")  # no management plugin, no extra port
     (conf / "rabbitmq-env.conf").write_text("# osception devcloud: all settings are in the env\n")
     env = {
-        "HOME": str(home),
+        "HOME": RABBITMQ_HOME,
         "RABBITMQ_NODENAME": RABBITMQ_NODE,
-        "RABBITMQ_CONF_ENV_FILE": str(conf / "rabbitmq-env.conf"),  # not /etc/rabbitmq's
-        "RABBITMQ_CONFIG_FILE": str(conf / "rabbitmq.conf"),
-        "RABBITMQ_ADVANCED_CONFIG_FILE": str(conf / "advanced.config"),
-        "RABBITMQ_ENABLED_PLUGINS_FILE": str(conf / "enabled_plugins"),
-        "RABBITMQ_MNESIA_BASE": str(home / "mnesia"),
-        "RABBITMQ_LOG_BASE": str(layout.root / "logs"),
+        "RABBITMQ_CONF_ENV_FILE": f"{RABBITMQ_ETC}/rabbitmq-env.conf",
+        "RABBITMQ_CONFIG_FILE": f"{RABBITMQ_ETC}/rabbitmq.conf",
+        "RABBITMQ_ADVANCED_CONFIG_FILE": f"{RABBITMQ_ETC}/advanced.config",
+        "RABBITMQ_ENABLED_PLUGINS_FILE": f"{RABBITMQ_ETC}/enabled_plugins",
+        "RABBITMQ_MNESIA_BASE": f"{RABBITMQ_HOME}/mnesia",
+        "RABBITMQ_LOG_BASE": f"{RABBITMQ_HOME}/log",
         "RABBITMQ_LOGS": "-",
         "RABBITMQ_DIST_PORT": str(PORTS["rabbitmq-dist"]),
         "ERL_EPMD_PORT": str(PORTS["epmd"]),
         "RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS": "-kernel inet_dist_use_interface {127,0,0,1}",
     }
-    return Spec("rabbitmq", [PACKAGES["rabbitmq-server"]], port=PORTS["rabbitmq"], env=env,
-                config=[conf / "rabbitmq.conf"], cwd=home)
+    argv = in_root(root, {RABBITMQ_ETC: conf, RABBITMQ_HOME: home}, [RABBITMQ_SERVER])
+    return Spec("rabbitmq", argv, port=PORTS["rabbitmq"], env=env,
+                config=[conf / "rabbitmq.conf", conf / "definitions.json", conf / "certs" / "rabbitmq-cert.pem"],
+                cwd=home)
 
 
 def memcached(layout: Layout) -> Spec:

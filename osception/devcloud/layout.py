@@ -32,6 +32,7 @@ VENV_ENV_VAR = "OSCEPTION_DEVCLOUD_VENV"
 PORTS = {
     "mariadb": 23306,
     "rabbitmq": 25682,
+    "rabbitmq-tls": 25671,  # the controller's TLS listener (the local nodes', via the relay)
     "rabbitmq-dist": 25683,  # Erlang distribution, bound to 127.0.0.1
     "epmd": 24369,  # our own Erlang port mapper, not the machine's
     "memcached": 21211,

@@ -114,12 +114,12 @@ class Devcloud:
         self.procs = Processes(layout)
 
     # -- what runs ------------------------------------------------------------
-    def specs(self, venv: Path, secrets, man: Manifests) -> dict[str, Spec]:
+    def specs(self, venv: Path, secrets, man: Manifests, release: releases.Release) -> dict[str, Spec]:
         """Every process: the infrastructure, the controller's Deployments as the manifests
         give them (APIs under gunicorn instead of uWSGI), and a compute node's nova-compute."""
         lay = self.layout
         local = Local(lay, venv)
-        out = {s.name: s for s in (infra.epmd(lay), infra.rabbitmq(lay, secrets),
+        out = {s.name: s for s in (infra.epmd(lay), infra.rabbitmq(lay, man, release),
                                    infra.memcached(lay), infra.mariadb(lay),
                                    ingress.spec(lay, self.say))}
         under_gunicorn = configs.uwsgi_apis(man)
@@ -238,7 +238,7 @@ class Devcloud:
         cfg = settings.run_config()
         secrets = secrets_mod.ensure(lay.root, "devcloud")
 
-        installed = infra.ensure_packages(lay)
+        installed = infra.ensure_packages(lay, self.say)
         if installed:
             self.say(f"installed {' '.join(installed)}")
         clock.lap("packages")
@@ -248,7 +248,7 @@ class Devcloud:
 
         man = configs.write(cfg, secrets, lay, Path(settings.venv), nodes=bool(settings.nodes))
         self._init_containers(man, Path(settings.venv))
-        specs = self.specs(Path(settings.venv), secrets, man)
+        specs = self.specs(Path(settings.venv), secrets, man, releases.get(release))
         boot = Bootstrap(lay, secrets, Path(settings.venv), man)
         if (all(self.procs.current(s) for s in specs.values()) and self._all_ready(specs)
                 and not any(boot.pending(svc) for svc in APIS)):

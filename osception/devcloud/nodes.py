@@ -365,8 +365,9 @@ class LocalNodes:
         routes = [
             *({"listen": f"{ip}:{exposed}", "tls": False, "backends": {"*": f"{HOST}:{local}"}}
               for exposed, local in ingress.exposed_ports(ingress.chart_values(p.files)).items()),
-            {"listen": f"{ip}:{services.RABBITMQ_TLS_PORT}", "tls": True,
-             "backends": {"*": f"{HOST}:{PORTS['rabbitmq']}"}},
+            # RabbitMQ's own TLS listener (the controller's certificate), passed through
+            {"listen": f"{ip}:{services.RABBITMQ_TLS_PORT}", "tls": False,
+             "backends": {"*": f"{HOST}:{PORTS['rabbitmq-tls']}"}},
             {"listen": f"{ip}:{APT_PROXY_PORT}", "tls": False,
              "backends": {"*": f"{HOST}:{APT_PROXY_PORT}"}},
             {"listen": f"{ip}:{services.APIS['metadata'].port}", "tls": False,

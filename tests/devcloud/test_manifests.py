@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from osception import config, secrets
+from osception import config, releases, secrets
 from osception.devcloud import bootstrap, configs
 from osception.devcloud.bootstrap import Bootstrap
 from osception.devcloud.layout import DEPLOYMENTS, Layout
@@ -93,7 +93,7 @@ def test_every_job_and_service_runs_with_local_paths_and_hosts_only(layout, serv
     jobs = {log.removeprefix("job-") for log, _, _ in ran}
     assert jobs == {p.app for p in man.pods.values()
                     if p.kind == "Job" and p.service != "skyline"}
-    specs = Devcloud(layout).specs(services_venv, sec, man)
+    specs = Devcloud(layout).specs(services_venv, sec, man, releases.get(releases.DEFAULT_RELEASE))
     runs = [(argv, env) for _, argv, env in ran] + [(specs[n].argv, specs[n].env)
                                                     for n in DEPLOYMENTS]
     for argv, env in runs:
@@ -134,7 +134,7 @@ def test_services_start_with_exactly_the_files_of_their_config_json(layout, serv
     nova = layout.etc("nova")
     assert "\nconnection = " not in (nova / "nova.conf").read_text()
     assert "\nconnection = " in (nova / "nova.conf.d" / "secrets.conf").read_text()
-    env = Devcloud(layout).specs(services_venv, sec, man)["nova-conductor"].env
+    env = Devcloud(layout).specs(services_venv, sec, man, releases.get(releases.DEFAULT_RELEASE))["nova-conductor"].env
     found = subprocess.run(
         [str(services_venv / "bin" / "python"), "-c",
          "from oslo_config import cfg; print(cfg.find_config_files('nova', 'nova-conductor'),"
