@@ -132,6 +132,10 @@ class Devcloud:
                 argv = [str(venv / "bin" / "gunicorn"), "--bind", f"{HOST}:{PORTS[name]}",
                         "--workers", str(WORKERS[name]), "--worker-class", "sync",
                         "--timeout", "300", "--graceful-timeout", "10",
+                        # uWSGI, the controller's server, reads no X-Forwarded-* header;
+                        # gunicorn would (from 127.0.0.1: Traefik here) and hide an API
+                        # that does not parse them itself (enable_proxy_headers_parsing).
+                        "--forwarded-allow-ips", "",
                         "--pythonpath", str(lay.apps), f"{name}_app:application"]
                 out[name] = Spec(name, argv, port=PORTS[name],
                                  env=env | configs.api_env(lay, project),
