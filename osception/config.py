@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+import socket
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse, urlsplit
@@ -241,6 +242,77 @@ class Flavor(_Strict):
 # A DNS name or an IPv4/IPv6 literal: what Glance's import filter compares (as a list).
 HOST_RE = r"^(?:[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*|[0-9A-Fa-f:.]*:[0-9A-Fa-f:.]*)$"
 
+# What Glance's web-download must never fetch from, in a filter or an image URL: the
+# controller itself, the outer cloud's metadata service (169.254.169.254, on IPv6
+# fe80::a9fe:a9fe) and the networks behind it. Documentation ranges (192.0.2.0/24,
+# 2001:db8::/32, ...) stay allowed: nothing routes them.
+METADATA_ADDRESSES = (ipaddress.ip_address("169.254.169.254"), ipaddress.ip_address("fe80::a9fe:a9fe"))
+NOT_PUBLIC = {why: tuple(map(ipaddress.ip_network, nets)) for why, nets in {
+    "this host": ("0.0.0.0/8", "::/128"),
+    "loopback": ("127.0.0.0/8", "::1/128"),
+    "link-local": ("169.254.0.0/16", "fe80::/10"),
+    "private": ("10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "100.64.0.0/10", "fc00::/7", "fec0::/10"),
+    "multicast": ("224.0.0.0/4", "ff00::/8"),
+    "reserved": ("240.0.0.0/4",),
+}.items()}
+# IPv6 addresses that carry an IPv4 one, which is where the packets go: mapped and
+# compatible forms (the kernel's dual stack), SIIT, NAT64 (well-known and local-use
+# prefixes), 6to4.
+_V4_IN_V6 = tuple(map(ipaddress.ip_network, ("::ffff:0:0/96", "::/96", "::ffff:0:0:0/96", "64:ff9b::/96",
+                                              "64:ff9b:1::/48")))
+# The devcloud serves its test images from this machine: its config is validated with
+# this context, which admits local image hosts (and nothing else).
+LOCAL_IMAGE_HOSTS = {"local_image_hosts": True}
+
+
+def _not_public(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> str | None:
+    """Why Glance must not fetch from `ip` ("loopback", "the metadata address", ...), or None."""
+    if ip in METADATA_ADDRESSES:
+        return "the metadata address"
+    return next((why for why, nets in NOT_PUBLIC.items() if any(ip in net for net in nets)), None)
+
+
+def _destination(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> ipaddress.IPv4Address | ipaddress.IPv6Address:
+    """Where packets to `ip` go: the IPv4 address an IPv6 one carries (::ffff:a.b.c.d), else `ip`."""
+    if ip.version == 4 or _not_public(ip):  # ::1 and :: are themselves, not 0.0.0.1
+        return ip
+    return ip.sixtofour or next((ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF) for net in _V4_IN_V6 if ip in net), ip)
+
+
+def _import_host(host: str, info: ValidationInfo) -> str:
+    """A host Glance's web-download may fetch from, as its import filter compares it (the
+    text of the URL's host): a DNS name, or a public IP address in its plain form. The
+    fetch resolves every other spelling (0xa9fea9fe, 2852039166, 127.1, ::ffff:a.b.c.d)
+    to an address: those are refused, saying which address they are."""
+    local = (info.context or {}).get("local_image_hosts", False)
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        try:  # the resolver's legacy IPv4 forms (glibc's inet_aton: what getaddrinfo takes)
+            ip = ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            ip = None
+    if ip is None:
+        if not re.fullmatch(DNS_NAME_RE, host):
+            raise ValueError(f"{host!r} is neither a host name (its last label begins with a letter) "
+                             "nor an IP address")
+        if host.lower() in ("localhost",) or host.lower().endswith(".localhost"):  # RFC 6761
+            if not local:
+                raise ValueError(f"{host} is this machine (loopback): Glance must never fetch from it")
+        elif host != host.lower():  # a URL's host reaches Glance's filter in lower case
+            raise ValueError(f"write {host} as {host.lower()} (Glance compares the text)")
+        return host
+    why = _not_public(dest := _destination(ip))
+    if why and not local:
+        shown = f"{host} is {dest}," if str(dest) != host else f"{host} is"
+        raise ValueError(f"{shown} {why}: Glance must never fetch from it")
+    if str(ip) != host:
+        raise ValueError(f"{host} is {ip}: write it so (Glance's import filter compares the text)")
+    return host
+
+
+ImportHost = Annotated[str, Field(pattern=HOST_RE), AfterValidator(_import_host)]
+
 
 class Image(_Strict):
     name: str = Field(min_length=1)
@@ -248,21 +320,28 @@ class Image(_Strict):
 
     @field_validator("url")
     @classmethod
-    def _url(cls, v: str) -> str:
+    def _url(cls, v: str, info: ValidationInfo) -> str:
+        # urlsplit drops tabs and newlines anywhere (WHATWG), and readers differ on a
+        # backslash: the URL Glance is given must be the one checked here.
+        if re.search(r"[^\x21-\x7e]|\\", v):
+            raise ValueError("must be one URL: no spaces, newlines, backslashes or other characters "
+                             "outside printable ASCII (percent-encode them)")
         try:
-            parsed = urlparse(v)
+            parsed = urlsplit(v)
             parsed.port  # noqa: B018 -- raises on a bad port
         except ValueError as e:
             raise ValueError(f"not a usable URL ({e})") from None
+        if "@" in parsed.netloc:
+            raise ValueError("must not hold a user or password (the import filter admits hosts, not accounts)")
         if not parsed.hostname or not re.match(HOST_RE, parsed.hostname):
             raise ValueError("needs a host name or IP address, e.g. https://cloud.debian.org/...")
-        return v
+        return _import_host(parsed.hostname, info) and v
     # The hosts `url` redirects through, up to the one that serves the file. Glance 30
     # and later (2025.1+) check every redirect against [import_filtering_opts] as they
     # follow it (glance/common/scripts/utils.py SafeRedirectHandler, LP #2138602), so
     # each must be an allowed host; the image's own host alone is refused at the first
     # redirect. A host name, never a pattern: the filter stays a list of exact hosts.
-    redirect_hosts: tuple[Annotated[str, Field(pattern=HOST_RE)], ...] = ()
+    redirect_hosts: tuple[ImportHost, ...] = ()
     disk_format: Literal["qcow2", "raw", "vmdk", "vdi", "iso"] = "qcow2"
     # Glance image properties, e.g. os_distro, os_admin_user, hw_disk_bus.
     properties: dict[str, str] = {}
@@ -306,7 +385,7 @@ class Overcloud(_Strict):
     # `images` and those they redirect through. Without a filter a project member could
     # make Glance fetch from any address the controller reaches, the outer cloud's
     # metadata service included.
-    import_hosts: tuple[Annotated[str, Field(pattern=HOST_RE)], ...] | None = None
+    import_hosts: tuple[ImportHost, ...] | None = None
 
     @property
     def web_download(self) -> dict[str, list]:
@@ -559,8 +638,9 @@ def _message(err: dict[str, Any]) -> str:
     return msg.removeprefix("Value error, ")
 
 
-def load(path: Path | None) -> Config:
-    """Read and validate a config file; None gives the defaults."""
+def load(path: Path | None, context: dict | None = None) -> Config:
+    """Read and validate a config file; None gives the defaults. `context`: e.g.
+    LOCAL_IMAGE_HOSTS for the devcloud."""
     data: Any = {}
     where = "defaults"
     if path is not None:
@@ -590,7 +670,7 @@ def load(path: Path | None) -> Config:
             raise ConfigError(f"{where}: must be a mapping of settings")
     try:
         base = path.parent if path is not None else None  # tls: paths relative to the file
-        return Config.model_validate(data, context={"base": base})
+        return Config.model_validate(data, context={"base": base, **(context or {})})
     except ValidationError as e:
         # An unknown key usually explains the other errors: name it first.
         err = sorted(e.errors(), key=lambda x: x["type"] != "extra_forbidden")[0]

@@ -50,6 +50,25 @@ def refused(tmp_path: Path, args: list[str], expected: str, hidden: list[str] = 
 
 # --- configs: (id, content of osception.yaml, what the one line must name) -------------------
 
+# Hosts Glance's web-download must never fetch from, in the spellings a fetch resolves
+# (the resolver's inet_aton takes hex, octal, decimal and short forms; IPv6 carries IPv4).
+GLANCE_HOSTS = {
+    "metadata": ["169.254.169.254", "0xa9fea9fe", "2852039166", "025177524776", "0251.0376.0251.0376",
+                 "169.16689662", "::ffff:169.254.169.254", "::ffff:a9fe:a9fe", "64:ff9b::a9fe:a9fe",
+                 "2002:a9fe:a9fe::1", "::169.254.169.254", "fe80::a9fe:a9fe"],
+    "loopback": ["127.0.0.1", "127.1", "0x7f.1", "2130706433", "0177.0.0.1", "::1", "::ffff:127.0.0.1",
+                 "localhost", "images.localhost"],
+    "private": ["10.0.0.5", "10.5", "172.16.0.1", "192.168.1.1", "0xc0a80101", "100.64.0.1", "fd00::1",
+                "::ffff:10.0.0.5"],
+    "this-host": ["0.0.0.0", "0", "::"],
+    "public-in-another-spelling": ["8.8.8.010", "0x08080808", "134744072"],
+}
+
+
+def _bracketed(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
 BAD_CONFIGS = [
     ("image-yaml-injection", "images: {nova-api: \"x:1\\n          securityContext: {privileged: true}\"}",
      "images: nova-api: must be an image reference"),
@@ -117,6 +136,37 @@ BAD_CONFIGS = [
     ("import-host-bracket", "overcloud: {import_hosts: ['a]']}", "overcloud.import_hosts.0"),
     ("redirect-host-list-injection", "overcloud: {images: [{name: x, url: 'https://a.example/x', "
      "redirect_hosts: ['b.example,169.254.169.254']}]}", "overcloud.images.0.redirect_hosts.0"),
+    # Glance's import filter compares text; the fetch resolves any spelling (inet_aton's
+    # legacy forms, IPv4 inside IPv6): an address that is not public, written any way, is
+    # refused in the filter and in an image URL, and a public one only in its plain form.
+    *[(f"import-host-{why}-{n}", f"overcloud: {{import_hosts: ['{host}']}}",
+       f"overcloud.import_hosts.0: {host} is ")
+      for why, hosts in GLANCE_HOSTS.items() for n, host in enumerate(hosts)],
+    *[(f"redirect-host-{why}-{n}", "overcloud: {images: [{name: x, url: 'https://a.example/x', "
+       f"redirect_hosts: ['{host}']}}]}}", f"overcloud.images.0.redirect_hosts.0: {host} is ")
+      for why, hosts in GLANCE_HOSTS.items() for n, host in enumerate(hosts[:2])],
+    *[(f"image-url-{why}-{n}", f"overcloud: {{images: [{{name: x, url: 'http://{_bracketed(host)}/x.img'}}]}}",
+       f"overcloud.images.0.url: {host} is ")
+      for why, hosts in GLANCE_HOSTS.items() for n, host in enumerate(hosts)],
+    ("import-host-uppercase", "overcloud: {import_hosts: [Images.Example.org]}",
+     "overcloud.import_hosts.0: write Images.Example.org as images.example.org"),
+    ("import-host-ipv6-long-form", "overcloud: {import_hosts: ['2001:DB8:0:0::7']}",
+     "overcloud.import_hosts.0: 2001:DB8:0:0::7 is 2001:db8::7: write it so"),
+    ("import-host-numeric-name", "overcloud: {import_hosts: ['1.2.3.4.5']}", "overcloud.import_hosts.0: "),
+    ("image-url-user", "overcloud: {images: [{name: x, url: 'https://token@images.example.org/x'}]}",
+     "overcloud.images.0.url: must not hold a user or password"),
+    ("image-url-password", "overcloud: {images: [{name: x, url: 'https://u:p@images.example.org/x'}]}",
+     "overcloud.images.0.url: must not hold a user or password"),
+    ("image-url-backslash-at", "overcloud: {images: [{name: x, url: 'https://a.example\\\\@169.254.169.254/x'}]}",
+     "overcloud.images.0.url: "),
+    ("image-url-newline", "overcloud: {images: [{name: x, url: \"https://a.example/x\\nhttp://169.254.169.254/\"}]}",
+     "overcloud.images.0.url: must be one URL"),
+    ("image-url-tab-in-host", "overcloud: {images: [{name: x, url: \"https://a.exa\\tmple/x\"}]}",
+     "overcloud.images.0.url: must be one URL"),
+    ("image-url-space", "overcloud: {images: [{name: x, url: 'https://a.example/x y.img'}]}",
+     "overcloud.images.0.url: must be one URL"),
+    ("image-url-trailing-dot-address", "overcloud: {images: [{name: x, url: 'http://169.254.169.254./x'}]}",
+     "overcloud.images.0.url: "),
     ("alias-loop", "nodez: &a [*a]", "nodez: unknown key"),
     # 2024.1's nodes run Debian 12 (releases.py): caracal is bookworm's only
     ("node-image-other-debian", "release: '2024.1'\nnodes: {compute: {image: Debian 13}}",

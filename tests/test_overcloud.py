@@ -55,7 +55,7 @@ def smoke_cfg(image_url: str) -> config.Config:
                  "properties": {"os_distro": "debian", "os_admin_user": "debian"}},
             ],
         },
-    })
+    }, context=config.LOCAL_IMAGE_HOSTS)  # the images are served by this machine
 
 
 def test_populate_twice_then_smoke(devcloud, access, image_url, tmp_path):
@@ -146,9 +146,9 @@ def test_populate_imports_the_default_images_through_their_hosts_redirects(devcl
     defaults = config.Config()
     urls = [image.url for image in defaults.overcloud.images]
     filter_hosts = [image_hosts.STAND_IN[h] for h in defaults.overcloud.web_download["hosts"]]
-    images = tuple(config.Image(name=f"{image.name}-chain", url=image_hosts.local_url(image.url),
-                                disk_format="raw", properties=image.properties)
-                   for image in defaults.overcloud.images)
+    images = tuple(config.Image.model_validate(
+        {"name": f"{image.name}-chain", "url": image_hosts.local_url(image.url), "disk_format": "raw",
+         "properties": image.properties}, context=config.LOCAL_IMAGE_HOSTS) for image in defaults.overcloud.images)
     (tmp_path / "osception.yaml").write_text(yaml.safe_dump(
         {"overcloud": {"import_hosts": filter_hosts}}))
     base = smoke_cfg("http://127.0.0.1/unused.raw")
@@ -172,7 +172,8 @@ def test_populate_imports_the_default_images_through_their_hosts_redirects(devcl
                                                       "release-assets.githubusercontent.com")]
             assert [a for a, _ in seen if a in hops] == hops
 
-            bad = config.Image(name="moved-chain", url=f"http://{github}/moved.img", disk_format="raw")
+            bad = config.Image.model_validate({"name": "moved-chain", "url": f"http://{github}/moved.img",
+                                               "disk_format": "raw"}, context=config.LOCAL_IMAGE_HOSTS)
             images += (bad,)
             t0 = time.monotonic()
             # Glance's task says only "Task failed due to Internal Error" (its log names the URL)

@@ -218,7 +218,8 @@ def test_glance_fetches_every_default_image_through_its_hosts_redirects(
     def conf(hosts) -> str:
         overcloud = {"images": [{"name": f"i{n}", "url": u} for n, u in enumerate(local)],
                      "import_hosts": [image_hosts.STAND_IN[h] for h in hosts]}
-        cfg = config.Config.model_validate({"release": release, "overcloud": overcloud})
+        cfg = config.Config.model_validate({"release": release, "overcloud": overcloud},
+                                           context=config.LOCAL_IMAGE_HOSTS)
         return render.service_config(cfg, sec, ep)["glance-api.conf"]
 
     with image_hosts.serve(urls) as seen:

@@ -91,7 +91,9 @@ class Settings:
     def user_config(self) -> config_mod.Config:
         """The osception.yaml given to `up` (its `overrides:` apply), else the defaults."""
         try:
-            return config_mod.load(Path(self.config)) if self.config else config_mod.Config()
+            # The devcloud's image hosts are on this machine (tests/image_hosts.py plays them).
+            return (config_mod.load(Path(self.config), config_mod.LOCAL_IMAGE_HOSTS) if self.config
+                    else config_mod.Config())
         except config_mod.ConfigError as e:
             raise DevcloudError(str(e)) from None
 
@@ -101,7 +103,7 @@ class Settings:
         data["release"] = self.release
         for role, count in (self.nodes or {}).items():
             data["nodes"][role]["count"] = count
-        return config_mod.Config.model_validate(data)
+        return config_mod.Config.model_validate(data, context=config_mod.LOCAL_IMAGE_HOSTS)
 
     def save(self, layout: Layout) -> None:
         layout.settings.write_text(json.dumps(self.__dict__, indent=1) + "\n")

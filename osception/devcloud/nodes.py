@@ -50,7 +50,7 @@ from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 
 from .. import day2, progress, releases, render, services, topology
-from ..config import Config
+from ..config import LOCAL_IMAGE_HOSTS, Config
 from ..secrets import Secrets
 from ..state import write_private
 from . import ingress
@@ -103,7 +103,7 @@ def with_provider(cfg: Config) -> Config:
     hosts = list(PROVIDER_NET.hosts())
     public = {"mode": "provider", "network": PROVIDER_BRIDGE, "cidr": str(PROVIDER_NET),
               "gateway": PROVIDER_GATEWAY, "pool_start": str(hosts[99]), "pool_end": str(hosts[199])}
-    return Config.model_validate(cfg.model_dump() | {"public_network": public})
+    return Config.model_validate(cfg.model_dump() | {"public_network": public}, context=LOCAL_IMAGE_HOSTS)
 
 
 def addresses(cfg: Config) -> dict[str, topology.Address]:
