@@ -433,15 +433,31 @@ def apply(
     console.print(f"applied: {len(final)} node(s) brought to the plan in {env_dir / day2.APPLIED}")
 
 
+KNOWN_HOSTS = "ssh/known_hosts"  # in the environment's folder: its nodes' host keys
+
+
 def _ssh_args(env_dir: Path, node: str, user: str, batch: bool = False) -> list[str]:
-    """`ssh` to a node of the environment, with its key; the remote command goes after."""
+    """`ssh` to a node of the environment, with its key; the remote command goes after.
+    The node must show the host key osception made for it (cloud-init installed it):
+    the environment's own known_hosts, by the node's name (HostKeyAlias, whatever its
+    address), checked strictly; the user's known_hosts is neither read nor written."""
     from . import deploy
 
     nodes = deploy.load_resources(env_dir).get("nodes", {})
     if node not in nodes:
         fail(f"no node {node!r} in {env_dir}; known: {', '.join(sorted(nodes)) or 'none (run up)'}")
+    try:
+        sec = secrets.peek(env_dir, env_dir.name)  # reads, writes nothing
+    except state.StateError as e:
+        fail(str(e))
+    known = env_dir / KNOWN_HOSTS
+    text = "".join(secrets.known_hosts_line(sec, name) + "\n" for name in sorted(nodes))
+    if state.read_state(known, private=False) != text:
+        state.write_file(known, text, mode=0o644)
     key = env_dir / "ssh" / "id_ed25519"
-    return ["ssh", "-i", str(key), "-o", "StrictHostKeyChecking=accept-new",
+    return ["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
+            "-o", f'UserKnownHostsFile="{known}"', "-o", "GlobalKnownHostsFile=/dev/null",
+            "-o", f"HostKeyAlias={node}", "-o", "CheckHostIP=no", "-o", "UpdateHostKeys=no",
             *(["-o", "BatchMode=yes"] if batch else []), f"{user}@{nodes[node]['ip']}"]
 
 

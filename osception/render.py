@@ -540,6 +540,7 @@ def add_controller(plan: Plan, secrets: Secrets, ep: endpoints.Endpoints | None 
         baked_stamp=BAKED_STAMP,
         tls_cert=plan.tls_cert,
         ingress=(ingress := plan.ingress),
+        host_key=secrets_mod.host_key(secrets, "k8s-0"),
     )
     manifests = {}
     for template in sorted(_env.list_templates(filter_func=lambda t: t.startswith("k8s/"))):
@@ -633,8 +634,19 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
         ingress_ca=plan.ingress.ca if ep.cafile == endpoints.NODE_INGRESS_CA else None,
         patch_files={dest: base64.b64encode(data).decode() for dest, data in patch_files.items()},
         patch_script=script("osception-patch.py"),
+        host_key=secrets_mod.host_key(secrets, node.name),
+        nova_known_hosts=nova_known_hosts(plan, secrets, node),
     )
     plan.private.add(f"{node.name}/user-data")
+
+
+def nova_known_hosts(plan: Plan, secrets: Secrets, node: Node) -> list[str]:
+    """What nova on compute `node` trusts when it migrates over SSH: the other computes'
+    host keys, and nothing else. At any address ('*'): nova connects by IP, and a node's
+    files know only its own and the controller's (each renders as soon as its port exists);
+    the key is what identifies the peer."""
+    return [secrets_mod.known_hosts_line(secrets, n.name, "*") for n in plan.nodes
+            if n.role == "compute" and n.name != node.name]
 
 
 def bake_id(kind: str, cfg: Config) -> str:

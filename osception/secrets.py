@@ -22,16 +22,19 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import os
 import re
 import secrets as _random
+import struct
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import yaml
-from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import services, state, tls
 from .state import StateError
@@ -52,8 +55,8 @@ def _fernet_key() -> str:
     return base64.urlsafe_b64encode(os.urandom(32)).decode()
 
 
-def _ssh_keypair(comment: str) -> dict[str, str]:
-    key = Ed25519PrivateKey.generate()
+def _ssh_keypair(comment: str, key: Ed25519PrivateKey | None = None) -> dict[str, str]:
+    key = key or Ed25519PrivateKey.generate()
     private = key.private_bytes(
         serialization.Encoding.PEM,
         serialization.PrivateFormat.OpenSSH,
@@ -86,6 +89,9 @@ def _wanted(env: str, have_tls: object = None) -> dict:
         "ssh": _ssh_keypair(f"osception-{env}"),
         # nova live/cold migration between computes: its own key, never shared.
         "migration_ssh": _ssh_keypair(f"osception-{env}-nova-migration"),
+        # every node's SSH host key derives from it (host_key): a node added later gets
+        # its own, and the file never changes for it
+        "ssh_host_key_seed": _random.token_urlsafe(32),
         # the environment's CA and the key of the controller's certificate (tls.py)
         "tls": have_tls if have_tls is not None else tls.make(env),
     }
@@ -103,6 +109,42 @@ class Secrets:
 
     def __repr__(self) -> str:  # never show values, not even in a traceback
         return f"Secrets({', '.join(sorted(self.data))})"
+
+
+def host_key(secrets: Secrets, node: str) -> dict[str, str]:
+    """`node`'s SSH host key (ed25519: private, public), the same on every run: derived
+    from the environment's seed and the node's name (HKDF-SHA256). cloud-init installs it
+    (ssh_keys:), and `ssh`, `logs`, `apply` and the computes' migrations trust exactly it:
+    no trust on first use."""
+    seed = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                info=f"osception ssh host key {node}".encode()).derive(secrets.ssh_host_key_seed.encode())
+    pair = _ssh_keypair(node, Ed25519PrivateKey.from_private_bytes(seed))
+    return pair | {"private": _openssh_private(seed, node)}
+
+
+def _openssh_private(seed: bytes, comment: str) -> str:
+    """An unencrypted ed25519 key in OpenSSH's format (PROTOCOL.key), byte for byte the
+    same for the same key: cryptography's has random check words, and a host key that
+    changed its text on every plan would make every node's user data differ."""
+    def string(b: bytes) -> bytes:
+        return struct.pack(">I", len(b)) + b
+
+    public = Ed25519PrivateKey.from_private_bytes(seed).public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    key_blob = string(b"ssh-ed25519") + string(public)
+    check = hashlib.sha256(b"osception check " + seed).digest()[:4]  # a constant, not a secret
+    body = check * 2 + key_blob + string(seed + public) + string(comment.encode())
+    body += bytes(range(1, 1 + (-len(body)) % 8))  # padding 1, 2, 3 ... to the cipher's block (8 for none)
+    blob = b"openssh-key-v1\0" + string(b"none") + string(b"none") + string(b"") + struct.pack(">I", 1) \
+        + string(key_blob) + string(body)
+    text = base64.b64encode(blob).decode()
+    lines = [text[i:i + 70] for i in range(0, len(text), 70)]
+    return "\n".join(["-----BEGIN OPENSSH PRIVATE KEY-----", *lines, "-----END OPENSSH PRIVATE KEY-----", ""])
+
+
+def known_hosts_line(secrets: Secrets, node: str, *names: str) -> str:
+    """A known_hosts line: `node`'s host key under `names` (default: the node's name)."""
+    return f"{','.join(names or (node,))} {' '.join(host_key(secrets, node)['public'].split()[:2])}"
 
 
 def _fernet_problem(keys: object, count: int) -> str | None:

@@ -6,7 +6,7 @@
 #                                            sources, no root, no devcloud
 #
 # - .venv: osception with its test extras (kubernetes-validate, ansible...).
-# - Debian packages: cloud-init (its schema validator), shellcheck, uWSGI with its python3
+# - Debian packages: cloud-init (its schema validator), shellcheck, sshd, nft, uWSGI with its python3
 #   plugin (as Kolla's API images run it: tests/test_uwsgi_pythonpath.py); with the slow tests
 #   also debootstrap, the devcloud's MariaDB, memcached and QEMU (the guest image's boot
 #   test) (installed when missing; needs root, else says what to install); the devcloud's
@@ -41,7 +41,9 @@ needed=$(cat "$tmp/needs" 2>/dev/null || true)
 rm -rf "$tmp"
 needs() { grep -qx "$1" <<<"$needed"; }
 
-debs=(cloud-init shellcheck uwsgi-core uwsgi-plugin-python3)
+# openssh-server: a real sshd on loopback with the host keys osception makes
+# (tests/test_host_keys.py); nftables: `nft -c` on the nodes' metadata rule.
+debs=(cloud-init shellcheck uwsgi-core uwsgi-plugin-python3 openssh-server nftables)
 if needs root; then debs+=(debootstrap); fi
 # The devcloud's RabbitMQ is Debian 13's, whatever this machine runs: `devcloud up` builds
 # its root once with debootstrap into the machine cache ($cache/rabbitmq/root-trixie).

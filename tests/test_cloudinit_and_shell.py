@@ -19,7 +19,7 @@ from osception import render
 # The top-level keys of cloud-config modules osception uses or may use. cloud-init's
 # schema does not reject unknown top-level keys (`runcmds:`), so we do.
 KNOWN_TOP_LEVEL = {
-    "hostname", "fqdn", "prefer_fqdn_over_hostname", "manage_etc_hosts", "ssh_authorized_keys",
+    "hostname", "fqdn", "prefer_fqdn_over_hostname", "manage_etc_hosts", "ssh_authorized_keys", "ssh_keys",
     "users", "package_update", "package_upgrade", "packages", "write_files", "runcmd", "bootcmd",
     "apt", "ntp", "timezone", "ssh_pwauth", "disable_root", "final_message", "output",
 }

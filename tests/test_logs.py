@@ -9,7 +9,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from osception import cli, logs, render, services
+from osception import cli, logs, render, secrets, services
 from osception.cli import app
 
 
@@ -18,6 +18,7 @@ def env(tmp_path, monkeypatch, default_plan):
     """An environment as `up` leaves it: its plan and its nodes' addresses; SSH recorded."""
     home = tmp_path / "home"
     env_dir = home / "osception"
+    secrets.ensure(env_dir, "osception")
     render.write(default_plan, env_dir / "plan")
     nodes = {"k8s-0": "192.0.2.10", "compute-0": "192.0.2.20", "network-1": "192.0.2.41"}
     (env_dir / "resources.json").write_text(json.dumps({"env": "osception", "nodes": {
@@ -37,9 +38,12 @@ def test_controller_service_log_is_kubectl_logs_over_ssh(env):
     home, env_dir, ran = env
     r = invoke(home, "k8s-0", "nova-api", "--lines", "20")
     assert r.exit_code == 0, r.output
-    assert ran == [["ssh", "-i", str(env_dir / "ssh" / "id_ed25519"), "-o", "StrictHostKeyChecking=accept-new",
-                    "debian@192.0.2.10", "sudo", "k3s", "kubectl", "-n", "openstack", "logs", "deploy/nova-api",
-                    "--all-containers", "--prefix", "--tail", "20"]]
+    known = env_dir / "ssh" / "known_hosts"
+    assert ran == [["ssh", "-i", str(env_dir / "ssh" / "id_ed25519"), "-o", "IdentitiesOnly=yes",
+                    "-o", "StrictHostKeyChecking=yes", "-o", f'UserKnownHostsFile="{known}"',
+                    "-o", "GlobalKnownHostsFile=/dev/null", "-o", "HostKeyAlias=k8s-0", "-o", "CheckHostIP=no",
+                    "-o", "UpdateHostKeys=no", "debian@192.0.2.10", "sudo", "k3s", "kubectl", "-n", "openstack",
+                    "logs", "deploy/nova-api", "--all-containers", "--prefix", "--tail", "20"]]
 
 
 def test_jobs_statefulsets_and_k3s_itself(env, default_plan):
@@ -50,7 +54,7 @@ def test_jobs_statefulsets_and_k3s_itself(env, default_plan):
                for d in yaml.safe_load_all(text) if d and d["kind"] == "Job"
                and d["metadata"]["name"].startswith("nova-db-sync"))
     assert job != "nova-db-sync"  # named after its spec
-    assert [args[6:] for args in ran] == [
+    assert [args[args.index("debian@192.0.2.10") + 1:] for args in ran] == [
         ["sudo", "k3s", "kubectl", "-n", "openstack", "logs", f"job/{job}", "--all-containers", "--prefix",
          "--tail", "100"],
         ["sudo", "k3s", "kubectl", "-n", "openstack", "logs", "sts/mariadb-nova", "--all-containers", "--prefix",
@@ -62,8 +66,9 @@ def test_jobs_statefulsets_and_k3s_itself(env, default_plan):
 def test_node_service_log_is_journalctl(env):
     home, _, ran = env
     assert invoke(home, "compute-0", "nova-compute", "-n", "5").exit_code == 0
-    assert ran[0][6:] == ["sudo", "journalctl", "--no-pager", "-u", "nova-compute", "-n", "5"]
-    assert ran[0][5] == "debian@192.0.2.20"
+    assert ran[0][ran[0].index("debian@192.0.2.20") + 1:] == [
+        "sudo", "journalctl", "--no-pager", "-u", "nova-compute", "-n", "5"]
+    assert "HostKeyAlias=compute-0" in ran[0]
 
 
 def test_without_a_service_it_lists_them_and_connects_nowhere(env):
