@@ -31,7 +31,7 @@ import yaml
 from . import endpoints, ini, releases, services, tls
 from . import patches as patches_mod
 from .topology import Address, Node, nodes, placeholder_addresses
-from .config import Config, ConfigError
+from .config import METADATA_ADDRESSES, Config, ConfigError
 from . import secrets as secrets_mod
 from . import __version__
 from .secrets import Secrets
@@ -636,8 +636,17 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
         patch_script=script("osception-patch.py"),
         host_key=secrets_mod.host_key(secrets, node.name),
         nova_known_hosts=nova_known_hosts(plan, secrets, node),
+        metadata_rules=METADATA_RULES,
     )
     plan.private.add(f"{node.name}/user-data")
+
+
+# On a compute or network node only root reaches the outer cloud's metadata service
+# (node.yaml.j2's bootcmd runs these): a policy rule, before the main table, that
+# gives every other user's socket no route to its addresses. Root is cloud-init and
+# osception's own steps; a QEMU process or a service is not.
+METADATA_RULES = [["ip", f"-{a.version}", "rule", "add", "priority", "100", "to", f"{a}/{a.max_prefixlen}",
+                   "uidrange", "1-4294967294", "prohibit"] for a in METADATA_ADDRESSES]
 
 
 def nova_known_hosts(plan: Plan, secrets: Secrets, node: Node) -> list[str]:
