@@ -127,7 +127,7 @@ def test_node_services_use_rabbitmq_over_tls_with_the_ca(default_plan):
 def test_the_controller_opens_only_tls_and_metadata_to_the_nodes(default_plan):
     svcs = {d["metadata"]["name"]: d for d in _manifest_docs(default_plan) if d["kind"] == "Service"}
     facing = {name: [p["port"] for p in s["spec"]["ports"]] for name, s in svcs.items()
-              if s["spec"]["type"] == "LoadBalancer"}
+              if s["spec"].get("type", "ClusterIP") == "LoadBalancer"}
     # Traefik (443) is k3s's own LoadBalancer; no API's plain port is on the controller's IP.
     assert facing == {"rabbitmq-tls": [services.RABBITMQ_TLS_PORT],
                       "metadata": [services.APIS["metadata"].port]}

@@ -75,6 +75,11 @@ def _data(doc: dict) -> dict[str, str]:
     return dict(doc.get("data", {}))
 
 
+# ConfigMaps Kubernetes publishes in every namespace itself (kube-controller-manager's
+# root-ca-cert-publisher): a projected token volume names it, the plan never holds it.
+CLUSTER_CONFIGMAPS = {"kube-root-ca.crt"}
+
+
 def _volume_files(volume: dict, objects: dict[tuple[str, str], dict]) -> dict[str, str]:
     """The files of a ConfigMap, Secret or projected volume, as the kubelet lays them out."""
     def source(kind, ref):
@@ -90,6 +95,8 @@ def _volume_files(volume: dict, objects: dict[tuple[str, str], dict]) -> dict[st
     if "projected" in volume:
         files: dict[str, str] = {}
         for s in volume["projected"]["sources"]:
+            if s.get("configMap", {}).get("name") in CLUSTER_CONFIGMAPS:
+                continue  # published by Kubernetes itself in every namespace, not the plan's
             if "configMap" in s:
                 files.update(source("ConfigMap", s["configMap"]))
             elif "secret" in s:
