@@ -92,10 +92,14 @@ def test_user_data_fits_the_nova_limit(release_plan):
     for rel, text in user_data(release_plan).items():
         # Nova accepts at most 65535 characters of base64-encoded user data.
         assert len(base64.b64encode(render.wire_user_data(text))) <= 65535, rel
-    # The default controller keeps room for services to come: 30 KB of the limit free.
+    # The default controller keeps room for services to come: 28 KB of the limit free.
     # (It was "half the limit"; at 75ee974 the controller measured 32,648-32,932 bytes
-    # over random secrets, at that line already: the baked-image check made it cross.)
-    assert release_plan.user_data_sizes["k8s-0"] < render.NOVA_USER_DATA_LIMIT - 30_000
+    # over random secrets, at that line already: the baked-image check made it cross.
+    # 30 KB until issue 23/24: kolla-ansible's queue options, Traefik's chart values,
+    # API tokens for the wait containers only and the node's own SSH host key brought
+    # the default controller to 35.7-36.2 KB. Cinder, Barbican, Heat and Octavia will
+    # not fit in 28 KB: their manifests need a channel besides the user data first.)
+    assert release_plan.user_data_sizes["k8s-0"] < render.NOVA_USER_DATA_LIMIT - 28_000
 
 
 CLOUD_INIT_READS = """
