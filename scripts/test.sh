@@ -6,7 +6,7 @@
 #                                            sources, no root, no devcloud
 #
 # - .venv: osception with its test extras (kubernetes-validate, ansible...).
-# - Debian packages: cloud-init (its schema validator), shellcheck, sshd, nft, uWSGI with its python3
+# - Debian packages: cloud-init (its schema validator), shellcheck, sshd, uWSGI with its python3
 #   plugin (as Kolla's API images run it: tests/test_uwsgi_pythonpath.py); with the slow tests
 #   also debootstrap, the devcloud's MariaDB, memcached and QEMU (the guest image's boot
 #   test) (installed when missing; needs root, else says what to install); the devcloud's
@@ -42,8 +42,8 @@ rm -rf "$tmp"
 needs() { grep -qx "$1" <<<"$needed"; }
 
 # openssh-server: a real sshd on loopback with the host keys osception makes
-# (tests/test_host_keys.py); nftables: `nft -c` on the nodes' metadata rule.
-debs=(cloud-init shellcheck uwsgi-core uwsgi-plugin-python3 openssh-server nftables)
+# (tests/test_host_keys.py starts its own; the package's service is never started here).
+debs=(cloud-init shellcheck uwsgi-core uwsgi-plugin-python3 openssh-server)
 if needs root; then debs+=(debootstrap); fi
 # The devcloud's RabbitMQ is Debian 13's, whatever this machine runs: `devcloud up` builds
 # its root once with debootstrap into the machine cache ($cache/rabbitmq/root-trixie).
@@ -59,7 +59,15 @@ if [ "${#missing[@]}" -gt 0 ]; then
     exit 1
   fi
   apt-get update -qq
+  # No package's service is started by the install (invoke-rc.d's policy): the tests
+  # start their own servers on their own ports (an sshd on port 22, say, never).
+  policy=/usr/sbin/policy-rc.d
+  made_policy=
+  if [ ! -e "$policy" ]; then
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod 755 "$policy" && made_policy=1
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+  if [ -n "$made_policy" ]; then rm -f "$policy"; fi
 fi
 
 # The services venvs and the Kolla sources live in a cache of this machine
