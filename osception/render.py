@@ -328,6 +328,11 @@ def knob_problem(default: int | str, value: object) -> str | None:
         if type(value) is not int or value < 1:
             return f"must be a whole number of at least 1, like its default {default}"
         return None
+    units = next(u for u in SIZE_UNITS.values() if default.lstrip("0123456789") in u)
+    number, unit = (value.rstrip("KMGTi"), value[len(value.rstrip("KMGTi")):]) if isinstance(value, str) else ("", "")
+    if not (number.isdigit() and int(number) > 0 and unit in units):
+        return f"must be a size like its default {default} (a number and {', '.join(units)})"
+    return None
 
 
 def render_template(name: str, **context) -> str:

@@ -6,9 +6,13 @@ or the file, with no traceback, no secret shown, and nothing written anywhere.
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import shutil
 import stat
+import subprocess
+import uuid
 from pathlib import Path
 
 import pytest
@@ -45,6 +49,8 @@ def refused(tmp_path: Path, args: list[str], expected: str, hidden: list[str] = 
     assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
     for value in hidden:
         assert value not in result.output
+    # no terminal control character of the user's (or of a file's) reaches the terminal raw
+    assert not re.search(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u2028\u2029]", result.output), repr(result.output)
     assert snapshot(tmp_path) == before, "something was written"
 
 
@@ -575,7 +581,395 @@ def test_own_certificate_without_the_endpoints_names(tmp_path, good_state, names
             f"tls.certificate: {folder}/fullchain.pem: {expected}")
 
 
+# --- strict input (issue 24): duplicates, no coercion, names, networks, URLs, knobs ---------
+
+STRICT_CONFIGS = [
+    # a key given twice: YAML would keep the last, silently
+    ("dup-top-key", "access_cidr: 198.51.100.0/24\naccess_cidr: 0.0.0.0/0", "line 2: access_cidr: duplicate key"),
+    ("dup-nested-key", "nodes:\n  compute: {count: 1, count: 3}", "line 2: count: duplicate key"),
+    ("dup-quoted-key", "name: a1\n'name': b2", "line 2: name: duplicate key"),
+    ("dup-in-overrides", "overrides: {nova.conf: {DEFAULT: {debug: true, debug: false}}}", "debug: duplicate key"),
+    ("dup-in-list-item", "overcloud: {flavors: [{name: a, name: b, vcpus: 1, ram: 64, disk: 1}]}",
+     "name: duplicate key"),
+    ("dup-key-markup", "'[red]x': 1\n'[red]x': 2", "'[red]x': duplicate key"),
+    # no coercion: "3", 3.0 and true are not 3 and 1
+    ("count-string", "nodes: {compute: {count: '3'}}", "nodes.compute.count: must be a whole number"),
+    ("count-true", "nodes: {compute: {count: true}}", "nodes.compute.count: must be a whole number"),
+    ("count-float", "nodes: {network: {count: 2.0}}", "nodes.network.count: must be a whole number"),
+    ("controller-count-string", "nodes: {controller: {count: '1'}}", "nodes.controller.count: must be a whole"),
+    ("mtu-string", "mtu: '1500'", "mtu: must be a whole number"),
+    ("mtu-true", "mtu: true", "mtu: must be a whole number"),
+    ("flavor-vcpus-string", "overcloud: {flavors: [{name: s, vcpus: '1', ram: 1024, disk: 10}]}",
+     "overcloud.flavors.0.vcpus: must be a whole number"),
+    ("flavor-ram-true", "overcloud: {flavors: [{name: s, vcpus: 1, ram: true, disk: 10}]}",
+     "overcloud.flavors.0.ram: must be a whole number"),
+    ("flavor-disk-float", "overcloud: {flavors: [{name: s, vcpus: 1, ram: 1024, disk: 1.5}]}",
+     "overcloud.flavors.0.disk: must be a whole number"),
+    ("cgroups-string", "libvirt_cgroups: 'yes'", "libvirt_cgroups: must be true or false"),
+    ("cgroups-int", "libvirt_cgroups: 1", "libvirt_cgroups: must be true or false"),
+    # RFC 1123 names, and the certificate's common name (*.<domain>: 64 characters)
+    ("domain-leading-hyphen", "domain: '-.com'", "domain: must be a DNS name"),
+    ("domain-label-leading-hyphen", "domain: -cloud.example.com", "domain: must be a DNS name"),
+    ("domain-label-trailing-hyphen", "domain: cloud-.example.com", "domain: must be a DNS name"),
+    ("domain-label-64", "domain: " + "a" * 64 + ".com", "domain: must be a DNS name"),
+    ("domain-empty-label", "domain: cloud..example.com", "domain: must be a DNS name"),
+    ("domain-trailing-dot", "domain: cloud.example.com.", "domain: must be a DNS name"),
+    ("domain-underscore", "domain: my_cloud.example.com", "domain: must be a DNS name"),
+    ("domain-uppercase", "domain: Cloud.Example.com", "domain: must be a DNS name"),
+    ("domain-numeric-tld", "domain: cloud.123", "domain: must be a DNS name"),
+    ("domain-one-label", "domain: localhost", "domain: must be a DNS name"),
+    ("domain-63-characters", "domain: " + "a" * 59 + ".com", "domain: at most 62 characters"),
+    ("domain-200-characters", "domain: " + ".".join(["a" * 49] * 4) + ".com", "domain: at most 62 characters"),
+    # networks, not addresses in them
+    ("access-cidr-host-bits", "access_cidr: 198.51.100.7/24", "access_cidr: has host bits set: the network is 198"),
+    ("access-cidr-no-prefix", "access_cidr: 198.51.100.7", "access_cidr: must be written as a network"),
+    ("access-cidr-leading-zero", "access_cidr: 010.0.0.0/8", "access_cidr: must be an IPv4 network"),
+    ("demo-cidr-host-bits", "overcloud: {demo_cidr: 10.0.0.1/24}", "overcloud.demo_cidr: has host bits set"),
+    ("fip-cidr-host-bits", "overcloud: {fip_agent_gateway_cidr: 100.64.1.0/22}",
+     "overcloud.fip_agent_gateway_cidr: has host bits set"),
+    ("public-cidr-host-bits",
+     "public_network: {mode: provider, network: p, cidr: 203.0.113.1/24, gateway: 203.0.113.1}",
+     "public_network.cidr: has host bits set"),
+    # the provider network's pool and gateway
+    ("pool-start-only", "public_network: {mode: provider, network: p, cidr: 203.0.113.0/24, "
+     "gateway: 203.0.113.1, pool_start: 203.0.113.100}", "public_network: pool_start and pool_end: give both"),
+    ("pool-end-only", "public_network: {mode: provider, network: p, cidr: 203.0.113.0/24, "
+     "gateway: 203.0.113.1, pool_end: 203.0.113.100}", "public_network: pool_start and pool_end"),
+    ("pool-reversed", "public_network: {mode: provider, network: p, cidr: 203.0.113.0/24, gateway: 203.0.113.1, "
+     "pool_start: 203.0.113.200, pool_end: 203.0.113.100}", "public_network: pool_end 203.0.113.100 comes before"),
+    ("pool-holds-gateway", "public_network: {mode: provider, network: p, cidr: 203.0.113.0/24, gateway: "
+     "203.0.113.150, pool_start: 203.0.113.100, pool_end: 203.0.113.200}", "gateway 203.0.113.150 is inside the pool"),
+    ("pool-end-outside", "public_network: {mode: provider, network: p, cidr: 203.0.113.0/24, gateway: "
+     "203.0.113.1, pool_start: 203.0.113.100, pool_end: 203.0.114.10}", "pool_end 203.0.114.10 is not inside cidr"),
+    ("pool-broadcast", "public_network: {mode: provider, network: p, cidr: 203.0.113.0/24, gateway: "
+     "203.0.113.1, pool_start: 203.0.113.100, pool_end: 203.0.113.255}", "pool_end 203.0.113.255 is the network's"),
+    ("gateway-network-address", "public_network: {mode: provider, network: p, cidr: 203.0.113.0/24, "
+     "gateway: 203.0.113.0}", "gateway 203.0.113.0 is the network's own or broadcast address"),
+    ("public-cidr-31", "public_network: {mode: provider, network: p, cidr: 203.0.113.0/31, gateway: 203.0.113.1}",
+     "cidr 203.0.113.0/31: no room"),
+    ("provider-fields-mode-none", "public_network: {network: p, cidr: 203.0.113.0/24}",
+     "public_network: network: only with mode provider"),
+    # proxy and index URLs, parsed
+    ("apt-proxy-port-too-big", "apt_proxy: http://10.0.0.5:99999", "apt_proxy: must be an http:// or https:// URL"),
+    ("apt-proxy-port-zero", "apt_proxy: http://10.0.0.5:0", "apt_proxy: must be an http"),
+    ("apt-proxy-port-empty", "apt_proxy: 'http://10.0.0.5:'", "apt_proxy: must be an http"),
+    ("apt-proxy-credentials", "apt_proxy: http://me:secret@10.0.0.5:3142", "apt_proxy: must be an http"),
+    ("apt-proxy-path", "apt_proxy: http://10.0.0.5:3142/x", "apt_proxy: must be an http"),
+    ("apt-proxy-ftp", "apt_proxy: ftp://10.0.0.5/", "apt_proxy: must be an http"),
+    ("apt-proxy-label-64", "apt_proxy: http://" + "a" * 64 + ".example.com:3142", "apt_proxy: must be an http"),
+    ("apt-proxy-hex-host", "apt_proxy: http://0xa9fea9fe:3142", "apt_proxy: must be an http"),
+    ("apt-proxy-ipv6", "apt_proxy: 'http://[::1]:3142'", "apt_proxy: must be an http"),
+    ("apt-proxy-newline", "apt_proxy: \"http://10.0.0.5:3142\\nAcquire::x y;\"", "apt_proxy: must be an http"),
+    ("pip-jinja", "pip_index_url: \"http://10.0.0.5/{{ lookup('pipe', 'id') }}/\"", "pip_index_url: must be an http"),
+    ("pip-jinja-statement", "pip_index_url: 'http://10.0.0.5/{% raw %}/simple/'", "pip_index_url: must be an http"),
+    # without spaces, what the pattern before took: Ansible ran it when it templated vars.yml
+    ("pip-jinja-no-space", "pip_index_url: \"http://10.0.0.5/{{lookup('pipe','id')}}/\"",
+     "pip_index_url: must be an http"),
+    ("pip-jinja-statement-no-space", "pip_index_url: 'http://10.0.0.5/{%raw%}/simple/'",
+     "pip_index_url: must be an http"),
+    ("pip-query", "pip_index_url: http://10.0.0.5/simple/?x=1", "pip_index_url: must be an http"),
+    ("pip-fragment", "pip_index_url: 'http://10.0.0.5/simple/#x'", "pip_index_url: must be an http"),
+    ("pip-port-too-big", "pip_index_url: http://10.0.0.5:70000/simple/", "pip_index_url: must be an http"),
+    ("pip-credentials", "pip_index_url: http://u:p@10.0.0.5/simple/", "pip_index_url: must be an http"),
+    ("pip-space", "pip_index_url: 'http://10.0.0.5/sim ple/'", "pip_index_url: must be an http"),
+    ("pip-quote", "pip_index_url: 'http://10.0.0.5/simple/\"x'", "pip_index_url: must be an http"),
+    ("pip-backslash", "pip_index_url: 'http://10.0.0.5/simple\\x'", "pip_index_url: must be an http"),
+    ("pip-newline", "pip_index_url: \"http://10.0.0.5/simple/\\nextra: 1\"", "pip_index_url: must be an http"),
+    ("pip-no-host", "pip_index_url: http:///simple/", "pip_index_url: must be an http"),
+    ("pip-file", "pip_index_url: file:///etc/", "pip_index_url: must be an http"),
+    # tuning values typed
+    ("tuning-bool", "tuning: {glance: {processes: true}}", "tuning: glance.processes: a number or a size"),
+    ("tuning-float", "tuning: {glance: {processes: 2.5}}", "tuning: glance.processes: a number or a size"),
+    ("tuning-list", "tuning: {glance: {processes: [2]}}", "tuning: glance.processes: a number or a size"),
+    ("tuning-negative", "tuning: {glance: {processes: -1}}", "tuning: glance.processes: a number or a size"),
+    ("tuning-size-with-space", "tuning: {glance: {storage: '20 Gi'}}", "tuning: glance.storage: a number or a size"),
+    ("tuning-service-escape", "tuning: {\"\\e[31mx\": {processes: 1}}", "tuning.?[31mx: no template has knobs"),
+    ("tuning-count-as-size", "tuning: {glance: {processes: 2Gi}}",
+     "tuning.glance.processes: must be a whole number of at least 1"),
+    ("tuning-zero-replicas", "tuning: {keystone: {replicas: 0}}", "tuning.keystone.replicas: must be a whole number"),
+    ("tuning-size-as-count", "tuning: {glance: {storage: 30}}", "tuning.glance.storage: must be a size like"),
+    ("tuning-size-wrong-unit", "tuning: {mariadb: {innodb_buffer_pool_size: 128Mi}}",
+     "tuning.mariadb.innodb_buffer_pool_size: must be a size like its default 64M"),
+    ("tuning-size-k8s-unit", "tuning: {rabbitmq: {storage: 2G}}", "tuning.rabbitmq.storage: must be a size"),
+    ("tuning-size-zero", "tuning: {glance: {storage: 0Gi}}", "tuning.glance.storage: must be a size"),
+    # names shown on the terminal: printable, one line
+    ("flavor-escape", "nodes: {compute: {flavor: \"\\e]0;owned\\a\"}}", "nodes.compute.flavor: must be one line"),
+    ("flavor-newline", "nodes: {network: {flavor: \"b3-8\\nx\"}}", "nodes.network.flavor: must be one line"),
+    ("network-escape", "network: \"\\e[2J\"", "network: must be one line"),
+    ("cloud-escape", "cloud: \"\\e[31mprod\"", "cloud: must be one line"),
+    ("cloud-empty", "cloud: ''", "cloud: String should have at least 1 character"),
+    ("overcloud-flavor-escape", "overcloud: {flavors: [{name: \"\\e[1m\", vcpus: 1, ram: 64, disk: 1}]}",
+     "overcloud.flavors.0.name: must be one line"),
+    ("overcloud-flavor-c1", "overcloud: {flavors: [{name: \"a\\x9bb\", vcpus: 1, ram: 64, disk: 1}]}",
+     "overcloud.flavors.0.name: must be one line"),
+]
+
+
+@pytest.mark.parametrize("text,expected", [c[1:] for c in STRICT_CONFIGS], ids=[c[0] for c in STRICT_CONFIGS])
+def test_strict_config(tmp_path, text, expected):
+    """Each refused on a new environment: no state folder, no secrets, no key, no plan."""
+    test_bad_config(tmp_path, text, expected)
+
+
+# --- the config file itself: read as OpenSSH reads its own -------------------------------
+
+def _unsafe_config(tmp_path: Path, kind: str) -> tuple[str, str]:
+    good = tmp_path / "osception.yaml"
+    good.write_text("name: fine\n")
+    if kind == "fifo":  # hung the command before
+        os.mkfifo(tmp_path / "fifo.yaml")
+        return str(tmp_path / "fifo.yaml"), "fifo.yaml: not a regular file"
+    if kind == "symlink-to-fifo":
+        os.mkfifo(tmp_path / "fifo")
+        (tmp_path / "link.yaml").symlink_to(tmp_path / "fifo")
+        return str(tmp_path / "link.yaml"), "link.yaml: not a regular file"
+    if kind == "dev-null":  # read as an empty file, the defaults, before
+        return "/dev/null", "/dev/null: not a regular file"
+    if kind == "dev-stdin-pipe":
+        os.mkfifo(tmp_path / "p")
+        return f"/proc/self/fd/{os.open(tmp_path / 'p', os.O_RDONLY | os.O_NONBLOCK)}", "not a regular file"
+    if kind.startswith("mode"):
+        good.chmod(int(kind[4:], 8))
+        return str(good), f"osception.yaml: writable by other users (mode {kind[4:]})"
+    if kind == "other-owner":
+        os.chown(good, OTHER_UID, -1)
+        return str(good), "osception.yaml: owned by uid 4242, not by you"
+    raise AssertionError(kind)
+
+
+UNSAFE_CONFIG = ["fifo", "symlink-to-fifo", "dev-null", "dev-stdin-pipe", "mode0664", "mode0646", "mode0666",
+                 "mode0620", "other-owner"]
+
+
+@pytest.mark.parametrize("kind", UNSAFE_CONFIG)
+def test_unsafe_config_file(tmp_path, kind):
+    if kind == "other-owner" and os.getuid() != 0:
+        pytest.skip("chown needs root")
+    path, expected = _unsafe_config(tmp_path, kind)
+    refused(tmp_path, ["plan", "-c", path, "--out", str(tmp_path / "out"),
+                       "--state-dir", str(tmp_path / "home")], expected)
+
+
+def test_the_default_config_of_another_user_is_refused(tmp_path, monkeypatch):
+    """./osception.yaml is read only when it is the user's: before, whoever owned it."""
+    if os.getuid() != 0:
+        pytest.skip("chown needs root")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "osception.yaml").write_text("name: planted\n")
+    os.chown(tmp_path / "osception.yaml", OTHER_UID, -1)
+    refused(tmp_path, ["plan", "--out", str(tmp_path / "out"), "--state-dir", str(tmp_path / "home")],
+            "osception.yaml: owned by uid 4242")
+
+
+# --- nothing is made before all input is checked (a new environment each) ----------------
+
+def _fresh_patch(name: str, make) -> callable:
+    def prepare(folder: Path) -> str:
+        make(folder / name)
+        return f"patches: {{nova: [{{file: {name}}}]}}\n"
+    return prepare
+
+
+# (id, command, prepare(folder) -> osception.yaml text, what the one line names). Before,
+# each left a state folder with secrets.yaml and the SSH key behind (plan, up, apply).
+CHECKED_FIRST = [
+    ("plan-unknown-knob", "plan", lambda f: "tuning: {glance: {nope: 1}}", "tuning.glance.nope: unknown knob"),
+    ("plan-knob-of-no-service", "plan", lambda f: "tuning: {nosuch: {a: 1}}", "tuning.nosuch: no template has knobs"),
+    ("plan-knob-typed", "plan", lambda f: "tuning: {nova: {api_processes: 2Gi}}", "tuning.nova.api_processes"),
+    ("up-unknown-knob", "up", lambda f: "tuning: {keystone: {workers: 4}}", "tuning.keystone.workers: unknown knob"),
+    ("up-knob-typed", "up", lambda f: "tuning: {memcached: {memory_mb: 1Gi}}", "tuning.memcached.memory_mb"),
+    ("apply-knob-typed", "apply", lambda f: "tuning: {skyline: {workers: 0}}", "no environment that `osception up`"),
+    ("apply-new-environment", "apply", lambda f: "name: never-up", "never-up: no environment that `osception up`"),
+    ("plan-patch-missing", "plan", lambda f: "patches: {nova: [{file: nope.patch}]}", "nope.patch: no such file"),
+    ("plan-patch-a-folder", "plan", _fresh_patch("p.patch", Path.mkdir), "p.patch: no such file"),
+    ("plan-patch-dangling-symlink", "plan", _fresh_patch("s.patch", lambda p: p.symlink_to(p.parent / "gone")),
+     "s.patch: no such file"),
+]
+
+
+@pytest.mark.parametrize("command,prepare,expected", [c[1:] for c in CHECKED_FIRST], ids=[c[0] for c in CHECKED_FIRST])
+def test_nothing_is_made_before_the_input_is_checked(tmp_path, command, prepare, expected):
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    cfg = folder / "osception.yaml"
+    cfg.write_text(prepare(folder))
+    args = [command, "-c", str(cfg), "--state-dir", str(tmp_path / "home")]
+    refused(tmp_path, args + (["--out", str(tmp_path / "out")] if command == "plan" else []), expected)
+    assert not (tmp_path / "home").exists()
+
+
+@pytest.mark.parametrize("names,expected", [c[1:] for c in BAD_TLS_NAMES], ids=[c[0] for c in BAD_TLS_NAMES])
+def test_certificate_names_are_checked_before_a_new_environment_is_made(tmp_path, names, expected):
+    """Before: the names were checked after the secrets and the SSH key were made."""
+    folder = tmp_path / "conf"
+    folder.mkdir()
+    cfg = folder / "osception.yaml"
+    cfg.write_text(_tls(**{"fullchain.pem": _leaf(names)})(folder))
+    refused(tmp_path, ["plan", "-c", str(cfg), "--out", str(tmp_path / "out"), "--state-dir",
+                       str(tmp_path / "home")], f"tls.certificate: {folder}/fullchain.pem: {expected}")
+
+
+@pytest.mark.parametrize("name,prepare,expected", BAD_OUT, ids=[c[0] for c in BAD_OUT])
+def test_bad_out_is_checked_before_a_new_environment_is_made(tmp_path, name, prepare, expected):
+    if "other-owner" in name and os.getuid() != 0:
+        pytest.skip("chown needs root")
+    prepare(tmp_path / "out")
+    refused(tmp_path, ["plan", "--out", str(tmp_path / "out"), "--state-dir", str(tmp_path / "home")], expected)
+
+
+def test_regenerate_with_a_bad_config_keeps_the_old_secrets(tmp_path, good_state):
+    """Before: --regenerate-secrets moved the old secrets aside and made new ones, then
+    the unknown knob stopped the plan (exit 2): the environment had lost its secrets."""
+    home = tmp_path / "home"
+    shutil.copytree(good_state, home / "osception")
+    cfg = tmp_path / "osception.yaml"
+    cfg.write_text("tuning: {glance: {nope: 1}}")
+    refused(tmp_path, ["plan", "-c", str(cfg), secrets.REGENERATE, "--out", str(tmp_path / "out"),
+                       "--state-dir", str(home)], "tuning.glance.nope: unknown knob")
+
+
+# --- secrets.yaml: damaged blocks, duplicate keys, a weak or expired CA -------------------
+
+def _ca(key_size=2048, days=(-1, 3650), is_ca=True, server_key=None) -> dict:
+    """An environment `tls:` entry as tls.make writes it, made weaker one way."""
+    import datetime
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives import serialization as s
+    from cryptography.hazmat.primitives.asymmetric import ec, rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=key_size)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "osception osception CA")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number())
+            .not_valid_before(now + datetime.timedelta(days=days[0]))
+            .not_valid_after(now + datetime.timedelta(days=days[1]))
+            .add_extension(x509.BasicConstraints(ca=is_ca, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    pem = lambda k: k.private_bytes(s.Encoding.PEM, s.PrivateFormat.PKCS8, s.NoEncryption()).decode()  # noqa: E731
+    return {"ca_cert": cert.public_bytes(s.Encoding.PEM).decode(), "ca_key": pem(key),
+            "key": pem(server_key or ec.generate_private_key(ec.SECP256R1()))}
+
+
+def _sha1_ca(env: Path) -> None:
+    """A CA signed with SHA-1 (cryptography signs none: openssl does)."""
+    if shutil.which("openssl") is None:
+        pytest.skip("no openssl")
+    tmp = env / "tmp-ca"
+    tmp.mkdir()
+    subprocess.run(["openssl", "req", "-x509", "-sha1", "-newkey", "rsa:2048", "-nodes", "-keyout", tmp / "k",
+                    "-out", tmp / "c", "-days", "30", "-subj", "/CN=x", "-addext", "basicConstraints=critical,CA:TRUE"],
+                   check=True, capture_output=True)
+    tls = dict(_data(env)["tls"], ca_cert=(tmp / "c").read_text(), ca_key=(tmp / "k").read_text())
+    shutil.rmtree(tmp)
+    _change(tls=tls)(env)
+
+
+def _dup_key(key: str):
+    def apply(env):
+        text = (env / "secrets.yaml").read_text()
+        _put(env, text + f"{key}: {_data(env)[key] if isinstance(_data(env)[key], str) else 'x' * 20}\n")
+    return apply
+
+
+def _weak_server_key(env):
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    _change(tls=_ca(server_key=rsa.generate_private_key(public_exponent=65537, key_size=1024)))(env)
+
+
+REGENERATE_HINT = "restore it from a backup, or start over with `osception plan --regenerate-secrets`"
+STRICT_STATE = [
+    ("missing-tls", _change(tls=_DROP), f"secrets.yaml: tls: missing; {REGENERATE_HINT}"),
+    ("missing-migration-ssh", _change(migration_ssh=_DROP), "migration_ssh: missing"),
+    ("missing-database-root", _change(database_root=_DROP), "database_root: missing"),
+    ("missing-credential-keys", _change(keystone_credential_keys=_DROP), "keystone_credential_keys: missing"),
+    ("missing-skyline-key", _change(skyline_secret_key=_DROP), "skyline_secret_key: missing"),
+    ("tls-without-ca-key", _nested("tls", "ca_key", _DROP), "tls: must be a mapping of ca_cert, ca_key and key"),
+    ("tls-a-string", _change(tls="x"), "tls: must be a mapping"),
+    ("dup-admin-password", _dup_key("admin_password"), "admin_password: given twice"),
+    ("dup-tls", _dup_key("tls"), "tls: given twice"),
+    ("ca-expired", _change(tls=_ca(days=(-400, -1))), "tls: ca_cert expired on"),
+    ("ca-not-yet-valid", _change(tls=_ca(days=(2, 400))), "tls: ca_cert is not valid before"),
+    ("ca-rsa-1024", _change(tls=_ca(key_size=1024)), "tls: ca_key is weak: an RSA key of 1024 bits"),
+    ("ca-not-a-ca", _change(tls=_ca(is_ca=False)), "tls: ca_cert is not a CA certificate"),
+    ("ca-sha1", _sha1_ca, "tls: ca_cert is signed with sha1"),
+    ("server-key-rsa-1024", _weak_server_key, "tls: key is weak: an RSA key of 1024 bits"),
+    ("ca-key-of-another-ca", _nested("tls", "ca_key", _ca()["ca_key"]), "tls: ca_key does not match ca_cert"),
+]
+
+
+@pytest.mark.parametrize("name,damage,expected", STRICT_STATE, ids=[c[0] for c in STRICT_STATE])
+def test_strict_state(tmp_path, good_state, name, damage, expected):
+    test_bad_state(tmp_path, good_state, name, damage, expected)
+
+
+# --- resources.json, field by field --------------------------------------------------------
+
+_PORT, _SERVER = str(uuid.uuid4()), str(uuid.uuid4())
+
+
+def _node(**change) -> str:
+    node = {"ip": "192.0.2.10", "mac": "fa:16:3e:00:00:01", "public_mac": None, "port": _PORT,
+            "public_port": None, "server": _SERVER}
+    for key, value in change.items():
+        if value is _DROP:
+            node.pop(key)
+        else:
+            node[key] = value
+    return json.dumps({"env": "osception", "mtu": 1500, "nodes": {"k8s-0": node}})
+
+
+STRICT_RESOURCES = [
+    ("ip-newline-ini", _node(ip="192.0.2.10\nmy_ip = 6.6.6.6"), "resources.json: nodes.k8s-0.ip: must be an IPv4"),
+    ("ip-ssh-option", _node(ip="-oProxyCommand=id"), "nodes.k8s-0.ip: must be an IPv4 address"),
+    ("ip-leading-zero", _node(ip="192.0.2.010"), "nodes.k8s-0.ip: must be an IPv4 address"),
+    ("ip-v6", _node(ip="2001:db8::1"), "nodes.k8s-0.ip: must be an IPv4 address"),
+    ("ip-a-number", _node(ip=3221225994), "nodes.k8s-0.ip: must be an IPv4 address"),
+    ("ip-with-user", _node(ip="root@192.0.2.10"), "nodes.k8s-0.ip: must be an IPv4 address"),
+    ("ip-missing", _node(ip=_DROP), "nodes.k8s-0.ip: missing"),
+    ("mac-garbage", _node(mac="not-a-mac"), "nodes.k8s-0.mac: must be a MAC address"),
+    ("mac-yaml", _node(mac="fa:16:3e:00:00:01\n  - path: /etc/cron.d/x"), "nodes.k8s-0.mac: must be a MAC"),
+    ("mac-null", _node(mac=None), "nodes.k8s-0.mac: must be a MAC address"),
+    ("public-mac-garbage", _node(public_mac="$(id)"), "nodes.k8s-0.public_mac: must be a MAC address or null"),
+    ("port-not-uuid", _node(port="p"), "nodes.k8s-0.port: must be a port ID"),
+    ("port-jinja", _node(port="{{ lookup('pipe', 'id') }}"), "nodes.k8s-0.port: must be a port ID"),
+    ("public-port-not-uuid", _node(public_port=7), "nodes.k8s-0.public_port: must be a port ID"),
+    ("server-not-uuid", _node(server="$(reboot)"), "nodes.k8s-0.server: must be a server ID"),
+    ("node-unknown-key", _node(user="root"), "nodes.k8s-0.user: unknown key"),
+    ("node-a-list", json.dumps({"nodes": {"k8s-0": [1]}}), "nodes.k8s-0: must be a mapping"),
+    ("node-name-not-a-node", json.dumps({"nodes": {"k8s-0 -oProxyCommand=x": {}}}),
+     "nodes.(a key that is not a name): not a node name"),
+    ("node-name-unknown", json.dumps({"nodes": {"storage-0": {}}}), "nodes.storage-0: not a node name"),
+    ("top-unknown-key", json.dumps({"nodes": {}, "extra": 1}), "resources.json: extra: unknown key"),
+    ("env-not-a-name", json.dumps({"env": "a b", "nodes": {}}), "resources.json: env: must be an environment name"),
+    ("mtu-string", json.dumps({"mtu": "1500", "nodes": {}}), "resources.json: mtu: must be a number"),
+    ("mtu-true", json.dumps({"mtu": True, "nodes": {}}), "resources.json: mtu: must be a number"),
+    ("mtu-huge", json.dumps({"mtu": 10 ** 6, "nodes": {}}), "resources.json: mtu: must be a number"),
+    ("dup-node", '{"nodes": {"k8s-0": {}, "k8s-0": {}}}', "resources.json: k8s-0: given twice"),
+    ("dup-ip", '{"nodes": {"k8s-0": {"ip": "192.0.2.10", "ip": "192.0.2.66"}}}', "resources.json: ip: given twice"),
+]
+
+
+@pytest.mark.parametrize("text,expected", [c[1:] for c in STRICT_RESOURCES], ids=[c[0] for c in STRICT_RESOURCES])
+def test_strict_resources_file(tmp_path, good_state, text, expected):
+    test_bad_resources_file(tmp_path, good_state, text, expected)
+
+
+def test_a_hostile_address_never_reaches_apply(tmp_path, good_state):
+    """Before: apply rendered the IP into the node's nova.conf (my_ip) and user data."""
+    home = tmp_path / "home"
+    shutil.copytree(good_state, home / "osception")
+    _resources(_node(ip="192.0.2.10\n[DEFAULT]\ndebug = true"))(home / "osception")
+    refused(tmp_path, ["apply", "--state-dir", str(home)], "nodes.k8s-0.ip: must be an IPv4 address")
+
+
+CORPUS = [BAD_CONFIGS, UNREADABLE, BAD_ENVS, BAD_STATE, BAD_RESOURCES, BAD_OUT, BAD_TLS, BAD_TLS_NAMES,
+          STRICT_CONFIGS, UNSAFE_CONFIG, CHECKED_FIRST, BAD_TLS_NAMES, BAD_OUT, STRICT_STATE, STRICT_RESOURCES]
+
+
 def test_the_corpus_is_large_enough():
-    total = (len(BAD_CONFIGS) + len(UNREADABLE) + len(BAD_ENVS) + len(BAD_STATE) + len(BAD_RESOURCES)
-             + len(BAD_OUT) + len(BAD_TLS) + len(BAD_TLS_NAMES))
-    assert total >= 50, total
+    total = sum(map(len, CORPUS)) + 3  # + the default config, regenerate and apply cases
+    assert total >= 250, total
