@@ -139,9 +139,20 @@ def init(
     force: Annotated[bool, typer.Option("--force", help="Overwrite an existing file.")] = False,
 ) -> None:
     """Write a commented osception.yaml holding every default."""
-    if path.exists() and not force:
+    import errno
+    import os
+
+    if (path.exists() or path.is_symlink()) and not force:
         fail(f"{path} exists; use --force to overwrite it")
-    path.write_text(config_mod.DEFAULT_YAML)
+    # 0644 whatever the umask (plan refuses a config others can write, as OpenSSH does);
+    # never through a symbolic link planted where the file goes.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC, 0o644)
+    except OSError as e:
+        fail(f"{path}: {'a symbolic link; osception writes a plain file' if e.errno == errno.ELOOP else e.strerror}")
+    with os.fdopen(fd, "w", encoding="utf-8") as f:
+        os.fchmod(f.fileno(), 0o644)
+        f.write(config_mod.DEFAULT_YAML)
     console.print(f"wrote {path}")
 
 

@@ -971,5 +971,32 @@ CORPUS = [BAD_CONFIGS, UNREADABLE, BAD_ENVS, BAD_STATE, BAD_RESOURCES, BAD_OUT, 
 
 
 def test_the_corpus_is_large_enough():
-    total = sum(map(len, CORPUS)) + 3  # + the default config, regenerate and apply cases
+    total = sum(map(len, CORPUS)) + 5  # + the default config, regenerate, apply and init cases
     assert total >= 250, total
+
+
+# --- init: the file it writes is one plan reads ---------------------------------------------
+
+def test_init_writes_a_config_plan_accepts_whatever_the_umask(tmp_path):
+    """Before: with umask 002 init wrote a group-writable file, which plan now refuses."""
+    old = os.umask(0o002)
+    try:
+        path = tmp_path / "osception.yaml"
+        result = CliRunner().invoke(app, ["init", str(path)])
+        assert result.exit_code == 0, result.output
+        assert stat.S_IMODE(path.stat().st_mode) == 0o644
+        result = CliRunner().invoke(app, ["plan", "-c", str(path), "--out", str(tmp_path / "out"),
+                                          "--state-dir", str(tmp_path / "home")])
+        assert result.exit_code == 0, result.output
+    finally:
+        os.umask(old)
+
+
+@pytest.mark.parametrize("force", [[], ["--force"]], ids=["plain", "force"])
+def test_init_never_writes_through_a_symbolic_link(tmp_path, force):
+    """Before: `init --force` wrote the defaults into whatever the link pointed at."""
+    target = tmp_path / "victim"
+    target.write_text("precious\n")
+    (tmp_path / "osception.yaml").symlink_to(target)
+    refused(tmp_path, ["init", str(tmp_path / "osception.yaml"), *force], "osception.yaml")
+    assert target.read_text() == "precious\n"
