@@ -124,7 +124,7 @@ class NodeGroup(_Strict):
     flavor: Text
     # null: CONTROLLER_IMAGE, and for the compute and network nodes the image of the
     # release's node OS (Config.node_image).
-    image: str | None = Field(default=None, min_length=1)
+    image: Text | None = None
 
 
 # The controller runs k3s and containers only: the same image for every release.
