@@ -74,6 +74,16 @@ MEMCACHED_PORT = 11211
 SERVICE_ACCOUNT_DIR = "/var/run/secrets/kubernetes.io/serviceaccount"
 KUBE_ROOT_CA = "kube-root-ca.crt"
 
+# The capabilities a container started through Kolla's kolla_start keeps (all others
+# dropped): its start.sh runs `sudo kolla_set_configs` (and kolla_copy_cacerts) as the
+# image's user. sudo needs SETUID and SETGID; set_configs.py chowns (CHOWN) and chmods
+# (FOWNER) the files it installs and walks the service's own trees; the images'
+# extend_start.sh, as root, writes into folders it just gave the service user
+# (keystone's log: DAC_OVERRIDE). AUDIT_WRITE is not needed: sudo only warns that it
+# cannot log. tests/kolla/test_contract.py runs Kolla's start.sh under Debian's sudo
+# with exactly these, and with each one left out.
+KOLLA_START_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
+
 # Ports on the controller's IP (k3s servicelb binds them on the node): Traefik's 80
 # and 443, RabbitMQ's TLS listener and the nova metadata API (LoadBalancer Services,
 # `node_facing` in the manifests). The outer security group lets only the

@@ -11,6 +11,7 @@ import json
 import os
 import re
 import shlex
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -694,3 +695,94 @@ def config_differences(src: KollaSources, container: Container) -> tuple[set, se
             diffs.add((container.name, entry["dest"] + " owner/perm"))
     extra = {d for d in mine if d not in {e["dest"] for e in theirs["config_files"]}}
     return diffs, extra
+
+
+# --- kolla_start under a container's capabilities ------------------------------------
+
+def kolla_start_runs_sudo(src: KollaSources) -> bool:
+    """Whether the release's kolla_start (base/start.sh, the images' entrypoint) runs
+    programs through sudo: then it needs privilege escalation (sudo is setuid root)."""
+    base = src.docker / "base"
+    installed = re.search(r"^COPY start\.sh /usr/local/bin/kolla_start$",
+                          (base / "Dockerfile.j2").read_text(), re.M)
+    return bool(installed) and re.search(r"^sudo ", (base / "start.sh").read_text(), re.M) is not None
+
+
+def goes_through_kolla_start(container: Container) -> bool:
+    """The container runs Kolla's kolla_start: as its image's entrypoint, or from a
+    script of its command (mariadb-bootstrap.sh)."""
+    return any(call.executable == "kolla_start" for call in calls(container))
+
+
+def _installed_files(src: KollaSources, image: str) -> dict[str, Path]:
+    """{path in the image: Kolla source file} of the scripts and sudoers the image's
+    Dockerfile chain COPYs into /usr/local/bin and /etc/sudoers*, base first."""
+    out: dict[str, Path] = {}
+    for folder in reversed(image_chain(src, image)):
+        for m in re.finditer(r"^COPY (\S+) (/usr/local/bin/\S+|/etc/sudoers\S*)$",
+                             (folder / "Dockerfile.j2").read_text(), re.M):
+            if (folder / m.group(1)).is_file():
+                out[m.group(2)] = folder / m.group(1)
+    return out
+
+
+def run_kolla_start(src: KollaSources, container: Container, debian_root: Path, work: Path,
+                    capabilities: set[str], no_new_privs: bool = False) -> tuple[bool, str]:
+    """Run the release's kolla_start for `container` as its image's user, in an overlay of
+    a Debian root that has sudo (the images' sudo comes from their distribution), with
+    the image's scripts and sudoers from the Kolla sources, Kolla's users, the container's
+    config folder as the kubelet projects it, and exactly `capabilities` in the bounding
+    set (what a container keeps after `drop: [ALL]`, `add: [...]`). The service itself is
+    a stub that exits 0. (passed, log): passed when kolla_start exits 0 and every file of
+    config.json has its owner and mode."""
+    root, upper, scratch = work / "root", work / "upper", work / "scratch"
+    for d in (root, upper, scratch):
+        d.mkdir(parents=True)
+    subprocess.run(["mount", "-t", "overlay", "overlay", "-o",
+                    f"lowerdir={debian_root},upperdir={upper},workdir={scratch}", str(root)], check=True)
+    try:
+        for dest, source in _installed_files(src, container.kolla_image).items():
+            target = root / dest.lstrip("/")
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(source.read_bytes())
+            target.chmod(0o440 if dest.startswith("/etc/sudoers") else 0o755)
+        for name in ("kolla_extend_start", "kolla_httpd_setup"):  # sourced, may be absent (touch)
+            (root / "usr/local/bin" / name).touch()
+        (root / "etc/apache2").mkdir(parents=True, exist_ok=True)
+        (root / "etc/apache2/envvars").touch()  # what kolla_httpd_setup sources (Apache's)
+        config = container.config_json
+        program = root / "usr/local/bin" / os.path.basename(config["command"].split()[0])
+        program.write_text("#!/bin/sh\nexit 0\n")
+        program.chmod(0o755)
+        lay_out_projected_volume(root / CONFIG_DIR.lstrip("/"), container.mounts[CONFIG_DIR])
+        users = kolla_users(src)
+        user = image_user(src, container.kolla_image)
+        setup = [f"groupadd -g {users['kolla'][1]} kolla"]
+        for name in sorted(({user} | {e["owner"].split(":")[0] for e in config["config_files"]}) - {"root"}):
+            uid, gid = users[name]
+            setup.append(f"groupadd -g {gid} {name} && useradd -u {uid} -g {gid} -G kolla -M -s /bin/bash {name}")
+        setup.append("mkdir -p /var/log/kolla && chgrp kolla /var/log/kolla && chmod 2775 /var/log/kolla"
+                     " && chmod 1777 /tmp"
+                     f" && echo '127.0.0.1 localhost {socket.gethostname()}' > /etc/hosts")  # sudo resolves it
+        subprocess.run(["chroot", str(root), "sh", "-ec", " && ".join(setup)], check=True, capture_output=True)
+        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+               "KOLLA_BASE_DISTRO": "debian",  # the images' ENV
+               **{k: v for k, v in container.env.items() if v is not None}}
+        bounding = ",".join(["-all"] + [f"+{c.lower()}" for c in sorted(capabilities)])
+        done = subprocess.run(
+            ["chroot", str(root), "env", "-i", *(f"{k}={v}" for k, v in env.items()),
+             "setpriv", "--bounding-set", bounding, "--reuid", user, "--regid", user, "--init-groups",
+             *(["--no-new-privs"] if no_new_privs else []), "--", "kolla_start"],
+            capture_output=True, text=True, timeout=120)
+        log = done.stdout + done.stderr
+        passed = done.returncode == 0
+        for entry in config["config_files"]:
+            dest = root / entry["dest"].lstrip("/")
+            want = (users.get(entry["owner"], (0, 0))[0], int(entry["perm"], 8))
+            got = (dest.stat().st_uid, dest.stat().st_mode & 0o777) if dest.exists() else None
+            if got != want:
+                passed = False
+                log += f"\n{entry['dest']}: {got} instead of {want}"
+        return passed, log
+    finally:
+        subprocess.run(["umount", str(root)], check=True)

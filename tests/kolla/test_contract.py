@@ -222,6 +222,80 @@ def test_images_run_as_kolla_expects(plan, kolla_sources):
             assert contract.ini_pairs(ini).get("uid") in owner, f"{c.label}: uWSGI as root"
 
 
+# --- securityContext: what each container keeps -------------------------------------------
+
+@pytest.fixture(scope="module")
+def file_patched_plan(release, state_home, tmp_path_factory) -> render.Plan:
+    """Every patchable project with a patch file (its pods get the `patch` init container)."""
+    folder = tmp_path_factory.mktemp("file-patches")
+    patches = {}
+    for project in services.PATCHABLE:
+        (folder / f"{project}.patch").write_text(f"diff --git a/{project}/x.py b/{project}/x.py\n")
+        patches[project] = [config.Patch(file=folder / f"{project}.patch")]
+    cfg = config.load(None).model_copy(update={"release": release.name, "patches": patches})
+    return render.build(cfg, secrets.ensure(state_home / cfg.name, cfg.name))
+
+
+def test_every_container_keeps_only_what_its_command_needs(plan, file_patched_plan, kolla_sources):
+    """Every pod runs under the runtime's default seccomp filter. A container may
+    escalate privileges only if it goes through this release's kolla_start and that
+    runs sudo (setuid root); it keeps no capability but KOLLA_START_CAPABILITIES, and
+    those only through kolla_start; every other container keeps none."""
+    sudo = contract.kolla_start_runs_sudo(kolla_sources)
+    checked = set()
+    for c in contract.containers(plan) + contract.containers(file_patched_plan):
+        assert c.pod.get("securityContext", {}).get("seccompProfile") == {"type": "RuntimeDefault"}, c.workload
+        ctx = c.spec.get("securityContext", {})
+        through = contract.goes_through_kolla_start(c)
+        assert ctx.get("allowPrivilegeEscalation") is (through and sudo), f"{c.label}: {ctx}"
+        assert not ctx.get("privileged"), c.label
+        caps = ctx.get("capabilities", {})
+        assert caps.get("drop") == ["ALL"], f"{c.label}: {caps}"
+        allowed = set(services.KOLLA_START_CAPABILITIES) if through else set()
+        assert set(caps.get("add", [])) <= allowed, f"{c.label} keeps {set(caps.get('add', [])) - allowed}"
+        checked.add((c.name, through))
+    # both kinds are there: the Kolla services and the init containers of ours
+    assert {through for _, through in checked} == {True, False}
+    assert {"wait", "patch", "create-databases", "log", "register", "bootstrap"} <= {n for n, _ in checked}
+
+
+def _debian_root_with_sudo():
+    """The devcloud nodes' Debian root (built once per machine), when it is there: it
+    has Debian's sudo, as the Kolla images have their distribution's."""
+    from osception.devcloud import nodes
+    root = nodes.cache_home() / "nodes" / f"base-{nodes.BASE_SUITE}"
+    if not (root / ".osception-complete").exists() or not (root / "usr/bin/sudo").exists():
+        pytest.skip(f"no Debian root with sudo at {root} (`osception devcloud up` builds it)")
+    return root
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts an overlay and runs chroot: needs root")
+def test_kolla_start_needs_exactly_its_capabilities(plan, kolla_sources, tmp_path):
+    """The release's kolla_start, with its sudoers, set_configs.py and the images'
+    extend_start.sh, under Debian's sudo: a root image (keystone: its extend_start.sh
+    gives the log folder to keystone, then writes in it) and a service user's (nova):
+    it succeeds with exactly services.KOLLA_START_CAPABILITIES, each one left out
+    breaks it, and it cannot run with no_new_privs (allowPrivilegeEscalation: false)."""
+    debian = _debian_root_with_sudo()
+    assert contract.kolla_start_runs_sudo(kolla_sources)
+    by_label = {c.label: c for c in contract.containers(plan)}
+    picks = [by_label["Deployment/keystone/keystone"], by_label["Deployment/nova-conductor/nova-conductor"]]
+    assert [contract.image_user(kolla_sources, c.kolla_image) for c in picks] == ["root", "nova"]
+    runs = iter(range(1000))
+
+    def passes(c, caps, **kw):
+        return contract.run_kolla_start(kolla_sources, c, debian, tmp_path / str(next(runs)), caps, **kw)
+
+    caps = set(services.KOLLA_START_CAPABILITIES)
+    for c in picks:
+        ok, log = passes(c, caps)
+        assert ok, f"{c.label} with {sorted(caps)}:\n{log[-3000:]}"
+    for cap in sorted(caps):
+        assert not all(passes(c, caps - {cap})[0] for c in picks), f"{cap} is not needed"
+    ok, log = passes(picks[1], caps, no_new_privs=True)
+    assert not ok and "no new privileges" in log, log[-2000:]
+
+
 # --- patches: the `patch` init container (k8s/_kolla.j2) --------------------------------
 
 @pytest.fixture(scope="module")
