@@ -83,6 +83,15 @@ KUBE_ROOT_CA = "kube-root-ca.crt"
 # cannot log. tests/kolla/test_contract.py runs Kolla's start.sh under Debian's sudo
 # with exactly these, and with each one left out.
 KOLLA_START_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
+# The uid of the user a Kolla image runs as, for the images whose user is not root
+# and that run containers of ours (not through kolla_start): Kolla's fixed uids
+# (kolla/common/users.py). Their Dockerfiles name the user (`USER nova`), which the
+# kubelet cannot check against runAsNonRoot: runAsUser gives the same user by number.
+# tests/kolla/test_contract.py reads both from each release's Kolla sources.
+KOLLA_IMAGE_UIDS = {
+    "mariadb-server": 42434, "kolla-toolbox": 42401, "glance-api": 42415, "neutron-server": 42435,
+    "nova-conductor": 42436, "nova-scheduler": 42436, "nova-novncproxy": 42436, "skyline-apiserver": 42491,
+}
 
 # Ports on the controller's IP (k3s servicelb binds them on the node): Traefik's 80
 # and 443, RabbitMQ's TLS listener and the nova metadata API (LoadBalancer Services,

@@ -210,11 +210,16 @@ def test_every_documented_deviation_still_exists_in_some_release(all_kolla_sourc
 
 
 def test_images_run_as_kolla_expects(plan, kolla_sources):
-    """No pod overrides the user its image runs as, and every image that runs as
-    root and serves uWSGI drops to its service user (uid in the uWSGI file)."""
+    """No pod overrides the user its image runs as (a runAsUser is that user's own
+    uid: runAsNonRoot needs it by number), and every image that runs as root and
+    serves uWSGI drops to its service user (uid in the uWSGI file)."""
+    users = contract.kolla_users(kolla_sources)
     for c in contract.containers(plan):
+        image_user = contract.image_user(kolla_sources, c.kolla_image)
         for ctx in (c.pod.get("securityContext", {}), c.spec.get("securityContext", {})):
-            assert "runAsUser" not in ctx and "runAsGroup" not in ctx, c.label
+            assert "runAsGroup" not in ctx, c.label
+            if "runAsUser" in ctx:
+                assert image_user != "root" and ctx["runAsUser"] == users[image_user][0], (c.label, image_user)
         config = c.config_json
         if config and config["command"].startswith("uwsgi ") and contract.image_user(kolla_sources, c.kolla_image) == "root":
             ini = c.mounts[contract.CONFIG_DIR][config["command"].split()[1].rsplit("/", 1)[1]]
@@ -240,7 +245,8 @@ def test_every_container_keeps_only_what_its_command_needs(plan, file_patched_pl
     """Every pod runs under the runtime's default seccomp filter. A container may
     escalate privileges only if it goes through this release's kolla_start and that
     runs sudo (setuid root); it keeps no capability but KOLLA_START_CAPABILITIES, and
-    those only through kolla_start; every other container keeps none."""
+    those only through kolla_start; every other container keeps none and runs as
+    non-root where its image's user is not root."""
     sudo = contract.kolla_start_runs_sudo(kolla_sources)
     checked = set()
     for c in contract.containers(plan) + contract.containers(file_patched_plan):
@@ -253,6 +259,9 @@ def test_every_container_keeps_only_what_its_command_needs(plan, file_patched_pl
         assert caps.get("drop") == ["ALL"], f"{c.label}: {caps}"
         allowed = set(services.KOLLA_START_CAPABILITIES) if through else set()
         assert set(caps.get("add", [])) <= allowed, f"{c.label} keeps {set(caps.get('add', [])) - allowed}"
+        # not through kolla_start: non-root wherever the image's user is not root
+        user = contract.image_user(kolla_sources, c.kolla_image)
+        assert ctx.get("runAsNonRoot", False) is (not through and user != "root"), f"{c.label} ({user}): {ctx}"
         checked.add((c.name, through))
     # both kinds are there: the Kolla services and the init containers of ours
     assert {through for _, through in checked} == {True, False}
