@@ -4,6 +4,7 @@ kolla and kolla-ansible sources (pinned in osception/releases.py)."""
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 
@@ -307,17 +308,30 @@ def test_kolla_start_needs_exactly_its_capabilities(plan, kolla_sources, tmp_pat
 
 # --- patches: the `patch` init container (k8s/_kolla.j2) --------------------------------
 
+def _diff(project: str) -> str:
+    return (f"diff --git a/{project}/x.py b/{project}/x.py\n--- a/{project}/x.py\n"
+            f"+++ b/{project}/x.py\n@@ -1 +1 @@\n-a = 1\n+a = 2\n")
+
+
 @pytest.fixture(scope="module")
 def patched_plan(release, state_home, tmp_path_factory) -> render.Plan:
-    """Every patchable project with a patch file and an upstream review."""
+    """Every patchable project with a patch file and an upstream review (resolved when
+    the plan is made, from a local server answering as Gerrit's REST API does:
+    tests/gerrit.py; this machine cannot reach review.opendev.org)."""
+    from osception import patches as patches_mod
+    from tests import gerrit
+
     folder = tmp_path_factory.mktemp("patches")
     patches = {}
     for project in services.PATCHABLE:
-        (folder / f"{project}.patch").write_text(f"diff --git a/{project}/x.py b/{project}/x.py\n")
+        (folder / f"{project}.patch").write_text(_diff(project))
         patches[project] = [config.Patch(file=folder / f"{project}.patch"), config.Patch(review="912345/3")]
     cfg = config.load(None).model_copy(update={"release": release.name, "patches": patches})
     sec = secrets.ensure(state_home / cfg.name, cfg.name)
-    return render.build(cfg, sec)
+    with gerrit.serving({912345: {3: _diff("nova")}}) as review_server, \
+            pytest.MonkeyPatch.context() as mp:
+        mp.setattr(patches_mod, "GERRIT", review_server.url)
+        return render.build(cfg, sec)
 
 
 def test_every_pod_of_a_patched_project_imports_its_patched_copy(patched_plan, kolla_sources):
@@ -349,8 +363,12 @@ def test_every_pod_of_a_patched_project_imports_its_patched_copy(patched_plan, k
         argv = init.spec["command"]
         assert argv[:5] == ["python3", paths["script"], "--shadow", project, "--site"], argv
         files = init.mounts[paths["files"]]
-        assert "osception-patch.py" in files and argv[-1] == "review:912345/3"
-        assert [a for a in argv if a.startswith(paths["files"] + "/")] == [paths["script"], f"{paths['files']}/01-{project}.patch"]
+        # the review as the plan pinned it: its content in the ConfigMap, its sha256 checked
+        review = f"{paths['files']}/02-review-912345-3.patch"
+        assert "osception-patch.py" in files and argv[-1].startswith(review + "#sha256:"), argv
+        assert files["02-review-912345-3.patch"] == _diff("nova")
+        assert argv[-1].split("#sha256:")[1] == hashlib.sha256(_diff("nova").encode()).hexdigest()
+        assert [a for a in argv if a.startswith(paths["files"] + "/")][:2] == [paths["script"], f"{paths['files']}/01-{project}.patch"]
         assert f"01-{project}.patch" in files
         for c in (c for c in cs if not c.init):
             assert c.env.get("PYTHONPATH") == paths["site"], c.label
