@@ -120,6 +120,7 @@ def load_environment(path: Path | None, env: str | None, state_dir: Path | None,
     cfg, env_dir = environment(path, env, state_dir)
     if certificate and cfg.tls is not None:
         tls.own(cfg.tls)
+    render.check_patch_files(cfg, state.home(state_dir))  # none is a file of the state home
     planned = secrets.peek(env_dir, cfg.name, regenerate)  # reads, writes nothing
     checked = check(cfg, env_dir, planned) if check else None
     lock(env_dir)

@@ -20,6 +20,8 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import state
+
 SCRIPT = Path(__file__).parent / "templates" / "scripts" / "osception-patch.py"
 # Upstream's Gerrit (its REST API: https://gerrit-review.googlesource.com/Documentation/rest-api-changes.html)
 GERRIT = "https://review.opendev.org"
@@ -59,6 +61,46 @@ class Review:
 def _get(url: str) -> bytes:
     with urllib.request.urlopen(url, timeout=30) as r:
         return r.read()
+
+
+# A `patches: file:` is a source patch: a large one is a mistake (or another file).
+MAX_PATCH_FILE = 1 << 20
+
+
+def read_file(path: Path, state_home: Path | None = None) -> str:
+    """A `patches: file:`'s text as the plan carries it to pods and nodes. Its content
+    lands in a ConfigMap and in user data, so it is read only when it is a patch the user
+    meant: a regular file of theirs that others cannot write (state.read_input, as the
+    config), at most MAX_PATCH_FILE, UTF-8, a `git diff` / `git format-patch` the
+    patch script can apply, and never a file of an environment's state folder (its
+    secrets, its SSH key), symbolic links resolved first. `state_home`: the command's
+    (--state-dir), besides $OSCEPTION_HOME's or the default. PatchError, one line."""
+    try:
+        real = path.resolve(strict=True)
+    except (OSError, RuntimeError) as e:
+        raise PatchError(f"{path}: no such file ({getattr(e, 'strerror', None) or 'a symbolic link loop'})") from None
+    for home in {state.home(), *([state_home] if state_home is not None else [])}:
+        try:
+            root = home.resolve()
+        except (OSError, RuntimeError):
+            continue
+        if real == root or root in real.parents:
+            raise PatchError(f"{path}: inside osception's state folder {root} (an environment's secrets "
+                             "and keys); a patch is a file of your own project")
+    try:
+        text = state.read_input(real, MAX_PATCH_FILE).decode()
+    except state.StateError as e:
+        raise PatchError(str(e).replace(str(real), str(path), 1)) from None
+    except UnicodeDecodeError:
+        raise PatchError(f"{path}: not UTF-8 text") from None
+    try:
+        sections = script.split(text)
+    except PatchError as e:
+        raise PatchError(f"{path}: not a patch the nodes can apply ({e})") from None
+    if not sections or not all(fp.hunks or fp.created or fp.deleted for fp in sections):
+        raise PatchError(f"{path}: not a unified diff of the project (`git diff` or `git format-patch`: "
+                         "a `diff --git` section with its hunks)")
+    return text
 
 
 _resolved: dict[tuple[str, str], Review] = {}  # one fetch per review and process

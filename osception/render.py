@@ -20,6 +20,7 @@ import gzip
 import json
 import lzma
 import re
+import shlex
 import tarfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -60,6 +61,40 @@ DIAGNOSER = "kube_diagnose.py"  # in the archive too: run while the control plan
 # the gzip of the cloud-config), at most 49149 bytes of it.
 NOVA_USER_DATA_LIMIT = 65535
 
+class PlanError(ValueError):
+    """A rendered file that does not parse back: one line naming it, never its content."""
+
+
+# What ends a line for one of the rendered formats' parsers: YAML (PyYAML's and
+# cloud-init's: also NEL, LS, PS), INI (oslo.config reads Python's lines), shell.
+LINE_BREAK = re.compile("[\n\r\v\f\x1c-\x1e\x85\u2028\u2029]")
+
+
+class Block(str):
+    """Text a filter made to span lines where it goes: indented into a YAML block
+    scalar (indent), or serialized for its place (tojson, yaml, sh)."""
+
+
+@jinja2.pass_context
+def _finalize(context, value):
+    """A value is never structure: every `{{ ... }}` of every template is one line,
+    unless a filter made it a Block for its place. A line break in a value would start
+    a new YAML key, INI option or shell command (a node's user data, its nova.conf)."""
+    if isinstance(value, str) and not isinstance(value, Block) and LINE_BREAK.search(value):
+        raise PlanError(f"{context.name}: a value holding a line break where one line goes "
+                        "(a value in osception.yaml, secrets.yaml or resources.json)")
+    return value
+
+
+class _Context(jinja2.runtime.Context):
+    """A macro's output is a Block: a template's own lines, each of its values passed
+    through _finalize where the macro wrote it."""
+
+    def call(__self, __obj, *args, **kwargs):  # noqa: N805 (Jinja's own signature)
+        rv = super().call(__obj, *args, **kwargs)
+        return Block(rv) if isinstance(__obj, jinja2.runtime.Macro) and isinstance(rv, str) else rv
+
+
 _env = jinja2.Environment(
     loader=jinja2.PackageLoader("osception", "templates"),
     undefined=jinja2.StrictUndefined,
@@ -67,19 +102,33 @@ _env = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
     autoescape=False,
+    finalize=_finalize,
 )
+_env.context_class = _Context
 
 
 def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
+def _tojson(v, indent=None, sort_keys=True) -> Block:
+    """JSON is YAML: a string in double quotes, every control character escaped."""
+    return Block(json.dumps(v, indent=indent, sort_keys=sort_keys))
+
+
+def _sh(v) -> str:
+    """One shell word (POSIX quoting), whatever the value holds (a line break: refused
+    by _finalize, as in any value: the script is itself indented into user data)."""
+    return shlex.quote(str(v))
+
+
 _env.filters["b64"] = _b64
-_env.filters["tojson"] = lambda v, indent=None, sort_keys=True: json.dumps(v, indent=indent,
-                                                                         sort_keys=sort_keys)
+_env.filters["tojson"] = _tojson
+_env.filters["sh"] = _sh
+_env.filters["indent"] = lambda *a, **k: Block(jinja2.filters.do_indent(*a, **k))
 # {"a": 1} | merge({"b": 2}) -> {"a": 1, "b": 2}: Jinja has no ** in dict literals.
 _env.filters["merge"] = lambda a, *more: {k: v for d in (a, *more) for k, v in d.items()}
-_env.filters["yaml"] = lambda v: yaml.safe_dump(v, sort_keys=False, default_flow_style=False).rstrip()
+_env.filters["yaml"] = lambda v: Block(yaml.safe_dump(v, sort_keys=False, default_flow_style=False).rstrip())
 
 
 @dataclass
@@ -362,6 +411,11 @@ def secret_values(secrets: Secrets) -> list[str]:
 def _ini(cfg: Config, template: str, name: str, **context) -> str:
     """One INI file from templates/conf/, with the user's overrides for `name` merged in."""
     text = render_template(f"conf/{template}.j2", **context)
+    for section, options in cfg.overrides.get(name, {}).items():
+        for key, value in options.items():  # the merge writes each as it is, one line
+            if any(LINE_BREAK.search(v) for v in (section, key, ini.ini_value(value))):
+                shown = ".".join(t.encode("unicode_escape").decode() for t in (name, section, key))
+                raise PlanError(f"overrides.{shown}: a line break where one INI line goes")
     return ini.merge(text, cfg.overrides[name]) if name in cfg.overrides else text
 
 
@@ -533,7 +587,7 @@ def add_controller(plan: Plan, secrets: Secrets, ep: endpoints.Endpoints | None 
         catalog={**keystone_catalog,
                  "services": [s for s in keystone_catalog["services"] if s["name"] != "keystone"]},
         keystone_urls=next(s for s in keystone_catalog["services"] if s["name"] == "keystone"),
-        image=lambda n: services.image(n, release, cfg.images),
+        image=lambda n: _tojson(services.image(n, release, cfg.images)),
         knobs=knob_reader(cfg, tuned := {}),
         # patches: (osception.yaml) on the controller: each project's patch files and the
         # arguments of its pods' `patch` init container (k8s/_kolla.j2)
@@ -612,8 +666,7 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
     for dest, text in units.items():
         plan.files[f"{node.name}/systemd/{dest.rsplit('/', 1)[1]}"] = text
     node_patches, patch_files = node_patches_of(cfg, node, plan.reviews)
-    vars_yaml = yaml.safe_dump(node_vars(cfg, release, node, address, plan.controller_ip, mtu, node_patches, units),
-                               sort_keys=False)
+    vars_yaml = ansible_vars(node_vars(cfg, release, node, address, plan.controller_ip, mtu, node_patches, units))
     plan.files[f"{node.name}/user-data"] = render_template(
         "cloud-init/node.yaml.j2",
         node=node,
@@ -692,9 +745,8 @@ def bake_user_data(cfg: Config, kind: str) -> str:
         node = next(n for n in nodes(one_each) if n.role == role)
         units = node_units(cfg, release, role)
         files |= {f"{NODE_ETC}/files{dest}": text for dest, text in units.items()}
-        files[f"{NODE_ETC}/bake-vars/{role}.yml"] = yaml.safe_dump(
-            node_vars(cfg, release, node, addresses[node.name], addresses["k8s-0"].ip, DEFAULT_MTU, [], units),
-            sort_keys=False)
+        files[f"{NODE_ETC}/bake-vars/{role}.yml"] = ansible_vars(
+            node_vars(cfg, release, node, addresses[node.name], addresses["k8s-0"].ip, DEFAULT_MTU, [], units))
     files |= {f"{NODE_ETC}/ansible/{name}": source(f"ansible/{name}") for name in ANSIBLE_FILES}
     if cfg.node_source == "pypi":
         files[NODE_CONSTRAINTS] = node_lock(release)
@@ -737,6 +789,36 @@ def node_units(cfg: Config, release: releases.Release, role: str) -> dict[str, s
             render_template("systemd/node-service.service.j2", unit=services.NODE_UNITS[name],
                             venv=services.NODE_VENV, release=release)
             for name in services.NODE_SERVICES[role] if name in services.NODE_UNITS}  # libvirtd: Debian's
+
+
+class _AnsibleVarsDumper(yaml.SafeDumper):
+    """YAML whose every string is tagged !unsafe: Ansible takes it as data and never
+    templates it (a `{{ lookup('pipe', ...) }}` in a value would run as root)."""
+
+
+ANSIBLE_UNSAFE = "!unsafe"  # Ansible's tag for a value it must not template
+_AnsibleVarsDumper.add_representer(
+    str, lambda dumper, value: dumper.represent_scalar(ANSIBLE_UNSAFE, value, style='"'))
+# Keys are the variables' names (and their fields'), osception's own: plain.
+_AnsibleVarsDumper.add_representer(dict, lambda dumper, value: yaml.MappingNode(
+    "tag:yaml.org,2002:map", [(dumper.represent_str(k), dumper.represent_data(v)) for k, v in value.items()]))
+
+
+def ansible_vars(variables: dict) -> str:
+    """A node's vars.yml (ansible-playbook -e @vars.yml): every string !unsafe, in double
+    quotes (every control character escaped)."""
+    return yaml.dump(variables, Dumper=_AnsibleVarsDumper, sort_keys=False, allow_unicode=False)
+
+
+class _AnsibleVarsLoader(_SafeLoader):
+    """Reads vars.yml back (tests, tools): an !unsafe string is a string."""
+
+
+_AnsibleVarsLoader.add_constructor(ANSIBLE_UNSAFE, lambda loader, node: loader.construct_scalar(node))
+
+
+def load_ansible_vars(text: str) -> dict:
+    return yaml.load(text, Loader=_AnsibleVarsLoader)
 
 
 def node_vars(cfg: Config, release: releases.Release, node: Node, address: Address, controller_ip: str,
@@ -801,6 +883,31 @@ PATCH_PATHS = {"files": "/var/lib/osception-patches", "script": "/var/lib/oscept
                "site": "/var/lib/osception/patched", "state": "/var/lib/osception/patch-state"}
 
 
+def patch_file_name(i: int, name: str) -> str:
+    """A `patches: file:`'s name where it lands (a ConfigMap key, a node's file): its
+    place in the project's list, then its name with anything but [-._a-zA-Z0-9] made
+    `-` (a line break, `/`, Jinja or shell in a name never reaches a node)."""
+    return f"{i:02d}-" + re.sub(r"[^-._a-zA-Z0-9]", "-", name)
+
+
+def patch_text(project: str, i: int, path: Path, state_home: Path | None = None) -> str:
+    """patches.<project>.<i - 1>.file's text, read as patches.read_file checks it;
+    ConfigError, one line naming the key."""
+    try:
+        return patches_mod.read_file(path, state_home)
+    except patches_mod.PatchError as e:
+        raise ConfigError(f"patches.{project}.{i - 1}.file: {e}") from None
+
+
+def check_patch_files(cfg: Config, state_home: Path | None) -> None:
+    """Every `patches: file:` of the config, as the plan will read it (the command's
+    state home known: none may be inside it)."""
+    for project, patches in sorted(cfg.patches.items()):
+        for i, p in enumerate(patches, 1):
+            if p.file is not None:
+                patch_text(project, i, p.file, state_home)
+
+
 def controller_patches(cfg: Config, reviews: dict[tuple[str, int], patches_mod.Review]) -> dict:
     """The templates' `patches` ({project: osception-patch.py's patch arguments, files
     of the ConfigMap; a review's pinned to its sha256}), `patch_files` ({project:
@@ -816,11 +923,8 @@ def controller_patches(cfg: Config, reviews: dict[tuple[str, int], patches_mod.R
                 files[project][key] = review.text
                 args.setdefault(project, []).append(patches_mod.pinned(f"{PATCH_PATHS['files']}/{key}", review))
                 continue
-            key = f"{i:02d}-" + re.sub(r"[^-._a-zA-Z0-9]", "-", p.file.name)
-            try:
-                files[project][key] = p.file.read_bytes().decode()
-            except UnicodeDecodeError:
-                raise ConfigError(f"patches.{project}: {p.file} is not UTF-8 text") from None
+            key = patch_file_name(i, p.file.name)
+            files[project][key] = patch_text(project, i, p.file)
             args.setdefault(project, []).append(f"{PATCH_PATHS['files']}/{key}")
     return {"patches": args, "patch_files": files, "patch_paths": PATCH_PATHS}
 
@@ -835,8 +939,8 @@ def node_patches_of(cfg: Config, node: Node, reviews: dict[tuple[str, int], patc
         paths = []
         for i, p in enumerate(cfg.patches.get(project, []), 1):
             if p.file is not None:
-                dest = f"{NODE_PATCHES}/{project}/{i:02d}-{p.file.name}"
-                files[dest] = p.file.read_bytes()
+                dest = f"{NODE_PATCHES}/{project}/{patch_file_name(i, p.file.name)}"
+                files[dest] = patch_text(project, i, p.file).encode()
                 paths.append(dest)
             else:
                 review = reviews[(project, i)]
@@ -845,10 +949,6 @@ def node_patches_of(cfg: Config, node: Node, reviews: dict[tuple[str, int], patc
                 paths.append(patches_mod.pinned(dest, review))
         out.append({"project": project, "files": paths, "services": list(units)})
     return out, files
-
-
-class PlanError(ValueError):
-    """A rendered file that does not parse back: one line naming it, never its content."""
 
 
 class _YAMLLoader(_SafeLoader):

@@ -51,7 +51,8 @@ def test_a_controller_setting_rolls_exactly_the_workloads_that_read_it(base, sec
 
 
 def test_a_nova_patch_changes_the_nova_pods_and_the_computes_not_the_network_nodes(base, sec, tmp_path):
-    (tmp_path / "fix.patch").write_text("diff --git a/nova/x.py b/nova/x.py\n")
+    (tmp_path / "fix.patch").write_text("diff --git a/nova/x.py b/nova/x.py\n--- a/nova/x.py\n+++ b/nova/x.py\n"
+                                        "@@ -1 +1 @@\n-a\n+b\n")
     new = _plan(sec, patches={"nova": [config.Patch(file=tmp_path / "fix.patch")]})
     changes = day2.diff(base.files, new)
     assert changes.objects["ConfigMap/nova-patches"] == "added"

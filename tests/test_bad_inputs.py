@@ -46,7 +46,9 @@ def refused(tmp_path: Path, args: list[str], expected: str, hidden: list[str] = 
     assert isinstance(result.exception, SystemExit), result.exception  # not a crash
     assert "Traceback" not in result.output
     assert len(lines) == 1, result.output
-    assert lines[0].startswith("error: ") and expected in lines[0], lines[0]
+    # `expected`: what the line names, or a tuple of what it names (the key, then the file and what is wrong)
+    assert lines[0].startswith("error: ") and all(
+        part in lines[0] for part in ((expected,) if isinstance(expected, str) else expected)), lines[0]
     for value in hidden:
         assert value not in result.output
     # no terminal control character of the user's (or of a file's) reaches the terminal raw
@@ -763,6 +765,9 @@ def test_the_default_config_of_another_user_is_refused(tmp_path, monkeypatch):
 
 # --- nothing is made before all input is checked (a new environment each) ----------------
 
+GOOD_PATCH = "diff --git a/nova/x.py b/nova/x.py\n--- a/nova/x.py\n+++ b/nova/x.py\n@@ -1 +1 @@\n-a\n+b\n"
+
+
 def _fresh_patch(name: str, make) -> callable:
     def prepare(folder: Path) -> str:
         make(folder / name)
@@ -784,6 +789,34 @@ CHECKED_FIRST = [
     ("plan-patch-a-folder", "plan", _fresh_patch("p.patch", Path.mkdir), "p.patch: no such file"),
     ("plan-patch-dangling-symlink", "plan", _fresh_patch("s.patch", lambda p: p.symlink_to(p.parent / "gone")),
      "s.patch: no such file"),
+    # patches: file: (issue 24, 4): what lands in a ConfigMap and in user data is a patch
+    # of the user's own, read as the config is; before, any readable file went.
+    *[(f"{command}-patch-{name}", command, _fresh_patch("x.patch", make), expected)
+      for command in ("plan", "up") for name, make, expected in [
+          ("too-large", lambda p: p.write_text(GOOD_PATCH + "+" * (1 << 20)),
+           ("patches.nova.0.file: ", "/x.patch: larger than 1024 KiB")),
+          ("writable-by-others", lambda p: (p.write_text(GOOD_PATCH), p.chmod(0o666)),
+           ("patches.nova.0.file: ", "/x.patch: writable by other users (mode 0666)")),
+          ("group-writable", lambda p: (p.write_text(GOOD_PATCH), p.chmod(0o664)),
+           ("patches.nova.0.file: ", "/x.patch: writable by other users (mode 0664)")),
+          ("not-a-diff", lambda p: p.write_text("just some notes\n"),
+           ("patches.nova.0.file: ", "/x.patch: not a unified diff")),
+          ("empty", lambda p: p.write_text(""), ("patches.nova.0.file: ", "/x.patch: not a unified diff")),
+          ("no-git-header", lambda p: p.write_text(GOOD_PATCH.split("\n", 1)[1]),
+           ("patches.nova.0.file: ", "/x.patch: not a unified diff")),
+          ("header-without-hunk", lambda p: p.write_text("diff --git a/nova/x.py b/nova/x.py\n"),
+           ("patches.nova.0.file: ", "/x.patch: not a unified diff")),
+          ("binary", lambda p: p.write_text("diff --git a/nova/x.png b/nova/x.png\nGIT binary patch\n"),
+           ("patches.nova.0.file: ", "/x.patch: not a patch the nodes can apply")),
+          ("hunk-ends-early", lambda p: p.write_text(GOOD_PATCH.replace("+b\n", "junk\n")),
+           ("patches.nova.0.file: ", "/x.patch: not a patch the nodes can apply")),
+          ("not-utf8", lambda p: p.write_bytes(GOOD_PATCH.encode() + b"+\xff\xfe\n"),
+           ("patches.nova.0.file: ", "/x.patch: not UTF-8 text")),
+          *([("other-owner", lambda p: (p.write_text(GOOD_PATCH), os.chown(p, OTHER_UID, -1)),
+              ("patches.nova.0.file: ", "/x.patch: owned by uid 4242, not by you"))] if os.getuid() == 0 else []),
+          ("an-ssh-key", lambda p: p.write_text("-----BEGIN OPENSSH PRIVATE KEY-----\nb3Blbn\n"),
+           ("patches.nova.0.file: ", "/x.patch: not a unified diff")),
+      ]],
 ]
 
 
@@ -966,8 +999,43 @@ def test_a_hostile_address_never_reaches_apply(tmp_path, good_state):
     refused(tmp_path, ["apply", "--state-dir", str(home)], "nodes.k8s-0.ip: must be an IPv4 address")
 
 
+# patches: file: inside an environment's state folder (its secrets, its SSH key, its plan),
+# each file a good patch, so that only where it is refuses it. (id, how the config names
+# it: {home}/{conf}-relative text, --state-dir, $OSCEPTION_HOME). Before: read and sent.
+PATCH_IN_STATE = [
+    ("secrets", "{home}/other/secrets.yaml", "home", None),
+    ("ssh-key", "{home}/other/ssh/id_ed25519", "home", None),
+    ("symlink-to-it", "link.patch", "home", None),
+    ("dot-dot", "../home/other/plan/x.patch", "home", None),
+    ("the-default-home", "{home2}/other/secrets.yaml", "home", "home2"),
+    ("a-symlinked-state-dir", "{home}/other/secrets.yaml", "homelink", None),
+]
+
+
+@pytest.mark.parametrize("where,state_dir,env_home", [c[1:] for c in PATCH_IN_STATE],
+                         ids=[c[0] for c in PATCH_IN_STATE])
+def test_a_patch_inside_a_state_folder_is_refused(tmp_path, monkeypatch, where, state_dir, env_home):
+    for home in ("home", "home2"):
+        for rel in ("other/secrets.yaml", "other/ssh/id_ed25519", "other/plan/x.patch"):
+            (tmp_path / home / rel).parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            (tmp_path / home / rel).write_text(GOOD_PATCH)
+            (tmp_path / home / rel).chmod(0o600)
+    (tmp_path / "homelink").symlink_to(tmp_path / "home")
+    conf = tmp_path / "conf"
+    conf.mkdir()
+    (conf / "link.patch").symlink_to(tmp_path / "home" / "other" / "ssh" / "id_ed25519")
+    if env_home:
+        monkeypatch.setenv("OSCEPTION_HOME", str(tmp_path / env_home))
+    file = where.format(home=tmp_path / "home", home2=tmp_path / "home2")
+    (conf / "osception.yaml").write_text(f"name: mine\npatches: {{nova: [{{file: '{file}'}}]}}\n")
+    refused(tmp_path, ["plan", "-c", str(conf / "osception.yaml"), "--state-dir", str(tmp_path / state_dir),
+                       "--out", str(tmp_path / "out")], ("patches.nova.0.file: ", "inside osception's state folder"))
+    assert not (tmp_path / "home" / "mine").exists()
+
+
 CORPUS = [BAD_CONFIGS, UNREADABLE, BAD_ENVS, BAD_STATE, BAD_RESOURCES, BAD_OUT, BAD_TLS, BAD_TLS_NAMES,
-          STRICT_CONFIGS, UNSAFE_CONFIG, CHECKED_FIRST, BAD_TLS_NAMES, BAD_OUT, STRICT_STATE, STRICT_RESOURCES]
+          STRICT_CONFIGS, UNSAFE_CONFIG, CHECKED_FIRST, BAD_TLS_NAMES, BAD_OUT, STRICT_STATE, STRICT_RESOURCES,
+          PATCH_IN_STATE]
 
 
 def test_the_corpus_is_large_enough():

@@ -62,7 +62,7 @@ def test_the_node_image_installs_both_roles_packages_and_disables_their_services
     doc = render.bake_user_data(cfg, "node")
     script = _written(doc, f"{render.NODE_ETC}/bake")
     for role in ("compute", "network"):
-        node_vars = yaml.safe_load(_written(doc, f"{render.NODE_ETC}/bake-vars/{role}.yml"))
+        node_vars = render.load_ansible_vars(_written(doc, f"{render.NODE_ETC}/bake-vars/{role}.yml"))
         assert node_vars["node_role"] == role and node_vars["patches"] == []
         assert node_vars["release"] == cfg.release and node_vars["node_source"] == "pypi"
         # the playbooks the nodes run, as they run them (the packages pass)

@@ -108,7 +108,7 @@ def test_pypi_nodes_get_the_pip_proxy_as_their_index_and_pip_its_environment(dc_
     assert cfg.pip_index_url == "http://10.231.0.10:3141/index/"
     user_data = render.build(cfg, dc_secrets, nodes.addresses(cfg)).files["compute-0/user-data"]
     written = {f["path"]: f["content"] for f in yaml.safe_load(user_data)["write_files"]}
-    node_vars = yaml.safe_load(written[f"{render.NODE_ETC}/vars.yml"])
+    node_vars = render.load_ansible_vars(written[f"{render.NODE_ETC}/vars.yml"])
     assert node_vars["pip_env"] == {"PIP_INDEX_URL": "http://10.231.0.10:3141/index/",
                                     "PIP_TRUSTED_HOST": "10.231.0.10:3141"}
     assert render.pip_env("https://mirror.example.com/simple/") == {

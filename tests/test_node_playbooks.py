@@ -80,7 +80,7 @@ def test_pypi_nodes_get_the_release_lock_and_the_same_config_files(release, tmp_
         written = {f["path"]: f["content"] for f in yaml.safe_load(user_data)["write_files"]}
         assert written[render.NODE_CONSTRAINTS] == lock
         assert "extrepo" not in written[f"{render.NODE_ETC}/setup"]
-        node_vars = yaml.safe_load(written[f"{render.NODE_ETC}/vars.yml"])
+        node_vars = render.load_ansible_vars(written[f"{render.NODE_ETC}/vars.yml"])
         assert node_vars["node_source"] == "pypi"
         assert [u["dest"] for u in node_vars["units"]] == [
             f"/etc/systemd/system/{s}.service" for s in services.NODE_SERVICES[role] if s != "libvirtd"]

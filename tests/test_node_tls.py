@@ -120,7 +120,7 @@ def test_node_services_use_rabbitmq_over_tls_with_the_ca(default_plan):
         rabbit = conf["oslo_messaging_rabbit"]
         assert (rabbit["ssl"], rabbit["ssl_ca_file"]) == ("true", endpoints.NODE_CA), rel
     setup = _written(default_plan, "compute-0")["/etc/osception/setup"]["content"]
-    assert f"{default_plan.controller_ip}/{services.RABBITMQ_TLS_PORT}" in setup
+    assert f"'</dev/tcp/\"$0\"/\"$1\"' {default_plan.controller_ip} {services.RABBITMQ_TLS_PORT}" in setup
     assert f"--cacert {endpoints.NODE_CA} https://keystone.{default_plan.domain}/v3" in setup
 
 

@@ -306,7 +306,7 @@ def test_a_review_is_pinned_when_the_plan_is_made_and_nothing_fetches_it_later(t
     dest = f"{render.NODE_PATCHES}/nova/01-review-912345-2.patch"
     (carried,) = [f for f in node["write_files"] if f["path"] == dest]
     assert base64.b64decode(carried["content"]).decode() == texts[2]
-    node_vars = yaml.safe_load(next(f["content"] for f in node["write_files"] if f["path"].endswith("/vars.yml")))
+    node_vars = render.load_ansible_vars(next(f["content"] for f in node["write_files"] if f["path"].endswith("/vars.yml")))
     (nova,) = [p for p in node_vars["patches"] if p["project"] == "nova"]
     assert nova["files"] == [f"{dest}#sha256:{sha}"]
     for rel, text in plan.files.items():  # nothing left that fetches

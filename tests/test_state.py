@@ -156,14 +156,14 @@ def test_user_text_is_never_rich_markup(tmp_path):
 
 
 # Injections that get past the config's validation (here: by building the models without it)
-# end as one line at the parse-back of the rendered files, which `plan` and `up` both run.
+# end as one line where they are rendered (a line break where one line goes), which `plan`
+# and `up` both run, before the parse-back.
 INJECTIONS = [
-    ({"images": {"nova-api": "x:1\n          securityContext: {privileged: true}"}}, "k8s-0/manifests/33-nova.yaml"),
-    ({"images": {"keystone": "x:1\n          image: evil:1"}}, "k8s-0/manifests/20-keystone.yaml"),
     ({"overrides": {"nova.conf": {"DEFAULT": {"debug": "true\n[database]\nconnection = x"}}}},
-     "config/nova.conf: the rendered file does not parse (line"),
-    ({"overrides": {"neutron.conf": {"DEFAULT": {"debug": "true\ndebug = false"}}}}, "an option given twice"),
-    ({"overrides": {"keystone.conf": {"DEFAULT": {"debug": "true\n}{"}}}}, "not an INI line"),
+     "overrides.nova.conf.DEFAULT.debug: a line break"),
+    ({"overrides": {"neutron.conf": {"DEFAULT": {"debug": "true\ndebug = false"}}}},
+     "overrides.neutron.conf.DEFAULT.debug: a line break"),
+    ({"overrides": {"keystone.conf": {"DEFAULT": {"debug": "true\n}{"}}}}, "overrides.keystone.conf.DEFAULT.debug"),
 ]
 
 
@@ -174,6 +174,27 @@ def test_an_injection_past_validation_ends_as_one_line(default_secrets, values, 
         render.build(cfg, default_secrets)
     assert expected in str(exc.value) and "\n" not in str(exc.value)
     assert all(v not in str(exc.value) for v in render.secret_values(default_secrets))
+
+
+# An image name is one JSON string in the manifest (render's `image`): YAML structure in it
+# stays in the name (kubelet refuses to pull it), never in the pod.
+IMAGE_INJECTIONS = [
+    ("nova-api", "x:1\n          securityContext: {privileged: true}", "k8s-0/manifests/33-nova.yaml"),
+    ("keystone", "x:1\n          image: evil:1", "k8s-0/manifests/20-keystone.yaml"),
+    ("keystone", "x:1\", \"privileged\": true, \"y\": \"", "k8s-0/manifests/20-keystone.yaml"),
+]
+
+
+@pytest.mark.parametrize("service,image,manifest", IMAGE_INJECTIONS)
+def test_an_image_name_past_validation_arrives_as_data(default_secrets, service, image, manifest):
+    cfg = config.Config.model_construct(**{**dict(config.Config()), "images": {service: image}})
+    plan = render.build(cfg, default_secrets)
+    containers = [c for d in yaml.safe_load_all(plan.files[manifest]) if d and "template" in d.get("spec", {})
+                  for c in d["spec"]["template"]["spec"]["containers"] + d["spec"]["template"]["spec"].get(
+                      "initContainers", [])]
+    assert image in [c["image"] for c in containers]
+    assert not any("evil" in c["image"] and c["image"] != image for c in containers)
+    assert not any(c.get("securityContext", {}).get("privileged") for c in containers)
 
 
 def test_every_rendered_file_of_the_defaults_parses_back(default_plan):

@@ -155,14 +155,14 @@ def test_controller_checks_its_ingress_with_the_ca_that_issued_the_served_certif
                ["write_files"]}
     assert written["/etc/osception/ca.pem"] == pki.pem(ca.root)
     setup = written["/usr/local/sbin/osception-setup"]
-    assert f"curl -sf --cacert /etc/osception/ca.pem --resolve 'keystone.{pki.DOMAIN}:443:127.0.0.1'" in setup
+    assert f"curl -sf --cacert /etc/osception/ca.pem --resolve keystone.{pki.DOMAIN}:443:127.0.0.1" in setup
     # a public CA's certificate without tls.ca: the system's CAs, no ca.pem anywhere
     (tmp_path / "b").mkdir()
     ca, files, out, home = _own_plan(tmp_path / "b", with_ca=False)
     written = {f["path"]: f.get("content") for f in yaml.safe_load((out / "k8s-0" / "user-data").read_text())
                ["write_files"]}
     assert "/etc/osception/ca.pem" not in written and not (out / "k8s-0" / "ca.pem").exists()
-    assert f"curl -sf --resolve 'keystone.{pki.DOMAIN}:443:127.0.0.1'" in written["/usr/local/sbin/osception-setup"]
+    assert f"curl -sf --resolve keystone.{pki.DOMAIN}:443:127.0.0.1" in written["/usr/local/sbin/osception-setup"]
 
 
 def test_clients_use_tls_ca_or_the_system_cas(tmp_path, default_secrets):

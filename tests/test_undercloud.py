@@ -86,7 +86,7 @@ def test_full_up_then_down_leaves_nothing(outer, devcloud, tmp_path):
         if node != "k8s-0":
             vars_yaml = next(f["content"] for f in yaml.safe_load(user_data)["write_files"]
                              if f["path"].endswith("vars.yml"))
-            node_vars = yaml.safe_load(vars_yaml)
+            node_vars = render.load_ansible_vars(vars_yaml)
             assert node_vars["node_mac"] == primary.mac_address
             assert node_vars["public_mac"] == public.mac_address
             assert node_vars["node_ip"] == primary.fixed_ips[0]["ip_address"]

@@ -236,7 +236,7 @@ def file_patched_plan(release, state_home, tmp_path_factory) -> render.Plan:
     folder = tmp_path_factory.mktemp("file-patches")
     patches = {}
     for project in services.PATCHABLE:
-        (folder / f"{project}.patch").write_text(f"diff --git a/{project}/x.py b/{project}/x.py\n")
+        (folder / f"{project}.patch").write_text(_diff(project))  # a patch with a hunk, as plan reads one
         patches[project] = [config.Patch(file=folder / f"{project}.patch")]
     cfg = config.load(None).model_copy(update={"release": release.name, "patches": patches})
     return render.build(cfg, secrets.ensure(state_home / cfg.name, cfg.name))
