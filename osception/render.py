@@ -83,7 +83,16 @@ def _finalize(context, value):
     if isinstance(value, str) and not isinstance(value, Block) and LINE_BREAK.search(value):
         raise PlanError(f"{context.name}: a value holding a line break where one line goes "
                         "(a value in osception.yaml, secrets.yaml or resources.json)")
+    if isinstance(value, str) and not isinstance(value, Block) and _is_ini(context.name):
+        # oslo.config substitutes `$name` / `${group.name}` with another option's value
+        # (a `$` alone fails the service); `$$` is its literal dollar.
+        return value.replace("$", "$$")
     return value
+
+
+def _is_ini(template: str | None) -> bool:
+    """A template of an oslo.config INI file (templates/conf/, but Skyline's YAML)."""
+    return bool(template) and template.startswith("conf/") and not template.endswith(".yaml.j2")
 
 
 class _Context(jinja2.runtime.Context):

@@ -175,6 +175,30 @@ def _oslo(path: Path) -> dict:
     return json.loads(r.stdout)
 
 
+OSLO_VALUES = """
+import json, sys
+from oslo_config import cfg
+conf = cfg.ConfigOpts()
+conf.register_opt(cfg.StrOpt("my_ip"))
+conf.register_opt(cfg.StrOpt("auth_url"), group="placement")
+conf(args=[], default_config_files=[sys.argv[1]])
+print(json.dumps([conf.my_ip, conf.placement.auth_url]))
+"""
+
+
+def test_oslo_config_gives_the_services_each_value_as_it_is(hostile_plan, tmp_path):
+    """The options as a service reads them (ConfigOpts, its `$name` substitution): the
+    hostile address and domain, `$(...)` and all, come back unchanged."""
+    plan, values, address, _, _ = hostile_plan
+    path = tmp_path / "nova.conf"
+    path.write_text(plan.files["compute-0/config/nova.conf"])
+    r = subprocess.run([str(SERVICES_PYTHON), "-c", OSLO_VALUES, str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    my_ip, auth_url = json.loads(r.stdout)
+    assert my_ip == address.ip and "$(" in my_ip
+    assert auth_url.startswith(f"https://keystone.{values['domain']}")
+
+
 def test_oslo_config_reads_each_value_as_one_option(hostile_plan, tmp_path):
     """oslo.config's own parser on the compute's nova.conf: the hostile address and
     domain are each the one value of their option; no option is added."""
@@ -182,9 +206,10 @@ def test_oslo_config_reads_each_value_as_one_option(hostile_plan, tmp_path):
     path = tmp_path / "nova.conf"
     path.write_text(plan.files["compute-0/config/nova.conf"])
     sections = _oslo(path)
-    assert sections["DEFAULT"]["my_ip"] == [address.ip]
-    assert sections["vnc"]["server_listen"] == [address.ip]
-    assert sections["placement"]["auth_url"][0].startswith(f"https://keystone.{values['domain']}")
+    # the file's text: `$` doubled, oslo.config's escape (the services read it back as one)
+    assert sections["DEFAULT"]["my_ip"] == [address.ip.replace("$", "$$")]
+    assert sections["vnc"]["server_listen"] == [address.ip.replace("$", "$$")]
+    assert sections["placement"]["auth_url"][0].startswith(f"https://keystone.{values['domain']}".replace("$", "$$"))
 
 
 @pytest.mark.parametrize("field", ["ip", "public_mac"])  # mac: only in vars.yml, a quoted string
