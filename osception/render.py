@@ -131,7 +131,20 @@ def _sh(v) -> str:
     return shlex.quote(str(v))
 
 
+@jinja2.pass_context
+def _ini_list(context, items) -> str:
+    """An oslo.config list option's value: the items joined by commas, none holding a
+    comma (oslo.config splits on it: one host would become two), a bracket, a quote or
+    a space."""
+    items = [str(i) for i in items]
+    if any(not i or re.search(r"[,\[\]\"'\s]", i) for i in items):
+        raise PlanError(f"{context.name}: a list item empty or holding a comma, bracket, quote or space "
+                        "(a value in osception.yaml)")
+    return ",".join(items)
+
+
 _env.filters["b64"] = _b64
+_env.filters["ini_list"] = _ini_list
 _env.filters["tojson"] = _tojson
 _env.filters["sh"] = _sh
 _env.filters["indent"] = lambda *a, **k: Block(jinja2.filters.do_indent(*a, **k))

@@ -302,3 +302,37 @@ def test_an_override_with_a_line_break_is_refused(where):
         render.build(cfg, secrets.throwaway(cfg.name))
     message = str(e.value)
     assert message.startswith("overrides.nova.conf.") and len(message.splitlines()) == 1, message
+
+
+# Glance's own options (glance.async_.flows._internal_plugins: allowed_hosts is a bounded
+# ListOpt of HostAddress items), read from the rendered file.
+OSLO_LIST = """
+import json, sys
+from oslo_config import cfg
+from glance.async_.flows import _internal_plugins
+conf = cfg.ConfigOpts()
+conf.register_opts(_internal_plugins.import_filtering_opts, group="import_filtering_opts")
+conf(args=[], default_config_files=[sys.argv[1]])
+print(json.dumps(conf.import_filtering_opts.allowed_hosts))
+"""
+
+
+@pytest.mark.parametrize("smuggled", ["images.example.com,169.254.169.254", "a.example.com]", "a.example.com 10.0.0.1",
+                                      "'a.example.com'"])
+def test_an_import_host_is_one_item_of_glances_list(smuggled, tmp_path):
+    """overcloud.import_hosts past the config's checks: a host holding a comma would be two
+    hosts of Glance's allowed_hosts (the metadata address among them); the render stops
+    in one line. The control: plain hosts, read by oslo.config's ListOpt, are the list."""
+    base = config.Config()
+    overcloud = base.overcloud.model_copy(update={"import_hosts": ("images.example.com", smuggled)})
+    with pytest.raises(render.PlanError) as e:
+        render.build(base.model_copy(update={"overcloud": overcloud}), secrets.throwaway(base.name))
+    assert str(e.value).startswith("conf/glance-api.conf.j2: a list item") and "169.254" not in str(e.value)
+
+    overcloud = base.overcloud.model_copy(update={"import_hosts": ("images.example.com", "cdn.example.org")})
+    plan = render.build(base.model_copy(update={"overcloud": overcloud}), secrets.throwaway(base.name))
+    path = tmp_path / "glance-api.conf"
+    path.write_text(plan.files["k8s-0/config/glance-api.conf"])
+    r = subprocess.run([str(SERVICES_PYTHON), "-c", OSLO_LIST, str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout) == ["cdn.example.org", "images.example.com"]
