@@ -25,10 +25,11 @@ SERVICES_PYTHON = ROOT / ".venv-openstack-2026.2" / "bin" / "python"
 
 
 def hostile(marker: Path, tag: str) -> str:
-    """A Jinja expression that would make `marker` exist, command substitutions and
-    quotes of every kind: a value that must arrive exactly as it is, and run nothing."""
+    """A Jinja expression that would make `marker` exist, command substitutions, quotes
+    of every kind and an oslo.config substitution (of the option holding the RabbitMQ
+    password): a value that must arrive exactly as it is, and run nothing."""
     return (f"{{{{ lookup('pipe', 'touch {marker}-{tag}') }}}}{{% set x = 1 %}}{{# c #}}"
-            f"$(touch {marker}-{tag}-sh)`touch {marker}-{tag}-bt`'\";x=1 #")
+            f"$(touch {marker}-{tag}-sh)`touch {marker}-{tag}-bt`'\";x=1 #$transport_url")
 
 
 @pytest.fixture
@@ -180,6 +181,7 @@ import json, sys
 from oslo_config import cfg
 conf = cfg.ConfigOpts()
 conf.register_opt(cfg.StrOpt("my_ip"))
+conf.register_opt(cfg.StrOpt("transport_url", secret=True))
 conf.register_opt(cfg.StrOpt("auth_url"), group="placement")
 conf(args=[], default_config_files=[sys.argv[1]])
 print(json.dumps([conf.my_ip, conf.placement.auth_url]))
@@ -195,7 +197,7 @@ def test_oslo_config_gives_the_services_each_value_as_it_is(hostile_plan, tmp_pa
     r = subprocess.run([str(SERVICES_PYTHON), "-c", OSLO_VALUES, str(path)], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
     my_ip, auth_url = json.loads(r.stdout)
-    assert my_ip == address.ip and "$(" in my_ip
+    assert my_ip == address.ip and "$(" in my_ip and my_ip.endswith("$transport_url")
     assert auth_url.startswith(f"https://keystone.{values['domain']}")
 
 
