@@ -11,7 +11,6 @@ from __future__ import annotations
 import configparser
 import os
 import re
-import shutil
 import socket
 import subprocess
 import time
@@ -217,43 +216,47 @@ print("cast sent")
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not shutil.which("rabbitmq-server") or not SERVICES_VENV.is_dir(),
-                    reason="needs Debian's rabbitmq-server and the services' venv")
+@pytest.mark.skipif(os.geteuid() != 0 or not SERVICES_VENV.is_dir(),
+                    reason="needs root (the broker's Debian 13 root) and the services' venv")
 def test_oslo_messaging_reaches_the_rendered_tls_listener_with_only_the_ca(default_plan, tmp_path):
-    """A throw-away RabbitMQ (Debian's) with the rendered listener and certificate
-    settings (paths moved under tmp), and a node's rendered neutron.conf (address
-    moved to 127.0.0.1): oslo.messaging casts over TLS, verifying with the CA file
-    alone; with another CA it is refused."""
+    """A throw-away RabbitMQ, the devcloud's (Debian 13's 4.x from its root in the machine
+    cache, built once) denying what the release's RabbitMQ denies, with the rendered
+    listener and certificate settings, and a node's rendered neutron.conf (address moved
+    to 127.0.0.1): oslo.messaging casts over TLS with the release's queue options,
+    verifying with the CA file alone; with another CA it is refused."""
+    from osception.devcloud import infra
+    from osception.devcloud.layout import Layout
+    broker = infra.rabbitmq_root(Layout(tmp_path / "devcloud"), say=lambda *_: None)
     conf_dir, home = tmp_path / "etc", tmp_path / "home"
-    conf_dir.mkdir()
+    (conf_dir / "certs").mkdir(parents=True)
     home.mkdir()
-    files = _rabbitmq_files(default_plan)
-    moved = {dest: conf_dir / Path(dest).name for dest in files}
-    for dest, text in files.items():
-        moved[dest].write_text(text)
-        moved[dest].chmod(0o600)
+    for dest, text in _rabbitmq_files(default_plan).items():  # as config.json installs them
+        path = conf_dir / Path(dest).relative_to(infra.RABBITMQ_ETC)
+        path.write_text(text)
+        path.chmod(0o600)
     amqp, tls_port, epmd_port, dist = _free_port(), _free_port(), _free_port(), _free_port()
     lines = [f"listeners.tcp.1 = 127.0.0.1:{amqp}", f"listeners.ssl.1 = 127.0.0.1:{tls_port}",
              "log.console = true", "log.file = false", "default_user = openstack",
              f"default_pass = {_password(default_plan)}"]
-    for key, value in _rabbitmq_conf(default_plan).items():
-        if key.startswith("ssl_options."):
-            lines.append(f"{key} = {moved.get(value, value)}")
+    lines += [f"{key} = {value}" for key, value in _rabbitmq_conf(default_plan).items()
+              if key.startswith("ssl_options.")]
+    lines += [f"deprecated_features.permit.{f} = false" for f in default_plan.release.rabbitmq_denied]
     (conf_dir / "rabbitmq.conf").write_text("\n".join(lines) + "\n")
     (conf_dir / "enabled_plugins").write_text("[].\n")
     (conf_dir / "rabbitmq-env.conf").write_text("")
-    env = dict(os.environ, HOME=str(home), RABBITMQ_NODENAME=f"osception-tls-test-{os.getpid()}@localhost",
-               RABBITMQ_CONF_ENV_FILE=str(conf_dir / "rabbitmq-env.conf"),
-               RABBITMQ_CONFIG_FILE=str(conf_dir / "rabbitmq.conf"),
-               RABBITMQ_ADVANCED_CONFIG_FILE=str(conf_dir / "advanced.config"),
-               RABBITMQ_ENABLED_PLUGINS_FILE=str(conf_dir / "enabled_plugins"),
-               RABBITMQ_MNESIA_BASE=str(home / "mnesia"), RABBITMQ_LOG_BASE=str(home / "log"),
+    etc, var = infra.RABBITMQ_ETC, infra.RABBITMQ_HOME
+    env = dict(os.environ, HOME=var, RABBITMQ_NODENAME=f"osception-tls-test-{os.getpid()}@localhost",
+               RABBITMQ_CONF_ENV_FILE=f"{etc}/rabbitmq-env.conf", RABBITMQ_CONFIG_FILE=f"{etc}/rabbitmq.conf",
+               RABBITMQ_ADVANCED_CONFIG_FILE=f"{etc}/advanced.config",
+               RABBITMQ_ENABLED_PLUGINS_FILE=f"{etc}/enabled_plugins",
+               RABBITMQ_MNESIA_BASE=f"{var}/mnesia", RABBITMQ_LOG_BASE=f"{var}/log",
                RABBITMQ_LOGS="-", RABBITMQ_DIST_PORT=str(dist), ERL_EPMD_PORT=str(epmd_port),
                RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel inet_dist_use_interface {127,0,0,1}")
-    epmd = subprocess.Popen(["epmd", "-port", str(epmd_port), "-address", "127.0.0.1"], env=env)
+    epmd = subprocess.Popen(["chroot", str(broker), "epmd", "-port", str(epmd_port), "-address", "127.0.0.1"],
+                            env=env)
     log = open(tmp_path / "rabbitmq.log", "w")
-    rabbit = subprocess.Popen(["/usr/lib/rabbitmq/bin/rabbitmq-server"], env=env, cwd=home,
-                              stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    rabbit = subprocess.Popen(infra.in_root(broker, {etc: conf_dir, var: home}, [infra.RABBITMQ_SERVER]),
+                              env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         deadline = time.monotonic() + 120
         while True:
