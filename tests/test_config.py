@@ -1,7 +1,5 @@
 """The documented configuration errors, and that defaults alone are valid."""
 
-from pathlib import Path
-
 import pytest
 import yaml
 from typer.testing import CliRunner

@@ -264,7 +264,7 @@ def test_bad_patches_config_is_one_clear_line(tmp_path, text, message):
 # --- review: patches are pinned when the plan is made --------------------------------------
 
 def _review_plan(tmp_path, monkeypatch, gerrit_url: str, review: str = "912345"):
-    from osception import config, render, secrets
+    from osception import render, secrets
 
     monkeypatch.setattr(patches, "GERRIT", gerrit_url)
     monkeypatch.setattr(patches, "_resolved", {})

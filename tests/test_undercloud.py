@@ -12,7 +12,7 @@ import threading
 import pytest
 import yaml
 
-from osception import config, deploy, secrets
+from osception import config, deploy, render, secrets
 from osception import undercloud as uc
 from osception.devcloud import cloud
 

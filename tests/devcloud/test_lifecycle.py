@@ -6,7 +6,6 @@ import os
 import signal
 from pathlib import Path
 
-import pytest
 import yaml
 from typer.testing import CliRunner
 
