@@ -89,25 +89,37 @@ def read_input(path: Path, limit: int) -> bytes:
         fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except OSError as e:
         raise StateError(f"{path}: cannot read: {e.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise StateError(f"{path}: not a regular file")
+
+    def check(st: os.stat_result) -> None:
         if st.st_uid not in (os.getuid(), 0):
             raise StateError(f"{path}: owned by uid {st.st_uid}, not by you; osception reads only your own files")
         if st.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
             raise StateError(f"{path}: writable by other users (mode {stat.S_IMODE(st.st_mode):04o}); "
                              f"`chmod go-w {path}`")
+
+    data = _read_regular(fd, path, limit, check)
+    if len(data) > limit:
+        raise StateError(f"{path}: larger than {limit // 1024} KiB")
+    return data
+
+
+def _read_regular(fd: int, path: Path, limit: int, check) -> bytes:
+    """At most limit + 1 bytes of the open file `fd` (closed here), after it was found a
+    regular file and `check(its stat)` raised nothing: the one reader of read_input and
+    read_state, so a FIFO or a device is never read and a huge file never loaded."""
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise StateError(f"{path}: not a regular file")
+        check(st)
         data = b""
         while len(data) <= limit and (chunk := os.read(fd, limit + 1 - len(data))):
             data += chunk
+        return data
     except OSError as e:
         raise StateError(f"{path}: cannot read: {e.strerror}") from None
     finally:
         os.close(fd)
-    if len(data) > limit:
-        raise StateError(f"{path}: larger than {limit // 1024} KiB")
-    return data
 
 
 def home(override: Path | None = None) -> Path:
@@ -234,22 +246,15 @@ def read_state(path: Path, private: bool = True, limit: int = MAX_STATE_FILE) ->
         if e.errno == errno.ELOOP:
             raise StateError(f"{path}: is a symbolic link; osception keeps its state in plain files") from None
         raise StateError(f"{path}: cannot read: {e.strerror}") from None
-    try:
-        st = os.fstat(fd)
-        if not stat.S_ISREG(st.st_mode):
-            raise StateError(f"{path}: not a regular file")
+
+    def check(st: os.stat_result) -> None:
         if st.st_uid != os.getuid():
             raise StateError(f"{path}: owned by uid {st.st_uid}, not by you")
         if private and st.st_mode & 0o077:
             raise StateError(f"{path}: readable or writable by others (mode {stat.S_IMODE(st.st_mode):04o}); "
                              f"it may have leaked: check it, then `chmod 600 {path}`")
-        data = b""
-        while len(data) <= limit and (chunk := os.read(fd, limit + 1 - len(data))):
-            data += chunk
-    except OSError as e:
-        raise StateError(f"{path}: cannot read: {e.strerror}") from None
-    finally:
-        os.close(fd)
+
+    data = _read_regular(fd, path, limit, check)
     if len(data) > limit:
         raise StateError(f"{path}: larger than {limit // 1024} KiB; not a file osception wrote")
     try:
