@@ -5,7 +5,6 @@ namespace of its own, with a real TLS handshake)."""
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -17,6 +16,7 @@ import yaml
 
 from osception import config, render, secrets, services
 from osception.devcloud import nodes
+from tests import netns
 
 
 @pytest.fixture(scope="module")
@@ -122,17 +122,10 @@ def test_pypi_nodes_get_the_pip_proxy_as_their_index_and_pip_its_environment(dc_
 @pytest.fixture
 def netns_root():
     """Root, and `ip netns` (slow tier: tests/conftest.py SLOW_FIXTURES)."""
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.fail("the relay test needs root and iproute2: run scripts/test.sh as root")
-    name = f"osc-test-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        for args in (["link", "add", "br-t", "type", "bridge"], ["addr", "add", "10.231.99.10/24", "dev", "br-t"],
-                     ["link", "set", "br-t", "up"], ["link", "set", "lo", "up"]):
-            subprocess.run(["ip", "-n", name, *args], check=True)
+    with netns.namespace("osc-test", [
+            ["link", "add", "br-t", "type", "bridge"], ["addr", "add", "10.231.99.10/24", "dev", "br-t"],
+            ["link", "set", "br-t", "up"], ["link", "set", "lo", "up"]], "the relay test") as name:
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def _backend(body: bytes) -> ThreadingHTTPServer:

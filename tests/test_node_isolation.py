@@ -5,8 +5,6 @@ passwords), and the guests' VNC consoles listen on the node's private address on
 from __future__ import annotations
 
 import configparser
-import os
-import shutil
 import subprocess
 import sys
 
@@ -14,6 +12,7 @@ import pytest
 import yaml
 
 from osception import config, render, secrets, topology
+from tests import netns
 
 NOBODY = 65534
 
@@ -65,20 +64,13 @@ for family, address in ((socket.AF_INET, ("169.254.169.254", 80)),
 @pytest.fixture
 def netns_root():
     """Root and a network namespace of our own (slow tier: tests/conftest.py SLOW_FIXTURES)."""
-    if os.geteuid() != 0 or shutil.which("ip") is None:
-        pytest.fail("needs root and iproute2: run scripts/test.sh as root")
-    name = f"osc-md-{os.getpid()}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        for args in (["link", "set", "lo", "up"], ["link", "add", "osc-md", "type", "veth", "peer", "osc-md-peer"],
-                     ["link", "set", "osc-md-peer", "up"], ["link", "set", "osc-md", "up"],
-                     ["addr", "add", "10.231.98.10/24", "dev", "osc-md"],
-                     ["-6", "addr", "add", "fe80::10/64", "dev", "osc-md", "nodad"],
-                     ["route", "add", "169.254.169.254/32", "dev", "osc-md"]):
-            subprocess.run(["ip", "-n", name, *args], check=True)
+    with netns.namespace("osc-md", [
+            ["link", "set", "lo", "up"], ["link", "add", "osc-md", "type", "veth", "peer", "osc-md-peer"],
+            ["link", "set", "osc-md-peer", "up"], ["link", "set", "osc-md", "up"],
+            ["addr", "add", "10.231.98.10/24", "dev", "osc-md"],
+            ["-6", "addr", "add", "fe80::10/64", "dev", "osc-md", "nodad"],
+            ["route", "add", "169.254.169.254/32", "dev", "osc-md"]], "the metadata isolation test") as name:
         yield name
-    finally:
-        subprocess.run(["ip", "netns", "del", name], check=False)
 
 
 def _probe(ns: str, uid: int) -> list[str]:
