@@ -82,7 +82,7 @@ def rabbitmq_root(layout: Layout, say=print) -> Path:
         return root
     if not is_root():
         raise DevcloudError("the devcloud's RabbitMQ runs from a Debian 13 root built once with "
-                            f"debootstrap (root needed): run `osception devcloud up` as root once")
+                            "debootstrap (root needed): run `osception devcloud up` as root once")
     build = root.with_name(root.name + ".build")
     shutil.rmtree(build, ignore_errors=True)
     build.parent.mkdir(parents=True, exist_ok=True)
@@ -107,7 +107,7 @@ def in_root(root: Path, binds: dict[str, Path], argv: list[str]) -> list[str]:
     """argv run in `root` (chroot) in a mount namespace of its own: the root read-only,
     /proc, /dev, a /tmp of its own and `binds` ({path in the root: path here}) mounted
     for this process only; they go away with it. The network is this machine's."""
-    mounts = [f'mount --bind "$r" "$r"', f'mount -o remount,bind,ro "$r"',
+    mounts = ['mount --bind "$r" "$r"', 'mount -o remount,bind,ro "$r"',
               'mount -t proc proc "$r/proc"', 'mount --bind /dev "$r/dev"',
               'mount -t tmpfs tmpfs "$r/tmp"']
     mounts += [f'mount --bind {shlex.quote(str(here))} "$r"{shlex.quote(inside)}'
