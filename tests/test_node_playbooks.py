@@ -38,7 +38,7 @@ def _bin(name: str) -> str:
     return found
 
 
-@pytest.mark.slow  # ansible-lint: 8 s of CPU and more on a busy machine (README, Tests)
+@pytest.mark.slow  # ansible-lint: 8 s of CPU and more on a busy machine (docs/contributing.md, Tests)
 def test_playbooks_pass_syntax_check_and_strict_lint(tmp_path):
     work = tmp_path / "ansible"
     shutil.copytree(ANSIBLE_DIR, work)

@@ -1,4 +1,4 @@
-"""The README's table of which secrets travel in which node's user data, checked
+"""docs/state-and-secrets.md's table of which secrets travel in which node's user data, checked
 against the rendered plan: every secret of `secrets.yaml` has a row, and a cell is
 "-" exactly when none of the row's values is in that node's user data (the
 controller's manifests archive unpacked)."""
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import yaml
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+DOC = Path(__file__).resolve().parent.parent / "docs" / "state-and-secrets.md"
 COLUMNS = ("k8s-0", "compute-0", "network-0")  # one node of each role
 
 
@@ -48,7 +48,7 @@ def _readable(plan, node: str) -> str:
 
 
 def _table() -> dict[str, tuple[bool, ...]]:
-    text = README.read_text()
+    text = DOC.read_text()
     section = text.split("### Which secrets travel in which user data", 1)[1].split("\n\n", 3)[2]
     rows = {}
     for line in section.splitlines()[2:]:
@@ -64,7 +64,7 @@ def test_readme_says_which_secrets_each_node_receives(default_plan, state_home):
     expanded = {}
     for key, cells in table.items():
         matched = [k for k in values if k == key or (key.endswith(".*") and k.startswith(key[:-1]))]
-        assert matched, f"README row {key!r} names no secret"
+        assert matched, f"docs row {key!r} names no secret"
         expanded |= {k: cells for k in matched}
     assert sorted(expanded) == sorted(values), "every secret has its row"
     readable = {node: _readable(default_plan, node) for node in COLUMNS}

@@ -74,7 +74,7 @@ def test_the_nodes_booted_the_baked_image_and_skipped_its_steps(local_cloud):
     """The baked layer was made by the bake user data on a real builder node (its
     console's steps all done), and each node's own setup skipped the install steps
     (the stamp matched) and still reached `done` (smoke passes above). The step times
-    printed here are the README's baked column."""
+    printed here are docs/performance.md's baked column."""
     from osception import config as config_mod
     from osception import progress, render
 
