@@ -15,6 +15,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from . import locks
+
 # Kubernetes on the controller. The manifests are validated against this
 # Kubernetes version (tests/test_manifests.py), so keep the two together.
 K3S_VERSION = "v1.34.9+k3s1"
@@ -197,17 +199,9 @@ RELEASES: dict[str, Release] = {
 DEFAULT_RELEASE = "2026.2"
 
 
-def lock(name: str) -> str:
-    """The release's services lock (a full pip freeze), shipped as package data: the
-    devcloud's venv, the validators' and the nodes' `pypi` source use it."""
-    from importlib import resources
-    return (resources.files("osception.devcloud") / "services-venv" / f"openstack-{name}.txt").read_text()
-
-
 def service_versions(name: str, projects=("keystone", "nova", "neutron")) -> dict[str, str]:
-    """{project: version} of the release's lock."""
-    pins = dict(line.split("==", 1) for line in lock(name).splitlines()
-                if "==" in line and not line.startswith("#"))
+    """{project: version} of the release's services lock (osception/locks)."""
+    pins = locks.pins(name)
     return {p: pins[p] for p in projects if p in pins}
 
 

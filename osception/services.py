@@ -236,7 +236,7 @@ NODE_PATCHABLE: dict[str, dict[str, tuple[str, ...]]] = {
 
 # --- node_source: pypi ---------------------------------------------------------------
 # The services from PyPI into one venv, constrained by the release's lock (the devcloud's,
-# osception/devcloud/services-venv/openstack-<release>.txt); everything else from Debian.
+# osception/locks/openstack-<release>.txt); everything else from Debian.
 NODE_VENV = "/opt/openstack"
 # The node's top-level projects. pyroute2: a neutron requirement that neutron 29.0.0's
 # wheel metadata leaves out (the lock's header). libvirt-python: nova's libvirt driver

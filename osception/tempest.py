@@ -26,14 +26,13 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from . import releases, render, services
+from . import locks, releases, render, services
 from .state import write_private
 
 # -- defaults ----------------------------------------------------------------------
 # The report tools beside Tempest: subunit2html (os-testr) and subunit2junitxml
 # (python-subunit, which needs junitxml for it).
 REPORT_TOOLS = ("os-testr==3.0.0", "junitxml==0.7")
-LOCKS = Path(__file__).parent / "devcloud" / "services-venv"
 # Pings and SSHes into a guest's floating IP whatever run_validation says: excluded on
 # the devcloud (without nodes no guest runs; with them, its floating IPs are reachable
 # only from the outer network's namespace, not from where Tempest runs).
@@ -87,7 +86,7 @@ def venv(release: releases.Release, cache: Path) -> Path:
     shutil.rmtree(path, ignore_errors=True)
     _run([sys.executable, "-m", "venv", str(path)])
     _run([str(path / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
-          "--constraint", str(LOCKS / f"openstack-{release.name}.txt"),
+          "--constraint", str(locks.path(release.name)),
           f"tempest=={release.tempest_version}", *REPORT_TOOLS])
     stamp.write_text(want)
     return path

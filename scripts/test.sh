@@ -12,7 +12,7 @@
 #   test) (installed when missing; needs root, else says what to install); the devcloud's
 #   RabbitMQ runs from a Debian 13 root built once in the machine cache (rabbitmq/).
 # - .venv-openstack-<release>: the real OpenStack services of each release, from the
-#   locks osception ships (osception/devcloud/services-venv/), for
+#   locks osception ships (osception/locks/, by devcloud/services-venv/openstack-venv.sh), for
 #   oslo-config-validator and the devcloud (the default release's cloud tests run in
 #   the main run, every other release's on a fresh devcloud of its own after it).
 # - .cache/kolla: the kolla and kolla-ansible sources each release is checked against.

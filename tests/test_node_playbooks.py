@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from osception import config, day2, releases, render, secrets, services
+from osception import config, day2, locks, releases, render, secrets, services
 
 REPO = Path(__file__).resolve().parent.parent
 ANSIBLE_DIR = Path(render.__file__).parent / "templates" / "ansible"
@@ -72,7 +72,7 @@ def test_pypi_nodes_get_the_release_lock_and_the_same_config_files(release, tmp_
     sec = secrets.ensure(tmp_path / "state", "osception")
     plans = {source: render.build(config.Config(release=release, node_source=source), sec)
              for source in ("packages", "pypi")}
-    lock = (REPO / "osception/devcloud/services-venv" / f"openstack-{release}.txt").read_text()
+    lock = locks.read(release)
     for role in ("compute", "network"):
         node = f"{role}-0"
         user_data = plans["pypi"].files[f"{node}/user-data"]

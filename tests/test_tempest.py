@@ -147,7 +147,7 @@ def test_generated_config_passes_tempests_own_option_validator(tempest_run):
     """oslo-config-validator with Tempest's options (its `tempest.config` namespace):
     a misspelled option or section would otherwise be ignored silently."""
     run_dir, _ = tempest_run
-    from osception.devcloud.venv import cache_home
+    from osception.cache import cache_home
 
     release = releases.get(_devcloud_release())
     venv = cache_home() / "tempest" / release.tempest_version

@@ -1,16 +1,17 @@
-"""The services' virtual environment: built from the release's lock by
-openstack-venv.sh (the same script and lock the test suite uses), plus the devcloud's
-test ML2 driver. All three are package data (services-venv/, fake_hypervisor_ml2/),
-so an installed osception builds it as a clone does."""
+"""The services' virtual environment: built from the release's lock (osception/locks)
+by openstack-venv.sh (the same script and lock the test suite uses), plus the devcloud's
+test ML2 driver. All three are package data (locks/, services-venv/,
+fake_hypervisor_ml2/), so an installed osception builds it as a clone does."""
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 from importlib import resources
 from pathlib import Path
 
+from .. import locks
+from ..cache import cache_home
 from .layout import Layout
 from .processes import DevcloudError, tail
 
@@ -20,20 +21,9 @@ def _data(name: str) -> Path:
     return Path(str(resources.files(__package__) / name))
 
 
-DATA = _data("services-venv")
-VENV_SCRIPT = DATA / "openstack-venv.sh"
+VENV_SCRIPT = _data("services-venv") / "openstack-venv.sh"
 ML2_DRIVER = _data("fake_hypervisor_ml2")
 ML2_DIST = "osception-fake-hypervisor-ml2"
-
-
-def cache_home() -> Path:
-    """The machine's cache of built venvs (and of the test suite's downloads), shared by
-    every devcloud and checkout on the machine: $OSCEPTION_CACHE, else
-    $XDG_CACHE_HOME/osception, else ~/.cache/osception (scripts/test.sh uses the same)."""
-    if os.environ.get("OSCEPTION_CACHE"):
-        return Path(os.environ["OSCEPTION_CACHE"])
-    xdg = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
-    return Path(xdg) / "osception"
 
 
 def cached(release: str) -> Path:
@@ -50,16 +40,16 @@ def site_packages(venv: Path) -> Path:
 
 
 def lock_file(release: str) -> Path:
-    return DATA / f"openstack-{release}.txt"
+    # Until render reads osception.locks itself (issue 25: render is being split).
+    return locks.path(release)
 
 
 def ensure(layout: Layout, release: str, venv: Path) -> None:
     """Build (or keep, when its stamp matches the lock) the venv, then add the ML2 driver."""
     log = layout.log("venv")
-    if not lock_file(release).exists():
-        locked = sorted(p.stem.removeprefix("openstack-") for p in DATA.glob("openstack-*.txt"))
-        raise DevcloudError(f"no lock for release {release} in {DATA} (locked: "
-                            f"{', '.join(locked)})")
+    if not locks.path(release).exists():
+        raise DevcloudError(f"no lock for release {release} in {locks.DIR} (locked: "
+                            f"{', '.join(locks.released())})")
     with open(log, "ab") as out:
         rc = subprocess.run(["bash", str(VENV_SCRIPT), release, str(venv)],
                             stdout=out, stderr=subprocess.STDOUT).returncode

@@ -2,7 +2,7 @@
 
 Plain functions, no pytest fixtures. Everything runs in a separate venv that holds
 the services of one release (build it with
-``osception/devcloud/services-venv/openstack-venv.sh 2026.1 DEST``, as the fixtures of
+``osception/devcloud/services-venv/openstack-venv.sh 2026.1 DEST``, from ``osception/locks/``, as the fixtures of
 tests/devcloud/conftest.py do); this module itself needs only the standard library.
 
     from tests.validators import oslo

@@ -3,8 +3,8 @@
 #
 #   openstack-venv.sh RELEASE DEST
 #
-# Installs openstack-RELEASE.txt beside this script (a full `pip freeze` lock) with
-# --no-deps, then runs `pip check`. Idempotent: when DEST already holds a venv
+# Installs the release's lock, osception/locks/openstack-RELEASE.txt (a full
+# `pip freeze`), with --no-deps, then runs `pip check`. Idempotent: when DEST already holds a venv
 # whose stamp file matches the lock's sha256, nothing is done. A DEST with a
 # stale or missing stamp is rebuilt, but only if it looks like a venv (has
 # pyvenv.cfg) or is empty — any other existing directory is refused.
@@ -23,7 +23,7 @@ dest=$2
 [ -n "$release" ] && [ -n "$dest" ] || usage
 
 here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-lock="$here/openstack-$release.txt"
+lock="$here/../../locks/openstack-$release.txt"  # osception/locks, in a clone as installed
 if [ ! -f "$lock" ]; then
     echo "openstack-venv: no lock for release '$release' ($lock)" >&2
     exit 2
