@@ -31,6 +31,7 @@ from openstack import utils as sdk_utils
 from . import __version__, progress, render
 from . import undercloud as uc
 from .config import Config
+from .errors import OsceptionError
 
 KINDS = ("node", "controller")
 # Whose flavor and stock image (nodes.<role>) a builder boots: a node image serves both
@@ -44,7 +45,7 @@ BUILD_TIMEOUT = 3600
 SNAPSHOT_TIMEOUT = 1800
 
 
-class BakeError(Exception):
+class BakeError(OsceptionError):
     """One line: what failed, and where to look."""
 
 
@@ -163,15 +164,13 @@ def _finish(conn, b: Bake, image) -> None:
         conn.image.add_tag(image, tag)
     builder = _builder(conn, b)
     if builder is not None:
-        conn.compute.delete_server(builder)
-        conn.compute.wait_for_delete(builder, wait=600)
+        uc.delete_servers(conn, [builder])
 
 
 def _ensure_builder(conn, b: Bake, say):
     builder = _builder(conn, b)
     if builder is not None and builder.status == "ERROR":
-        conn.compute.delete_server(builder)
-        conn.compute.wait_for_delete(builder, wait=600)
+        uc.delete_servers(conn, [builder])
         builder = None
     if builder is not None:
         say(f"{b.kind}: builder {b.builder_name} exists ({builder.status}), waiting for it")
@@ -231,7 +230,6 @@ def delete(conn, cfg: Config, say=lambda msg: None, every_release: bool = False)
     for b in bakes(cfg):
         builder = _builder(conn, b)
         if builder is not None:
-            conn.compute.delete_server(builder)
-            conn.compute.wait_for_delete(builder, wait=600)
+            uc.delete_servers(conn, [builder])
             say(f"deleted builder {b.builder_name}")
     return count

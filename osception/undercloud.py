@@ -465,8 +465,7 @@ def ensure_server(conn, request: dict, existing: list):
         if extra is not server:
             conn.compute.delete_server(extra)
     if server is not None and server.status == "ERROR":
-        conn.compute.delete_server(server)
-        conn.compute.wait_for_delete(server, wait=600)
+        delete_servers(conn, [server])
         server = None
     return server or conn.compute.create_server(**request)
 
@@ -489,16 +488,28 @@ def wait_active(conn, names: Names, servers: dict[str, object], timeout: float =
 
 # --- teardown --------------------------------------------------------------------
 
+# How long Nova may take to delete a server (its disk, its ports' unbinding).
+DELETE_TIMEOUT = 600
+
+
+def delete_servers(conn, servers: list, timeout: float = DELETE_TIMEOUT) -> None:
+    """Delete the servers, every request sent before the first wait, and wait until each
+    is gone (openstacksdk's wait_for_delete): what comes next (its ports, its server
+    group, a new server of the same name) must not find it still there. One already
+    gone is no error (delete_server's ignore_missing, on by default)."""
+    for s in servers:
+        conn.compute.delete_server(s)
+    for s in servers:
+        conn.compute.wait_for_delete(s, wait=timeout)
+
+
 def destroy(conn, names: Names, public_key: str | None = None, progress=lambda msg: None) -> dict[str, int]:
     """Delete every resource of the environment, in dependency order. Resumable.
     Only what carries the environment's tag, or (keypair, server group) is proven
     ours as `inventory` says; everything else stays."""
     counts = {}
     servers = _env_servers(conn, names)
-    for s in servers:
-        conn.compute.delete_server(s)
-    for s in servers:
-        conn.compute.wait_for_delete(s, wait=600)
+    delete_servers(conn, servers)
     counts["servers"] = len(servers)
     progress(f"deleted {len(servers)} servers")
     ports = _env_ports(conn, names)

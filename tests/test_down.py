@@ -212,6 +212,20 @@ def test_down_deletes_the_environment_and_an_old_controller_provider_port():
         + [("ports_", p.name) for p in ours["ports"]])
 
 
+def test_down_asks_for_every_server_to_go_before_waiting_for_each():
+    """Nova deletes the servers side by side: `down` (uc.delete_servers, as bake and
+    smoke) sends every delete first, then waits for each until it is gone."""
+    class Waiting(FakeCloud):
+        def wait_for_delete(self, s, wait=None):
+            self.deleted.append(("waited", s.name, wait))
+
+    cloud = Waiting()
+    names = [cloud.add("servers_", f"osception-t-own-compute-{i}", TAGS).name for i in range(3)]
+    assert uc.destroy(cloud, uc.Names("t-own"), KEY)["servers"] == 3
+    assert cloud.deleted[:6] == ([("servers_", n) for n in names]
+                                 + [("waited", n, uc.DELETE_TIMEOUT) for n in names])
+
+
 def test_down_on_a_cloud_ignoring_the_tags_filter_deletes_only_tagged_resources():
     """The mock returns every server, port and security group whatever the filter:
     the untagged ones (and another environment's) named like ours must survive."""
