@@ -31,7 +31,6 @@ from openstack import utils as sdk_utils
 from . import __version__, progress, render
 from . import undercloud as uc
 from .config import Config
-from .errors import OsceptionError
 
 KINDS = ("node", "controller")
 # Whose flavor and stock image (nodes.<role>) a builder boots: a node image serves both
@@ -45,7 +44,7 @@ BUILD_TIMEOUT = 3600
 SNAPSHOT_TIMEOUT = 1800
 
 
-class BakeError(OsceptionError):
+class BakeError(Exception):
     """One line: what failed, and where to look."""
 
 
