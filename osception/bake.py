@@ -116,34 +116,24 @@ def _builder(conn, b: Bake):
 def bake(conn, cfg: Config, say=lambda msg: None, kinds=KINDS, timeout: float = BUILD_TIMEOUT) -> dict:
     """Every kind's image, made where missing, both at once. {kind: image}."""
     wanted = [b for b in bakes(cfg) if b.kind in kinds]
-    _preflight(conn, cfg, wanted)
+    # up's preflight lookups (credentials, each builder's flavor and image, the network),
+    # in its words; the builders are created from what they found
+    found, problems = uc.look_up(conn, cfg, {b.role for b in wanted})
+    if problems:
+        raise uc.PreflightError(problems)
     with ThreadPoolExecutor(max_workers=len(wanted)) as pool:
-        made = list(pool.map(lambda b: _bake_one(conn, b, say, timeout), wanted))
+        made = list(pool.map(lambda b: _bake_one(conn, b, found, say, timeout), wanted))
     return {b.kind: image for b, image in zip(wanted, made)}
 
 
-def _preflight(conn, cfg: Config, wanted: list[Bake]) -> None:
-    problems = []
-    for b in wanted:
-        group = getattr(cfg.nodes, b.role)
-        if conn.compute.find_flavor(group.flavor, ignore_missing=True) is None:
-            problems.append(f"nodes.{b.role}.flavor: no flavor {group.flavor!r} (the {b.kind} builder's)")
-        if conn.image.find_image(cfg.node_image(b.role), ignore_missing=True) is None:
-            problems.append(f"nodes.{b.role}.image: no image {cfg.node_image(b.role)!r} (the {b.kind} image's base)")
-    if conn.network.find_network(cfg.network, ignore_missing=True) is None:
-        problems.append(f"network: no network {cfg.network!r}")
-    if problems:
-        raise uc.PreflightError(problems)
-
-
-def _bake_one(conn, b: Bake, say, timeout: float):
+def _bake_one(conn, b: Bake, found: uc.Found, say, timeout: float):
     image = find_image(conn, b, active_only=False)
     if image is not None and image.status == "active":
         say(f"{b.kind}: {b.image_name} ({image.id}) is baked already")
         _finish(conn, b, image)
         return image
     if image is None or image.status in ("killed", "deleted"):
-        builder = _ensure_builder(conn, b, say)
+        builder = _ensure_builder(conn, b, found, say)
         _wait_powered_off(conn, b, builder, timeout)
         say(f"{b.kind}: builder done, snapshot {b.image_name}")
         image = conn.compute.create_server_image(
@@ -166,7 +156,7 @@ def _finish(conn, b: Bake, image) -> None:
         uc.delete_servers(conn, [builder])
 
 
-def _ensure_builder(conn, b: Bake, say):
+def _ensure_builder(conn, b: Bake, found: uc.Found, say):
     builder = _builder(conn, b)
     if builder is not None and builder.status == "ERROR":
         uc.delete_servers(conn, [builder])
@@ -174,14 +164,12 @@ def _ensure_builder(conn, b: Bake, say):
     if builder is not None:
         say(f"{b.kind}: builder {b.builder_name} exists ({builder.status}), waiting for it")
         return builder
-    group = getattr(b.cfg.nodes, b.role)
     user_data = render.bake_user_data(b.cfg, b.kind)
-    network = conn.network.find_network(b.cfg.network)
     builder = conn.compute.create_server(
         name=b.builder_name,
-        flavor_id=conn.compute.find_flavor(group.flavor).id,
-        image_id=conn.image.find_image(b.cfg.node_image(b.role)).id,
-        networks=[{"uuid": network.id}],
+        flavor_id=found.flavors[b.role].id,
+        image_id=found.images[b.role].id,
+        networks=[{"uuid": found.network.id}],
         user_data=base64.b64encode(render.wire_user_data(user_data)).decode(),
         tags=[uc.TAG, BAKED_TAG],
         metadata={"osception-bake": b.stamp},

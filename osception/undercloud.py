@@ -89,7 +89,7 @@ def connect(cfg: Config) -> openstack.connection.Connection:
 
 @dataclass
 class Found:
-    """What preflight looked up, reused by `up`."""
+    """What preflight looked up, reused by `up` (and by `bake`: look_up)."""
 
     flavors: dict[str, object] = field(default_factory=dict)  # role -> flavor
     images: dict[str, object] = field(default_factory=dict)  # role -> image
@@ -105,6 +105,23 @@ def _listing(items, limit=8) -> str:
 
 def preflight(conn, cfg: Config, names: Names) -> Found:
     """Check credentials, names and quotas. Raises PreflightError; creates nothing."""
+    found, problems = look_up(conn, cfg, {n.role for n in nodes(cfg)})
+    if cfg.public_network.mode == "provider":
+        found.public_network = conn.network.find_network(cfg.public_network.network, ignore_missing=True)
+        if found.public_network is None:
+            problems.append(f"public_network.network: no network {cfg.public_network.network!r}")
+
+    if not problems:
+        problems += _quota_problems(conn, cfg, names, found)
+    if problems:
+        raise PreflightError(problems)
+    return found
+
+
+def look_up(conn, cfg: Config, roles) -> tuple[Found, list[str]]:
+    """The credentials checked (PreflightError at once), then the flavor and image of
+    each role and the network: what `up` and `bake` create servers from, looked up
+    once. Returns them and a line for each that is missing."""
     try:
         conn.authorize()
     except sdk_exc.SDKException as e:
@@ -113,8 +130,6 @@ def preflight(conn, cfg: Config, names: Names) -> Found:
 
     problems: list[str] = []
     found = Found()
-    wanted = [n for n in nodes(cfg)]
-    roles = {n.role for n in wanted}
     flavors = list(conn.compute.flavors())
     for role in sorted(roles):
         group = getattr(cfg.nodes, role)
@@ -130,16 +145,7 @@ def preflight(conn, cfg: Config, names: Names) -> Found:
     found.network = conn.network.find_network(cfg.network, ignore_missing=True)
     if found.network is None:
         problems.append(f"network: no network {cfg.network!r}; available: {_listing(conn.network.networks())}")
-    if cfg.public_network.mode == "provider":
-        found.public_network = conn.network.find_network(cfg.public_network.network, ignore_missing=True)
-        if found.public_network is None:
-            problems.append(f"public_network.network: no network {cfg.public_network.network!r}")
-
-    if not problems:
-        problems += _quota_problems(conn, cfg, names, found)
-    if problems:
-        raise PreflightError(problems)
-    return found
+    return found, problems
 
 
 def _quota_problems(conn, cfg: Config, names: Names, found: Found) -> list[str]:

@@ -154,6 +154,24 @@ def test_the_controller_from_the_baked_image_starts_the_baked_k3s(default_plan, 
     assert steps[0][2].startswith("skipped: baked image (controller ")
 
 
+def test_bake_refuses_what_up_refuses_in_its_words():
+    """bake's preflight is up's lookups (uc.look_up) for the builders' roles: the same
+    lines for their flavors, images and the network, before anything is created; a
+    network node's flavor is none of its business (no builder boots it)."""
+    from tests.test_preflight import CFG, QuotaCloud
+
+    cloud = QuotaCloud()
+    cloud.flavors_[:] = [f for f in cloud.flavors_ if f.name != "big"]  # the controller's
+    cloud.images_.clear()
+    cloud.networks_.clear()
+    with pytest.raises(uc.PreflightError) as up:
+        uc.preflight(cloud, CFG, uc.Names(CFG.name))
+    with pytest.raises(uc.PreflightError) as baking:
+        bake.bake(cloud, CFG)
+    assert baking.value.problems == [line for line in up.value.problems if not line.startswith("nodes.network.")]
+    assert len(baking.value.problems) == 4 and cloud.servers_ == []
+
+
 # --- against the devcloud ------------------------------------------------------------
 
 def _builders(conn) -> dict[str, object]:
