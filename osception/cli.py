@@ -13,6 +13,7 @@ from rich.table import Table
 
 from . import config as config_mod
 from . import endpoints, releases, render, secrets, state, topology
+from . import tempest as tempest_mod  # its options: `tempest`'s and `devcloud tempest`'s
 
 
 _held: list[contextlib.ExitStack] = []  # what the running command holds (its environment's lock)
@@ -45,9 +46,11 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
 )
-from .devcloud.cli import app as devcloud_app  # noqa: E402
+# The product's one import of the devcloud (tests/test_layering.py): `osception devcloud`
+# is its sub-app, and `--local-guest` uploads or boots the guest it makes.
+from .devcloud import cli as devcloud_cli  # noqa: E402
 
-app.add_typer(devcloud_app, name="devcloud")
+app.add_typer(devcloud_cli.app, name="devcloud")
 # No Rich markup: user text (names, paths, messages from the cloud) is shown as is.
 console = Console(markup=False)
 err = Console(stderr=True, markup=False)
@@ -554,13 +557,9 @@ def populate(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt =
 
     cfg, env_dir, sec, _ = load_environment(config, env, state_dir)
     try:
-        made_here = None
-        if local_guest:
-            from .devcloud import guest
-
-            made_here = guest.build()
+        local_images = devcloud_cli.guest_images() if local_guest else None
         changes = overcloud.populate(_access(cfg, env_dir, sec, auth_url), cfg, sec.ssh["public"], env_dir,
-                                     local_guest=made_here)
+                                     local_images=local_images)
     except Exception as e:
         fail(f"populate: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
     for what in changes.made:
@@ -575,11 +574,7 @@ def smoke(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt = No
     from . import board, overcloud
 
     cfg, env_dir, sec, _ = load_environment(config, env, state_dir)
-    image = None
-    if local_guest:
-        from .devcloud import guest
-
-        image = guest.NAME
+    image = devcloud_cli.guest_image_name() if local_guest else None
     checks = overcloud.smoke(_access(cfg, env_dir, sec, auth_url), cfg,
                              cfg.nodes.compute.count, cfg.nodes.network.count, image=image)
     if not board.print_checks(console, checks):
@@ -591,21 +586,25 @@ def tempest(
     config: ConfigOpt = None,
     env: EnvOpt = None,
     state_dir: StateOpt = None,
-    devcloud: Annotated[bool, typer.Option(
-        "--devcloud", help="Run against this machine's devcloud (what it cannot have is switched off, with why).")] = False,
-    smoke: Annotated[bool, typer.Option("--smoke", help="Tempest's smoke tests.")] = False,
-    regex: Annotated[Optional[str], typer.Option("--regex", help="Tests whose id matches R.")] = None,
-    test_list: Annotated[Optional[Path], typer.Option("--list", help="Tests named in FILE, one per line.")] = None,
-    concurrency: Annotated[int, typer.Option(min=1, max=32, help="Workers.")] = 2,
-    compare_runs: Annotated[Optional[tuple[str, str]], typer.Option(
-        "--compare", metavar="RUN_A RUN_B", help="List the tests whose outcome differs between two runs.")] = None,
+    smoke: tempest_mod.SmokeOpt = False,
+    regex: tempest_mod.RegexOpt = None,
+    test_list: tempest_mod.ListOpt = None,
+    concurrency: tempest_mod.ConcurrencyOpt = 2,
+    compare_runs: tempest_mod.CompareOpt = None,
 ) -> None:
-    """Run upstream's Tempest (pinned per release) against the environment or the
-    devcloud; reports (JUnit XML, HTML, subunit) in its state folder under tempest/runs/."""
-    from . import tempest as tempest_mod
+    """Run upstream's Tempest (pinned per release) against the environment; reports
+    (JUnit XML, HTML, subunit) in its state folder under tempest/runs/. The devcloud's:
+    `osception devcloud tempest`."""
+    run_tempest(*_tempest_target(config, env, state_dir), smoke, regex, test_list, concurrency,
+                compare_runs)
+
+
+def run_tempest(target, access, smoke: bool, regex: str | None, test_list: Path | None,
+                concurrency: int, compare_runs: tuple[str, str] | None) -> None:
+    """Tempest on a target (an environment, or the devcloud's from `osception devcloud
+    tempest`): a run and its summary line (exit 1 when a test failed), or --compare."""
     from . import tempest_results
 
-    target, access = _tempest_target(config, env, state_dir, devcloud)
     try:
         if compare_runs:
             a, b = (tempest_results.outcomes(tempest_mod.find_run(target.home, r)) for r in compare_runs)
@@ -620,8 +619,8 @@ def tempest(
         if len(chosen) != 1:
             fail("tempest: say which tests: --smoke, --regex R or --list FILE (one of them)")
         selection = ["--smoke"] if smoke else ["--regex", regex] if regex else ["--load-list", str(test_list.resolve())]
-        from .devcloud.venv import cache_home
         from . import overcloud
+        from .cache import cache_home
 
         t = target
         tempest_venv = tempest_mod.venv(t.release, cache_home())
@@ -637,31 +636,8 @@ def tempest(
         raise typer.Exit(1)
 
 
-def _tempest_target(config, env, state_dir, devcloud: bool):
-    """(Target, Access): the environment (populate's flavors and images) or the devcloud."""
-    from . import overcloud
-    from . import tempest as tempest_mod
-
-    if devcloud:
-        from .devcloud import cloud, guest
-        from .devcloud.layout import Layout
-        from .devcloud.lifecycle import Settings
-
-        layout = Layout.default(state_dir)
-        if not layout.settings.exists():
-            fail(f"no devcloud in {layout.root}: run `osception devcloud up`")
-        settings = Settings.load(layout)
-        sec = secrets.ensure(layout.root, "devcloud")
-        with_nodes = bool(settings.nodes)
-        cfg = settings.run_config()
-        access = overcloud.Access(cloud.auth_url(), sec.admin_password, sec.demo_password,
-                                  interface=cloud.CLIENT_INTERFACE)
-        return tempest_mod.Target(
-            "devcloud", releases.get(settings.release), layout.root / "tempest", access.auth_url,
-            sec.admin_password, interface=cloud.CLIENT_INTERFACE, data_plane=with_nodes,
-            flavors=tuple(f.name for f in cfg.overcloud.flavors) if with_nodes else (cloud.FLAVOR,),
-            images=(guest.NAME,) if with_nodes else (cloud.IMAGE,),
-            exclude=(tempest_mod.NEEDS_FLOATING_IP_REACH,)), access
+def _tempest_target(config, env, state_dir):
+    """(Target, Access): the environment, with populate's flavors and images."""
     cfg, env_dir, sec, _ = load_environment(config, env, state_dir)
     access = _access(cfg, env_dir, sec, None)
     return tempest_mod.Target(

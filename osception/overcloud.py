@@ -19,7 +19,7 @@ import yaml
 from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 
-from . import services, topology, undercloud
+from . import services, topology
 from .config import Config
 from .state import write_private
 
@@ -68,9 +68,10 @@ class Changes:
 # --- populate --------------------------------------------------------------------
 
 def populate(access: Access, cfg: Config, public_key: str, state_dir: Path,
-             wait_images: float = 600, local_guest=None) -> Changes:
-    """LOCAL_GUEST (a devcloud.guest.Guest), for a cloud on this machine: its images are
-    uploaded instead of the config's, which Glance could not fetch from here."""
+             wait_images: float = 600, local_images=None) -> Changes:
+    """LOCAL_IMAGES, for a cloud on this machine (its Glance cannot fetch the config's
+    images from here): the caller's own images instead, a function that uploads them
+    through the admin connection it is given and returns the names it made."""
     conn = admin_conn(access)
     ch = Changes()
     missing = [t for t in EXPECTED_SERVICES if not list(conn.identity.services(type=t))]
@@ -86,10 +87,8 @@ def populate(access: Access, cfg: Config, public_key: str, state_dir: Path,
     if demo.compute.find_keypair("demo", ignore_missing=True) is None:
         demo.compute.create_keypair(name="demo", public_key=public_key)
         ch.add("keypair demo")
-    if local_guest is not None:
-        from .devcloud import guest
-
-        for name in guest.upload(conn, local_guest):
+    if local_images is not None:
+        for name in local_images(conn):
             ch.add(f"image {name}")
     else:
         _images(conn, cfg, ch, wait_images)
@@ -413,12 +412,11 @@ def smoke(access: Access, cfg: Config, expected_computes: int, expected_network_
                 break
     finally:  # leave nothing behind
         if "server" in ctx:
-            undercloud.delete_servers(ctx["demo"], [ctx["server"]], timeout=SERVER_DELETE_TIMEOUT)
+            ctx["demo"].compute.delete_server(ctx["server"], ignore_missing=True)
+            ctx["demo"].compute.wait_for_delete(ctx["server"], wait=120)
     return results
 
 
-# How long the smoke test's server may take to go (the inner cloud's Nova, a tiny guest).
-SERVER_DELETE_TIMEOUT = 120
 # How long a new floating IP may take to answer (DVR's FIP namespace, ARP).
 PING_TIMEOUT = 120
 

@@ -25,6 +25,9 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Annotated, Optional
+
+import typer
 
 from . import locks, releases, render, services
 from .state import write_private
@@ -48,6 +51,16 @@ FAKE_COMPUTE_FEATURES = ("console_output", "live_migration", "cold_migration", "
                          "vnc_console", "spice_console", "serial_console")
 # Everywhere: what osception does not deploy.
 NO_CONSOLES = "no VNC, SPICE or serial console proxy is deployed"
+
+
+# -- the command's options: `osception tempest` (an environment) and `osception devcloud
+# tempest` take the same.
+SmokeOpt = Annotated[bool, typer.Option("--smoke", help="Tempest's smoke tests.")]
+RegexOpt = Annotated[Optional[str], typer.Option("--regex", help="Tests whose id matches R.")]
+ListOpt = Annotated[Optional[Path], typer.Option("--list", help="Tests named in FILE, one per line.")]
+ConcurrencyOpt = Annotated[int, typer.Option(min=1, max=32, help="Workers.")]
+CompareOpt = Annotated[Optional[tuple[str, str]], typer.Option(
+    "--compare", metavar="RUN_A RUN_B", help="List the tests whose outcome differs between two runs.")]
 
 
 class TempestError(RuntimeError):

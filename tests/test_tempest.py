@@ -111,17 +111,25 @@ def test_find_run_by_name_or_path_and_a_clear_error_for_neither(tmp_path):
         tempest.find_run(tmp_path, "nope")
 
 
+def test_devcloud_tempest_without_a_devcloud_says_so_in_one_line(tmp_path):
+    """`osception devcloud tempest` ends as `osception tempest` does: one line, exit 2."""
+    from tests.test_bad_inputs import refused
+
+    refused(tmp_path, ["devcloud", "tempest", "--smoke", "--state-dir", str(tmp_path)],
+            (f"no devcloud in {tmp_path / 'devcloud'}", "osception devcloud up"))
+
+
 # --- for real, on the devcloud -------------------------------------------------------
 
 @pytest.fixture(scope="module")
 def tempest_run(devcloud, tmp_path_factory):
-    """`osception tempest --devcloud --smoke` on the test session's devcloud: (run folder,
+    """`osception devcloud tempest --smoke` on the test session's devcloud: (run folder,
     output). Its state home is the devcloud's."""
     import os
 
     env = {k: v for k, v in os.environ.items() if not k.startswith("OS_")}
     exe = Path(shutil.which("osception") or Path(os.sys.executable).parent / "osception")
-    r = subprocess.run([str(exe), "tempest", "--devcloud", "--smoke", "--concurrency", "2"],
+    r = subprocess.run([str(exe), "devcloud", "tempest", "--smoke", "--concurrency", "2"],
                        capture_output=True, text=True, env=env, timeout=3600)
     print(r.stdout[-3000:], r.stderr[-2000:])
     assert "tempest " in r.stdout and "reports" in r.stdout, r.stdout + r.stderr

@@ -12,6 +12,7 @@ from rich.table import Table
 
 from .. import releases, secrets as secrets_mod
 from .. import state
+from .. import tempest as tempest_mod
 from .layout import VENV_ENV_VAR, Layout
 from .processes import DevcloudError
 
@@ -169,7 +170,7 @@ def smoke(state_dir: StateOpt = None) -> None:
     env_dir = layout.root / "overcloud"
     env_dir.mkdir(exist_ok=True)
     try:
-        changes = overcloud.populate(access, cfg, sec.ssh["public"], env_dir, local_guest=guest.build())
+        changes = overcloud.populate(access, cfg, sec.ssh["public"], env_dir, local_images=guest_images())
     except Exception as e:  # noqa: BLE001 (one line, as `osception populate`)
         _fail(f"populate: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
     _say(f"populate: {len(changes.made)} changes")
@@ -177,6 +178,64 @@ def smoke(state_dir: StateOpt = None) -> None:
                              image=guest.NAME, ping=nodes.PING)
     if not board.print_checks(console, checks):
         raise typer.Exit(1)
+
+
+@app.command()
+def tempest(
+    smoke: tempest_mod.SmokeOpt = False,
+    regex: tempest_mod.RegexOpt = None,
+    test_list: tempest_mod.ListOpt = None,
+    concurrency: tempest_mod.ConcurrencyOpt = 2,
+    compare_runs: tempest_mod.CompareOpt = None,
+    state_dir: StateOpt = None,
+) -> None:
+    """Run upstream's Tempest (pinned per release) against the devcloud: what it cannot
+    have is switched off, with why. Reports (JUnit XML, HTML, subunit) in its state folder
+    under tempest/runs/; output and exit codes as `osception tempest`'s."""
+    from .. import cli  # the product's command does the run (devcloud -> product only)
+
+    cli.run_tempest(*_tempest_target(state_dir, cli.fail), smoke, regex, test_list,
+                    concurrency, compare_runs)
+
+
+def _tempest_target(state_dir: Path | None, fail):
+    """(Target, Access) of the devcloud: with local nodes, the flavors and guest that
+    `devcloud smoke` populated; else its fake hypervisor's flavor and image."""
+    from .. import overcloud
+    from . import cloud, guest
+    from .lifecycle import Settings
+
+    layout = _layout(state_dir)
+    if not layout.settings.exists():
+        fail(f"no devcloud in {layout.root}: run `osception devcloud up`")
+    settings = Settings.load(layout)
+    sec = secrets_mod.ensure(layout.root, "devcloud")
+    with_nodes = bool(settings.nodes)
+    cfg = settings.run_config()
+    access = overcloud.Access(cloud.auth_url(), sec.admin_password, sec.demo_password,
+                              interface=cloud.CLIENT_INTERFACE)
+    return tempest_mod.Target(
+        "devcloud", releases.get(settings.release), layout.root / "tempest", access.auth_url,
+        sec.admin_password, interface=cloud.CLIENT_INTERFACE, data_plane=with_nodes,
+        flavors=tuple(f.name for f in cfg.overcloud.flavors) if with_nodes else (cloud.FLAVOR,),
+        images=(guest.NAME,) if with_nodes else (cloud.IMAGE,),
+        exclude=(tempest_mod.NEEDS_FLOATING_IP_REACH,)), access
+
+
+def guest_images():
+    """populate's local images (`devcloud smoke`, `osception populate --local-guest`): the
+    guest made on this machine (built once, in the machine cache), uploaded."""
+    from . import guest
+
+    made = guest.build()
+    return lambda conn: guest.upload(conn, made)
+
+
+def guest_image_name() -> str:
+    """The image `osception smoke --local-guest` boots."""
+    from . import guest
+
+    return guest.NAME
 
 
 @app.command("guest")
