@@ -128,6 +128,33 @@ def netns_root():
         yield name
 
 
+def test_a_node_and_the_bake_builder_are_plugged_alike(netns_root, monkeypatch):
+    """nodes._plug (LocalNodes.wire's, the bake builder's), with the test's namespace
+    and bridge as the outer cloud's: the inside end in the node's namespace with the
+    port's MAC, the outside end on the bridge; a port without a MAC gets no link, and
+    plugging again keeps a running node's link (the same interface, not a new one)."""
+    import os
+
+    monkeypatch.setattr(nodes, "OUTER_NETNS", netns_root)
+    inner = f"osc-plug-{os.getpid()}"
+
+    def link(name: str, ns: str) -> dict:
+        r = subprocess.run(["ip", "-j", "-n", ns, "link", "show", name], capture_output=True, text=True)
+        return json.loads(r.stdout)[0] if r.returncode == 0 else {}
+
+    links = [("eth0", "o-plug", "br-t", "fa:16:3e:00:00:42"), ("eth1", "p-plug", "br-t", None)]
+    try:
+        nodes._plug(inner, links)
+        eth0 = link("eth0", inner)
+        assert eth0["address"] == "fa:16:3e:00:00:42" and link("lo", inner)["operstate"] == "UNKNOWN"
+        assert link("o-plug", netns_root)["master"] == "br-t" and "UP" in link("o-plug", netns_root)["flags"]
+        assert link("eth1", inner) == {} and link("p-plug", netns_root) == {}
+        nodes._plug(inner, links)
+        assert link("eth0", inner)["ifindex"] == eth0["ifindex"]
+    finally:
+        subprocess.run(["ip", "netns", "del", inner], check=False)
+
+
 def _backend(body: bytes) -> ThreadingHTTPServer:
     class H(BaseHTTPRequestHandler):
         def do_GET(self):

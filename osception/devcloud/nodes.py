@@ -235,6 +235,23 @@ def _link_exists(name: str, netns: str) -> bool:
     return _ip("link", "show", name, netns=netns, check=False).returncode == 0
 
 
+def _plug(netns: str, links: list[tuple[str, str, str, str | None]]) -> None:
+    """A namespace of its own, wired as the outer cloud wires a server: for each link
+    (inside, outside, bridge, mac) a veth pair, `inside` in the namespace with the
+    port's MAC, `outside` on that bridge of osc-outer. A link already there stays (a
+    running node keeps its wiring); one without a MAC (no such port) is not made."""
+    if not _netns_exists(netns):
+        _ip("netns", "add", netns)
+    _ip("link", "set", "lo", "up", netns=netns)
+    for inside, outside, bridge, mac in links:
+        if mac is None or _link_exists(inside, netns):
+            continue
+        _ip("link", "del", outside, netns=OUTER_NETNS, check=False)  # a half-made pair's
+        _ip("link", "add", outside, "netns", OUTER_NETNS, "type", "veth", "peer", "name", inside,
+            "netns", netns, "address", mac)
+        _ip("link", "set", outside, "master", bridge, "up", netns=OUTER_NETNS)
+
+
 @dataclass(frozen=True)
 class LocalNode:
     node: topology.Node
@@ -323,19 +340,10 @@ class LocalNodes:
 
     def wire(self, n: LocalNode) -> None:
         """The node's namespace, eth0 on br-outer and eth1 (provider) on br-provider."""
-        if not _netns_exists(n.netns):
-            _ip("netns", "add", n.netns)
-        _ip("link", "set", "lo", "up", netns=n.netns)
         index = n.node.name.rsplit("-", 1)[1]
         short = {"compute": "c", "network": "n"}[n.node.role] + index
-        for inside, outside, bridge, mac in (("eth0", f"o-{short}", OUTER_BRIDGE, n.address.mac),
-                                             ("eth1", f"p-{short}", PROVIDER_BRIDGE, n.address.public_mac)):
-            if mac is None or _link_exists(inside, n.netns):
-                continue
-            _ip("link", "del", outside, netns=OUTER_NETNS, check=False)
-            _ip("link", "add", outside, "netns", OUTER_NETNS, "type", "veth", "peer", "name", inside,
-                "netns", n.netns, "address", mac)
-            _ip("link", "set", outside, "master", bridge, "up", netns=OUTER_NETNS)
+        _plug(n.netns, [("eth0", f"o-{short}", OUTER_BRIDGE, n.address.mac),
+                        ("eth1", f"p-{short}", PROVIDER_BRIDGE, n.address.public_mac)])
 
     # -- the controller's side ---------------------------------------------------
     def services(self, cfg: Config, p: render.Plan) -> list[Spec]:
@@ -436,13 +444,7 @@ class LocalNodes:
         (seed / "meta-data").write_text(yaml.safe_dump({"instance-id": "osception-bake-node",
                                                         "local-hostname": "bake-node"}))
         (seed / "network-config").write_text(network_config(BAKE_ADDRESS))
-        if not _netns_exists(BAKE_NETNS):
-            _ip("netns", "add", BAKE_NETNS)
-        _ip("link", "set", "lo", "up", netns=BAKE_NETNS)
-        _ip("link", "del", "o-bake", netns=OUTER_NETNS, check=False)
-        _ip("link", "add", "o-bake", "netns", OUTER_NETNS, "type", "veth", "peer", "name", "eth0",
-            "netns", BAKE_NETNS, "address", BAKE_ADDRESS.mac)
-        _ip("link", "set", "o-bake", "master", OUTER_BRIDGE, "up", netns=OUTER_NETNS)
+        _plug(BAKE_NETNS, [("eth0", "o-bake", OUTER_BRIDGE, BAKE_ADDRESS.mac)])  # _forget_builder: a new one
         self.layout.log(BAKE_PROCESS).unlink(missing_ok=True)
         self.procs.start(Spec(BAKE_PROCESS, self._nspawn(work / "root", "osc-bake", BAKE_NETNS),
                               env={"SYSTEMD_NSPAWN_API_VFS_WRITABLE": "network"}, ready=lambda: True))
