@@ -10,6 +10,7 @@ from __future__ import annotations
 import ipaddress
 import re
 import socket
+import string
 from pathlib import Path
 from typing import Annotated, Any, Literal
 from urllib.parse import urlparse, urlsplit
@@ -122,13 +123,9 @@ NAME_RE = r"^[a-z][a-z0-9-]{0,30}[a-z0-9]$"
 class NodeGroup(_Strict):
     count: Annotated[StrictInt, Field(ge=0, le=50)]  # "3" or true is a mistake, not 3 or 1
     flavor: Text
-    # null: CONTROLLER_IMAGE, and for the compute and network nodes the image of the
-    # release's node OS (Config.node_image).
+    # null: the controller OS's image, and for the compute and network nodes the image of
+    # the release's node OS (Config.node_image).
     image: Text | None = None
-
-
-# The controller runs k3s and containers only: the same image for every release.
-CONTROLLER_IMAGE = "Debian 13"
 
 
 def _debian_of(image: str) -> str | None:
@@ -531,11 +528,12 @@ class Config(_Strict):
 
     def node_image(self, role: str) -> str:
         """The image the role's servers boot: nodes.<role>.image, else the controller's
-        CONTROLLER_IMAGE and the compute and network nodes' release node OS."""
+        the controller OS's and the compute and network nodes' release node OS's."""
         image = getattr(self.nodes, role).image
         if image is not None:
             return image
-        return CONTROLLER_IMAGE if role == "controller" else releases.get(self.release).node_os.image
+        node_os = releases.CONTROLLER_OS if role == "controller" else releases.get(self.release).node_os
+        return node_os.image
 
     @field_validator("access_cidr")
     @classmethod
@@ -678,18 +676,18 @@ def load(path: Path | None, context: dict | None = None) -> Config:
         raise ConfigError(f"{where}: {loc}: {_message(err)}") from None
 
 
-DEFAULT_YAML = """\
+DEFAULT_YAML = string.Template("""\
 # osception.yaml: every setting with its default. Delete what you do not change.
 
 # Environment name: prefixes and tags every resource on the outer cloud,
 # so several environments can live in one project.
 name: osception
 
-# OpenStack release of the new cloud: 2024.1, 2025.1, 2025.2, 2026.1 or 2026.2.
-release: "2026.2"
+# OpenStack release of the new cloud: $releases.
+release: "$default"
 
 # Where the compute and network nodes get OpenStack's services from:
-#   packages  the release's Debian packages (Debian 13's own for 2025.1, else the
+#   packages  the release's Debian packages ($own_archive, else the
 #             Debian OpenStack backports, enabled with extrepo)
 #   pypi      upstream's releases from PyPI in a venv (/opt/openstack), constrained by
 #             the release's lock (the devcloud's); Open vSwitch, libvirt, QEMU and the
@@ -725,8 +723,8 @@ domain: null
 #     ca: null                     # what clients verify it with; null: the system's CAs
 tls: null
 
-# image: the outer cloud's image the servers boot; null: Debian 13 for the controller,
-# the release's node OS for the others (Debian 13; 2024.1: Debian 12, whose suite has
+# image: the outer cloud's image the servers boot; null: $controller_image for the controller,
+# the release's node OS for the others ($node_images, whose suite has
 # its packages). An image of another Debian than the release's is refused.
 nodes:
   controller:          # k3s and the whole control plane; exactly one
@@ -813,4 +811,14 @@ overcloud:
   demo_cidr: 10.0.0.0/24
   # DVR floating-IP gateways get addresses from this private subnet, not public IPs.
   fip_agent_gateway_cidr: 100.64.0.0/22
-"""
+""").substitute(
+    # The release facts in it come from the release table.
+    releases=" or ".join((", ".join(list(releases.RELEASES)[:-1]), list(releases.RELEASES)[-1])),
+    default=releases.DEFAULT_RELEASE,
+    own_archive=" and ".join(f"{r.node_os.image}'s own for {r.name}"
+                             for r in releases.RELEASES.values() if r.extrepo is None),
+    controller_image=releases.CONTROLLER_OS.image,
+    node_images="; ".join([releases.get(releases.DEFAULT_RELEASE).node_os.image] + [
+        f"{r.name}: {r.node_os.image}" for r in releases.RELEASES.values()
+        if r.node_os != releases.get(releases.DEFAULT_RELEASE).node_os]),
+)

@@ -70,6 +70,8 @@ class NodeOS:
 DEBIAN_12 = NodeOS("debian-12", "bookworm", "Debian 12", "python3.11")
 DEBIAN_13 = NodeOS("debian-13", "trixie", "Debian 13", "python3.13")
 NODE_OSES = (DEBIAN_12, DEBIAN_13)
+# The controller runs k3s and containers only: the same OS for every release.
+CONTROLLER_OS = DEBIAN_13
 
 
 @dataclass(frozen=True)

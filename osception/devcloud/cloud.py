@@ -11,7 +11,7 @@ from datetime import datetime
 import openstack
 import yaml
 
-from .. import services
+from .. import releases, services
 from ..secrets import Secrets
 from ..state import write_private
 from .layout import HOST, PORTS, Layout
@@ -117,12 +117,14 @@ def compute_ready(conn, secrets: Secrets, since: datetime | None = None) -> bool
 
 
 # The devcloud as an OUTER cloud for osception itself (tests, benchmarks): what a
-# public cloud offers a project, under the names a test config uses.
-OUTER_FLAVOR, OUTER_IMAGE, OUTER_NETWORK, OUTER_PROVIDER = "osc.test", "Debian 13", "Ext-Net", "Provider-Net"
+# public cloud offers a project, under the names a test config uses; the image is the
+# one an environment's controller boots by default.
+OUTER_FLAVOR, OUTER_NETWORK, OUTER_PROVIDER = "osc.test", "Ext-Net", "Provider-Net"
+OUTER_IMAGE = releases.CONTROLLER_OS.image
 
 
 def dress_as_outer_cloud(admin, member) -> None:
-    """A flavor, a "Debian 13" image, a shared flat `Ext-Net` and a provider network,
+    """A flavor, the controller OS's image, a shared flat `Ext-Net` and a provider network,
     and quotas large enough for 50-node benchmarks in the member's project."""
     if admin.compute.find_flavor(OUTER_FLAVOR) is None:
         admin.compute.create_flavor(name=OUTER_FLAVOR, vcpus=1, ram=128, disk=1, is_public=True)

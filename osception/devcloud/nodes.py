@@ -83,7 +83,7 @@ HOST_PACKAGES = {
 PING = ("ip", "netns", "exec", OUTER_NETNS, "ping")
 # What a Debian 13 cloud image has that a minimal root lacks: systemd, cloud-init and
 # what it runs, SSH, the tools the setup script uses.
-BASE_SUITE = "trixie"
+BASE_SUITE = releases.get(releases.DEFAULT_RELEASE).node_os.codename  # the default release's
 BASE_PACKAGES = ("systemd", "systemd-sysv", "dbus", "cloud-init", "python3", "python3-apt",
                  "adduser", "iproute2", "ca-certificates", "curl", "openssh-server",
                  "ifupdown", "netbase", "sudo", "gpg", "kmod", "udev")
