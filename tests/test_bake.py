@@ -10,7 +10,6 @@ import re
 import shutil
 import subprocess
 import threading
-from pathlib import Path
 
 import pytest
 import yaml
@@ -18,9 +17,9 @@ from openstack import utils as sdk_utils
 
 from osception import bake, config, deploy, render, secrets
 from osception import undercloud as uc
+from tests import steps
 from tests.test_cloudinit_and_shell import KNOWN_TOP_LEVEL, cloud_init_schema
 
-STEP_SH = Path(render.__file__).parent / "templates/scripts/osception-step.sh"
 CONFIGS = {"packages": config.Config(), "pypi": config.Config(node_source="pypi", release="2025.1")}
 
 
@@ -99,13 +98,8 @@ def _function(script: str, name: str) -> str:
 def _harness(tmp_path, body: str, node: str) -> tuple[int, list]:
     from osception import progress
 
-    script = tmp_path / "run.sh"
-    script.write_text(f". {STEP_SH}\n{body}")
-    log = tmp_path / "log"
-    shutil.rmtree(log, ignore_errors=True)
-    env = {"OSCEPTION_NODE": node, "OSCEPTION_LOG_DIR": str(log), "PATH": "/usr/bin:/bin"}
-    r = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
-    prog = progress.parse((log / "progress.log").read_text())[node]
+    r, lines = steps.run(tmp_path, node, body)
+    prog = progress.parse("\n".join(lines))[node]
     return r.returncode, [(s.name, s.state, s.message) for s in prog.steps]
 
 

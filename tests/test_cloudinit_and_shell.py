@@ -15,6 +15,7 @@ import pytest
 import yaml
 
 from osception import render
+from tests import steps
 
 # The top-level keys of cloud-config modules osception uses or may use. cloud-init's
 # schema does not reject unknown top-level keys (`runcmds:`), so we do.
@@ -299,19 +300,13 @@ def test_progress_lines_from_the_shell_side_parse(tmp_path):
     """Run the real step helper and read its output with the real parser."""
     from osception import progress
 
-    script = tmp_path / "run.sh"
-    script.write_text(
-        f". {Path(render.__file__).parent / 'templates/scripts/osception-step.sh'}\n"
+    r, lines = steps.run(tmp_path, "compute-0", (
         "step first true\n"
         "second() { printf 'deploy/a: ImagePullBackOff x\\n\\njob/b: failed\\n' | note second; "
         "echo oops >&2; return 3; }\n"
-        "step second second\n"
-    )
-    env = {"OSCEPTION_NODE": "compute-0", "OSCEPTION_LOG_DIR": str(tmp_path / "log"), "PATH": "/usr/bin:/bin"}
-    r = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
+        "step second second\n"))
     assert r.returncode == 3
-    log = (tmp_path / "log" / "progress.log").read_text()
-    prog = progress.parse(log)["compute-0"]
+    prog = progress.parse("\n".join(lines))["compute-0"]
     assert [(s.name, s.state) for s in prog.steps] == [("first", "done"), ("second", "failed")]
     assert prog.steps[1].message == "exit 3: second: oops"
     assert prog.steps[1].notes == ["deploy/a: ImagePullBackOff x", "job/b: failed"]
@@ -328,17 +323,8 @@ def _node_setup_harness(tmp_path, plan, node: str, function: str, body: str,
     doc = yaml.safe_load(plan.files[f"{node}/user-data"])
     setup = next(f["content"] for f in doc["write_files"] if f["path"] == f"{render.NODE_ETC}/setup")
     code = "".join(m.group(0) for m in re.finditer(rf"^(?:{function})\(\) \{{\n.*?^\}}\n", setup, re.M | re.S))
-    bin_dir = tmp_path / "bin"
-    bin_dir.mkdir()
-    for name, program in path.items():
-        (bin_dir / name).write_text(f"#!/bin/bash\n{program}\n")
-        (bin_dir / name).chmod(0o755)
-    script = tmp_path / "run.sh"
-    script.write_text(f". {Path(render.__file__).parent / 'templates/scripts/osception-step.sh'}\n{code}{body}")
-    env = {"OSCEPTION_NODE": node, "OSCEPTION_LOG_DIR": str(tmp_path / "log"), "PATH": f"{bin_dir}:/usr/bin:/bin",
-           **(env or {})}
-    r = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
-    return r.returncode, (tmp_path / "log" / "progress.log").read_text().splitlines()
+    r, lines = steps.run(tmp_path, node, code + body, path, env)
+    return r.returncode, lines
 
 
 def _os_release(tmp_path, node_os) -> str:
@@ -450,13 +436,8 @@ def _converge_harness(tmp_path, plan, body: str) -> tuple[int, str, list[str]]:
     doc = yaml.safe_load(plan.files["k8s-0/user-data"])
     setup = next(f["content"] for f in doc["write_files"] if f["path"] == "/usr/local/sbin/osception-setup")
     converge = re.search(r"^converge\(\) \{\n.*?^\}\n", setup, re.M | re.S).group(0)
-    script = tmp_path / "run.sh"
-    script.write_text(f". {Path(render.__file__).parent / 'templates/scripts/osception-step.sh'}\n"
-                      f"sleep() {{ :; }}\n{converge}{body}")
-    env = {"OSCEPTION_NODE": "k8s-0", "OSCEPTION_LOG_DIR": str(tmp_path / "log"), "PATH": "/usr/bin:/bin"}
-    r = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
-    log = tmp_path / "log" / "progress.log"
-    return r.returncode, r.stdout, log.read_text().splitlines() if log.exists() else []
+    r, lines = steps.run(tmp_path, "k8s-0", f"sleep() {{ :; }}\n{converge}{body}")
+    return r.returncode, r.stdout, lines
 
 
 def test_converge_reports_what_is_not_ready_when_it_changes(default_plan, tmp_path):
@@ -499,13 +480,9 @@ def _apply_harness(tmp_path, plan, kubectl: str) -> tuple[int, list[str]]:
     setup = next(f["content"] for f in doc["write_files"] if f["path"] == "/usr/local/sbin/osception-setup")
     bound = re.search(r"^APPLY_SECONDS=\d+\n", setup, re.M).group(0)
     apply = re.search(r"^apply_manifests\(\) \{\n.*?^\}\n", setup, re.M | re.S).group(0)
-    script = tmp_path / "run.sh"
-    script.write_text(f". {Path(render.__file__).parent / 'templates/scripts/osception-step.sh'}\n"
-                      f"sleep() {{ SECONDS=$((SECONDS + $1)); }}\nMANIFESTS={tmp_path}\n{bound}{apply}"
-                      f"{kubectl}\nstep apply-manifests apply_manifests\n")
-    env = {"OSCEPTION_NODE": "k8s-0", "OSCEPTION_LOG_DIR": str(tmp_path / "log"), "PATH": "/usr/bin:/bin"}
-    r = subprocess.run(["bash", str(script)], env=env, capture_output=True, text=True)
-    return r.returncode, (tmp_path / "log" / "progress.log").read_text().splitlines()
+    r, lines = steps.run(tmp_path, "k8s-0", f"sleep() {{ SECONDS=$((SECONDS + $1)); }}\nMANIFESTS={tmp_path}\n"
+                                            f"{bound}{apply}{kubectl}\nstep apply-manifests apply_manifests\n")
+    return r.returncode, lines
 
 
 def test_the_controller_retries_a_transient_apply_error(default_plan, tmp_path):
