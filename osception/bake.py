@@ -31,6 +31,7 @@ from openstack import utils as sdk_utils
 from . import __version__, progress, render
 from . import undercloud as uc
 from .config import Config
+from .errors import OsceptionError
 
 KINDS = ("node", "controller")
 # Whose flavor and stock image (nodes.<role>) a builder boots: a node image serves both
@@ -44,7 +45,7 @@ BUILD_TIMEOUT = 3600
 SNAPSHOT_TIMEOUT = 1800
 
 
-class BakeError(Exception):
+class BakeError(OsceptionError):
     """One line: what failed, and where to look."""
 
 

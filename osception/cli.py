@@ -5,14 +5,14 @@ from __future__ import annotations
 import contextlib
 import re
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated, NoReturn, Optional
 
 import typer
 from rich.console import Console
 from rich.table import Table
 
 from . import config as config_mod
-from . import endpoints, releases, render, secrets, state, topology
+from . import endpoints, errors, releases, render, secrets, state, topology
 from . import tempest as tempest_mod  # its options: `tempest`'s and `devcloud tempest`'s
 
 
@@ -20,9 +20,10 @@ _held: list[contextlib.ExitStack] = []  # what the running command holds (its en
 
 
 class _Group(typer.core.TyperGroup):
-    """Every command: a problem with a config or state file, or any filesystem error,
-    ends as one line naming the file (exit 2), never as a traceback. What the
-    command holds (`lock`) is released when it ends."""
+    """Every command: an OsceptionError ends as its line(s) and its exit code, and any
+    filesystem error as one line naming the file (exit 2), never as a traceback; this
+    is the one place that turns them into output. What the command holds (`lock`) is
+    released when it ends."""
 
     def invoke(self, ctx):
         try:
@@ -32,12 +33,12 @@ class _Group(typer.core.TyperGroup):
                     return super().invoke(ctx)
                 finally:
                     _held.pop()
-        except (config_mod.ConfigError, state.StateError, render.PlanError, render.UserDataTooLarge) as e:
-            fail(str(e))
+        except errors.OsceptionError as e:
+            _stop(e)
         except OSError as e:
             if not isinstance(e.filename, (str, bytes, Path)):  # not a file (e.g. the network): not ours
                 raise
-            fail(f"{e.filename}: {e.strerror or type(e).__name__}")
+            _stop(errors.OsceptionError(f"{e.filename}: {e.strerror or type(e).__name__}"))
 
 
 app = typer.Typer(
@@ -72,10 +73,18 @@ def clean(text: object) -> str:
     return re.sub(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]", "?", str(text))
 
 
-def fail(message: str) -> None:
-    """One line on stderr, exit 2. Control characters of user text are shown as '?'."""
-    err.print("error:", clean(message), style="red", highlight=False, soft_wrap=True)
-    raise typer.Exit(2)
+def fail(message: str) -> NoReturn:
+    """Stop the command: one line on stderr, exit 2 (said by _stop)."""
+    raise errors.OsceptionError(message)
+
+
+def _stop(e: errors.OsceptionError) -> NoReturn:
+    """Each of the error's lines on stderr, as it is, even wider than the terminal (a
+    problem is one line), then its exit code. Control characters of user text are
+    shown as '?'."""
+    for line in e.lines():
+        err.print(f"{e.label}:", clean(line), style="red", highlight=False, soft_wrap=True)
+    raise typer.Exit(e.exit_code)
 
 
 def load_config(path: Path | None, env: str | None) -> config_mod.Config:
@@ -83,10 +92,7 @@ def load_config(path: Path | None, env: str | None) -> config_mod.Config:
         path = Path("osception.yaml")
     if env is not None and not re.fullmatch(config_mod.NAME_RE, env):
         fail(f"--env: must be 2 to 32 lowercase letters, digits or '-' ({config_mod.NAME_RE})")
-    try:
-        cfg = config_mod.load(path)
-    except config_mod.ConfigError as e:
-        fail(str(e))
+    cfg = config_mod.load(path)
     return cfg if env is None else cfg.model_copy(update={"name": env})
 
 
@@ -212,7 +218,8 @@ def _conn(cfg):
 
     try:
         return undercloud.connect(cfg)
-    except Exception as e:  # openstacksdk: no cloud configured, unknown clouds.yaml entry...
+    except Exception as e:  # openstacksdk's and keystoneauth's own classes, not ours (no cloud configured,
+        # an unknown clouds.yaml entry, a bad auth type...): each said as a problem of `cloud:`
         fail(f"cloud: {str(e).splitlines()[0]}; set `cloud:` or OS_CLOUD / OS_* variables")
 
 
@@ -227,20 +234,13 @@ def up(
     """Create (or complete) the environment on the outer cloud."""
     from rich.live import Live
 
-    from . import board, deploy, undercloud
+    from . import board, deploy
 
     # a config that does not render stops here, before anything is written or the cloud touched
     cfg, env_dir, sec, _ = load_environment(config, env, state_dir, certificate=True,
                                             check=lambda cfg, env_dir, sec: render.build(cfg, sec))
     conn = _conn(cfg)
-    try:
-        result = deploy.provision(conn, cfg, sec, env_dir, say=lambda m: console.print(m, style="dim"))
-    except undercloud.PreflightError as e:
-        for line in e.problems:
-            err.print("preflight:", clean(line), style="red", highlight=False)
-        raise typer.Exit(2)
-    except render.UserDataTooLarge as e:
-        fail(str(e))
+    result = deploy.provision(conn, cfg, sec, env_dir, say=lambda m: console.print(m, style="dim"))
     console.print(f"controller {result.plan.controller_ip}; plan in {env_dir / 'plan'}")
     if not follow:
         return
@@ -337,7 +337,6 @@ def bake(
 ) -> None:
     """Make the release's node and controller images on the outer cloud (`up` boots them)."""
     from . import bake as bake_mod
-    from . import undercloud
 
     cfg = load_config(config, None)
     if release is not None:
@@ -352,14 +351,7 @@ def bake(
         n = bake_mod.delete(conn, cfg, say=show, every_release=every_release)
         console.print(f"deleted {n} baked images of {'every release' if every_release else cfg.release}")
         return
-    try:
-        made = bake_mod.bake(conn, cfg, say=show, kinds=(only,) if only else bake_mod.KINDS)
-    except undercloud.PreflightError as e:
-        for line in e.problems:
-            err.print("preflight:", clean(line), style="red", highlight=False)
-        raise typer.Exit(2)
-    except bake_mod.BakeError as e:
-        fail(str(e))
+    made = bake_mod.bake(conn, cfg, say=show, kinds=(only,) if only else bake_mod.KINDS)
     for kind, image in made.items():
         console.print(f"{kind}: {image.name} ({image.id})")
 
@@ -461,10 +453,7 @@ def _ssh_args(env_dir: Path, node: str, user: str, batch: bool = False) -> list[
     nodes = deploy.load_resources(env_dir).get("nodes", {})
     if node not in nodes:
         fail(f"no node {node!r} in {env_dir}; known: {', '.join(sorted(nodes)) or 'none (run up)'}")
-    try:
-        sec = secrets.peek(env_dir, env_dir.name)  # reads, writes nothing
-    except state.StateError as e:
-        fail(str(e))
+    sec = secrets.peek(env_dir, env_dir.name)  # reads, writes nothing
     known = env_dir / KNOWN_HOSTS
     text = "".join(secrets.known_hosts_line(sec, name) + "\n" for name in sorted(nodes))
     if state.read_state(known, private=False) != text:
@@ -560,7 +549,10 @@ def populate(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt =
         local_images = devcloud_cli.guest_images() if local_guest else None
         changes = overcloud.populate(_access(cfg, env_dir, sec, auth_url), cfg, sec.ssh["public"], env_dir,
                                      local_images=local_images)
-    except Exception as e:
+    except errors.OsceptionError:  # already one line of its own (e.g. no controller address)
+        raise
+    except Exception as e:  # the new cloud's APIs (openstacksdk, keystoneauth: classes of their own) or the
+        # local guest image: whatever fails, one line naming the step, never a traceback
         fail(f"populate: {str(e).splitlines()[0] if str(e) else type(e).__name__}")
     for what in changes.made:
         console.print(f"created {what}")
@@ -627,7 +619,7 @@ def run_tempest(target, access, smoke: bool, regex: str | None, test_list: Path 
         tempest_mod.workspace(t, tempest_venv)
         conf = tempest_mod.configure(t, tempest_mod.facts(t, overcloud.admin_conn(access)))
         run_dir = tempest_mod.run(t, tempest_venv, conf, selection, concurrency, say=console.print)
-    except (tempest_mod.TempestError, ValueError) as e:
+    except ValueError as e:  # tempest_results: a report that is not JUnit XML (TempestError: the group says it)
         fail(str(e))
     summary = tempest_results.summarize(tempest_results.outcomes(run_dir / tempest_mod.JUNIT))
     console.print(f"tempest {run_dir.name}: {summary.line()}")

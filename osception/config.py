@@ -20,11 +20,12 @@ from pydantic import (AfterValidator, BaseModel, ConfigDict, Field, StrictBool, 
                       ValidationInfo, field_validator, model_validator)
 
 from . import ini, releases, services, state
+from .errors import OsceptionError
 
 MAX_SIZE = 1 << 20  # bytes: an osception.yaml is a few KiB; /dev/zero must not fill the memory
 
 
-class ConfigError(ValueError):
+class ConfigError(OsceptionError, ValueError):
     """A configuration problem, told in one line that says what to fix."""
 
 

@@ -28,11 +28,13 @@ from pathlib import Path
 import platformdirs
 import yaml
 
+from .errors import OsceptionError
+
 ENV_VAR = "OSCEPTION_HOME"
 MAX_STATE_FILE = 1 << 20  # bytes; every state file osception writes is a few KiB
 
 
-class StateError(ValueError):
+class StateError(OsceptionError, ValueError):
     """A problem with a state file or folder, told in one line naming it."""
 
 

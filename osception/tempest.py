@@ -30,6 +30,7 @@ from typing import Annotated, Optional
 import typer
 
 from . import locks, releases, render, services
+from .errors import OsceptionError
 from .state import write_private
 
 # -- defaults ----------------------------------------------------------------------
@@ -63,7 +64,7 @@ CompareOpt = Annotated[Optional[tuple[str, str]], typer.Option(
     "--compare", metavar="RUN_A RUN_B", help="List the tests whose outcome differs between two runs.")]
 
 
-class TempestError(RuntimeError):
+class TempestError(OsceptionError, RuntimeError):
     """One line that says what failed and where to look."""
 
 

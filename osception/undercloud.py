@@ -23,6 +23,7 @@ from openstack import utils as sdk_utils
 
 from . import services
 from .config import Config
+from .errors import OsceptionError
 from .render import wire_user_data
 from .topology import Address, Node, is_node_name, nodes, public_port_nodes
 
@@ -72,12 +73,17 @@ class Names:
         return is_node_name(node)
 
 
-class PreflightError(Exception):
+class PreflightError(OsceptionError):
     """Everything that must change before `up` creates anything, one line each."""
+
+    label = "preflight"
 
     def __init__(self, problems: list[str]):
         super().__init__("\n".join(problems))
         self.problems = problems
+
+    def lines(self) -> list[str]:
+        return self.problems
 
 
 def connect(cfg: Config) -> openstack.connection.Connection:

@@ -20,11 +20,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ..errors import FAILED, OsceptionError
 from .layout import HOST, Layout
 
 
-class DevcloudError(RuntimeError):
+class DevcloudError(OsceptionError, RuntimeError):
     """A problem told in one line (plus, for a failed service, the end of its log)."""
+
+    exit_code = FAILED  # the devcloud's processes did not come up: a run that failed
 
 
 @dataclass
