@@ -42,6 +42,9 @@ from .processes import DevcloudError, Processes, Spec, port_open, port_taken
 # Sync gunicorn workers per API: one request at a time each. Keystone checks
 # every other API's tokens; Nova and Neutron call each other while booting servers.
 WORKERS = {"keystone": 2, "glance": 1, "placement": 1, "neutron": 2, "nova": 2, "metadata": 1}
+# Why `up --nodes` disabled the fake hypervisor's compute service (a plain `up` enables
+# a service disabled for this reason only, never one an operator disabled).
+RETIRED_REASON = "osception devcloud: the local nodes are the computes"
 NOVA_DAEMONS = ("nova-conductor", "nova-scheduler", "nova-compute")
 # Traefik (ingress.py) needs nothing started before it: it answers 502 until its
 # backends listen, as on the controller.
@@ -345,6 +348,7 @@ class Devcloud:
             boot.mark("keystone:member")
         if not local:  # the local nodes' nova-compute joins later (_nodes)
             return
+        self._restore_fake_compute(conn)
         try:
             for _ in sdk_utils.iterate_timeout(COMPUTE_TIMEOUT, "compute host", wait=1):
                 if cloud.compute_ready(conn, secrets, since):
@@ -371,21 +375,45 @@ class Devcloud:
     def _retire_fake_compute(self, secrets) -> None:
         """With local nodes, nova-compute runs on them only: the devcloud's own (the fake
         hypervisor a plain `up` started) stops, and its compute service goes (else the
-        scheduler may still place servers on it)."""
+        scheduler may still place servers on it). Nova refuses to delete a compute service
+        that still hosts servers (409): those are the user's, so the service is disabled
+        instead (nothing is scheduled there) and the line says how to remove it."""
         from .. import topology
         from .nodes import forget_host
 
         running = self.procs.running("nova-compute")
         if running:
             self.procs.stop(["nova-compute"])
-        hosts = sorted({s.host for s in cloud.connect(secrets).compute.services(binary="nova-compute")
-                        if not topology.is_node_name(s.host)})
-        for host in hosts:
-            forget_host(secrets, host)
-        if running or hosts:
-            self.say("the local nodes are the computes: " + " and ".join(
-                (["stopped the devcloud's fake nova-compute"] if running else []) +
-                ([f"deleted its compute service ({', '.join(hosts)})"] if hosts else [])))
+        conn = cloud.connect(secrets)
+        deleted, disabled = [], []
+        for svc in conn.compute.services(binary="nova-compute"):
+            if topology.is_node_name(svc.host):
+                continue
+            try:
+                conn.compute.delete_service(svc, ignore_missing=True)
+            except sdk_exc.ConflictException:
+                if svc.status != "disabled":
+                    conn.compute.disable_service(svc, svc.host, svc.binary,
+                                                 disabled_reason=RETIRED_REASON)
+                hosted = len(list(conn.compute.servers(all_projects=True, compute_host=svc.host)))
+                disabled.append(f"{svc.host}: it still hosts {hosted} server(s); delete them "
+                                "and `devcloud up --nodes` again removes it")
+            else:
+                forget_host(secrets, svc.host)  # its Neutron agents, if any
+                deleted.append(svc.host)
+        done = (["stopped the devcloud's fake nova-compute"] if running else []) + \
+            ([f"deleted its compute service ({', '.join(sorted(deleted))})"] if deleted else []) + \
+            ([f"disabled its compute service ({'; '.join(sorted(disabled))})"] if disabled else [])
+        if done:
+            self.say("the local nodes are the computes: " + " and ".join(done))
+
+    def _restore_fake_compute(self, conn) -> None:
+        """A plain `up` after `up --nodes`: the fake hypervisor's compute service that
+        `up --nodes` disabled (it hosted servers) is enabled again."""
+        for svc in conn.compute.services(binary="nova-compute"):
+            if svc.status == "disabled" and svc.disabled_reason == RETIRED_REASON:
+                conn.compute.enable_service(svc, svc.host, svc.binary)
+                self.say(f"the fake nova-compute is the compute again: enabled its service ({svc.host})")
 
     def _all_ready(self, specs: dict[str, Spec]) -> bool:
         return all(s.is_ready() for s in specs.values())

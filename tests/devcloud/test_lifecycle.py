@@ -77,20 +77,50 @@ def test_env_prints_clouds_yaml_and_shell_exports(devcloud):
 def test_up_with_nodes_retires_the_fake_hypervisor(devcloud):
     """After a plain `up`, `up --nodes` stops the devcloud's own nova-compute (the fake
     hypervisor) and deletes its compute service, said in one line: only the local
-    nodes are computes. (Here the step itself, on the session's devcloud, which a
-    plain `up` then brings back as it was.)"""
+    nodes are computes. While it hosts a server (the user's: Nova refuses the delete,
+    409), the service is disabled instead, and a plain `up` enables it again. (Here the
+    step itself, on the session's devcloud, which a plain `up` then brings back.)"""
     from osception import secrets as secrets_mod
+    from osception.devcloud.lifecycle import RETIRED_REASON
 
+    secrets = secrets_mod.ensure(devcloud.layout.root, "devcloud")
     dc = Devcloud(devcloud.layout, say=(said := []).append)
     conn = devcloud.connect("admin")
-    hosts = [s.host for s in conn.compute.services(binary="nova-compute")]
+
+    def fake_services():
+        return list(conn.compute.services(binary="nova-compute"))
+
+    hosts = sorted({s.host for s in fake_services()})
     assert hosts and dc.procs.running("nova-compute")
+    server = conn.compute.create_server(
+        name="osception-test-retire", networks="none",
+        flavor_id=conn.compute.find_flavor(devcloud.flavor, ignore_missing=False).id,
+        image_id=conn.image.find_image(devcloud.image, ignore_missing=False).id)
     try:
-        dc._retire_fake_compute(secrets_mod.ensure(devcloud.layout.root, "devcloud"))
+        conn.compute.wait_for_server(server, status="ACTIVE", wait=120)
+        dc._retire_fake_compute(secrets)
         assert not dc.procs.running("nova-compute")
-        assert list(conn.compute.services(binary="nova-compute")) == []
+        assert [(s.status, s.disabled_reason) for s in fake_services()] == \
+            [("disabled", RETIRED_REASON)] * len(hosts)
+        assert len(said) == 1 and said[0].startswith(
+            "the local nodes are the computes: stopped the devcloud's fake nova-compute and "
+            f"disabled its compute service ({hosts[0]}: it still hosts "), said
+        said.clear()
+        dc.up()  # plain: the fake hypervisor is the compute again
+        assert [s.status for s in fake_services()] == ["enabled"] * len(hosts)
+        assert f"the fake nova-compute is the compute again: enabled its service ({hosts[0]})" in said
+    finally:
+        conn.compute.delete_server(server, ignore_missing=True)
+        conn.compute.wait_for_delete(server, wait=120)
+    left = [(s.name, s.id) for s in conn.compute.servers(all_projects=True, compute_host=hosts[0])]
+    assert left == [], f"servers another test left on the fake hypervisor: {left}"
+    said.clear()
+    try:
+        dc._retire_fake_compute(secrets)
+        assert not dc.procs.running("nova-compute")
+        assert fake_services() == []
         assert said == [f"the local nodes are the computes: stopped the devcloud's fake nova-compute "
-                        f"and deleted its compute service ({', '.join(sorted(set(hosts)))})"]
+                        f"and deleted its compute service ({', '.join(hosts)})"]
     finally:
         dc.up()  # the fake hypervisor back for the session's other tests
     assert dc.procs.running("nova-compute")
