@@ -3,6 +3,8 @@ the per-step timings `status` prints under it."""
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from datetime import datetime, timezone
 
 from rich.table import Table
@@ -32,6 +34,17 @@ def table(state: dict[str, NodeProgress], now: datetime | None = None) -> Table:
             label.append("".join(f"\n  {n}" for n in step.notes), style="dim")
         t.add_row(node, Text(prog.state, style=STYLE[prog.state]), label, elapsed)  # no markup anywhere
     return t
+
+
+@contextlib.contextmanager
+def live(console) -> Iterator[Callable[[dict[str, NodeProgress]], None]]:
+    """The board on `console` while the block runs (`up`, `status --watch`, `apply`),
+    redrawn once a second; the block is given the function that takes the nodes'
+    progress as it changes. The last board stays on the screen."""
+    from rich.live import Live
+
+    with Live(table({}), console=console, refresh_per_second=1) as shown:
+        yield lambda state: shown.update(table(state))
 
 
 def steps(state: dict[str, NodeProgress]) -> Table:

@@ -232,8 +232,6 @@ def up(
     timeout: Annotated[int, typer.Option(help="Seconds to follow the nodes before giving up.")] = 3600,
 ) -> None:
     """Create (or complete) the environment on the outer cloud."""
-    from rich.live import Live
-
     from . import board, deploy
 
     # a config that does not render stops here, before anything is written or the cloud touched
@@ -244,8 +242,8 @@ def up(
     console.print(f"controller {result.plan.controller_ip}; plan in {env_dir / 'plan'}")
     if not follow:
         return
-    with Live(board.table({}), console=console, refresh_per_second=1) as live:
-        final = deploy.follow(conn, result.servers, env_dir, lambda s: live.update(board.table(s)), timeout)
+    with board.live(console) as show:
+        final = deploy.follow(conn, result.servers, env_dir, show, timeout)
     failed = [p for p in final.values() if p.state == "failed"]
     unfinished = [p for p in final.values() if p.state not in ("done", "failed")]
     if failed or unfinished:
@@ -275,8 +273,6 @@ def status(
     watch: Annotated[bool, typer.Option("--watch", help="Keep refreshing.")] = False,
 ) -> None:
     """Show each node's progress, read from the outer cloud's console logs."""
-    from rich.live import Live
-
     from . import board, deploy, undercloud
 
     cfg, env_dir = environment(config, env, state_dir)
@@ -290,9 +286,8 @@ def status(
         console.print(board.table(state))
         console.print(board.steps(state))
         return
-    with Live(board.table({}), console=console, refresh_per_second=1) as live:
-        deploy.follow(conn, servers, env_dir,
-                      lambda s: live.update(board.table(s)), timeout=24 * 3600)
+    with board.live(console) as show:
+        deploy.follow(conn, servers, env_dir, show, timeout=24 * 3600)
 
 
 @app.command()
@@ -401,8 +396,6 @@ def apply(
 ) -> None:
     """Bring a running environment to the plan its config renders now (day 2, over SSH):
     the controller's changed Kubernetes objects, then each node whose files changed."""
-    from rich.live import Live
-
     from . import board, day2, deploy
 
     def check(cfg, env_dir, sec):
@@ -427,9 +420,8 @@ def apply(
         console.print(line, highlight=False, markup=False)
     if diff or changes.empty:
         return
-    with Live(board.table({}), console=console, refresh_per_second=1) as live:
-        final = day2.apply(plan, changes, lambda n: _ssh_args(env_dir, n, user, batch=True),
-                           lambda s: live.update(board.table(s)))
+    with board.live(console) as show:
+        final = day2.apply(plan, changes, lambda n: _ssh_args(env_dir, n, user, batch=True), show)
     failed = [p for p in final.values() if p.state != "done"]
     for p in failed:
         err.print(f"{p.node} failed:", clean(p.reason or p.state), style="red", highlight=False)

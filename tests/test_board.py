@@ -73,3 +73,14 @@ def test_steps_table_gives_each_step_its_duration_and_a_running_one_none():
     assert ("k8s-0", "install-k3s", "done", "31") in rows
     assert ("k8s-0", "wait-control-plane", "started", "") in rows
     assert ("compute-0", "packages", "started", "") in rows
+
+
+def test_the_live_board_shows_the_progress_it_is_given_and_stays():
+    """One board for `up`, `status --watch` and `apply`: what the block hands it is what
+    remains on the screen when the block ends."""
+    out = Console(record=True, width=200)
+    with board.live(out) as show:
+        show(progress.parse(CONSOLE))
+    text = out.export_text()
+    assert "wait-control-plane (started)" in text and "packages (started)" in text
+    assert "waiting for the first line" not in text  # the empty board it started with is gone
