@@ -22,6 +22,7 @@ from pathlib import Path
 
 import openstack
 import pytest
+from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 
 from osception import releases
@@ -98,11 +99,17 @@ def test_the_nodes_booted_the_baked_image_and_skipped_its_steps(local_cloud):
 
 
 def _console_until(conn, server, text: str) -> str:
-    for _ in sdk_utils.iterate_timeout(GUEST_TIMEOUT, f"{server.name}: no {text!r} on its console",
-                                       wait=3):
-        out = conn.compute.get_server_console_output(server)["output"] or ""
-        if text in out:
-            return out
+    out = ""
+    try:
+        for _ in sdk_utils.iterate_timeout(GUEST_TIMEOUT, "", wait=3):
+            out = conn.compute.get_server_console_output(server)["output"] or ""
+            if text in out:
+                return out
+    except sdk_exc.ResourceTimeout:
+        # What the guest said is what tells a slow path from a broken one.
+        tail = "\n".join(out.splitlines()[-25:])
+        raise AssertionError(f"{server.name}: no {text!r} on its console within "
+                             f"{GUEST_TIMEOUT} s; its last lines:\n{tail}") from None
 
 
 @pytest.fixture(scope="class")  # deleted before the module's last test stops the cloud
