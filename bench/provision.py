@@ -43,6 +43,7 @@ from openstack import utils as sdk_utils  # noqa: E402
 from osception import config, deploy, render, secrets  # noqa: E402
 from osception import undercloud as uc  # noqa: E402
 from osception.devcloud import Layout, cloud  # noqa: E402
+from osception.render.checks import wire_user_data
 
 FLAVOR, IMAGE, NETWORK = cloud.OUTER_FLAVOR, cloud.OUTER_IMAGE, cloud.OUTER_NETWORK
 INTERVAL = 2  # s between listings, as uc.wait_active
@@ -60,7 +61,7 @@ def user_data(work: Path) -> str:
     """A node's user data as the outer cloud receives it (a compute's, gzip+base64)."""
     plan = render.build(cfg_for(5, "bench-ud"), secrets.ensure(work / "bench-ud", "bench-ud"))
     import base64
-    return base64.b64encode(render.wire_user_data(plan.files["compute-0/user-data"])).decode()
+    return base64.b64encode(wire_user_data(plan.files["compute-0/user-data"])).decode()
 
 
 def wait_all_active(member, ids: set[str]) -> None:

@@ -2,7 +2,7 @@
 
     for each kind (node, controller), both at once:
       image already there (its name and stamp)  -> nothing to do
-      builder server from the stock image, its bake user data (render.bake_user_data)
+      builder server from the stock image, its bake user data (render.bake.bake_user_data)
         -> it installs, stamps its disk, resets cloud-init, powers off (SHUTOFF)
       -> snapshot -> image active -> tagged -> builder deleted
 
@@ -28,17 +28,20 @@ from dataclasses import dataclass
 from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 
-from . import __version__, progress, render
+from . import __version__, progress
 from . import undercloud as uc
 from .config import Config
 from .errors import OsceptionError
+from .render.bake import bake_user_data
+from .render.checks import wire_user_data
+from .render.layout import bake_id
 
 KINDS = ("node", "controller")
 # Whose flavor and stock image (nodes.<role>) a builder boots: a node image serves both
 # compute and network nodes, and a compute's flavor is the one with room for both.
 BUILDER_ROLE = {"node": "compute", "controller": "controller"}
 BAKED_TAG = "osception-baked"
-# The image property that says what it holds (render.bake_id): `up` trusts nothing else.
+# The image property that says what it holds (render.layout.bake_id): `up` trusts nothing else.
 STAMP_PROPERTY = "osception_bake"
 # Installing hundreds of packages, or pulling every Kolla image, on a slow cloud.
 BUILD_TIMEOUT = 3600
@@ -56,7 +59,7 @@ class Bake:
 
     @property
     def stamp(self) -> str:
-        return render.bake_id(self.kind, self.cfg)
+        return bake_id(self.kind, self.cfg)
 
     @property
     def image_name(self) -> str:
@@ -165,13 +168,13 @@ def _ensure_builder(conn, b: Bake, found: uc.Found, say):
     if builder is not None:
         say(f"{b.kind}: builder {b.builder_name} exists ({builder.status}), waiting for it")
         return builder
-    user_data = render.bake_user_data(b.cfg, b.kind)
+    user_data = bake_user_data(b.cfg, b.kind)
     builder = conn.compute.create_server(
         name=b.builder_name,
         flavor_id=found.flavors[b.role].id,
         image_id=found.images[b.role].id,
         networks=[{"uuid": found.network.id}],
-        user_data=base64.b64encode(render.wire_user_data(user_data)).decode(),
+        user_data=base64.b64encode(wire_user_data(user_data)).decode(),
         tags=[uc.TAG, BAKED_TAG],
         metadata={"osception-bake": b.stamp},
     )

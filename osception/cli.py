@@ -14,6 +14,9 @@ from rich.table import Table
 from . import config as config_mod
 from . import endpoints, errors, releases, render, secrets, state, topology
 from . import tempest as tempest_mod  # its options: `tempest`'s and `devcloud tempest`'s
+from .render.checks import NOVA_USER_DATA_LIMIT
+from .render.patches import check_patch_files
+from .render.plan import check_target, domain_of
 
 
 _held: list[contextlib.ExitStack] = []  # what the running command holds (its environment's lock)
@@ -129,7 +132,7 @@ def load_environment(path: Path | None, env: str | None, state_dir: Path | None,
     cfg, env_dir = environment(path, env, state_dir)
     if certificate and cfg.tls is not None:
         tls.own(cfg.tls)
-    render.check_patch_files(cfg, state.home(state_dir))  # none is a file of the state home
+    check_patch_files(cfg, state.home(state_dir))  # none is a file of the state home
     planned = secrets.peek(env_dir, cfg.name, regenerate)  # reads, writes nothing
     checked = check(cfg, env_dir, planned) if check else None
     lock(env_dir)
@@ -181,7 +184,7 @@ def plan(
     """Render every file every node will receive. Needs no cloud."""
     def check(cfg, env_dir, sec):
         result = render.build(cfg, sec)
-        render.check_target(result, out or env_dir / "plan")
+        check_target(result, out or env_dir / "plan")
         return result
 
     cfg, env_dir, sec, result = load_environment(config, env, state_dir, regenerate_secrets,
@@ -199,7 +202,7 @@ def plan(
     for node in result.nodes:
         size = sizes[node.name]
         table.add_row(node.name, node.role, node.flavor, node.image,
-                      f"{size} B ({100 * size / render.NOVA_USER_DATA_LIMIT:.0f}%)")
+                      f"{size} B ({100 * size / NOVA_USER_DATA_LIMIT:.0f}%)")
     console.print(table)
     rel = result.release
     console.print(f"release   {rel.name} ({rel.codename}); control plane images {rel.kolla_tag}; "
@@ -208,7 +211,7 @@ def plan(
     console.print(f"endpoints {endpoints.auth_url(result.domain)} ...", highlight=False)
     if result.controller_ip == topology.PLACEHOLDER_CONTROLLER_IP:
         console.print(f"          (controller IP unknown until `up`: shown as {result.controller_ip})")
-    console.print(f"user data bytes of base64, as Nova counts them (limit {render.NOVA_USER_DATA_LIMIT} a node)")
+    console.print(f"user data bytes of base64, as Nova counts them (limit {NOVA_USER_DATA_LIMIT} a node)")
     console.print(f"files     {len(result.files)} written to {target}")
     console.print(f"state     {env_dir} (secrets 0600)")
 
@@ -506,7 +509,7 @@ def _access(cfg, env_dir: Path, sec, auth_url: str | None):
                 fail(f"environment {cfg.name!r} has no controller address in {env_dir}; "
                      "run `osception up` or pass --auth-url")
             ip = nodes["k8s-0"]["ip"]
-        auth_url = endpoints.auth_url(render.domain_of(cfg, ip))
+        auth_url = endpoints.auth_url(domain_of(cfg, ip))
     from . import tls
 
     cacert = None

@@ -466,7 +466,7 @@ class Config(_Strict):
     patches: dict[str, list[Patch]] = {}
     # Knobs of the control plane's templates: {service: {knob: value}}. Each k8s template
     # opens with the knobs it has and their defaults (`knobs(...)`); unknown ones fail.
-    tuning: dict[str, dict[str, Any]] = {}  # typed by each knob's default (render.knob_reader)
+    tuning: dict[str, dict[str, Any]] = {}  # typed by each knob's default (render.controller.knob_reader)
     overcloud: Overcloud = Overcloud()
     # An HTTP proxy the compute and network nodes fetch their packages through (apt),
     # e.g. a site's apt-cacher-ng; the devcloud's local nodes use one on this machine.
@@ -590,7 +590,7 @@ class Config(_Strict):
             for knob, value in knobs.items():
                 if not re.fullmatch(r"[a-z][a-z0-9_]*", knob):
                     raise ValueError(f"{_shown(service)}.{_shown(knob)}: knob names are lower_case words")
-                # a whole number or a size: what each knob takes exactly, render.knob_reader checks
+                # a whole number or a size: what each knob takes exactly, render.controller.knob_reader checks
                 if not (type(value) is int and value >= 0 or
                         isinstance(value, str) and re.fullmatch(r"[0-9]+[A-Za-z]{0,2}", value)):
                     raise ValueError(f"{_shown(service)}.{_shown(knob)}: a number or a size such as 2Gi or 64M")

@@ -2,7 +2,7 @@
 
     render (the same secrets, the addresses and MTU `up` recorded)
     -> what differs from the plan last applied (applied/): the controller's Kubernetes
-       objects (and the workloads that roll: render.day2 puts the checksum of what each
+       objects (and the workloads that roll: render.rollout.day2 puts the checksum of what each
        pod reads in its template), and each node's files
     -> --diff: print that and stop
     -> over SSH with the environment's key: the controller first (its new files, then
@@ -37,12 +37,13 @@ import yaml
 
 from . import progress, render
 from .state import write_file
+from .render.layout import NODE_ETC
 
 APPLIED = "applied"  # the env's plan as last applied by `up` or `apply`
 CONTROLLER = "k8s-0"
 MANIFESTS = f"{CONTROLLER}/manifests/"
 # What runs the day-2 pass on each kind of node (its path in the user data's write_files).
-SETUP = {"controller": "/usr/local/sbin/osception-setup", "node": f"{render.NODE_ETC}/setup"}
+SETUP = {"controller": "/usr/local/sbin/osception-setup", "node": f"{NODE_ETC}/setup"}
 
 
 def unpack_command(dest: str = "/", python: str = "python3") -> str:
@@ -110,7 +111,7 @@ class Changes:
 
 
 def _key_of_job(name: str) -> str:
-    """A Job's name without the hash of its spec (render.day2): keystone-bootstrap."""
+    """A Job's name without the hash of its spec (render.rollout.day2): keystone-bootstrap."""
     head, _, tail = name.rpartition("-")
     return head if len(tail) == 8 and all(c in "0123456789abcdef" for c in tail) else name
 

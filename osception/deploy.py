@@ -28,6 +28,9 @@ from . import undercloud as uc
 from .config import NAME_RE, Config
 from .secrets import Secrets
 from .state import DuplicateKey, StateError, read_state, unique_keys, write_private
+from .render.controller import add_controller
+from .render.node import add_node
+from .render.plan import new_plan
 
 RESOURCES = "resources.json"
 TIMINGS = "timings.json"
@@ -88,7 +91,7 @@ def provision(conn, cfg: Config, secrets: Secrets, env_dir: Path, say=lambda msg
 
         # What every node's files share needs the controller's address only; then
         # each node (the controller too) adds its own files, as its port comes.
-        plan_future = pool.submit(lambda: render.new_plan(
+        plan_future = pool.submit(lambda: new_plan(
             cfg, secrets, uc.address_of(*controller_ports.result()), mtu=mtu))
 
         def one(node):
@@ -97,9 +100,9 @@ def provision(conn, cfg: Config, secrets: Secrets, env_dir: Path, say=lambda msg
             plan = plan_future.result()
             t = time.monotonic()
             if node.data_plane:
-                render.add_node(plan, secrets, node, address)
+                add_node(plan, secrets, node, address)
             else:
-                render.add_controller(plan, secrets)
+                add_controller(plan, secrets)
             with lock:
                 render_seconds.append(time.monotonic() - t)
             user_data = plan.files[f"{node.name}/user-data"]

@@ -11,7 +11,8 @@ from collections.abc import Iterable
 
 import yaml
 
-from . import render, services
+from . import services
+from .render.layout import NAMESPACE
 
 KINDS = {"Deployment": "deploy", "StatefulSet": "sts", "Job": "job"}
 
@@ -25,7 +26,7 @@ def sources(role: str, manifests: Iterable[str] = ()) -> dict[str, str]:
         for doc in yaml.safe_load_all(text):
             if doc and doc.get("kind") in KINDS:
                 name = doc["metadata"]["name"]
-                # A Job is named after its spec (render.day2: nova-db-sync-1a2b3c4d);
+                # A Job is named after its spec (render.rollout.day2: nova-db-sync-1a2b3c4d);
                 # it is asked for by its pods' app label (nova-db-sync).
                 service = doc["spec"]["template"].get("metadata", {}).get("labels", {}).get("app", name)
                 out[service if doc["kind"] == "Job" else name] = f"{KINDS[doc['kind']]}/{name}"
@@ -38,5 +39,5 @@ def command(source: str, lines: int) -> list[str]:
     kind, name = source.split("/", 1)
     if kind == "unit":
         return ["sudo", "journalctl", "--no-pager", "-u", name, "-n", str(lines)]
-    return ["sudo", "k3s", "kubectl", "-n", render.NAMESPACE, "logs", source,
+    return ["sudo", "k3s", "kubectl", "-n", NAMESPACE, "logs", source,
             "--all-containers", "--prefix", "--tail", str(lines)]

@@ -29,9 +29,10 @@ from typing import Annotated, Optional
 
 import typer
 
-from . import locks, releases, render, services
+from . import locks, releases, services
 from .errors import OsceptionError
 from .state import write_private
+from .render.env import render_template
 
 # -- defaults ----------------------------------------------------------------------
 # The report tools beside Tempest: subunit2html (os-testr) and subunit2junitxml
@@ -166,7 +167,7 @@ def configure(t: Target, facts_: dict) -> str:
                 workspace=t.workspace, admin_password=t.admin_password, auth_url=t.auth_url,
                 region=services.REGION, interface=t.interface, cacert=t.cacert,
                 compute_features=compute_features(t), validation=validation)
-    return render.render_template("tempest/tempest.conf.j2", t=_View(view))
+    return render_template("tempest/tempest.conf.j2", t=_View(view))
 
 
 class _View(dict):

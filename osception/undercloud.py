@@ -24,7 +24,7 @@ from openstack import utils as sdk_utils
 from . import services
 from .config import Config
 from .errors import OsceptionError
-from .render import wire_user_data
+from .render.checks import wire_user_data
 from .topology import Address, Node, is_node_name, nodes, public_port_nodes
 
 TAG = "osception"
@@ -443,7 +443,7 @@ def server_request(names: Names, node: Node, found: Found, user_data: str, ports
         image_id=found.images[node.role].id,
         networks=[{"port": p.id} for p in ports],
         key_name=names.keypair,
-        # gzip-compressed: cloud-init decompresses it (render.wire_user_data)
+        # gzip-compressed: cloud-init decompresses it (render.checks.wire_user_data)
         user_data=base64.b64encode(wire_user_data(user_data)).decode(),
         tags=_tags(names.env),
         metadata={"osception-env": names.env, "osception-node": node.name},

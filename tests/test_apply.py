@@ -12,6 +12,7 @@ import sys
 import pytest
 
 from osception import config, day2, render, secrets, topology
+from osception.render.layout import CONTROLLER_ARCHIVE, NODE_ETC, NODE_PATCHES
 
 NOVA_WORKLOADS = ["Deployment/nova-api", "Deployment/nova-conductor", "Deployment/nova-metadata",
                   "Deployment/nova-novncproxy", "Deployment/nova-scheduler"]
@@ -46,8 +47,8 @@ def test_a_controller_setting_rolls_exactly_the_workloads_that_read_it(base, sec
     assert "controller: rolls " + ", ".join(NOVA_WORKLOADS) in changes.lines()
     # the computes' own nova.conf takes the override too; nothing else of theirs changes
     computes = [n.name for n in base.nodes if n.role == "compute"]
-    assert changes.nodes == {"k8s-0": [day2.render.CONTROLLER_ARCHIVE]} | {
-        n: [f"{render.NODE_ETC}/files/etc/nova/nova.conf"] for n in computes}
+    assert changes.nodes == {"k8s-0": [CONTROLLER_ARCHIVE]} | {
+        n: [f"{NODE_ETC}/files/etc/nova/nova.conf"] for n in computes}
 
 
 def test_a_nova_patch_changes_the_nova_pods_and_the_computes_not_the_network_nodes(base, sec, tmp_path):
@@ -61,8 +62,8 @@ def test_a_nova_patch_changes_the_nova_pods_and_the_computes_not_the_network_nod
     computes = [n.name for n in new.nodes if n.role == "compute"]
     assert sorted(changes.nodes) == sorted(["k8s-0", *computes])
     for node in computes:
-        assert f"{render.NODE_PATCHES}/nova/01-fix.patch" in changes.nodes[node]
-        assert f"{render.NODE_ETC}/vars.yml" in changes.nodes[node]
+        assert f"{NODE_PATCHES}/nova/01-fix.patch" in changes.nodes[node]
+        assert f"{NODE_ETC}/vars.yml" in changes.nodes[node]
 
 
 def test_a_changed_job_is_one_change_not_an_added_and_a_removed_one(base, sec):
@@ -91,7 +92,7 @@ def test_the_bundle_unpacks_with_the_nodes_own_command_to_its_write_files(base, 
 
 def test_the_remote_command_runs_the_setup_scripts_day2_pass(base):
     assert day2.remote_command("k8s-0").endswith("OSCEPTION_ECHO=1 /usr/local/sbin/osception-setup apply")
-    assert day2.remote_command("compute-0").endswith(f"OSCEPTION_ECHO=1 {render.NODE_ETC}/setup apply")
+    assert day2.remote_command("compute-0").endswith(f"OSCEPTION_ECHO=1 {NODE_ETC}/setup apply")
     for node in ("k8s-0", "compute-0"):
         paths = day2.write_files(base.files[f"{node}/user-data"])
         setup = day2.SETUP["controller" if node == "k8s-0" else "node"]

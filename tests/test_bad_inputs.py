@@ -21,6 +21,7 @@ from typer.testing import CliRunner
 
 from osception import secrets
 from osception.cli import app
+from osception.render.conf import secret_values
 from tests import pki
 
 OTHER_UID = 4242  # the tests run as root here or not: chown to it only where allowed
@@ -390,9 +391,8 @@ def test_bad_state(tmp_path, good_state, name, damage, expected):
 
 
 def _values(env: Path) -> list[str]:
-    from osception import render
 
-    return render.secret_values(secrets.Secrets(_data(env)))
+    return secret_values(secrets.Secrets(_data(env)))
 
 
 @pytest.mark.parametrize("command", ["plan", "up", "populate", "smoke"])

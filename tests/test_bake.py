@@ -15,8 +15,12 @@ import pytest
 import yaml
 from openstack import utils as sdk_utils
 
-from osception import bake, config, deploy, render, secrets
+from osception import bake, config, deploy, releases, render, secrets
 from osception import undercloud as uc
+from osception.render.bake import bake_user_data
+from osception.render.checks import NOVA_USER_DATA_LIMIT, user_data_size
+from osception.render.layout import BAKED_STAMP, K3S_EXEC, NODE_CONSTRAINTS, NODE_ETC, bake_id
+from osception.render.node import load_ansible_vars, node_lock
 from tests import steps
 from tests.test_cloudinit_and_shell import KNOWN_TOP_LEVEL, cloud_init_schema
 
@@ -25,7 +29,7 @@ CONFIGS = {"packages": config.Config(), "pypi": config.Config(node_source="pypi"
 
 def _bake_files(cfg) -> dict[str, str]:
     """{kind: builder user data}."""
-    return {kind: render.bake_user_data(cfg, kind) for kind in bake.KINDS}
+    return {kind: bake_user_data(cfg, kind) for kind in bake.KINDS}
 
 
 def _written(user_data: str, path: str) -> str:
@@ -39,7 +43,7 @@ def test_bake_user_data_passes_the_cloud_init_schema_and_its_scripts_shellcheck(
     for kind, f in files.items():
         f.write_text(docs[kind])
         assert docs[kind].startswith("#cloud-config\n") and set(yaml.safe_load(docs[kind])) <= KNOWN_TOP_LEVEL
-        assert render.user_data_size(docs[kind]) < render.NOVA_USER_DATA_LIMIT
+        assert user_data_size(docs[kind]) < NOVA_USER_DATA_LIMIT
         # write_files cannot make a file where another entry needs a folder (the
         # schema cannot see it; cloud-init fails the module at boot)
         paths = [f["path"] for f in yaml.safe_load(docs[kind])["write_files"]]
@@ -48,7 +52,7 @@ def test_bake_user_data_passes_the_cloud_init_schema_and_its_scripts_shellcheck(
         assert rc == 0 and "Valid" in out and "DEPRECATED" not in out, f"{kind}: {out}"
     scripts = {}
     for kind, text in docs.items():
-        scripts[tmp_path / f"bake-{kind}.sh"] = _written(text, f"{render.NODE_ETC}/bake")
+        scripts[tmp_path / f"bake-{kind}.sh"] = _written(text, f"{NODE_ETC}/bake")
     for f, text in scripts.items():
         f.write_text(text)
     r = subprocess.run([shutil.which("shellcheck"), "-S", "warning", "-s", "bash", "-f", "gcc", *map(str, scripts)],
@@ -58,25 +62,25 @@ def test_bake_user_data_passes_the_cloud_init_schema_and_its_scripts_shellcheck(
 
 def test_the_node_image_installs_both_roles_packages_and_disables_their_services():
     cfg = CONFIGS["pypi"]
-    doc = render.bake_user_data(cfg, "node")
-    script = _written(doc, f"{render.NODE_ETC}/bake")
+    doc = bake_user_data(cfg, "node")
+    script = _written(doc, f"{NODE_ETC}/bake")
     for role in ("compute", "network"):
-        node_vars = render.load_ansible_vars(_written(doc, f"{render.NODE_ETC}/bake-vars/{role}.yml"))
+        node_vars = load_ansible_vars(_written(doc, f"{NODE_ETC}/bake-vars/{role}.yml"))
         assert node_vars["node_role"] == role and node_vars["patches"] == []
         assert node_vars["release"] == cfg.release and node_vars["node_source"] == "pypi"
         # the playbooks the nodes run, as they run them (the packages pass)
-        assert _written(doc, f"{render.NODE_ETC}/ansible/{role}.yml") == render.source(f"ansible/{role}.yml")
+        assert _written(doc, f"{NODE_ETC}/ansible/{role}.yml") == render.env.source(f"ansible/{role}.yml")
     assert "--tags packages" in script
     for unit in ("nova-compute", "neutron-dhcp-agent", "neutron-openvswitch-agent", "libvirtd"):
         assert unit in re.search(r"for unit in (.*); do", script).group(1)
     # node_source pypi: the lock and the units the packages pass installs
-    assert _written(doc, render.NODE_CONSTRAINTS) == render.node_lock(render.releases.get(cfg.release))
-    assert f"{render.NODE_ETC}/files/etc/systemd/system/neutron-dhcp-agent.service" in doc
+    assert _written(doc, NODE_CONSTRAINTS) == node_lock(releases.get(cfg.release))
+    assert f"{NODE_ETC}/files/etc/systemd/system/neutron-dhcp-agent.service" in doc
 
 
 def test_the_controller_image_pulls_every_image_the_manifests_name():
     cfg = config.Config(images={"keystone": "registry.example.com/kolla/keystone:2026.2-patched"})
-    script = _written(render.bake_user_data(cfg, "controller"), f"{render.NODE_ETC}/bake")
+    script = _written(bake_user_data(cfg, "controller"), f"{NODE_ETC}/bake")
     pulled = re.search(r"for image in (.*); do", script).group(1).split()
     plan = render.build(cfg, secrets.throwaway("t"))
     images = {line.split("image:", 1)[1].strip().strip('"') for rel, text in plan.files.items()
@@ -85,9 +89,9 @@ def test_the_controller_image_pulls_every_image_the_manifests_name():
     assert set(pulled) == images and len(pulled) == len(images) >= 14
     assert "registry.example.com/kolla/keystone:2026.2-patched" in pulled
     # k3s as the setup would install it: same version and flags
-    assert f"INSTALL_K3S_VERSION='{render.releases.K3S_VERSION}'" in script
-    assert f"INSTALL_K3S_EXEC='{render.K3S_EXEC}'" in script
-    assert f"releases/download/{render.releases.K3S_VERSION.replace('+', '%2B')}\n" in script
+    assert f"INSTALL_K3S_VERSION='{releases.K3S_VERSION}'" in script
+    assert f"INSTALL_K3S_EXEC='{K3S_EXEC}'" in script
+    assert f"releases/download/{releases.K3S_VERSION.replace('+', '%2B')}\n" in script
 
 
 def _function(script: str, name: str) -> str:
@@ -109,27 +113,27 @@ def test_a_node_from_the_baked_image_skips_what_the_bake_installed(default_plan,
     (a stock image, or another release's bake) they run. Only the commands are stubs."""
     cfg = default_plan.cfg
     stamp_file = tmp_path / "baked"
-    bake_sh = _written(render.bake_user_data(cfg, "node"), f"{render.NODE_ETC}/bake")
-    setup = _written(default_plan.files["compute-0/user-data"], f"{render.NODE_ETC}/setup")
+    bake_sh = _written(bake_user_data(cfg, "node"), f"{NODE_ETC}/bake")
+    setup = _written(default_plan.files["compute-0/user-data"], f"{NODE_ETC}/setup")
     block = re.search(r"^if baked; then\n.*?^fi\n", setup, re.M | re.S).group(0)
     baked_line = re.search(r"^baked\(\) .*\n", setup, re.M).group(0)
     image_line = re.search(r"^BAKED_IMAGE=.*\n", setup, re.M).group(0)
     stubs = "package_source() { :; }\ninstall_ansible() { :; }\nplaybook() { echo \"$1\"; }\n"
-    node = f"{baked_line}{image_line}{stubs}{block}".replace(render.BAKED_STAMP, str(stamp_file))
+    node = f"{baked_line}{image_line}{stubs}{block}".replace(BAKED_STAMP, str(stamp_file))
 
     rc, steps = _harness(tmp_path, node, "compute-0")  # a stock image: no stamp
     assert rc == 0 and steps == [("package-source", "done", ""), ("install-ansible", "done", ""),
                                  ("install-packages", "done", "")]
 
-    stamp = _function(bake_sh, "stamp_image").replace(render.BAKED_STAMP, str(stamp_file))
+    stamp = _function(bake_sh, "stamp_image").replace(BAKED_STAMP, str(stamp_file))
     assert _harness(tmp_path, f"{stamp}step stamp-image stamp_image\n", "bake-node")[0] == 0
-    assert stamp_file.read_text() == render.bake_id("node", cfg) + "\n"
+    assert stamp_file.read_text() == bake_id("node", cfg) + "\n"
     rc, steps = _harness(tmp_path, node, "compute-0")
-    why = f"skipped: baked image ({render.bake_id('node', cfg)}): already installed"
+    why = f"skipped: baked image ({bake_id('node', cfg)}): already installed"
     assert rc == 0 and steps == [("package-source", "done", why), ("install-ansible", "done", why),
                                  ("install-packages", "done", why)]
 
-    stamp_file.write_text(render.bake_id("node", cfg.model_copy(update={"release": "2025.1"})) + "\n")
+    stamp_file.write_text(bake_id("node", cfg.model_copy(update={"release": "2025.1"})) + "\n")
     rc, steps = _harness(tmp_path, node, "compute-0")  # another release's image installs again
     assert [s[2] for s in steps] == ["", "", ""]
 
@@ -140,9 +144,9 @@ def test_the_controller_from_the_baked_image_starts_the_baked_k3s(default_plan, 
     assert "systemctl enable --now k3s" in block and "step install-k3s install_k3s" in block
     baked_line = re.search(r"^baked\(\) .*\n", setup, re.M).group(0)
     stamp_file = tmp_path / "baked"
-    stamp_file.write_text(render.bake_id("controller", default_plan.cfg) + "\n")
+    stamp_file.write_text(bake_id("controller", default_plan.cfg) + "\n")
     body = (baked_line + "systemctl() { echo \"$*\"; }\ninstall_k3s() { :; }\n" + block).replace(
-        render.BAKED_STAMP, str(stamp_file))
+        BAKED_STAMP, str(stamp_file))
     rc, steps = _harness(tmp_path, body, "k8s-0")
     assert rc == 0 and [(n, s) for n, s, _ in steps] == [("install-k3s", "done"), ("start-k3s", "done")]
     assert steps[0][2].startswith("skipped: baked image (controller ")
@@ -199,7 +203,7 @@ def test_bake_flow_on_the_devcloud(devcloud, tmp_path):
     for name, server in builders.items():
         kind = wanted[name]
         user_data = gzip.decompress(base64.b64decode(admin.compute.get_server(server.id).user_data)).decode()
-        assert user_data == render.bake_user_data(cfg, kind)
+        assert user_data == bake_user_data(cfg, kind)
         group = getattr(cfg.nodes, bake.BUILDER_ROLE[kind])
         assert server.image["id"] == conn.image.find_image(group.image).id
         assert not made  # still waiting for it to power off
@@ -250,7 +254,7 @@ def test_the_controller_bake_checks_k3s_against_the_release_checksums(tmp_path):
     import http.server
     import functools
 
-    script = _written(render.bake_user_data(config.Config(), "controller"), f"{render.NODE_ETC}/bake")
+    script = _written(bake_user_data(config.Config(), "controller"), f"{NODE_ETC}/bake")
     release = tmp_path / "release"
     release.mkdir()
     files = {"k3s": b"#!/bin/sh\necho k3s\n", "k3s-airgap-images-amd64.tar.zst": b"images"}

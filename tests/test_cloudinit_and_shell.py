@@ -15,6 +15,10 @@ import pytest
 import yaml
 
 from osception import render
+from osception.render.checks import NOVA_USER_DATA_LIMIT, user_data_size, wire_user_data
+from osception.render.controller import holds_secret
+from osception.render.layout import CONTROLLER_ARCHIVE, NODE_ETC
+from osception.render.node import services_python
 from tests import steps
 
 # The top-level keys of cloud-config modules osception uses or may use. cloud-init's
@@ -92,7 +96,7 @@ def test_user_data_top_level_keys_are_known(release_plan):
 def test_user_data_fits_the_nova_limit(release_plan):
     for rel, text in user_data(release_plan).items():
         # Nova accepts at most 65535 characters of base64-encoded user data.
-        assert len(base64.b64encode(render.wire_user_data(text))) <= 65535, rel
+        assert len(base64.b64encode(wire_user_data(text))) <= 65535, rel
     # The default controller keeps room for services to come: 28 KB of the limit free.
     # (It was "half the limit"; at 75ee974 the controller measured 32,648-32,932 bytes
     # over random secrets, at that line already: the baked-image check made it cross.
@@ -100,7 +104,7 @@ def test_user_data_fits_the_nova_limit(release_plan):
     # API tokens for the wait containers only and the node's own SSH host key brought
     # the default controller to 35.7-36.2 KB. Cinder, Barbican, Heat and Octavia will
     # not fit in 28 KB: their manifests need a channel besides the user data first.)
-    assert release_plan.user_data_sizes["k8s-0"] < render.NOVA_USER_DATA_LIMIT - 28_000
+    assert release_plan.user_data_sizes["k8s-0"] < NOVA_USER_DATA_LIMIT - 28_000
 
 
 CLOUD_INIT_READS = """
@@ -117,7 +121,7 @@ def test_cloud_init_reads_the_compressed_user_data_as_the_plan_shows_it(default_
     """Debian's real cloud-init (its user-data processor, under /usr/bin/python3)
     turns the gzip bytes a server is given back into the plan's cloud-config."""
     for rel, text in user_data(default_plan).items():
-        r = subprocess.run(["/usr/bin/python3", "-c", CLOUD_INIT_READS], input=render.wire_user_data(text),
+        r = subprocess.run(["/usr/bin/python3", "-c", CLOUD_INIT_READS], input=wire_user_data(text),
                            capture_output=True, check=True)
         content_type, _, body = r.stdout.decode().partition("\n")
         assert content_type == "text/cloud-config", rel
@@ -167,16 +171,16 @@ def test_the_user_data_limit_is_novas_own(services_venv):
     lo, hi = 1, len(text)
     while lo < hi:  # the longest prefix plan accepts
         mid = (lo + hi + 1) // 2
-        lo, hi = (mid, hi) if render.user_data_size(text[:mid]) <= render.NOVA_USER_DATA_LIMIT else (lo, mid - 1)
+        lo, hi = (mid, hi) if user_data_size(text[:mid]) <= NOVA_USER_DATA_LIMIT else (lo, mid - 1)
     longer = next(n for n in range(lo + 1, lo + 100)
-                  if render.user_data_size(text[:n]) > render.NOVA_USER_DATA_LIMIT)
+                  if user_data_size(text[:n]) > NOVA_USER_DATA_LIMIT)
     docs = [text[:lo], text[:longer]]
     r = subprocess.run([str(services_venv / "bin/python"), "-c", NOVA_SCHEMA_CHECK], check=True,
-                       input=json.dumps([base64.b64encode(render.wire_user_data(d)).decode() for d in docs]),
+                       input=json.dumps([base64.b64encode(wire_user_data(d)).decode() for d in docs]),
                        capture_output=True, text=True)
     nova = json.loads(r.stdout)
-    assert nova["limits"] == [render.NOVA_USER_DATA_LIMIT]
-    ours = [render.user_data_size(d) <= render.NOVA_USER_DATA_LIMIT for d in docs]
+    assert nova["limits"] == [NOVA_USER_DATA_LIMIT]
+    ours = [user_data_size(d) <= NOVA_USER_DATA_LIMIT for d in docs]
     assert nova["accepted"] == ours == [True, False]
 
 
@@ -193,7 +197,7 @@ def test_the_controller_user_data_carries_every_manifest_as_plan_writes_it(defau
     """The archive in the user data holds exactly the manifests of `plan --out`: same
     names, same bytes, same modes (Secrets 0600)."""
     render.write(default_plan, tmp_path)
-    f = _write_files(default_plan)[render.CONTROLLER_ARCHIVE]
+    f = _write_files(default_plan)[CONTROLLER_ARCHIVE]
     assert (f["permissions"], f["encoding"]) == ("0600", "b64")
     archive = base64.b64decode(f["content"])
     assert archive.startswith(b"\xfd7zXZ\x00")  # xz
@@ -210,7 +214,7 @@ def test_the_controller_user_data_carries_every_manifest_as_plan_writes_it(defau
 
 def test_the_archive_is_the_same_bytes_for_the_same_plan(default_plan):
     with tarfile.open(fileobj=io.BytesIO(base64.b64decode(
-            _write_files(default_plan)[render.CONTROLLER_ARCHIVE]["content"]))) as tar:
+            _write_files(default_plan)[CONTROLLER_ARCHIVE]["content"]))) as tar:
         members = tar.getmembers()
     assert [m.name for m in members] == sorted(m.name for m in members)
     assert {(m.mtime, m.uid, m.gid, m.uname, m.gname) for m in members} == {(0, 0, 0, "root", "root")}
@@ -219,7 +223,7 @@ def test_the_archive_is_the_same_bytes_for_the_same_plan(default_plan):
 def test_a_manifest_is_private_when_it_holds_a_secret():
     secret = "kind: ConfigMap\nmetadata: {name: a}\n---\napiVersion: v1\nkind: Secret\n"
     quoted = "kind: ConfigMap\ndata:\n  doc: |\n    kind: Secret\n"
-    assert render.holds_secret(secret) and not render.holds_secret(quoted)
+    assert holds_secret(secret) and not holds_secret(quoted)
 
 
 def test_the_setup_scripts_unpack_step_really_unpacks(default_plan, tmp_path):
@@ -233,7 +237,7 @@ def test_the_setup_scripts_unpack_step_really_unpacks(default_plan, tmp_path):
     (etc / "manifests").mkdir(parents=True)
     (etc / "manifests/99-stale.yaml").write_text("kind: ConfigMap\n")
     archive = tmp_path / "manifests.tar.xz"
-    archive.write_bytes(base64.b64decode(_write_files(default_plan)[render.CONTROLLER_ARCHIVE]["content"]))
+    archive.write_bytes(base64.b64decode(_write_files(default_plan)[CONTROLLER_ARCHIVE]["content"]))
     script = f'ETC={etc}\nARCHIVE={archive}\nMANIFESTS=$ETC/manifests\n{function}unpack_manifests\n'
     r = subprocess.run(["bash", "-euo", "pipefail", "-c", script], capture_output=True, text=True)
     assert r.returncode == 0, r.stderr
@@ -250,8 +254,8 @@ def test_the_setup_scripts_unpack_step_really_unpacks(default_plan, tmp_path):
 
 def test_the_controller_carries_its_diagnoser_and_reports_while_waiting(default_plan):
     written = _write_files(default_plan)
-    members = _members(base64.b64decode(written[render.CONTROLLER_ARCHIVE]["content"]))
-    assert members["kube_diagnose.py"][0].decode() == render.script("kube_diagnose.py")
+    members = _members(base64.b64decode(written[CONTROLLER_ARCHIVE]["content"]))
+    assert members["kube_diagnose.py"][0].decode() == render.env.script("kube_diagnose.py")
     setup = written["/usr/local/sbin/osception-setup"]["content"]
     assert 'python3 "$ETC/kube_diagnose.py" openstack' in setup
     assert "note wait-control-plane" in setup
@@ -259,8 +263,8 @@ def test_the_controller_carries_its_diagnoser_and_reports_while_waiting(default_
 
 def shell_scripts(plan) -> dict[str, str]:
     """Every shell script a node runs: files of the package and scripts inside the plan."""
-    scripts = {"osception-step.sh": render.script("osception-step.sh"),
-               "create_databases.sh": render.script("create_databases.sh")}
+    scripts = {"osception-step.sh": render.env.script("osception-step.sh"),
+               "create_databases.sh": render.env.script("create_databases.sh")}
     for rel, text in user_data(plan).items():
         for f in yaml.safe_load(text)["write_files"]:
             content = f.get("content", "")
@@ -321,7 +325,7 @@ def _node_setup_harness(tmp_path, plan, node: str, function: str, body: str,
     import re
 
     doc = yaml.safe_load(plan.files[f"{node}/user-data"])
-    setup = next(f["content"] for f in doc["write_files"] if f["path"] == f"{render.NODE_ETC}/setup")
+    setup = next(f["content"] for f in doc["write_files"] if f["path"] == f"{NODE_ETC}/setup")
     code = "".join(m.group(0) for m in re.finditer(rf"^(?:{function})\(\) \{{\n.*?^\}}\n", setup, re.M | re.S))
     r, lines = steps.run(tmp_path, node, code + body, path, env)
     return r.returncode, lines
@@ -409,11 +413,11 @@ def test_a_node_with_another_release_installed_stops_before_its_services(state_h
     cfg = config.Config(release="2026.2", node_source=source)
     plan = render.build(cfg, secrets.ensure(state_home / cfg.name, cfg.name))
     setup = next(f["content"] for f in yaml.safe_load(plan.files["compute-0/user-data"])["write_files"]
-                 if f["path"] == f"{render.NODE_ETC}/setup")
+                 if f["path"] == f"{NODE_ETC}/setup")
     for path in ("step check-release check_release\nstep wait-controller", "step check-release check_release\n"
                  "  step start-services"):  # first boot, and day 2 (`setup apply`)
         assert path in setup
-    assert f"SERVICES_PYTHON={render.services_python(cfg)}\n" in setup
+    assert f"SERVICES_PYTHON={services_python(cfg)}\n" in setup
     want = releases.service_versions("2026.2", ("nova", "neutron"))
     body = f"SERVICES_PYTHON={sys.executable}\nstep check-release check_release\n"
     rc, lines = _node_setup_harness(tmp_path / "old", plan, "compute-0", "check_release|installed_is", body, {},

@@ -6,6 +6,8 @@ from typer.testing import CliRunner
 
 from osception import config
 from osception.cli import app
+from osception.render.layout import NODE_ETC
+from osception.render.node import load_ansible_vars
 
 
 def test_defaults_need_no_file():
@@ -28,7 +30,7 @@ def test_the_release_node_os_is_the_nodes_default_image_and_python(tmp_path):
                           "network": release.node_os.image}
         plan = render.build(cfg, secrets.ensure(tmp_path / release.name, cfg.name))
         written = {f["path"]: f["content"] for f in yaml.safe_load(plan.files["compute-0/user-data"])["write_files"]}
-        assert render.load_ansible_vars(written[f"{render.NODE_ETC}/vars.yml"])["node_python"] == release.node_os.python
+        assert load_ansible_vars(written[f"{NODE_ETC}/vars.yml"])["node_python"] == release.node_os.python
     assert releases.get("2024.1").node_os.image == "Debian 12"
     # an image set by the user stays hers, also on another release of the same OS
     assert config.Config(nodes={"compute": {"image": "Debian 13 (2026-01)"}}).node_image("compute") == "Debian 13 (2026-01)"

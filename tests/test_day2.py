@@ -1,4 +1,4 @@
-"""Re-applying a plan on a running controller (render.day2): a changed setting rolls
+"""Re-applying a plan on a running controller (render.rollout.day2): a changed setting rolls
 exactly the workloads that read it, a changed Job is a new Job, and an unchanged
 plan changes nothing."""
 
@@ -7,6 +7,7 @@ from __future__ import annotations
 import yaml
 
 from osception import config, render, secrets
+from osception.render.rollout import JOB_LABEL, referenced_config
 
 
 def _objects(plan: render.Plan) -> dict[tuple[str, str], dict]:
@@ -46,7 +47,7 @@ def test_waits_name_the_current_jobs_and_jobs_carry_the_prune_label(default_plan
     jobs = {n for k, n in objects if k == "Job"}
     for (kind, name), d in objects.items():
         if kind == "Job":
-            assert d["metadata"]["labels"][render.JOB_LABEL] == "true"
+            assert d["metadata"]["labels"][JOB_LABEL] == "true"
         if kind in ("Deployment", "StatefulSet", "Job"):
             pod = d["spec"]["template"]["spec"]
             for c in pod.get("initContainers", []):
@@ -63,5 +64,5 @@ def test_an_unchanged_plan_renders_the_same_objects(state_home, default_plan):
 def test_a_secret_change_rolls_its_readers(default_plan):
     objects = _objects(default_plan)
     readers = {n for (k, n), d in objects.items() if k == "Deployment"
-               and ("Secret", "keystone-secrets") in render.referenced_config(d["spec"]["template"]["spec"])}
+               and ("Secret", "keystone-secrets") in referenced_config(d["spec"]["template"]["spec"])}
     assert "keystone" in readers

@@ -19,6 +19,8 @@ import yaml
 from cryptography.hazmat.primitives import serialization
 
 from osception import cli, config, render, secrets
+from osception.render.env import source
+from osception.render.layout import NODE_ETC
 
 SSHD = "/usr/sbin/sshd"
 
@@ -95,7 +97,7 @@ def test_migrations_trust_exactly_the_other_computes(tmp_path):
     computes = [n for n in NODES if n.startswith("compute-")]
     for node in computes:
         files = {f["path"]: f for f in _user_data(plan, node)["write_files"]}
-        lines = files[f"{render.NODE_ETC}/files/nova-ssh/known_hosts"]["content"].splitlines()
+        lines = files[f"{NODE_ETC}/files/nova-ssh/known_hosts"]["content"].splitlines()
         others = {_public_of(_user_data(plan, n)["ssh_keys"]["ed25519_private"]) for n in computes if n != node}
         assert {" ".join(line.split()[1:]) for line in lines} == others
         assert len(lines) == len(others)
@@ -182,14 +184,14 @@ def test_a_compute_migrates_to_another_compute_and_to_nothing_else(tmp_path, ssh
     """nova's SSH as compute.yml sets it up (its ssh config and known_hosts, the
     migration key), from compute-0 to sshds serving other nodes' host keys."""
     _, sec, plan = _env(tmp_path, NODES)
-    tasks = yaml.safe_load(render.source("ansible/tasks/compute.yml"))
+    tasks = yaml.safe_load(source("ansible/tasks/compute.yml"))
     nova_config = next(t["ansible.builtin.copy"]["content"] for t in tasks
                        if t.get("ansible.builtin.copy", {}).get("dest") == "/var/lib/nova/.ssh/config")
     files = {f["path"]: f["content"] for f in _user_data(plan, "compute-0")["write_files"]}
     nova = tmp_path / "nova"
     nova.mkdir(mode=0o700)
-    (nova / "known_hosts").write_text(files[f"{render.NODE_ETC}/files/nova-ssh/known_hosts"])
-    (nova / "id_ed25519").write_text(files[f"{render.NODE_ETC}/files/nova-ssh/id_ed25519"])
+    (nova / "known_hosts").write_text(files[f"{NODE_ETC}/files/nova-ssh/known_hosts"])
+    (nova / "id_ed25519").write_text(files[f"{NODE_ETC}/files/nova-ssh/id_ed25519"])
     (nova / "id_ed25519").chmod(0o600)
     (nova / "config").write_text(nova_config.replace("/var/lib/nova/.ssh/", f"{nova}/"))
     argv = ["ssh", "-F", str(nova / "config"), "-i", str(nova / "id_ed25519"), "-o", "BatchMode=yes",

@@ -10,7 +10,9 @@ from urllib.parse import unquote
 
 import yaml
 
-from osception import config, releases, render
+from osception import config, releases
+from osception.render.bake import bake_user_data
+from osception.render.layout import NODE_ETC
 
 DATA = Path(__file__).parent / "data" / "k3s"
 RELEASE_DOWNLOAD = "https://github.com/k3s-io/k3s/releases/download/"
@@ -37,7 +39,7 @@ def test_the_controller_bake_fetches_files_the_release_has():
     """bake-controller.sh: every "$K3S_RELEASE/<file>" it downloads is an asset of the
     pinned release, at that release's URL, and it checks them against the release's
     checksum file by their names there."""
-    script = _written(render.bake_user_data(config.Config(), "controller"), f"{render.NODE_ETC}/bake")
+    script = _written(bake_user_data(config.Config(), "controller"), f"{NODE_ETC}/bake")
     assets = set(_listed("release-assets.txt"))
     variables = dict(re.findall(r"^([A-Z0-9_]+)=(\S+)$", script, re.M))
     url = variables["K3S_RELEASE"]

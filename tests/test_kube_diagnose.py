@@ -9,10 +9,10 @@ import os
 import sys
 from pathlib import Path
 
-from osception import render
+from osception.render.env import TEMPLATES
 
 DATA = Path(__file__).parent / "data" / "kube"
-SCRIPT = Path(render.__file__).parent / "templates" / "scripts" / "kube_diagnose.py"
+SCRIPT = TEMPLATES / "scripts" / "kube_diagnose.py"
 
 _spec = importlib.util.spec_from_file_location("kube_diagnose", SCRIPT)
 kd = importlib.util.module_from_spec(_spec)

@@ -16,6 +16,9 @@ import yaml
 
 from osception import config, render, secrets, services
 from osception.devcloud import nodes
+from osception.render.env import source
+from osception.render.layout import NODE_ETC
+from osception.render.node import load_ansible_vars, pip_env
 from tests import netns
 
 
@@ -108,10 +111,10 @@ def test_pypi_nodes_get_the_pip_proxy_as_their_index_and_pip_its_environment(dc_
     assert cfg.pip_index_url == "http://10.231.0.10:3141/index/"
     user_data = render.build(cfg, dc_secrets, nodes.addresses(cfg)).files["compute-0/user-data"]
     written = {f["path"]: f["content"] for f in yaml.safe_load(user_data)["write_files"]}
-    node_vars = render.load_ansible_vars(written[f"{render.NODE_ETC}/vars.yml"])
+    node_vars = load_ansible_vars(written[f"{NODE_ETC}/vars.yml"])
     assert node_vars["pip_env"] == {"PIP_INDEX_URL": "http://10.231.0.10:3141/index/",
                                     "PIP_TRUSTED_HOST": "10.231.0.10:3141"}
-    assert render.pip_env("https://mirror.example.com/simple/") == {
+    assert pip_env("https://mirror.example.com/simple/") == {
         "PIP_INDEX_URL": "https://mirror.example.com/simple/"}  # https: trusted by its certificate
     with pytest.raises(ValueError, match="pip_index_url"):
         config.Config(pip_index_url="file:///srv/simple")
@@ -222,7 +225,7 @@ def test_ovs_ports_script_passes_shellcheck(datapath, tmp_path):
     exe = shutil.which("shellcheck")
     if exe is None:
         pytest.fail("shellcheck is not installed: run scripts/test.sh")
-    tasks = yaml.safe_load(render.source("ansible/tasks/common.yml"))
+    tasks = yaml.safe_load(source("ansible/tasks/common.yml"))
     script = next(t["ansible.builtin.copy"]["content"] for t in tasks
                   if t.get("ansible.builtin.copy", {}).get("dest") == "/usr/local/sbin/osception-ovs-ports")
     path = tmp_path / "osception-ovs-ports"

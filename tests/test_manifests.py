@@ -13,6 +13,8 @@ import yaml
 from kubernetes_validate import utils as kubernetes_validate_utils
 
 from osception import config, releases, render, secrets, services
+from osception.render.conf import secret_values
+from osception.render.rollout import referenced_config
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -128,9 +130,9 @@ def test_one_mariadb_per_service(docs):
 
 
 def _referenced(spec):
-    """(kind, name) of every ConfigMap, Secret and PVC a pod spec uses: what render.day2
-    checksums (render.referenced_config), and the volume claims."""
-    return {*render.referenced_config(spec),
+    """(kind, name) of every ConfigMap, Secret and PVC a pod spec uses: what render.rollout.day2
+    checksums (render.rollout.referenced_config), and the volume claims."""
+    return {*referenced_config(spec),
             *(("PersistentVolumeClaim", v["persistentVolumeClaim"]["claimName"])
               for v in spec.get("volumes", []) if "persistentVolumeClaim" in v)}
 
@@ -219,7 +221,7 @@ def test_every_kolla_container_has_a_config_json_whose_sources_are_mounted(docs)
 
 
 def test_no_secret_value_in_any_configmap_or_non_secret_file(default_plan, default_secrets):
-    values = [v for v in render.secret_values(default_secrets) if len(v) >= 16]
+    values = [v for v in secret_values(default_secrets) if len(v) >= 16]
     for path, text in default_plan.files.items():
         if path in default_plan.private:
             continue
@@ -307,7 +309,7 @@ def test_only_the_wait_container_mounts_an_api_token(docs):
     API token: Kubernetes' automount is off on every pod (it would mount the token
     into each container), and the wait container mounts a projected one of its own,
     with what wait_for.py reads there (token, CA, namespace)."""
-    from osception.render import script
+    from osception.render.env import script
 
     sa_dir = re.search(r'^SA = "(.+)"$', script("wait_for.py"), re.M).group(1)
     assert sa_dir == services.SERVICE_ACCOUNT_DIR

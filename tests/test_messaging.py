@@ -18,6 +18,7 @@ import pytest
 import yaml
 
 from osception import config, endpoints, releases, render, secrets, topology
+from osception.render.conf import node_config, service_config
 
 SECTION = "oslo_messaging_rabbit"
 # kolla-ansible options of the section we do not render, each with why: the thread
@@ -41,13 +42,13 @@ def _on_the_bus(release: str, state_home) -> dict[str, tuple[configparser.Config
     sec = secrets.ensure(state_home / cfg.name, cfg.name)
     out = {}
     ep = endpoints.controller("203.0.113.10.sslip.io", "203.0.113.10")
-    for name, text in render.service_config(cfg, sec, ep).items():
+    for name, text in service_config(cfg, sec, ep).items():
         out[f"controller:{name}"] = (_parse(text), False)
     plan = render.build(cfg, sec)
     addr = topology.placeholder_addresses(cfg)
     for node in plan.nodes:
         if node.name in ("compute-0", "network-0"):
-            for dest, text in render.node_config(cfg, sec, node, addr[node.name],
+            for dest, text in node_config(cfg, sec, node, addr[node.name],
                                                  plan.node_endpoints()).items():
                 out[f"{node.name}:{dest}"] = (_parse(text), True)
     return {label: v for label, v in out.items() if v[0].has_option("DEFAULT", "transport_url")}

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from osception import config, render, secrets, topology
+from osception.render.node import METADATA_RULES
 from tests import netns
 
 NOBODY = 65534
@@ -29,9 +30,9 @@ def _bootcmd(plan, node: str) -> list[list[str]]:
 
 def test_the_metadata_rules_come_first_on_every_data_plane_node(plan):
     for node in (n.name for n in plan.nodes if n.data_plane):
-        assert _bootcmd(plan, node)[:len(render.METADATA_RULES)] == render.METADATA_RULES, node
+        assert _bootcmd(plan, node)[:len(METADATA_RULES)] == METADATA_RULES, node
     # both addresses of the metadata service (OpenStack's IPv6 one too)
-    assert {r[r.index("to") + 1] for r in render.METADATA_RULES} == {"169.254.169.254/32", "fe80::a9fe:a9fe/128"}
+    assert {r[r.index("to") + 1] for r in METADATA_RULES} == {"169.254.169.254/32", "fe80::a9fe:a9fe/128"}
 
 
 def test_vnc_listens_on_the_compute_s_own_private_address(plan):
@@ -82,7 +83,7 @@ def _probe(ns: str, uid: int) -> list[str]:
 def test_only_root_reaches_the_metadata_service(plan, netns_root):
     reached = ["AF_INET reached", "AF_INET6 reached"]
     assert _probe(netns_root, 0) == reached and _probe(netns_root, NOBODY) == reached  # the control
-    for rule in _bootcmd(plan, "compute-0")[:len(render.METADATA_RULES)]:  # as cloud-init runs them
+    for rule in _bootcmd(plan, "compute-0")[:len(METADATA_RULES)]:  # as cloud-init runs them
         subprocess.run(["ip", "netns", "exec", netns_root, *rule], check=True)
     assert _probe(netns_root, 0) == reached
     assert _probe(netns_root, NOBODY) == ["AF_INET refused Permission denied", "AF_INET6 refused Permission denied"]

@@ -18,9 +18,13 @@ import pytest
 import yaml
 
 from osception import config, day2, locks, releases, render, secrets, services
+from osception.render.checks import NOVA_USER_DATA_LIMIT, user_data_size
+from osception.render.env import TEMPLATES
+from osception.render.layout import NODE_CONSTRAINTS, NODE_ETC
+from osception.render.node import load_ansible_vars, node_lock
 
 REPO = Path(__file__).resolve().parent.parent
-ANSIBLE_DIR = Path(render.__file__).parent / "templates" / "ansible"
+ANSIBLE_DIR = TEMPLATES / "ansible"
 CACHE = REPO / ".cache"
 MIRROR = os.environ.get("OSCEPTION_DEBIAN_MIRROR", "http://deb.debian.org/debian")
 # The releases the table says are proven by a real run in a Debian root, per node source
@@ -76,11 +80,11 @@ def test_pypi_nodes_get_the_release_lock_and_the_same_config_files(release, tmp_
     for role in ("compute", "network"):
         node = f"{role}-0"
         user_data = plans["pypi"].files[f"{node}/user-data"]
-        assert render.user_data_size(user_data) < render.NOVA_USER_DATA_LIMIT // 2
+        assert user_data_size(user_data) < NOVA_USER_DATA_LIMIT // 2
         written = {f["path"]: f["content"] for f in yaml.safe_load(user_data)["write_files"]}
-        assert written[render.NODE_CONSTRAINTS] == lock
-        assert "extrepo" not in written[f"{render.NODE_ETC}/setup"]
-        node_vars = render.load_ansible_vars(written[f"{render.NODE_ETC}/vars.yml"])
+        assert written[NODE_CONSTRAINTS] == lock
+        assert "extrepo" not in written[f"{NODE_ETC}/setup"]
+        node_vars = load_ansible_vars(written[f"{NODE_ETC}/vars.yml"])
         assert node_vars["node_source"] == "pypi"
         assert [u["dest"] for u in node_vars["units"]] == [
             f"/etc/systemd/system/{s}.service" for s in services.NODE_SERVICES[role] if s != "libvirtd"]
@@ -92,7 +96,7 @@ def test_pypi_nodes_get_the_release_lock_and_the_same_config_files(release, tmp_
         assert pypi_files == {k: v.replace("sudo /usr/bin/neutron-rootwrap", "sudo /opt/openstack/bin/neutron-rootwrap")
                               for k, v in packages_files.items()}
         packages_written = yaml.safe_load(plans["packages"].files[f"{node}/user-data"])["write_files"]
-        assert render.NODE_CONSTRAINTS not in [f["path"] for f in packages_written]
+        assert NODE_CONSTRAINTS not in [f["path"] for f in packages_written]
 
 
 # --- the real run --------------------------------------------------------------------
@@ -287,7 +291,7 @@ def test_playbook_really_sets_up_a_pypi_node(release, role, debian_minbase, tmp_
     sec = secrets.ensure(tmp_path / "state", cfg.name)
     plan = render.build(cfg, sec)
     node, venv = f"{role}-0", services.NODE_VENV
-    assert render.user_data_size(plan.files[f"{node}/user-data"]) < render.NOVA_USER_DATA_LIMIT // 2
+    assert user_data_size(plan.files[f"{node}/user-data"]) < NOVA_USER_DATA_LIMIT // 2
 
     root = tmp_path / "root"
     root.mkdir()
@@ -317,7 +321,7 @@ def test_playbook_really_sets_up_a_pypi_node(release, role, debian_minbase, tmp_
     r = run("dpkg-query", "-W", "-f", "${Package}\n", "python3-nova", "python3-neutron")
     assert r.stdout.strip() == "", r.stdout
     # ...the services are the lock's versions, in the venv.
-    lock = dict(line.split("==") for line in render.node_lock(plan.release).splitlines()
+    lock = dict(line.split("==") for line in node_lock(plan.release).splitlines()
                 if "==" in line and not line.startswith("#"))
     r = run(f"{venv}/bin/pip", "list", "--format=freeze")
     installed = dict(line.split("==") for line in r.stdout.splitlines())

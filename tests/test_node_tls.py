@@ -20,7 +20,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from osception import endpoints, render, services
+from osception import endpoints, services
+from osception.render.controller import catalog
 from tests import pki
 
 REPO = Path(__file__).resolve().parent.parent
@@ -138,7 +139,7 @@ def test_the_controller_opens_only_tls_and_metadata_to_the_nodes(default_plan):
 
 def test_the_catalog_internal_interface_stays_inside_the_cluster():
     ep = endpoints.controller("203.0.113.10.sslip.io", "203.0.113.10")
-    for s in render.catalog(ep)["services"]:
+    for s in catalog(ep)["services"]:
         api = services.APIS[s["name"]]
         assert s["internal"] == f"http://{api.name}:{api.port}{api.path}"
         assert s["public"] == f"https://{api.name}.203.0.113.10.sslip.io{api.path}"

@@ -18,6 +18,10 @@ from pathlib import Path
 import pytest
 
 from osception import patches
+from osception.render.layout import NODE_PATCHES
+from osception.render.node import load_ansible_vars
+from osception.render.patches import PATCH_PATHS
+from osception.render.plan import REVIEWS_FILE
 
 SCRIPT = patches.SCRIPT
 SDK = Path(importlib.util.find_spec("openstack").origin).parent  # the installed package
@@ -289,7 +293,7 @@ def test_a_review_is_pinned_when_the_plan_is_made_and_nothing_fetches_it_later(t
         plan = _review_plan(tmp_path, monkeypatch, server.url)
         requests = list(server.requests)
     sha = hashlib.sha256(texts[2].encode()).hexdigest()
-    assert yaml.safe_load(plan.files[render.REVIEWS_FILE]) == [{
+    assert yaml.safe_load(plan.files[REVIEWS_FILE]) == [{
         "project": "nova", "patch": 1, "review": "912345", "change": 912345, "patchset": 2, "sha256": sha,
         "url": f"{server.url}/c/912345/2"}]
     assert len(requests) == 2  # the change's current patch set, its patch: once for the whole plan
@@ -300,13 +304,13 @@ def test_a_review_is_pinned_when_the_plan_is_made_and_nothing_fetches_it_later(t
     args = [a for d in docs if d["kind"] in ("Deployment", "Job")
             for c in d["spec"]["template"]["spec"].get("initContainers", []) if c["name"] == "patch"
             for a in c["command"]]
-    assert f"{render.PATCH_PATHS['files']}/01-review-912345-2.patch#sha256:{sha}" in args
+    assert f"{PATCH_PATHS['files']}/01-review-912345-2.patch#sha256:{sha}" in args
     assert not [a for a in args if a.startswith("review:")]
     node = yaml.safe_load(plan.files["compute-0/user-data"])
-    dest = f"{render.NODE_PATCHES}/nova/01-review-912345-2.patch"
+    dest = f"{NODE_PATCHES}/nova/01-review-912345-2.patch"
     (carried,) = [f for f in node["write_files"] if f["path"] == dest]
     assert base64.b64decode(carried["content"]).decode() == texts[2]
-    node_vars = render.load_ansible_vars(next(f["content"] for f in node["write_files"] if f["path"].endswith("/vars.yml")))
+    node_vars = load_ansible_vars(next(f["content"] for f in node["write_files"] if f["path"].endswith("/vars.yml")))
     (nova,) = [p for p in node_vars["patches"] if p["project"] == "nova"]
     assert nova["files"] == [f"{dest}#sha256:{sha}"]
     for rel, text in plan.files.items():  # nothing left that fetches

@@ -11,6 +11,9 @@ from typer.testing import CliRunner
 
 from osception import config, render, secrets
 from osception.cli import app
+from osception.render import checks
+from osception.render.checks import user_data_size
+from osception.render.conf import secret_values
 
 NODES = ["k8s-0", "compute-0", "compute-1", "network-0", "network-1"]
 
@@ -55,7 +58,7 @@ def test_secrets_are_generated_once_private_and_never_printed(tmp_path):
     assert stat.S_IMODE((env / "ssh" / "id_ed25519").stat().st_mode) == 0o600
     assert (env / "ssh" / "id_ed25519.pub").read_text().startswith("ssh-ed25519 ")
     assert data["ssh"]["private"].startswith("-----BEGIN OPENSSH PRIVATE KEY-----")
-    for value in render.secret_values(secrets.Secrets(data)):
+    for value in secret_values(secrets.Secrets(data)):
         assert value not in result.output
     # Every password differs: nothing shared between users or services.
     flat = [data["admin_password"], data["rabbitmq_password"], data["metadata_secret"],
@@ -130,7 +133,7 @@ def test_plan_reports_each_nodes_user_data_size(tmp_path):
     result = CliRunner().invoke(app, ["plan", "--out", str(tmp_path / "o"), "--state-dir", str(tmp_path / "h")])
     assert result.exit_code == 0, result.output
     for node in NODES:
-        size = render.user_data_size((tmp_path / "o" / node / "user-data").read_text())
+        size = user_data_size((tmp_path / "o" / node / "user-data").read_text())
         line = next(x for x in result.output.splitlines() if f" {node} " in x)
         assert f"{size} B ({round(100 * size / 65535)}%)" in line, line
     assert "65535" in result.output
@@ -156,11 +159,11 @@ def test_the_limit_is_checked_on_every_node_with_the_exact_size(tmp_path, monkey
     sec = secrets.ensure(home / "osception", "osception")
     sizes = render.build(config.Config(), sec).user_data_sizes
     node = max(sizes, key=sizes.get)
-    monkeypatch.setattr(render, "NOVA_USER_DATA_LIMIT", sizes[node] - 1)
+    monkeypatch.setattr(checks, "NOVA_USER_DATA_LIMIT", sizes[node] - 1)
     result = CliRunner().invoke(app, ["plan", "--out", str(tmp_path / "o"), "--state-dir", str(home)])
     assert result.exit_code == 2
     assert result.output.strip() == (f"error: {node}: user data is {sizes[node]} bytes of base64 as Nova counts it, "
                                      f"over Nova's limit of {sizes[node] - 1}")
-    monkeypatch.setattr(render, "NOVA_USER_DATA_LIMIT", sizes[node])
+    monkeypatch.setattr(checks, "NOVA_USER_DATA_LIMIT", sizes[node])
     result = CliRunner().invoke(app, ["plan", "--out", str(tmp_path / "o"), "--state-dir", str(home)])
     assert result.exit_code == 0, result.output

@@ -16,6 +16,8 @@ from typer.testing import CliRunner
 
 from osception import config, render, secrets, state
 from osception.cli import app
+from osception.render.checks import check, check_file
+from osception.render.conf import secret_values
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -173,7 +175,7 @@ def test_an_injection_past_validation_ends_as_one_line(default_secrets, values, 
     with pytest.raises(render.PlanError) as exc:
         render.build(cfg, default_secrets)
     assert expected in str(exc.value) and "\n" not in str(exc.value)
-    assert all(v not in str(exc.value) for v in render.secret_values(default_secrets))
+    assert all(v not in str(exc.value) for v in secret_values(default_secrets))
 
 
 # An image name is one JSON string in the manifest (render's `image`): YAML structure in it
@@ -198,7 +200,7 @@ def test_an_image_name_past_validation_arrives_as_data(default_secrets, service,
 
 
 def test_every_rendered_file_of_the_defaults_parses_back(default_plan):
-    render.check(default_plan)  # raises on the first that does not
-    unchecked = [r for r in default_plan.files if not render.check_file(r, default_plan.files[r])]
+    check(default_plan)  # raises on the first that does not
+    unchecked = [r for r in default_plan.files if not check_file(r, default_plan.files[r])]
     assert all(r.endswith((".py", ".sh")) for r in unchecked), unchecked  # scripts: shellcheck's
     assert len(default_plan.files) - len(unchecked) > 40

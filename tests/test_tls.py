@@ -12,6 +12,8 @@ from cryptography import x509
 
 from osception import config, endpoints, overcloud, render, tls
 from osception.devcloud import ingress
+from osception.render.controller import catalog, ingress_hosts
+from osception.render.layout import NODE_ETC
 from tests import pki
 
 
@@ -67,7 +69,7 @@ def test_every_ingress_is_https_and_http_redirects(default_plan):
 def test_the_catalog_and_the_client_files_use_https_with_the_ca(tmp_path):
     ep = endpoints.controller("203.0.113.10.sslip.io", "203.0.113.10")
     assert all(url.startswith("https://") for url in ep.public.values())
-    assert all(s["public"].startswith("https://") for s in render.catalog(ep)["services"])
+    assert all(s["public"].startswith("https://") for s in catalog(ep)["services"])
     cfg = config.load(None)
     access = overcloud.Access("https://keystone.x.sslip.io/v3", "a" * 20, "b" * 20, str(tmp_path / "ca.pem"))
     files = overcloud.write_access_files(access, cfg, tmp_path)
@@ -195,7 +197,7 @@ def test_own_certificate_naming_each_endpoint_instead_of_a_wildcard(tmp_path, de
     files = ca.write(tmp_path, leaf=ca.leaf_for(hosts))
     cfg = config.Config(domain=pki.DOMAIN, tls=config.Tls(certificate=files["certificate"], key=files["key"]))
     plan = render.build(cfg, default_secrets)
-    assert sorted(render.ingress_hosts(t for p, t in plan.files.items() if p.startswith("k8s-0/manifests/"))) \
+    assert sorted(ingress_hosts(t for p, t in plan.files.items() if p.startswith("k8s-0/manifests/"))) \
         == sorted(hosts)
     assert "k8s-0/ca.pem" not in plan.files  # no tls.ca: clients use the system's CAs
 
@@ -243,7 +245,7 @@ def test_nodes_use_the_system_cas_for_a_public_certificate_without_tls_ca(tmp_pa
     api = {v for k, v in found.items() if not k.endswith("ssl_ca_file")}
     assert api == {endpoints.SYSTEM_CA_BUNDLE}
     assert endpoints.NODE_INGRESS_CA not in written and endpoints.NODE_CA in written
-    setup = written[f"{render.NODE_ETC}/setup"]
+    setup = written[f"{NODE_ETC}/setup"]
     assert f"curl -sf --cacert {endpoints.SYSTEM_CA_BUNDLE} https://keystone.{pki.DOMAIN}/v3" in setup
 
 

@@ -12,9 +12,10 @@ import threading
 import pytest
 import yaml
 
-from osception import config, deploy, render, secrets
+from osception import config, deploy, secrets
 from osception import undercloud as uc
 from osception.devcloud import cloud
+from osception.render.node import load_ansible_vars
 
 FLAVOR = cloud.OUTER_FLAVOR
 
@@ -79,14 +80,14 @@ def test_full_up_then_down_leaves_nothing(outer, devcloud, tmp_path):
             assert public.is_port_security_enabled is True and public.security_group_ids == [sg.id]
         # The user data the server received (only admins may read it back) names
         # its own ports' MACs and IP.
-        # sent gzip-compressed (render.wire_user_data); cloud-init decompresses it
+        # sent gzip-compressed (render.checks.wire_user_data); cloud-init decompresses it
         user_data = gzip.decompress(base64.b64decode(
             devcloud.connect("admin").compute.get_server(server.id).user_data)).decode()
         assert user_data == result.plan.files[f"{node}/user-data"]
         if node != "k8s-0":
             vars_yaml = next(f["content"] for f in yaml.safe_load(user_data)["write_files"]
                              if f["path"].endswith("vars.yml"))
-            node_vars = render.load_ansible_vars(vars_yaml)
+            node_vars = load_ansible_vars(vars_yaml)
             assert node_vars["node_mac"] == primary.mac_address
             assert node_vars["public_mac"] == public.mac_address
             assert node_vars["node_ip"] == primary.fixed_ips[0]["ip_address"]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from osception import render
+from osception.render.patches import PATCH_PATHS
 
 UWSGI = Path("/usr/bin/uwsgi")
 
@@ -53,7 +53,7 @@ def _serve(tmp_path: Path, pythonpath: str | None) -> str:
 
 @pytest.mark.skipif(not UWSGI.exists(), reason="scripts/test.sh installs uwsgi-core and uwsgi-plugin-python3")
 def test_uwsgi_imports_the_patched_copy_first_through_pythonpath(tmp_path):
-    shadow = tmp_path / render.PATCH_PATHS["site"].lstrip("/")
+    shadow = tmp_path / PATCH_PATHS["site"].lstrip("/")
     (shadow / "yaml").mkdir(parents=True)
     (shadow / "yaml" / "__init__.py").write_text("__version__ = 'patched copy'\n")
     (tmp_path / "app").mkdir()

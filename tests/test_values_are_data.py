@@ -18,6 +18,9 @@ import pytest
 import yaml
 
 from osception import config, render, secrets, topology
+from osception.render.layout import NODE_ETC, NODE_PATCHES
+from osception.render.node import load_ansible_vars
+from osception.render.patches import patch_file_name
 
 ROOT = Path(__file__).resolve().parent.parent
 ANSIBLE_PLAYBOOK = ROOT / ".venv" / "bin" / "ansible-playbook"
@@ -109,8 +112,8 @@ def test_ansible_takes_every_node_variable_as_data(hostile_plan, tmp_path):
     control: the same variables dumped as plain YAML (what vars.yml was) run them."""
     plan, values, address, marker, _ = hostile_plan
     doc, files = _write_files(plan.files["compute-0/user-data"])
-    vars_yml = files[f"{render.NODE_ETC}/vars.yml"]["content"]
-    variables = render.load_ansible_vars(vars_yml)
+    vars_yml = files[f"{NODE_ETC}/vars.yml"]["content"]
+    variables = load_ansible_vars(vars_yml)
     assert variables["pip_env"]["PIP_INDEX_URL"] == values["pip_index_url"]
     assert variables["node_ip"] == address.ip and variables["public_mac"] == address.public_mac
 
@@ -137,14 +140,14 @@ def test_cloud_init_reads_the_values_and_the_files_as_rendered(hostile_plan):
     assert f"MACAddress={address.public_mac}\n" in link
     assert doc["fqdn"] == f"compute-0.{values['domain']}"
     assert doc["apt"]["proxy"] == values["apt_proxy"]
-    name = render.patch_file_name(1, patch.name)
+    name = patch_file_name(1, patch.name)
     assert re.fullmatch(r"[-._a-zA-Z0-9]+", name)
     plain_cfg = config.Config(node_source="pypi")
     addresses = topology.placeholder_addresses(plain_cfg)
     addresses["compute-0"] = dataclasses.replace(addresses["compute-0"], public_mac="fa:16:3e:00:00:02")
     plain = render.build(plain_cfg, secrets.throwaway("osception"), addresses)
     _, plain_files = _write_files(plain.files["compute-0/user-data"])
-    assert set(files) == set(plain_files) | {f"{render.NODE_PATCHES}/nova/{name}"}
+    assert set(files) == set(plain_files) | {f"{NODE_PATCHES}/nova/{name}"}
     assert set(doc) == set(yaml.safe_load(plain.files["compute-0/user-data"])) | {"apt"}
 
 
@@ -238,7 +241,7 @@ def test_a_line_break_in_the_index_url_is_refused():
     plan = render.build(cfg, secrets.throwaway(cfg.name))
     _, files = _write_files(plan.files["compute-0/user-data"])
     assert not any("cron" in p for p in files)
-    assert render.load_ansible_vars(files[f"{render.NODE_ETC}/vars.yml"]["content"])["pip_env"][
+    assert load_ansible_vars(files[f"{NODE_ETC}/vars.yml"]["content"])["pip_env"][
         "PIP_INDEX_URL"] == cfg.pip_index_url
 
 

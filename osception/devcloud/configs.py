@@ -21,6 +21,8 @@ from .layout import APIS, DEPLOYMENTS, HOST, NODE_DEPLOYMENTS, PORTS, Layout
 from .manifests import EMPTY_DIR, Local, Manifests, Pod
 from .overrides import overrides
 from .processes import DevcloudError
+from ..render.conf import node_config, service_config
+from ..render.plan import domain_of
 
 # Files the Kolla images ship in /etc/<project> (from the services' packages); here
 # the same files (or folders) from the venv (venv/etc/...) go to etc/<project>/.
@@ -71,10 +73,10 @@ def local_endpoints(public_domain: str | None = None) -> endpoints.Endpoints:
 
 def compute_conf(cfg: Config, secrets: Secrets, layout: Layout) -> str:
     """The nova.conf the devcloud's nova-compute reads: a compute node's exactly as
-    render.node_config() makes it (the user's nova.conf overrides included), with the
+    render.conf.node_config() makes it (the user's nova.conf overrides included), with the
     devcloud's local endpoints, then the devcloud-only overrides."""
     node = topology.Node("devcloud-compute", "compute", flavor="", image="", index=0)
-    files = render.node_config(cfg, secrets, node, topology.Address(HOST, ""), local_endpoints())
+    files = node_config(cfg, secrets, node, topology.Address(HOST, ""), local_endpoints())
     return ini.merge(files[COMPUTE_NODE_NOVA_CONF],
                      overrides(layout, releases.get(cfg.release))["nova-compute.conf"])
 
@@ -102,14 +104,14 @@ def plan(cfg: Config, secrets: Secrets, layout: Layout, nodes: bool = False) -> 
     from . import nodes as local_nodes  # noqa: PLC0415 (openstacksdk: only when used)
     merged = devcloud_config(local_nodes.node_config(cfg), layout, nodes)
     addresses = local_nodes.addresses(cfg)
-    domain = render.domain_of(cfg, addresses["k8s-0"].ip)
+    domain = domain_of(cfg, addresses["k8s-0"].ip)
     return render.build(merged, secrets, addresses, ep=local_endpoints(domain))
 
 
 def rendered(cfg: Config, secrets: Secrets, layout: Layout) -> dict[str, str]:
     """{file name: text}: each service config file whole (as the ConfigMap file and its
     secrets.conf drop-in read together), and a compute node's nova.conf."""
-    files = render.service_config(devcloud_config(cfg, layout), secrets, local_endpoints())
+    files = service_config(devcloud_config(cfg, layout), secrets, local_endpoints())
     files["nova-compute.conf"] = compute_conf(cfg, secrets, layout)
     return files
 

@@ -57,6 +57,8 @@ from . import ingress
 from .layout import HOST, PORTS, Layout
 from .processes import DevcloudError, Processes, Spec, tail
 from .venv import cache_home
+from ..render.bake import bake_user_data
+from ..render.layout import bake_id
 
 # -- defaults ------------------------------------------------------------------
 SEED = "var/lib/cloud/seed/nocloud"  # cloud-init's NoCloud seed in a node's root
@@ -418,13 +420,13 @@ class LocalNodes:
         """Where the node image baked for this config lives: one per stamp and bake user
         data (a changed bake script makes a new one here; on a cloud, a new osception
         version does)."""
-        stamp = render.bake_id("node", node_config(cfg))
-        digest = hashlib.sha256(render.bake_user_data(node_config(cfg), "node").encode()).hexdigest()[:12]
+        stamp = bake_id("node", node_config(cfg))
+        digest = hashlib.sha256(bake_user_data(node_config(cfg), "node").encode()).hexdigest()[:12]
         return cache_home() / "nodes" / f"baked-{stamp.replace(' ', '-')}-{digest}"
 
     def bake(self, cfg: Config) -> Path:
         """Make the node image as `osception bake` makes it on a cloud, here: a builder
-        node booted from the base with the bake user data (render.bake_user_data of the
+        node booted from the base with the bake user data (render.bake.bake_user_data of the
         nodes' config: the apt proxy, the release, the node source), which installs,
         stamps, resets cloud-init and powers off. Its overlay's upper layer is the
         image: every node then stacks on it (lowerdir=layer:base). Once per stamp."""
@@ -440,7 +442,7 @@ class LocalNodes:
              f"lowerdir={base},upperdir={work / 'upper'},workdir={work / 'work'}", str(work / "root"))
         seed = work / "root" / SEED
         seed.mkdir(parents=True, exist_ok=True)
-        write_private(seed / "user-data", render.bake_user_data(node_config(cfg), "node"))
+        write_private(seed / "user-data", bake_user_data(node_config(cfg), "node"))
         (seed / "meta-data").write_text(yaml.safe_dump({"instance-id": "osception-bake-node",
                                                         "local-hostname": "bake-node"}))
         (seed / "network-config").write_text(network_config(BAKE_ADDRESS))
@@ -466,7 +468,7 @@ class LocalNodes:
         build = layer.with_name(layer.name + ".build")
         shutil.rmtree(build, ignore_errors=True)
         (work / "upper").rename(build)
-        (build / ".osception-complete").write_text(render.bake_id("node", node_config(cfg)) + "\n")
+        (build / ".osception-complete").write_text(bake_id("node", node_config(cfg)) + "\n")
         build.rename(layer)
         self._forget_builder(work)
         self.say(f"node image baked in {time.monotonic() - started:.0f} s: {layer}")

@@ -56,7 +56,7 @@ def test_service_users_hold_exactly_their_roles(devcloud):
 
 
 def test_services_run_osceptions_own_config(devcloud):
-    """What the services read is render.service_config() (and, for nova-compute, a
+    """What the services read is render.conf.service_config() (and, for nova-compute, a
     compute node's nova.conf) plus the devcloud overrides, nothing else, split as in
     production: the ConfigMap's file where config.json puts it, the lines holding a
     secret in the <project>.conf.d/secrets.conf drop-in."""

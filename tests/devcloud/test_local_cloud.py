@@ -29,6 +29,7 @@ from osception import releases
 from osception import secrets as secrets_mod
 from osception.devcloud import Devcloud, Layout, cloud, guest, nodes
 from osception.devcloud.lifecycle import Settings
+from osception.render.layout import BAKED_STAMP, NODE_ETC, bake_id
 
 COUNTS = os.environ.get("OSCEPTION_LOCAL_NODES", "")
 RELEASE = next(r.name for r in releases.RELEASES.values() if r.extrepo is None)
@@ -77,15 +78,15 @@ def test_the_nodes_booted_the_baked_image_and_skipped_its_steps(local_cloud):
     (the stamp matched) and still reached `done` (smoke passes above). The step times
     printed here are docs/performance.md's baked column."""
     from osception import config as config_mod
-    from osception import progress, render
+    from osception import progress
 
     layout, computes, networks = local_cloud
     local = nodes.LocalNodes(layout)
     cfg = nodes.node_config(config_mod.Config(release=RELEASE))
     layer = local.baked_layer(cfg)
-    assert (layer / ".osception-complete").read_text().strip() == render.bake_id("node", cfg)
-    assert (layer / render.BAKED_STAMP.lstrip("/")).read_text().strip() == render.bake_id("node", cfg)
-    assert not (layer / render.NODE_ETC.lstrip("/")).exists()  # the builder's files, gone
+    assert (layer / ".osception-complete").read_text().strip() == bake_id("node", cfg)
+    assert (layer / BAKED_STAMP.lstrip("/")).read_text().strip() == bake_id("node", cfg)
+    assert not (layer / NODE_ETC.lstrip("/")).exists()  # the builder's files, gone
     # kept off through the first boot's presets (its machine-id reset): started by the
     # nodes' own services pass only
     assert (layer / "etc/machine-id").read_text() == ""  # not a first boot: presets stay as baked

@@ -188,16 +188,14 @@ def test_nova_db_sync_runs_again_on_a_database_with_cell1(layout, tmp_path):
 def test_write_renders_the_service_config_once(layout, tmp_path, monkeypatch):
     """configs.write() renders every service config once (in the plan it runs), and
     nova-compute reads exactly the nova.conf that rendered() gives (and validates)."""
-    from osception import render
-
     venv = tmp_path / "venv"  # the files the images ship, as the venv holds them
     for rel in configs.IMAGE_FILES:
         path = venv / "etc" / rel
         path.parent.mkdir(parents=True, exist_ok=True)
         path.mkdir() if rel.endswith("metadefs") else path.write_text("[DEFAULT]\n")
     calls = []
-    service_config = render.service_config
-    monkeypatch.setattr(render, "service_config", lambda *a, **k: (calls.append(1), service_config(*a, **k))[1])
+    service_config = configs.service_config
+    monkeypatch.setattr(configs, "service_config", lambda *a, **k: (calls.append(1), service_config(*a, **k))[1])
     sec = secrets.ensure(layout.root, "devcloud")
     configs.write(config.Config(), sec, layout, venv)
     assert len(calls) == 1

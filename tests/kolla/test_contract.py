@@ -13,6 +13,7 @@ import pytest
 from osception import config, releases, render, secrets, services
 
 from . import contract, sources
+from osception.render.patches import PATCH_PATHS
 
 RELEASES = list(releases.RELEASES)
 
@@ -342,7 +343,7 @@ def test_every_pod_of_a_patched_project_imports_its_patched_copy(patched_plan, k
     patch files from the project's ConfigMaps."""
     base = contract.image_dir(kolla_sources, "openstack-base") / "Dockerfile.j2"
     assert re.search(r"^ENV PATH /var/lib/kolla/venv/bin:\$PATH$", base.read_text(), re.M)
-    paths = render.PATCH_PATHS
+    paths = PATCH_PATHS
     by_pod: dict[str, list[contract.Container]] = {}
     for c in contract.containers(patched_plan):
         by_pod.setdefault(c.workload, []).append(c)
