@@ -13,8 +13,12 @@ import yaml
 from kubernetes_validate import utils as kubernetes_validate_utils
 
 from osception import config, releases, render, secrets, services
+<<<<<<< Updated upstream
 from osception.render.conf import secret_values
 from osception.render.rollout import referenced_config
+=======
+from tests.pods import containers, pod_specs
+>>>>>>> Stashed changes
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -58,12 +62,6 @@ def docs(request, release_plan, state_home, tmp_path_factory):
 
 def by_kind(docs, kind):
     return {d["metadata"]["name"]: d for d in docs if d["kind"] == kind}
-
-
-def pod_specs(docs):
-    for d in docs:
-        if d["kind"] in ("Deployment", "StatefulSet", "Job"):
-            yield d, d["spec"]["template"]["spec"]
 
 
 def test_every_document_passes_the_kubernetes_schema_strictly(docs):
@@ -149,7 +147,7 @@ def test_every_referenced_object_is_in_the_rendered_set(docs):
 def test_secret_keys_referenced_exist(docs):
     secrets = {n: d["stringData"] for n, d in by_kind(docs, "Secret").items()}
     for doc, spec in pod_specs(docs):
-        for c in spec.get("initContainers", []) + spec["containers"]:
+        for c in containers(spec):
             for e in c.get("env", []):
                 ref = e.get("valueFrom", {}).get("secretKeyRef")
                 if ref:
@@ -159,7 +157,7 @@ def test_secret_keys_referenced_exist(docs):
 def test_waits_name_jobs_and_services_that_exist(docs):
     jobs, svcs = by_kind(docs, "Job"), by_kind(docs, "Service")
     for doc, spec in pod_specs(docs):
-        for c in spec.get("initContainers", []):
+        for c in containers(spec, init=True):
             if c["name"] != "wait":
                 continue
             for cond in c["command"][2:]:
@@ -204,7 +202,7 @@ def _kolla_folder(doc, spec, container, docs):
 def test_every_kolla_container_has_a_config_json_whose_sources_are_mounted(docs):
     checked = 0
     for doc, spec in pod_specs(docs):
-        for c in spec.get("initContainers", []) + spec["containers"]:
+        for c in containers(spec):
             if not any(m["mountPath"] == "/var/lib/kolla/config_files" for m in c.get("volumeMounts", [])):
                 continue
             assert "quay.io/openstack.kolla/" in c["image"]
@@ -252,7 +250,7 @@ def _archive_members(user_data: str) -> dict[str, str]:
 def test_images_are_the_releases_kolla_images(docs, release_plan):
     tag = release_plan.release.kolla_tag
     for doc, spec in pod_specs(docs):
-        for c in spec.get("initContainers", []) + spec["containers"]:
+        for c in containers(spec):
             name = c["image"].rsplit("/", 1)[1].split(":")[0]
             assert name in services.KOLLA_IMAGES
             assert c["image"] == f"quay.io/openstack.kolla/{name}:{tag}"
@@ -266,8 +264,8 @@ def test_image_override(tmp_path):
     cfg = config.load(p)
     plan = render.build(cfg, secrets.ensure(tmp_path / "s", cfg.name))
     nova = plan.files["k8s-0/manifests/33-nova.yaml"]
-    images = {c["name"]: c["image"] for d in yaml.safe_load_all(nova) if d and d["kind"] in ("Deployment", "StatefulSet", "Job")
-              for c in d["spec"]["template"]["spec"]["containers"]}
+    images = {c["name"]: c["image"] for _, spec in pod_specs(yaml.safe_load_all(nova))
+              for c in containers(spec, init=False)}
     assert "registry.example.com/kolla/nova-api:patched" in images.values()
     assert any(i.startswith("quay.io/openstack.kolla/nova-conductor:") for i in images.values())
 
@@ -286,7 +284,7 @@ def test_only_pods_that_wait_for_jobs_get_an_api_token(docs):
     accounts = by_kind(docs, "ServiceAccount")
     assert accounts["default"]["automountServiceAccountToken"] is False
     for doc, spec in pod_specs(docs):
-        waits_for_jobs = any(a.startswith("job/") for c in spec.get("initContainers", [])
+        waits_for_jobs = any(a.startswith("job/") for c in containers(spec, init=True)
                              for a in c.get("command", []))
         assert (spec.get("serviceAccountName") == "osception-wait") == waits_for_jobs, doc["metadata"]["name"]
 
@@ -324,7 +322,7 @@ def test_only_the_wait_container_mounts_an_api_token(docs):
         volumes = {v["name"]: v for v in spec.get("volumes", [])}
         token_volumes = {n for n, v in volumes.items()
                          if any("serviceAccountToken" in s for s in v.get("projected", {}).get("sources", []))}
-        for c in spec.get("initContainers", []) + spec["containers"]:
+        for c in containers(spec):
             mounted = {m["name"] for m in c.get("volumeMounts", [])} & token_volumes
             waits_for_jobs = c["name"] == "wait" and any(a.startswith("job/") for a in c["command"])
             assert bool(mounted) == waits_for_jobs, f"{name}/{c['name']}"

@@ -18,10 +18,14 @@ from pathlib import Path
 import pytest
 
 from osception import patches
+<<<<<<< Updated upstream
 from osception.render.layout import NODE_PATCHES
 from osception.render.node import load_ansible_vars
 from osception.render.patches import PATCH_PATHS
 from osception.render.plan import REVIEWS_FILE
+=======
+from tests import pods
+>>>>>>> Stashed changes
 
 SCRIPT = patches.SCRIPT
 SDK = Path(importlib.util.find_spec("openstack").origin).parent  # the installed package
@@ -301,8 +305,8 @@ def test_a_review_is_pinned_when_the_plan_is_made_and_nothing_fetches_it_later(t
             for d in yaml.safe_load_all(text) if d]
     (cm,) = [d for d in docs if d["kind"] == "ConfigMap" and d["metadata"]["name"] == "nova-patches"]
     assert cm["data"] == {"01-review-912345-2.patch": texts[2]}
-    args = [a for d in docs if d["kind"] in ("Deployment", "Job")
-            for c in d["spec"]["template"]["spec"].get("initContainers", []) if c["name"] == "patch"
+    args = [a for _, spec in pods.pod_specs(docs)
+            for c in pods.containers(spec, init=True) if c["name"] == "patch"
             for a in c["command"]]
     assert f"{PATCH_PATHS['files']}/01-review-912345-2.patch#sha256:{sha}" in args
     assert not [a for a in args if a.startswith("review:")]

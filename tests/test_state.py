@@ -16,8 +16,12 @@ from typer.testing import CliRunner
 
 from osception import config, render, secrets, state
 from osception.cli import app
+<<<<<<< Updated upstream
 from osception.render.checks import check, check_file
 from osception.render.conf import secret_values
+=======
+from tests import pods
+>>>>>>> Stashed changes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -191,9 +195,8 @@ IMAGE_INJECTIONS = [
 def test_an_image_name_past_validation_arrives_as_data(default_secrets, service, image, manifest):
     cfg = config.Config.model_construct(**{**dict(config.Config()), "images": {service: image}})
     plan = render.build(cfg, default_secrets)
-    containers = [c for d in yaml.safe_load_all(plan.files[manifest]) if d and "template" in d.get("spec", {})
-                  for c in d["spec"]["template"]["spec"]["containers"] + d["spec"]["template"]["spec"].get(
-                      "initContainers", [])]
+    containers = [c for _, spec in pods.pod_specs(yaml.safe_load_all(plan.files[manifest]))
+                  for c in pods.containers(spec)]
     assert image in [c["image"] for c in containers]
     assert not any("evil" in c["image"] and c["image"] != image for c in containers)
     assert not any(c.get("securityContext", {}).get("privileged") for c in containers)

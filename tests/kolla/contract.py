@@ -20,6 +20,7 @@ from pathlib import Path
 import yaml
 
 from osception import render
+from tests import pods
 
 from .sources import KollaSources
 
@@ -110,13 +111,10 @@ def containers(plan: render.Plan) -> list[Container]:
     docs = documents(plan)
     objects = {(d["kind"], d["metadata"]["name"]): d for d in docs if d["kind"] in ("ConfigMap", "Secret")}
     out = []
-    for d in docs:
-        if d["kind"] not in ("Deployment", "StatefulSet", "Job"):
-            continue
-        pod = d["spec"]["template"]["spec"]
+    for d, pod in pods.pod_specs(docs):
         volumes = {v["name"]: v for v in pod.get("volumes", [])}
-        for init, key in ((True, "initContainers"), (False, "containers")):
-            for c in pod.get(key, []):
+        for init in (True, False):
+            for c in pods.containers(pod, init):
                 mounts = {m["mountPath"]: _volume_files(volumes[m["name"]], objects)
                           for m in c.get("volumeMounts", []) if m["name"] in volumes}
                 out.append(Container(f"{d['kind']}/{d['metadata']['name']}", c["name"], init,
