@@ -21,6 +21,7 @@ from osception.devcloud.lifecycle import Devcloud
 from osception.devcloud import manifests
 from osception.devcloud.manifests import Manifests
 from osception.devcloud.processes import DevcloudError
+from osception.render import conf, controller
 
 CONTAINER_PATHS = ("/var/lib/kolla", "/etc/", "/scripts", "/catalog")
 
@@ -194,8 +195,15 @@ def test_write_renders_the_service_config_once(layout, tmp_path, monkeypatch):
         path.parent.mkdir(parents=True, exist_ok=True)
         path.mkdir() if rel.endswith("metadefs") else path.write_text("[DEFAULT]\n")
     calls = []
-    service_config = configs.service_config
-    monkeypatch.setattr(configs, "service_config", lambda *a, **k: (calls.append(1), service_config(*a, **k))[1])
+    service_config = conf.service_config
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return service_config(*args, **kwargs)
+
+    # where its callers look it up: the plan's controller, and configs' rendered()
+    monkeypatch.setattr(controller, "service_config", counted)
+    monkeypatch.setattr(configs, "service_config", counted)
     sec = secrets.ensure(layout.root, "devcloud")
     configs.write(config.Config(), sec, layout, venv)
     assert len(calls) == 1
