@@ -7,11 +7,8 @@ from __future__ import annotations
 import yaml
 
 from osception import config, render, secrets
-<<<<<<< Updated upstream
 from osception.render.rollout import JOB_LABEL, referenced_config
-=======
 from tests import pods
->>>>>>> Stashed changes
 
 
 def _objects(plan: render.Plan) -> dict[tuple[str, str], dict]:
@@ -51,22 +48,12 @@ def test_waits_name_the_current_jobs_and_jobs_carry_the_prune_label(default_plan
     jobs = {n for k, n in objects if k == "Job"}
     for (kind, name), d in objects.items():
         if kind == "Job":
-<<<<<<< Updated upstream
             assert d["metadata"]["labels"][JOB_LABEL] == "true"
-        if kind in ("Deployment", "StatefulSet", "Job"):
-            pod = d["spec"]["template"]["spec"]
-            for c in pod.get("initContainers", []):
-                for arg in c.get("command", []):
-                    if arg.startswith("job/"):
-                        assert arg.removeprefix("job/") in jobs, (name, arg)
-=======
-            assert d["metadata"]["labels"][render.JOB_LABEL] == "true"
     for d, spec in pods.pod_specs(objects.values()):
         for c in pods.containers(spec, init=True):
             for arg in c.get("command", []):
                 if arg.startswith("job/"):
                     assert arg.removeprefix("job/") in jobs, (d["metadata"]["name"], arg)
->>>>>>> Stashed changes
 
 
 def test_an_unchanged_plan_renders_the_same_objects(state_home, default_plan):

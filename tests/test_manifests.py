@@ -13,12 +13,9 @@ import yaml
 from kubernetes_validate import utils as kubernetes_validate_utils
 
 from osception import config, releases, render, secrets, services
-<<<<<<< Updated upstream
 from osception.render.conf import secret_values
 from osception.render.rollout import referenced_config
-=======
 from tests.pods import containers, pod_specs
->>>>>>> Stashed changes
 
 
 @pytest.fixture(scope="module", autouse=True)

@@ -18,14 +18,11 @@ from pathlib import Path
 import pytest
 
 from osception import patches
-<<<<<<< Updated upstream
 from osception.render.layout import NODE_PATCHES
 from osception.render.node import load_ansible_vars
 from osception.render.patches import PATCH_PATHS
 from osception.render.plan import REVIEWS_FILE
-=======
 from tests import pods
->>>>>>> Stashed changes
 
 SCRIPT = patches.SCRIPT
 SDK = Path(importlib.util.find_spec("openstack").origin).parent  # the installed package

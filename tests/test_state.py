@@ -16,12 +16,9 @@ from typer.testing import CliRunner
 
 from osception import config, render, secrets, state
 from osception.cli import app
-<<<<<<< Updated upstream
 from osception.render.checks import check, check_file
 from osception.render.conf import secret_values
-=======
 from tests import pods
->>>>>>> Stashed changes
 
 ROOT = Path(__file__).resolve().parents[1]
 
