@@ -40,7 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from openstack import utils as sdk_utils  # noqa: E402
 
-from osception import config, deploy, render, secrets  # noqa: E402
+from osception import config, deploy, render, secrets, state  # noqa: E402
 from osception import undercloud as uc  # noqa: E402
 from osception.devcloud import Layout, cloud  # noqa: E402
 from osception.render.checks import wire_user_data
@@ -105,7 +105,7 @@ def time_osception(member, n: int, work: Path) -> tuple[float, dict]:
     t0 = time.monotonic()
     deploy.provision(member, cfg, sec, work / cfg.name)
     elapsed = time.monotonic() - t0
-    phases = json.loads((work / cfg.name / deploy.TIMINGS).read_text())["provision"]
+    phases = json.loads(state.Layout(work / cfg.name).timings.read_text())["provision"]
     uc.destroy(member, uc.Names(cfg.name), sec.ssh["public"])
     return elapsed, phases
 

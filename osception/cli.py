@@ -184,12 +184,12 @@ def plan(
     """Render every file every node will receive. Needs no cloud."""
     def check(cfg, env_dir, sec):
         result = render.build(cfg, sec)
-        check_target(result, out or env_dir / "plan")
+        check_target(result, out or state.Layout(env_dir).plan)
         return result
 
     cfg, env_dir, sec, result = load_environment(config, env, state_dir, regenerate_secrets,
                                                  certificate=True, check=check)
-    target = out or env_dir / "plan"
+    target = out or state.Layout(env_dir).plan
     render.write(result, target)
 
     table = Table(title=f"osception plan: {cfg.name}", show_header=True)
@@ -242,7 +242,7 @@ def up(
                                             check=lambda cfg, env_dir, sec: render.build(cfg, sec))
     conn = _conn(cfg)
     result = deploy.provision(conn, cfg, sec, env_dir, say=lambda m: console.print(m, style="dim"))
-    console.print(f"controller {result.plan.controller_ip}; plan in {env_dir / 'plan'}")
+    console.print(f"controller {result.plan.controller_ip}; plan in {state.Layout(env_dir).plan}")
     if not follow:
         return
     with board.live(console) as show:
@@ -265,7 +265,7 @@ def up(
     changes = overcloud.populate(access, cfg, sec.ssh["public"], env_dir)
     console.print(f"populated the new cloud ({len(changes.made)} changes)")
     console.print(f"ready: Skyline http://skyline.{result.plan.domain}, "
-                  f"Keystone {access.auth_url}; source {env_dir / 'openrc-admin'}")
+                  f"Keystone {access.auth_url}; source {state.Layout(env_dir).openrc('admin')}")
 
 
 @app.command()
@@ -306,7 +306,7 @@ def down(
     cfg, env_dir = environment(config, env, state_dir)
     lock(env_dir)
     # The keypair carries no tag: only the environment's own public key proves it ours.
-    public_key = state.read_state(env_dir / "ssh" / "id_ed25519.pub", private=False)
+    public_key = state.read_state(state.Layout(env_dir).ssh_public_key, private=False)
     conn = _conn(cfg)
     names = undercloud.Names(cfg.name)
     notes: list[str] = []
@@ -362,7 +362,7 @@ def list_envs(
     """Environments known locally, and those found on the cloud by tag."""
     from . import undercloud
 
-    local = sorted(p.name for p in state.home(state_dir).glob("*") if (p / "secrets.yaml").exists())
+    local = sorted(p.name for p in state.home(state_dir).glob("*") if state.Layout(p).secrets.exists())
     cfg = load_config(config, None)
     remote = undercloud.environments(_conn(cfg))
     table = Table()
@@ -408,7 +408,7 @@ def apply(
         if not nodes or day2.applied(env_dir) is None:
             fail(f"{cfg.name}: no environment that `osception up` made here; `apply` changes a running one")
         if "mtu" not in resources:
-            fail(f"{env_dir / deploy.RESOURCES}: written before `apply` existed; "
+            fail(f"{state.Layout(env_dir).resources}: written before `apply` existed; "
                  "run `osception up` once to record the ports' MACs and the MTU")
         missing = [n.name for n in topology.nodes(cfg) if n.name not in nodes]
         if missing:
@@ -432,10 +432,7 @@ def apply(
         err.print("nothing recorded: `osception apply` again redoes the same changes", style="red")
         raise typer.Exit(1)
     day2.record(plan, env_dir)
-    console.print(f"applied: {len(final)} node(s) brought to the plan in {env_dir / day2.APPLIED}")
-
-
-KNOWN_HOSTS = "ssh/known_hosts"  # in the environment's folder: its nodes' host keys
+    console.print(f"applied: {len(final)} node(s) brought to the plan in {state.Layout(env_dir).applied}")
 
 
 def _ssh_args(env_dir: Path, node: str, user: str, batch: bool = False) -> list[str]:
@@ -449,11 +446,11 @@ def _ssh_args(env_dir: Path, node: str, user: str, batch: bool = False) -> list[
     if node not in nodes:
         fail(f"no node {node!r} in {env_dir}; known: {', '.join(sorted(nodes)) or 'none (run up)'}")
     sec = secrets.peek(env_dir, env_dir.name)  # reads, writes nothing
-    known = env_dir / KNOWN_HOSTS
+    known = state.Layout(env_dir).known_hosts
     text = "".join(secrets.known_hosts_line(sec, name) + "\n" for name in sorted(nodes))
     if state.read_state(known, private=False) != text:
         state.write_file(known, text, mode=0o644)
-    key = env_dir / "ssh" / "id_ed25519"
+    key = state.Layout(env_dir).ssh_key
     return ["ssh", "-i", str(key), "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
             "-o", f'UserKnownHostsFile="{known}"', "-o", "GlobalKnownHostsFile=/dev/null",
             "-o", f"HostKeyAlias={node}", "-o", "CheckHostIP=no", "-o", "UpdateHostKeys=no",
@@ -484,9 +481,10 @@ def logs(
     role = next((n.role for n in topology.nodes(cfg) if n.name == node), None)
     if role is None:
         fail(f"node {node!r} is not in the configuration of {cfg.name!r}")
-    manifests = sorted((env_dir / "plan" / node / "manifests").glob("*.yaml")) if role == "controller" else []
+    plan_dir = state.Layout(env_dir).plan
+    manifests = sorted((plan_dir / node / "manifests").glob("*.yaml")) if role == "controller" else []
     if role == "controller" and not manifests:
-        fail(f"no plan in {env_dir / 'plan'}; run `osception up`")
+        fail(f"no plan in {plan_dir}; run `osception up`")
     known = logs_mod.sources(role, (p.read_text() for p in manifests))
     if service is None:
         for name, source in known.items():
@@ -517,7 +515,7 @@ def _access(cfg, env_dir: Path, sec, auth_url: str | None):
     if ca is not None:
         # clients check the controller's certificate with the environment's own CA, or
         # with tls.ca; a certificate of your own without tls.ca: with the system's CAs
-        cacert = env_dir / "ca.pem"
+        cacert = state.Layout(env_dir).ca
         state.write_private(cacert, ca)
     return overcloud.Access(auth_url, sec.admin_password, sec.demo_password,
                             str(cacert) if cacert else None)
@@ -628,7 +626,7 @@ def _tempest_target(config, env, state_dir):
     cfg, env_dir, sec, _ = load_environment(config, env, state_dir)
     access = _access(cfg, env_dir, sec, None)
     return tempest_mod.Target(
-        cfg.name, releases.get(cfg.release), env_dir / "tempest", access.auth_url, sec.admin_password,
+        cfg.name, releases.get(cfg.release), state.Layout(env_dir).tempest, access.auth_url, sec.admin_password,
         cacert=access.cacert, flavors=tuple(f.name for f in cfg.overcloud.flavors),
         images=tuple(i.name for i in cfg.overcloud.images)), access
 
@@ -638,13 +636,13 @@ def openrc(config: ConfigOpt = None, env: EnvOpt = None, state_dir: StateOpt = N
            user: Annotated[str, typer.Option(help="admin or demo")] = "admin") -> None:
     """Say which file to source to use the new cloud."""
     cfg, env_dir = environment(config, env, state_dir)
-    path = env_dir / f"openrc-{user}"
+    path = state.Layout(env_dir).openrc(user)
     if user not in ("admin", "demo"):
         fail("--user: admin or demo")
     if not path.exists():
         fail(f"{path} does not exist yet; run `osception populate` (or `up`)")
     console.print(f"source {path}")
-    console.print(f"# or: export OS_CLIENT_CONFIG_FILE={env_dir / 'clouds.yaml'} OS_CLOUD={cfg.name}-{user}",
+    console.print(f"# or: export OS_CLIENT_CONFIG_FILE={state.Layout(env_dir).clouds_yaml} OS_CLOUD={cfg.name}-{user}",
                   highlight=False)
 
 

@@ -36,10 +36,9 @@ from typing import Callable
 import yaml
 
 from . import progress, render
-from .state import write_file
+from .state import Layout, write_file
 from .render.layout import NODE_ETC
 
-APPLIED = "applied"  # the env's plan as last applied by `up` or `apply`
 CONTROLLER = "k8s-0"
 MANIFESTS = f"{CONTROLLER}/manifests/"
 # What runs the day-2 pass on each kind of node (its path in the user data's write_files).
@@ -238,17 +237,17 @@ def record_created(plan: render.Plan, env_dir: Path) -> None:
     new = {n.name for n in plan.nodes if f"{n.name}/user-data" not in had}
     for rel, text in plan.files.items():
         if rel.split("/", 1)[0] in new:
-            write_file(env_dir / APPLIED / rel, text, plan.mode(rel), dir_mode=0o755)
+            write_file(Layout(env_dir).applied / rel, text, plan.mode(rel), dir_mode=0o755)
 
 
 def record(plan: render.Plan, env_dir: Path) -> None:
     """The plan the environment now has (after `up` rendered it, after `apply` did it)."""
-    shutil.rmtree(env_dir / APPLIED, ignore_errors=True)  # no file of an older plan stays
-    render.write(plan, env_dir / APPLIED)
+    shutil.rmtree(Layout(env_dir).applied, ignore_errors=True)  # no file of an older plan stays
+    render.write(plan, Layout(env_dir).applied)
 
 
 def applied(env_dir: Path) -> dict[str, str] | None:
-    folder = env_dir / APPLIED
+    folder = Layout(env_dir).applied
     if not folder.is_dir():
         return None
     return {str(p.relative_to(folder)): p.read_text() for p in sorted(folder.rglob("*")) if p.is_file()}

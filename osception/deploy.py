@@ -27,13 +27,10 @@ from . import bake, day2, progress, render, topology
 from . import undercloud as uc
 from .config import NAME_RE, Config
 from .secrets import Secrets
-from .state import DuplicateKey, StateError, read_state, unique_keys, write_private
+from .state import DuplicateKey, Layout, StateError, read_state, unique_keys, write_private
 from .render.controller import add_controller
 from .render.node import add_node
 from .render.plan import new_plan
-
-RESOURCES = "resources.json"
-TIMINGS = "timings.json"
 
 
 @dataclass
@@ -120,7 +117,7 @@ def provision(conn, cfg: Config, secrets: Secrets, env_dir: Path, say=lambda msg
     addresses = {name: a for name, _, a, _ in done}
     servers = {name: s for name, *_, s in done}
     plan = plan_future.result()
-    render.write(plan, env_dir / "plan")
+    render.write(plan, Layout(env_dir).plan)
     _save(env_dir, names, ports, addresses, servers, mtu)
     say(f"keypair, security group, server group, {len(ports)} nodes' ports, user data and servers created")
     phases.lap("pipeline")
@@ -152,7 +149,7 @@ def _use_baked(conn, cfg: Config, found: uc.Found, say) -> None:
 
 
 def _write_timings(env_dir: Path, **parts) -> None:
-    path = env_dir / TIMINGS
+    path = Layout(env_dir).timings
     try:
         data = json.loads(path.read_text()) if path.exists() else {}
     except ValueError:
@@ -177,14 +174,14 @@ def _save(env_dir: Path, names, ports, addresses, servers, mtu: int | None) -> N
             for node, (p, pub) in ports.items()
         },
     }
-    write_private(env_dir / RESOURCES, json.dumps(data, indent=2, sort_keys=True))
+    write_private(Layout(env_dir).resources, json.dumps(data, indent=2, sort_keys=True))
 
 
 def load_resources(env_dir: Path) -> dict:
     """resources.json, checked field by field: its addresses reach user data, nova.conf
     and ssh's command line (`apply`, `ssh`, `logs`), so each must be exactly what the
     outer cloud gave, never a value that carries more."""
-    path = env_dir / RESOURCES
+    path = Layout(env_dir).resources
     text = read_state(path, private=False)  # ids and addresses, no secret
     try:
         data = json.loads(text, object_pairs_hook=unique_keys) if text is not None else {}

@@ -21,7 +21,7 @@ from openstack import utils as sdk_utils
 
 from . import services, topology, undercloud
 from .config import Config
-from .state import write_private
+from .state import Layout, write_private
 
 EXPECTED_SERVICES = tuple(services.APIS[name].catalog_type for name in services.CATALOG_APIS)
 
@@ -246,9 +246,10 @@ def write_access_files(access: Access, cfg: Config, state_dir: Path) -> dict[str
     users = {"admin": ("admin", access.admin_password),
              "demo": (cfg.overcloud.demo_project, access.demo_password)}
     clouds, out = {}, {}
+    paths = Layout(state_dir)
     for user, (project, password) in users.items():
         rc = "\n".join([
-            f"# osception environment {cfg.name}: {user}. Use: source {state_dir / ('openrc-' + user)}",
+            f"# osception environment {cfg.name}: {user}. Use: source {paths.openrc(user)}",
             f"export OS_AUTH_URL={access.auth_url}",
             f"export OS_USERNAME={user}",
             f"export OS_PASSWORD='{password}'",
@@ -261,7 +262,7 @@ def write_access_files(access: Access, cfg: Config, state_dir: Path) -> dict[str
             "unset OS_CLOUD",
             "",
         ])
-        out[user] = state_dir / f"openrc-{user}"
+        out[user] = paths.openrc(user)
         write_private(out[user], rc)
         clouds[f"{cfg.name}-{user}"] = {
             "auth": {"auth_url": access.auth_url, "username": user, "password": password,
@@ -270,7 +271,7 @@ def write_access_files(access: Access, cfg: Config, state_dir: Path) -> dict[str
             "region_name": services.REGION, "identity_api_version": 3,
             **({"cacert": access.cacert} if access.cacert else {}),
         }
-    out["clouds.yaml"] = state_dir / "clouds.yaml"
+    out["clouds.yaml"] = paths.clouds_yaml
     write_private(out["clouds.yaml"], yaml.safe_dump({"clouds": clouds}, sort_keys=False))
     return out
 

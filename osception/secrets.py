@@ -37,9 +37,8 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 from . import services, state, tls
-from .state import StateError
+from .state import Layout, StateError
 
-FILE = "secrets.yaml"
 REGENERATE = "--regenerate-secrets"  # the only way to replace an environment's secrets
 PASSWORD_RE = re.compile(r"[A-Za-z0-9_-]{16,128}")  # what _password makes; safe in INI, YAML, URLs
 _PUBLIC_RE = re.compile(r"ssh-ed25519 [A-Za-z0-9+/]+=* [A-Za-z0-9@._-]+")  # goes into cloud-config as is
@@ -237,7 +236,7 @@ def _retire(env_dir: Path) -> list[tuple[str, Path]]:
     """Move the current secrets and SSH key aside (never deleted), for a fresh start."""
     stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     moved = []
-    for name in (FILE, "ssh"):
+    for name in (Layout.SECRETS, Layout.SSH):
         old = env_dir / name
         if old.exists() or old.is_symlink():
             kept, n = env_dir / f"{name}.{stamp}", 0
@@ -256,23 +255,23 @@ def _key_file(path: Path, text: str, private: bool, make: bool = True) -> None:
     if current is None and (not make or state.create_new(path, text, 0o600 if private else 0o644)):
         return
     if (current or state.read_state(path, private=private)) != text:
-        raise StateError(f"{path}: is not the key in {FILE}, and osception never overwrites it; "
+        raise StateError(f"{path}: is not the key in {Layout.SECRETS}, and osception never overwrites it; "
                          f"restore the right one, or start over with `osception plan {REGENERATE}`")
 
 
 def _key_files(env_dir: Path, have: dict, make: bool) -> None:
-    ssh = env_dir / "ssh"
-    _key_file(ssh / "id_ed25519", have["ssh"]["private"], private=True, make=make)
-    _key_file(ssh / "id_ed25519.pub", have["ssh"]["public"] + "\n", private=False, make=make)
+    paths = Layout(env_dir)
+    _key_file(paths.ssh_key, have["ssh"]["private"], private=True, make=make)
+    _key_file(paths.ssh_public_key, have["ssh"]["public"] + "\n", private=False, make=make)
 
 
 def _lost(env_dir: Path) -> None:
     """No secrets.yaml: refuse when what was made with the secrets is still there."""
-    lost = [p for p in (env_dir / "ssh" / "id_ed25519", env_dir / "resources.json")
-            if p.exists() or p.is_symlink()]
+    paths = Layout(env_dir)
+    lost = [p for p in (paths.ssh_key, paths.resources) if p.exists() or p.is_symlink()]
     if lost:
-        raise StateError(f"{env_dir / FILE}: missing, but {lost[0]} exists: the environment's secrets were "
-                         f"lost; restore {FILE}, or start over with `osception plan {REGENERATE}`")
+        raise StateError(f"{paths.secrets}: missing, but {lost[0]} exists: the environment's secrets were "
+                         f"lost; restore {Layout.SECRETS}, or start over with `osception plan {REGENERATE}`")
 
 
 def throwaway(env: str) -> Secrets:
@@ -288,9 +287,9 @@ def peek(env_dir: Path, env: str, regenerate: bool = False) -> Secrets:
     other input is checked. Raises StateError (one line naming the file)."""
     state.check_dir(env_dir)
     if not regenerate:
-        text = state.read_state(env_dir / FILE)
+        text = state.read_state(Layout(env_dir).secrets)
         if text is not None:
-            have = _parse(text, env_dir / FILE, env)
+            have = _parse(text, Layout(env_dir).secrets, env)
             _key_files(env_dir, have, make=False)
             return Secrets(have)
         _lost(env_dir)
@@ -305,7 +304,7 @@ def ensure(env_dir: Path, env: str, regenerate: bool = False, say=lambda msg: No
     Raises StateError (one line naming the file) for anything damaged. Several
     processes making a new environment's secrets at once all end up with the same.
     """
-    path = env_dir / FILE
+    path = Layout(env_dir).secrets
     if regenerate:
         for name, kept in _retire(env_dir):
             say(f"kept the old {name} as {kept}")

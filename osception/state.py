@@ -1,9 +1,4 @@
-"""Per-environment state: one folder per environment name.
-
-    <state home>/<env>/
-        secrets.yaml          generated passwords and keys (0600)
-        ssh/id_ed25519[.pub]  the environment's SSH keypair (0600 / 0644)
-        plan/                 the last `osception plan` / `up` rendering
+"""Per-environment state: one folder per environment name, its paths in `Layout`.
 
 The state home is `$OSCEPTION_HOME`, else the user's data dir
 (e.g. ~/.local/share/osception); the CLI's `--state-dir` wins over both.
@@ -23,6 +18,7 @@ import fcntl
 import os
 import secrets as _random
 import stat
+from dataclasses import dataclass
 from pathlib import Path
 
 import platformdirs
@@ -134,6 +130,96 @@ def home(override: Path | None = None) -> Path:
 
 def env_dir(name: str, override: Path | None = None) -> Path:
     return home(override) / name
+
+
+@dataclass(frozen=True)
+class Layout:
+    """An environment's state folder: every path in it named here, once (the devcloud's
+    own folder: devcloud/layout.py; it keeps its secrets and SSH key the same way).
+
+        <state home>/<env>/
+            secrets.yaml          generated passwords and keys (0600)
+            ssh/id_ed25519[.pub]  the environment's SSH keypair (0600 / 0644)
+            ssh/known_hosts       its nodes' host keys, checked by `ssh`, `logs` and `apply`
+            resources.json        what `up` made on the outer cloud: ids, addresses, MACs, MTU
+            timings.json          seconds per phase, node and step
+            plan/                 the last `osception plan` / `up` rendering
+            applied/              the plan as last applied by `up` or `apply`
+            ca.pem                the CA clients check the endpoints with (HTTPS)
+            openrc-admin, openrc-demo, clouds.yaml   the new cloud's access (0600)
+            tempest/              Tempest's workspace and runs
+    """
+
+    # As messages name them: relative to the folder.
+    SECRETS = "secrets.yaml"
+    SSH = "ssh"  # the key pair and known_hosts: kept aside whole with the secrets (--regenerate-secrets)
+    SSH_KEY = f"{SSH}/id_ed25519"
+    SSH_PUBLIC_KEY = f"{SSH_KEY}.pub"
+    KNOWN_HOSTS = f"{SSH}/known_hosts"
+    RESOURCES = "resources.json"
+    TIMINGS = "timings.json"
+    PLAN = "plan"
+    APPLIED = "applied"
+    CA = "ca.pem"
+    CLOUDS_YAML = "clouds.yaml"
+    TEMPEST = "tempest"
+
+    root: Path
+
+    @classmethod
+    def of(cls, name: str, state_home: Path | None = None) -> "Layout":
+        return cls(env_dir(name, state_home))
+
+    @property
+    def secrets(self) -> Path:
+        return self.root / self.SECRETS
+
+    @property
+    def ssh(self) -> Path:
+        return self.root / self.SSH
+
+    @property
+    def ssh_key(self) -> Path:
+        return self.root / self.SSH_KEY
+
+    @property
+    def ssh_public_key(self) -> Path:
+        return self.root / self.SSH_PUBLIC_KEY
+
+    @property
+    def known_hosts(self) -> Path:
+        return self.root / self.KNOWN_HOSTS
+
+    @property
+    def resources(self) -> Path:
+        return self.root / self.RESOURCES
+
+    @property
+    def timings(self) -> Path:
+        return self.root / self.TIMINGS
+
+    @property
+    def plan(self) -> Path:
+        return self.root / self.PLAN
+
+    @property
+    def applied(self) -> Path:
+        return self.root / self.APPLIED
+
+    @property
+    def ca(self) -> Path:
+        return self.root / self.CA
+
+    @property
+    def clouds_yaml(self) -> Path:
+        return self.root / self.CLOUDS_YAML
+
+    @property
+    def tempest(self) -> Path:
+        return self.root / self.TEMPEST
+
+    def openrc(self, user: str) -> Path:
+        return self.root / f"openrc-{user}"
 
 
 def _check_owned(path: Path, st: os.stat_result) -> None:

@@ -25,6 +25,7 @@ from . import services
 from .config import Config
 from .errors import OsceptionError
 from .render.checks import wire_user_data
+from .state import Layout
 from .topology import Address, Node, is_node_name, nodes, public_port_nodes
 
 TAG = "osception"
@@ -259,8 +260,8 @@ def _env_keypair(conn, names: Names, public_key: str | None, notes: list[str] | 
     if public_key is not None and _same_key(kp.public_key or "", public_key):
         return kp
     if notes is not None:
-        why = ("it holds another key than this environment's ssh/id_ed25519.pub" if public_key is not None
-               else "no local state (ssh/id_ed25519.pub) proves it is this environment's")
+        why = (f"it holds another key than this environment's {Layout.SSH_PUBLIC_KEY}" if public_key is not None
+               else f"no local state ({Layout.SSH_PUBLIC_KEY}) proves it is this environment's")
         notes.append(f"kept keypair {names.keypair!r}: {why}; delete it yourself if it is yours")
     return None
 

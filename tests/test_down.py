@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 from openstack import exceptions
 
-from osception import config, deploy, render, secrets, topology
+from osception import config, deploy, render, secrets, state, topology
 from osception import undercloud as uc
 
 PROVIDER = {"mode": "provider", "network": "Provider-Net", "cidr": "198.51.100.0/24",
@@ -134,7 +134,7 @@ def test_up_gives_a_provider_port_to_compute_and_network_nodes_only(tmp_path, mo
     # from the same addresses.
     addresses = {name: uc.address_of(*ports) for name, ports in _ports_by_node(tmp_path).items()}
     assert result.plan.files == render.build(cfg, sec, addresses, mtu=result.plan.mtu).files
-    timings = json.loads((tmp_path / deploy.TIMINGS).read_text())["provision"]
+    timings = json.loads(state.Layout(tmp_path).timings.read_text())["provision"]
     assert {"preflight", "security-group", "ports", "render", "servers", "pipeline", "active",
             "total"} <= set(timings)
 

@@ -8,6 +8,7 @@ import stat
 import time
 
 from osception import deploy
+from osception.state import Layout
 
 T = "2026-11-27T10:00:{:02d}Z"
 
@@ -45,9 +46,9 @@ def test_follows_until_every_node_says_its_last_line(tmp_path):
     assert {n: p.state for n, p in state.items()} == {"k8s-0": "done", "compute-0": "done"}
     assert len(seen) == 3  # looked until the slower node's last line, not once more
     assert [s["k8s-0"].state for s in seen] == ["running", "running", "done"]
-    timings = json.loads((tmp_path / deploy.TIMINGS).read_text())
+    timings = json.loads(Layout(tmp_path).timings.read_text())
     assert timings["k8s-0"]["k3s"] == 9 and timings["compute-0"]["packages"] == 4
-    assert stat.S_IMODE((tmp_path / deploy.TIMINGS).stat().st_mode) == 0o600
+    assert stat.S_IMODE(Layout(tmp_path).timings.stat().st_mode) == 0o600
 
 
 def test_one_failed_node_ends_the_watch_with_its_reason(tmp_path):

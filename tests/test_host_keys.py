@@ -18,7 +18,7 @@ import pytest
 import yaml
 from cryptography.hazmat.primitives import serialization
 
-from osception import cli, config, render, secrets
+from osception import cli, config, render, secrets, state
 from osception.render.env import source
 from osception.render.layout import NODE_ETC
 
@@ -53,7 +53,7 @@ def test_each_node_gets_its_own_host_key_and_known_hosts_names_exactly_it(tmp_pa
     for node in NODES:
         cli._ssh_args(env_dir, node, "debian")
     known = {line.split()[0]: " ".join(line.split()[1:]) for line in
-             (env_dir / cli.KNOWN_HOSTS).read_text().splitlines()}
+             state.Layout(env_dir).known_hosts.read_text().splitlines()}
     assert sorted(known) == sorted(NODES)
     seen = set()
     for node in NODES:
@@ -79,7 +79,7 @@ def test_the_ssh_command_checks_host_keys_strictly_against_the_environment_known
     env_dir, _, _ = _env(tmp_path, NODES)
     got = _ssh_config(cli._ssh_args(env_dir, "compute-1", "debian", batch=batch))
     assert got["stricthostkeychecking"] == "true"
-    assert got["userknownhostsfile"] == str(env_dir / cli.KNOWN_HOSTS)
+    assert got["userknownhostsfile"] == str(state.Layout(env_dir).known_hosts)
     assert got["globalknownhostsfile"] == "/dev/null"
     assert got["hostkeyalias"] == "compute-1"
     assert got["updatehostkeys"] == "false"
@@ -89,7 +89,7 @@ def test_the_ssh_command_checks_host_keys_strictly_against_the_environment_known
 def test_a_state_folder_with_spaces_is_one_known_hosts_file(tmp_path):
     env_dir, _, _ = _env(tmp_path / "Application Support", NODES)  # macOS's platformdirs
     got = _ssh_config(cli._ssh_args(env_dir, "k8s-0", "debian"))
-    assert got["userknownhostsfile"] == str(env_dir / cli.KNOWN_HOSTS)
+    assert got["userknownhostsfile"] == str(state.Layout(env_dir).known_hosts)
 
 
 def test_migrations_trust_exactly_the_other_computes(tmp_path):
@@ -177,7 +177,7 @@ def test_osception_ssh_accepts_the_node_it_made_and_refuses_any_other_key(tmp_pa
         bad = _ssh(args, sshd(impostor, sec.ssh["public"]))
         assert bad.returncode == 255 and "Host key verification failed" in bad.stderr, bad.stderr
         assert bad.stdout == ""
-    assert "in" not in (env_dir / cli.KNOWN_HOSTS).read_text().split()  # nothing learnt
+    assert "in" not in state.Layout(env_dir).known_hosts.read_text().split()  # nothing learnt
 
 
 def test_a_compute_migrates_to_another_compute_and_to_nothing_else(tmp_path, sshd):

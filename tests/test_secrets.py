@@ -45,7 +45,7 @@ def _older_file(env_dir, drop: str):
     for p in parents:
         holder = holder[p]
     del holder[last]
-    state.write_private(env_dir / secrets.FILE, yaml.safe_dump(data))
+    state.write_private(state.Layout(env_dir).secrets, yaml.safe_dump(data))
     return first
 
 
@@ -54,12 +54,12 @@ def test_a_missing_block_is_damage_never_filled(tmp_path, drop):
     """Before: a file without `tls:` got a new CA (exit 0), which nothing running trusted."""
     env = tmp_path / "e"
     _older_file(env, drop)
-    before = (env / secrets.FILE).read_bytes()
-    with pytest.raises(state.StateError, match=rf"{secrets.FILE}: {drop}: missing; .*--regenerate-secrets"):
+    before = state.Layout(env).secrets.read_bytes()
+    with pytest.raises(state.StateError, match=rf"{state.Layout.SECRETS}: {drop}: missing; .*--regenerate-secrets"):
         secrets.ensure(env, "e")
     with pytest.raises(state.StateError, match=rf"{drop}: missing"):
         secrets.peek(env, "e")
-    assert (env / secrets.FILE).read_bytes() == before
+    assert state.Layout(env).secrets.read_bytes() == before
 
 
 def test_peek_writes_nothing_and_ensure_writes_what_peek_made(tmp_path):

@@ -138,7 +138,7 @@ def env(
     from . import cloud
 
     layout = _layout(state_dir)
-    if not (layout.root / secrets_mod.FILE).exists():
+    if not state.Layout(layout.root).secrets.exists():
         _fail(f"no devcloud in {layout.root}; run `osception devcloud up`")
     sec = secrets_mod.ensure(layout.root, "devcloud")
     cloud.write_clouds_yaml(layout, sec)
