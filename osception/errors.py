@@ -7,7 +7,6 @@ the README's table."""
 
 from __future__ import annotations
 
-DONE = 0
 FAILED = 1  # a run that failed or did not finish: a node's setup, a smoke check, the devcloud's processes
 BAD_INPUT = 2  # bad input or state, said before anything is created or written
 
