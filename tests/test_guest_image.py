@@ -9,6 +9,7 @@ Rerun the boot alone: scripts/test.sh tests/test_guest_image.py -s (prints the f
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import shutil
 import signal
@@ -65,13 +66,16 @@ def fake_kernel(root: Path, version: str, config: dict[str, str], kos: dict[str,
     return root
 
 
+NIC_DRIVERS = {"virtio_pci": "CONFIG_VIRTIO_PCI", "virtio_net": "CONFIG_VIRTIO_NET"}  # of guest.DRIVERS
+
+
 def test_modules_come_with_their_dependencies_first(tmp_path):
     root = fake_kernel(tmp_path, "9.9-cloud", {"CONFIG_VIRTIO_PCI": "m", "CONFIG_VIRTIO_NET": "m"}, {
         "virtio_ring": [], "virtio": [], "virtio_pci_modern_dev": [],
         "virtio_pci": ["virtio_pci_modern_dev", "virtio_ring", "virtio"],
         "failover": [], "net_failover": ["failover"],
         "virtio_net": ["net_failover", "virtio_ring", "virtio"], "unused": []})
-    names = [ko.stem for ko in guest.modules(root, "9.9-cloud")]
+    names = [ko.stem for ko in guest.modules(root, "9.9-cloud", NIC_DRIVERS)]
     assert sorted(names) == sorted(["virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci",
                                     "failover", "net_failover", "virtio_net"])
     for module, deps in (("virtio_pci", ["virtio_ring", "virtio"]),
@@ -83,13 +87,13 @@ def test_built_in_drivers_and_dependencies_are_not_loaded(tmp_path):
     root = fake_kernel(tmp_path, "9.9", {"CONFIG_VIRTIO_PCI": "y", "CONFIG_VIRTIO_NET": "m"},
                        {"virtio_net": ["virtio", "net_failover"], "net_failover": []},
                        builtin=["drivers/virtio/virtio"])
-    assert [ko.stem for ko in guest.modules(root, "9.9")] == ["net_failover", "virtio_net"]
+    assert [ko.stem for ko in guest.modules(root, "9.9", NIC_DRIVERS)] == ["net_failover", "virtio_net"]
 
 
 def test_a_kernel_without_the_driver_is_one_clear_error(tmp_path):
     root = fake_kernel(tmp_path, "9.9", {"CONFIG_VIRTIO_PCI": "y"}, {})
     with pytest.raises(DevcloudError, match="CONFIG_VIRTIO_NET unset"):
-        guest.modules(root, "9.9")
+        guest.modules(root, "9.9", NIC_DRIVERS)
 
 
 def test_initramfs_is_what_the_kernel_unpacks(tmp_path):
@@ -97,31 +101,48 @@ def test_initramfs_is_what_the_kernel_unpacks(tmp_path):
     for name in ("virtio", "virtio_net"):
         kos.append(tmp_path / f"{name}.ko")
         kos[-1].write_bytes(name.encode() * 3)
-    data = guest.initramfs(b"BUSYBOX", ["sh", "init", "udhcpc", "busybox"], kos, user="alice")
-    files = read_cpio(gzip.decompress(data))
-    assert files["init"][1] == (guest.TEMPLATES / "init.sh").read_bytes()
-    assert files["init"][0] == 0o100755 and files["bin/busybox"] == (0o100755, b"BUSYBOX", 0)
+    files = {"bin/busybox": (guest.EXEC, b"BUSYBOX"),
+             f"bin/{guest.SETUID_BUSYBOX}": (guest.EXEC | guest.SETUID, b"STATIC"),
+             "usr/lib/x86_64-linux-gnu/libz.so.1": (guest.EXEC, b"LIBZ")}
+    applets = ["sh", "init", "udhcpc", "nc", "busybox"]
+    data = guest.initramfs(files, applets, kos, "$6$salt$hash", user="alice")
+    cpio = read_cpio(gzip.decompress(data))
+    assert cpio["init"][1] == (guest.TEMPLATES / "init.sh").read_bytes()
+    assert cpio["init"][0] == 0o100755 and cpio["bin/busybox"] == (0o100755, b"BUSYBOX", 0)
     for applet in ("sh", "init", "udhcpc"):
-        assert files[f"bin/{applet}"] == (0o120777, b"busybox", 0)  # a symlink
-    assert files["dev/console"] == (0o020600, b"", 5 << 8 | 1)  # /init's stdio, before devtmpfs
-    assert files["etc/modules"][1] == b"virtio\nvirtio_net\n"  # the load order
-    assert files["lib/modules/virtio_net.ko"][1] == b"virtio_net" * 3
-    assert files["tmp"][0] == 0o041777
-    # The console user logs in without a password; root cannot.
-    assert "alice::" in files["etc/shadow"][1].decode() and "root:*:" in files["etc/shadow"][1].decode()
-    assert "alice:x:1000:1000:alice:/home/alice:/bin/sh" in files["etc/passwd"][1].decode()
+        assert cpio[f"bin/{applet}"] == (0o120777, b"busybox", 0)  # a symlink
+    # Root from any user: su and ping run the setuid busybox.
+    assert cpio[f"bin/{guest.SETUID_BUSYBOX}"][0] == 0o104755
+    for applet in guest.SETUID_APPLETS:
+        assert cpio[f"bin/{applet}"] == (0o120777, guest.SETUID_BUSYBOX.encode(), 0)
+    # guest/bin's commands, nc in place of the applet; each in /bin, executable.
+    for script in ("sudo", "lsblk", "blkid", "mkfs", "curl", "nc"):
+        assert cpio[f"bin/{script}"] == (0o100755, (guest.SCRIPTS / script).read_bytes(), 0)
+    # A program's library, its folders made before it (the kernel makes none).
+    names = list(cpio)
+    lib = names.index("usr/lib/x86_64-linux-gnu/libz.so.1")
+    assert all(names.index(d) < lib and cpio[d][0] == 0o040755
+               for d in ("usr", "usr/lib", "usr/lib/x86_64-linux-gnu"))
+    assert cpio["dev/console"] == (0o020600, b"", 5 << 8 | 1)  # /init's stdio, before devtmpfs
+    assert cpio["etc/modules"][1] == b"virtio\nvirtio_net\n"  # the load order
+    assert cpio["lib/modules/virtio_net.ko"][1] == b"virtio_net" * 3
+    assert cpio["tmp"][0] == 0o041777 and cpio["var/run"] == (0o120777, b"../run", 0)
+    # The user logs in with the password; root has an empty one (for su) but no tty.
+    shadow = cpio["etc/shadow"][1].decode().splitlines()
+    assert shadow == ["root::1::::::", "alice:$6$salt$hash:1::::::"] and cpio["etc/securetty"][1] == b""
+    assert "alice:x:1000:1000:alice:/home/alice:/bin/sh" in cpio["etc/passwd"][1].decode()
     # Reproducible: the same inputs give the same bytes (mtime 0 in cpio and gzip).
-    assert guest.initramfs(b"BUSYBOX", ["sh", "init", "udhcpc", "busybox"], kos, user="alice") == data
+    assert guest.initramfs(files, applets, kos, "$6$salt$hash", user="alice") == data
 
 
 def test_guest_shell_passes_shellcheck():
     exe = shutil.which("shellcheck")
     if exe is None:
         pytest.fail("shellcheck is not installed: run scripts/test.sh")
-    for name in ("init.sh", "udhcpc.script"):
-        r = subprocess.run([exe, "-S", "warning", "-s", "sh", str(guest.TEMPLATES / name)],
-                           capture_output=True, text=True)
-        assert r.returncode == 0, f"{name}:\n{r.stdout}"
+    for path in [guest.TEMPLATES / "init.sh", guest.TEMPLATES / "udhcpc.script",
+                 *sorted(guest.SCRIPTS.iterdir())]:
+        r = subprocess.run([exe, "-S", "warning", "-s", "sh", str(path)], capture_output=True, text=True)
+        assert r.returncode == 0, f"{path.name}:\n{r.stdout}"
 
 
 # --- the real guest, booted ---------------------------------------------------------
@@ -141,7 +162,7 @@ def _free_port() -> int:
 
 # The metadata responder: QEMU runs it for each connection to METADATA:80 (guestfwd),
 # the connection on its stdin and stdout.
-RESPONDER = '''import sys
+RESPONDER = """import sys
 request = sys.stdin.buffer.readline().split()
 while sys.stdin.buffer.readline().strip():
     pass
@@ -149,16 +170,21 @@ body = {{b"/openstack/latest/meta_data.json": {meta!r}, b"/openstack/latest/user
 head = b"HTTP/1.0 200 OK" if body is not None else b"HTTP/1.0 404 Not Found"
 body = body or b""
 sys.stdout.buffer.write(head + b"\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(body) + body)
-'''
+"""
 
 
 class Booted:
+    """The guest under QEMU (TCG) on a slirp NIC: its metadata from RESPONDER (with
+    PUBLIC_KEY in public_keys, as Nova's, newline and all), ports 80 and 22 forwarded to
+    127.0.0.1, each of DISKS a virtio disk (vda, vdb, ...)."""
+
     def __init__(self, image: guest.Guest, workdir: Path, instance: str, hostname: str,
-                 user_data: bytes):
+                 user_data: bytes, public_key: str = "", disks: tuple[Path, ...] = ()):
         responder = workdir / "metadata.py"
-        meta = f'{{"uuid": "{instance}", "hostname": "{hostname}.novalocal", "name": "{hostname}"}}'
+        meta = json.dumps({"uuid": instance, "hostname": f"{hostname}.novalocal", "name": hostname,
+                           "public_keys": {"test": public_key} if public_key else {}})
         responder.write_text(RESPONDER.format(meta=meta.encode(), user=user_data))
-        self.port = _free_port()
+        self.port, self.ssh_port = _free_port(), _free_port()
         self.log = workdir / "serial.log"
         argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "128", "-nographic", "-no-reboot",
                 "-monitor", "none", "-serial", "stdio",
@@ -166,8 +192,11 @@ class Booted:
                 "-append", f"{guest.COMMAND_LINE} quiet osception.metadata=http://{METADATA}",
                 # restrict=on: the guest reaches nothing outside slirp but the forwards.
                 "-netdev", f"user,id=n0,restrict=on,hostfwd=tcp:127.0.0.1:{self.port}-:80,"
+                           f"hostfwd=tcp:127.0.0.1:{self.ssh_port}-:22,"
                            f"guestfwd=tcp:{METADATA}:80-cmd:python3 {responder}",
                 "-device", "virtio-net-pci,netdev=n0"]
+        for disk in disks:
+            argv += ["-drive", f"file={disk},format=raw,if=virtio"]
         self.started = time.monotonic()
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=self.log.open("wb"),
                                      stderr=subprocess.STDOUT)
@@ -186,6 +215,38 @@ class Booted:
             time.sleep(0.1)
         pytest.fail(f"no {text!r} on the console; it says:\n{self.console()[-3000:]}")
 
+    def ssh(self, key: Path | None, command: str, password: str | None = None,
+            timeout: float = 60) -> subprocess.CompletedProcess:
+        """COMMAND over SSH as the image's user, with OpenSSH's client: by KEY, or by
+        PASSWORD (given by an askpass program: no key offered)."""
+        argv = ["ssh", "-F", "none", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+                "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR", "-p", str(self.ssh_port)]
+        env = dict(os.environ)
+        if key is not None:
+            argv += ["-o", "BatchMode=yes", "-o", "PasswordAuthentication=no", "-i", str(key)]
+        else:
+            askpass = self.log.parent / "askpass"
+            askpass.write_text(f"#!/bin/sh\necho '{password}'\n")
+            askpass.chmod(0o700)
+            argv += ["-o", "PubkeyAuthentication=no", "-o", "PreferredAuthentications=password,keyboard-interactive"]
+            env.update(SSH_ASKPASS=str(askpass), SSH_ASKPASS_REQUIRE="force")
+        return subprocess.run(argv + [f"{guest.USER}@127.0.0.1", command], capture_output=True,
+                              text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
+
+    def wait_for_ssh(self, key: Path, timeout: float = 120) -> float:
+        """Seconds since QEMU started when a login with KEY runs a command."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if self.ssh(key, "true", timeout=10).returncode == 0:
+                    return time.monotonic() - self.started
+            except subprocess.TimeoutExpired:
+                pass
+            if self.proc.poll() is not None:
+                break
+            time.sleep(0.2)
+        pytest.fail(f"no SSH login with the key; the console says:\n{self.console()[-3000:]}")
+
     def type(self, line: str) -> None:
         self.proc.stdin.write(line.encode() + b"\n")
         self.proc.stdin.flush()
@@ -195,39 +256,195 @@ class Booted:
         self.proc.wait()
 
 
+def _keypair(tmp_path: Path) -> tuple[Path, str]:
+    key = tmp_path / "id_rsa"  # RSA: Tempest's validation.ssh_key_type default
+    subprocess.run(["ssh-keygen", "-q", "-t", "rsa", "-b", "2048", "-N", "", "-C", "Generated-by-Nova",
+                    "-f", str(key)], check=True)
+    return key, key.with_suffix(".pub").read_text()  # as Nova's: a newline at the end
+
+
 def test_guest_boots_takes_dhcp_reads_metadata_and_serves(guest_image, tmp_path):
     if shutil.which("qemu-system-x86_64") is None:
         pytest.fail("qemu-system-x86_64 is not installed: run scripts/test.sh")
+    key, public = _keypair(tmp_path)
     times = []
     for run in range(3):
         instance, hostname = str(uuid.uuid4()), f"guest-{run}"
         user_data = f"#!/bin/sh\necho run {run}\n".encode()
         workdir = tmp_path / str(run)
         workdir.mkdir()
-        vm = Booted(guest_image, workdir, instance, hostname, user_data)
+        vm = Booted(guest_image, workdir, instance, hostname, user_data, public_key=public)
         try:
             times.append(vm.wait_for(f"{guest.READY} "))
             console = vm.console()
             assert f"{guest.READY} {NIC}\n" in console.replace("\r", "")
             assert f"osception-guest: instance-id {instance}" in console
+            assert f"osception-guest: 1 public key(s) for {guest.USER}" in console
             vm.wait_for("osception-guest: user data exited 0")  # a script: run, as CirrOS does
             assert f"\nrun {run}\n" in vm.console().replace("\r", "")
             vm.wait_for(f"{hostname} login:")
             with urllib.request.urlopen(f"http://127.0.0.1:{vm.port}/", timeout=30) as page:
                 assert page.read().decode().split() == ["osception-guest", hostname, instance]
-            if run == 0:  # the console login: the image's user, no password
+            if run == 0:  # the console login: CirrOS's user and password
                 seen = len(vm.console())
                 vm.type(guest.USER)
+                vm.wait_for("Password: ", after=seen, timeout=60)
+                vm.type(guest.PASSWORD)
                 vm.wait_for("$ ", after=seen, timeout=60)
                 seen = len(vm.console())
                 vm.type("id -un; cat /run/user_data")
                 vm.wait_for(f"echo run {run}", after=seen, timeout=60)
                 assert f"\n{guest.USER}" in vm.console()[seen:].replace("\r", "")
+            vm.wait_for_ssh(key)
+            by_key = vm.ssh(key, "id -un; hostname; cat ~/.ssh/authorized_keys")
+            assert by_key.returncode == 0, by_key.stderr
+            assert by_key.stdout.split("\n")[:3] == [guest.USER, hostname, public.strip()]
         finally:
             vm.stop()
     sizes = {p.name: p.stat().st_size for p in (guest_image.kernel, guest_image.initrd)}
     print(f"\nguest {guest_image.version}: boot to ready {[round(t, 1) for t in times]} s, "
           f"median {statistics.median(times):.1f} s (QEMU TCG, -m 128); sizes {sizes}")
+
+
+def test_logins_are_cirros_ones(guest_image, tmp_path):
+    """Over SSH: the password, the key of the metadata, a wrong password refused, root
+    refused; sudo without a password, as on CirrOS."""
+    key, public = _keypair(tmp_path)
+    vm = Booted(guest_image, tmp_path, str(uuid.uuid4()), "logins", b"", public_key=public)
+    try:
+        vm.wait_for_ssh(key)
+        by_password = vm.ssh(None, "id -un; sudo id -u", password=guest.PASSWORD)
+        assert (by_password.returncode, by_password.stdout.split()) == (0, [guest.USER, "0"]), by_password.stderr
+        assert vm.ssh(None, "true", password="wrong").returncode != 0
+        root = subprocess.run(["ssh", "-F", "none", "-o", "StrictHostKeyChecking=no",
+                               "-o", "UserKnownHostsFile=/dev/null", "-o", "BatchMode=yes",
+                               "-i", str(key), "-p", str(vm.ssh_port), "root@127.0.0.1", "true"],
+                              capture_output=True, text=True, timeout=60)
+        assert root.returncode != 0
+    finally:
+        vm.stop()
+
+
+# Tempest's own RemoteClient (tempest/common/utils/linux/remote_client.py, of the default
+# release's Tempest) against the guest: each of its methods that runs a command in the
+# guest, and the commands its tests run themselves (scenario/manager.py's timestamp,
+# api/compute's curl of the metadata, hostname, grep -c ^processor /proc/cpuinfo).
+# Not run: renew_lease with dhclient or dhcpcd (the guest's DHCP client is udhcpc, as
+# CirrOS's and Tempest's scenario.dhcp_client default), mount_config_drive (no config
+# drive without Nova) and the NetworkManager call (nmcli; not CirrOS's).
+TEMPEST_DRIVER = """import json, sys
+from tempest.common.utils.linux.remote_client import RemoteClient
+from tempest.lib.common.utils import test_utils
+from tempest.lib.common.utils.linux import remote_client as lib
+from tempest.lib.exceptions import SSHExecCommandFailed
+
+host, port, user, key_file, password, gateway = sys.argv[1:]
+PROLOGUE = "set -eu -o pipefail; PATH=$PATH:/sbin:/usr/sbin;"  # Tempest's ssh_shell_prologue default
+
+
+def client(**auth):
+    c = RemoteClient.__new__(RemoteClient)  # its __init__ reads tempest.conf; lib's takes the values
+    lib.RemoteClient.__init__(c, host, user, ssh_timeout=60, connect_timeout=30,
+                              ssh_shell_prologue=PROLOGUE, **auth)
+    c.ssh_client.port = int(port)
+    return c
+
+
+by_key = client(pkey=open(key_file).read())
+by_password = client(password=password)
+by_password.validate_authentication()
+by_key.validate_authentication()
+c = by_key
+out = {}
+out["ping_host"] = c.ping_host(gateway)
+out["get_disks"] = c.get_disks()
+out["list_disks"] = c.list_disks()
+out["boot_time"] = list(c.get_boot_time())[:6]
+out["write_to_console"] = c.write_to_console("tempest was here")
+out["mac"] = c.get_mac_address()
+out["nic_by_mac"] = c.get_nic_name_by_mac(out["mac"])
+out["nic_by_ip"] = c.get_nic_name_by_ip("10.0.2.15")
+out["ips"] = c.get_nic_ip_addresses("eth0", ip_version=4)
+out["dns"] = c.get_dns_servers()
+c.renew_lease(fixed_ip="10.0.2.15", dhcp_client="udhcpc")
+c.mkdir("/mnt/stamp")
+c.make_fs("vdb", fs="vfat")
+c.mount("vdb", "/mnt/stamp")
+c.exec_command('sudo sh -c "date > /mnt/stamp/timestamp; sync"')
+out["timestamp"] = c.exec_command("sudo cat /mnt/stamp/timestamp")
+c.umount("/mnt/stamp")
+
+
+def until(check):
+    # As scenario/manager.py's check_remote_connectivity: the listener starts in the
+    # background, so the check is tried each second (up to validation.ping_timeout).
+    answers = []
+
+    def connect():
+        try:
+            answers.append(check())
+            return True
+        except SSHExecCommandFailed:
+            return False
+
+    assert test_utils.call_until_true(connect, 120, 1), check
+    return answers[-1]
+
+
+c.nc_listen_host(port=4444, protocol="udp")
+out["udp"] = [until(lambda: c.udp_check("127.0.0.1", port=4444)).strip() for _ in range(2)]
+c.nc_listen_host(port=4445, protocol="tcp")
+out["tcp"] = until(lambda: c.nc_host("127.0.0.1", port=4445))
+out["hostname"] = c.exec_command("hostname")
+out["cpus"] = c.exec_command("grep -c ^processor /proc/cpuinfo")
+out["ip_address"] = c.exec_command("ip address")
+out["curl_version"] = c.exec_command("curl -V")
+out["curl"] = c.exec_command("curl http://10.0.2.100/openstack/latest/meta_data.json")
+out["sync"] = c.exec_command("sync")
+print(json.dumps(out))
+"""
+
+
+@pytest.fixture(scope="module")
+def tempest_venv() -> Path:
+    """The default release's Tempest, as `osception tempest` makes it (once per version,
+    in the machine cache)."""
+    from osception import releases, tempest
+    from osception.devcloud.venv import cache_home
+
+    return tempest.venv(releases.get(releases.DEFAULT_RELEASE), cache_home())
+
+
+def test_tempests_remote_client_runs_its_commands_in_the_guest(guest_image, tempest_venv, tmp_path):
+    key, public = _keypair(tmp_path)
+    second = tmp_path / "vdb.img"
+    second.write_bytes(b"\0" * (32 << 20))
+    (tmp_path / "vda.img").write_bytes(guest.ROOT_DISK)  # Nova's root disk: read by nothing
+    instance = str(uuid.uuid4())
+    vm = Booted(guest_image, tmp_path, instance, "tempest", b"", public_key=public,
+                disks=(tmp_path / "vda.img", second))
+    try:
+        vm.wait_for_ssh(key)
+        driver = tmp_path / "driver.py"
+        driver.write_text(TEMPEST_DRIVER)
+        run = subprocess.run([str(tempest_venv / "bin" / "python"), str(driver), "127.0.0.1",
+                              str(vm.ssh_port), guest.USER, str(key), guest.PASSWORD, "10.0.2.2"],
+                             capture_output=True, text=True, timeout=300)
+        assert run.returncode == 0, run.stderr[-3000:]
+        out = json.loads(run.stdout.splitlines()[-1])
+    finally:
+        vm.stop()
+    assert "1 packets received" in out["ping_host"]
+    assert out["list_disks"] == ["vda", "vdb"]  # the second disk is vdb
+    assert out["get_disks"].splitlines()[0].split()[:6] == ["NAME", "MAJ:MIN", "RM", "SIZE", "RO", "TYPE"]
+    assert "tempest was here" in vm.console()
+    assert out["mac"] == "52:54:00:12:34:56" and out["nic_by_mac"] == out["nic_by_ip"] == "eth0"
+    assert out["ips"] == ["10.0.2.15/24"]  # (and get_dns_servers ran: slirp with restrict=on offers none)
+    assert out["timestamp"].strip() and out["udp"] == ["foolish", "foolish"]
+    assert out["tcp"].strip() == "foolish"
+    assert (out["hostname"].strip(), out["cpus"].strip()) == ("tempest", "1")
+    assert "inet 10.0.2.15/24" in out["ip_address"] and out["curl_version"].startswith("curl")
+    assert json.loads(out["curl"])["uuid"] == instance
 
 
 class FakeImages:

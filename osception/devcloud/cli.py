@@ -240,8 +240,9 @@ def guest_image_name() -> str:
 
 @app.command("guest")
 def guest_image() -> None:
-    """Make the local cloud's guest image from Debian packages (kernel + busybox initramfs)
-    in the machine cache; `osception populate --local-guest` uploads it."""
+    """Make the local cloud's guest image from Debian packages (kernel + initramfs of
+    busybox, dropbear, netcat: it behaves as CirrOS) in the machine cache; `osception
+    populate --local-guest` uploads it."""
     from . import guest
 
     try:
@@ -250,7 +251,8 @@ def guest_image() -> None:
         _fail(str(e))
     for what, path in (("kernel", g.kernel), ("initramfs", g.initrd), ("root disk", g.root)):
         _say(f"{what:10} {path}  ({path.stat().st_size} bytes)")
-    _say(f"{'login':10} {guest.USER} on the serial console, no password")
+    _say(f"{'login':10} {guest.USER} / {guest.PASSWORD} on the serial console and over SSH "
+         "(port 22: hostfwd=tcp:127.0.0.1:2222-:22), or a key of the metadata")
     _say(f"{'boot it':10} qemu-system-x86_64 -accel tcg -m 128 -nographic -kernel {g.kernel} "
          f"-initrd {g.initrd} -append '{guest.COMMAND_LINE}' -netdev user,id=n0,restrict=on,"
-         "hostfwd=tcp:127.0.0.1:8080-:80 -device virtio-net-pci,netdev=n0")
+         "hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:2222-:22 -device virtio-net-pci,netdev=n0")

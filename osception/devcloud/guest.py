@@ -1,13 +1,18 @@
 """A guest image made on this machine from Debian packages only, for the local cloud
-(where no CirrOS download is possible): Debian 12's cloud kernel, unpacked from its
-package (not installed), and a tiny initramfs of busybox-static, the kernel's virtio
-network modules and a hand-written /init (guest/init.sh).
+(where no CirrOS download is possible), that behaves as CirrOS does for Tempest: Debian
+12's cloud kernel, unpacked from its package (not installed), and a tiny initramfs of
+busybox-static, Debian's dropbear and netcat-traditional with the shared libraries they
+load, the kernel's virtio (NIC, disk) and config drive modules, a hand-written /init
+(guest/init.sh) and the commands Tempest's RemoteClient runs that busybox lacks
+(guest/bin/).
 
 The guest takes an address by DHCP, reads the OpenStack metadata when it answers
-(prints the instance id, keeps the user data in /run/user_data), serves one page on
-port 80 (busybox httpd), prints `osception-guest ready <ip>` on ttyS0, runs the user
-data when it is a script (`#!`, as CirrOS does; its output on ttyS0) and gives a login
-prompt there: user USER, no password (root is locked; there is no network login).
+(prints the instance id, takes its hostname, installs its public keys for USER, keeps
+the user data in /run/user_data), serves SSH (dropbear, host keys made at boot) and one
+page on port 80 (busybox httpd), prints `osception-guest ready <ip>` on ttyS0, runs the
+user data when it is a script (`#!`, as CirrOS does; its output on ttyS0) and gives a
+login prompt there. USER logs in with CirrOS's password, on the console and over SSH,
+or with a key of the metadata over SSH, and is root through `sudo` without a password.
 
 For Nova it is three Glance images (IMAGES): the kernel (aki), the ramdisk (ari) and a
 tiny root disk (ami) whose kernel_id and ramdisk_id name them. The libvirt driver boots
@@ -21,6 +26,7 @@ from __future__ import annotations
 import gzip
 import hashlib
 import io
+import os
 import re
 import shutil
 import subprocess
@@ -29,18 +35,44 @@ from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 
+from ..config import DEFAULT_IMAGES
 from .processes import DevcloudError
 from .venv import cache_home
 
 TEMPLATES = Path(str(resources.files(__package__) / "guest"))
 # The kernel: the package Debian 12's cloud kernel meta-package depends on today.
 KERNEL_META = "linux-image-cloud-amd64"
-BUSYBOX = "busybox-static"
-# What the guest needs loaded for its NIC, by kernel config symbol: a module (=m) comes
-# with what its modinfo says it depends on; a built-in one (=y) needs nothing.
-DRIVERS = {"virtio_pci": "CONFIG_VIRTIO_PCI", "virtio_net": "CONFIG_VIRTIO_NET"}
-# The console login (Glance's os_admin_user); no password, root locked.
-USER = "osception"
+# The programs taken from Debian packages, by package: (path in the package, and in the
+# guest). Each comes with the shared libraries it loads, from its package's Depends
+# (recursively), as those packages' own loader resolves them. Debian's dynamic busybox
+# is the userland: its shell runs commands by PATH, so guest/bin's nc is found before
+# the applet (busybox-static's shell runs its own applets first, whatever PATH says).
+BUSYBOX = "bin/busybox"
+PROGRAMS = {"busybox": (BUSYBOX,),
+            "dropbear-bin": ("usr/sbin/dropbear", "usr/bin/dropbearkey"),
+            # nc with UDP and -e, which Tempest's checks use (guest/bin/nc)
+            "netcat-traditional": ("bin/nc.traditional",)}
+# What the guest needs loaded, by kernel config symbol: a module (=m) comes with what
+# its modinfo says it depends on; a built-in one (=y) needs nothing. The NIC; the
+# disks (vda, and vdb when Nova attaches a second); the config drive, an IDE CD-ROM
+# (libvirt's on the pc machine type) with an ISO 9660 or VFAT file system; VFAT for
+# the file system Tempest makes on a volume (mkfs -t vfat), with its code pages.
+DRIVERS = {"virtio_pci": "CONFIG_VIRTIO_PCI", "virtio_net": "CONFIG_VIRTIO_NET",
+           "virtio_blk": "CONFIG_VIRTIO_BLK", "ata_piix": "CONFIG_ATA_PIIX",
+           "sr_mod": "CONFIG_BLK_DEV_SR", "isofs": "CONFIG_ISO9660_FS",
+           "vfat": "CONFIG_VFAT_FS", "nls_cp437": "CONFIG_NLS_CODEPAGE_437",
+           "nls_ascii": "CONFIG_NLS_ASCII"}
+# The applets that need root from any user: `su` (guest/bin/sudo; the dynamic busybox has
+# none) and ping (busybox 1.35 has no unprivileged ICMP sockets), from busybox-static,
+# installed setuid root (its other applets would drop the privilege).
+SETUID_BUSYBOX = "busybox-static"
+SETUID_APPLETS = ("su", "ping", "ping6")
+# Glance's properties of CirrOS (config.DEFAULT_IMAGES): its user, disk and NIC models.
+CIRROS = next(image for image in DEFAULT_IMAGES if image.properties.get("os_distro") == "cirros")
+# The login, on the console and over SSH: CirrOS's user and its published password (a
+# test image's password, as CirrOS's is). Root has no login.
+USER = CIRROS.properties["os_admin_user"]
+PASSWORD = "gocubsgo"
 # Nova boots a kernel_id image with this command line (else root=/dev/vda on tty0, ttyS0
 # and hvc0: the last one would be /dev/console).
 COMMAND_LINE = "console=ttyS0"
@@ -65,8 +97,7 @@ IMAGES = (
     ("osception-guest", "root", "ami"),
 )
 NAME = IMAGES[-1][0]
-PROPERTIES = {"os_distro": "osception-guest", "os_admin_user": USER,
-              "os_command_line": COMMAND_LINE, "hw_vif_model": "virtio", "hw_disk_bus": "virtio"}
+PROPERTIES = {**CIRROS.properties, "os_command_line": COMMAND_LINE}
 # The root disk Nova gives the instance: the guest never reads it (it runs from RAM).
 ROOT_DISK = b"\0" * 512
 
@@ -133,7 +164,7 @@ def _depends(ko: Path) -> list[str]:
     return [d for d in found.group(1).decode().split(",") if d] if found else []
 
 
-def modules(root: Path, version: str) -> list[Path]:
+def modules(root: Path, version: str, drivers: dict[str, str] = DRIVERS) -> list[Path]:
     """The .ko files DRIVERS need, dependencies first."""
     config = kernel_config(root, version)
     base = root / "lib" / "modules" / version
@@ -152,7 +183,7 @@ def modules(root: Path, version: str) -> list[Path]:
             add(dep)
         order.append(by_name[name])
 
-    for name, symbol in DRIVERS.items():
+    for name, symbol in drivers.items():
         state = config.get(symbol)
         if state == "m":
             add(name)
@@ -181,17 +212,25 @@ def _cpio(entries: list[tuple[str, int, bytes, int]]) -> bytes:
 
 
 DIR, FILE, EXEC, LINK, CHAR = 0o040755, 0o100644, 0o100755, 0o120777, 0o020600
+SETUID = 0o4000
+SCRIPTS = TEMPLATES / "bin"  # the commands busybox lacks, into /bin
 
 
-def initramfs(busybox: bytes, applets: list[str], kos: list[Path], user: str = USER) -> bytes:
-    """The gzip'd cpio: busybox and a link per applet in /bin (made here: `busybox
-    --install` at boot costs most of a second under TCG), the modules, /init and its
-    files."""
+def initramfs(files: dict[str, tuple[int, bytes]], applets: list[str], kos: list[Path],
+              password_hash: str, user: str = USER) -> bytes:
+    """The gzip'd cpio: FILES (path -> mode, data: busybox and the other programs of
+    PROGRAMS with their libraries, the setuid busybox), a link per applet in /bin (made
+    here: `busybox --install` at boot costs most of a second under TCG), guest/bin's
+    commands, the modules, /init and its files. USER's password is PASSWORD_HASH;
+    root's is empty, for `su`, but root logs in nowhere (no tty in /etc/securetty;
+    dropbear -w)."""
+    scripts = sorted(p for p in SCRIPTS.iterdir() if p.is_file())
     entries = [(d, DIR, b"", 0) for d in ("bin", "dev", "etc", "lib", "lib/modules", "proc",
-                                           "sys", "run", "root", "home", f"home/{user}")]
+                                           "sys", "run", "root", "home", f"home/{user}", "var")]
     entries += [("tmp", 0o041777, b"", 0),
                 ("dev/console", CHAR, b"", 5 << 8 | 1),  # before devtmpfs: init's stdio
-                ("bin/busybox", EXEC, busybox, 0),
+                ("var/run", LINK, b"../run", 0),
+                ("sbin", LINK, b"bin", 0),  # Tempest's /sbin/... and PATH=$PATH:/sbin
                 ("init", EXEC, (TEMPLATES / "init.sh").read_bytes(), 0),
                 ("etc/udhcpc.script", EXEC, (TEMPLATES / "udhcpc.script").read_bytes(), 0),
                 ("etc/inittab", FILE, (TEMPLATES / "inittab").read_bytes(), 0),
@@ -199,34 +238,110 @@ def initramfs(busybox: bytes, applets: list[str], kos: list[Path], user: str = U
                 ("etc/passwd", FILE, f"root:x:0:0:root:/root:/bin/sh\n"
                                      f"{user}:x:1000:1000:{user}:/home/{user}:/bin/sh\n".encode(), 0),
                 ("etc/group", FILE, f"root:x:0:\n{user}:x:1000:\n".encode(), 0),
-                # An empty password field: busybox login lets the user in without one.
-                ("etc/shadow", 0o100600, f"root:*:1::::::\n{user}::1::::::\n".encode(), 0),
-                ("etc/issue", FILE, b"osception guest (Debian kernel, busybox) \\l\n\n", 0)]
-    entries += [(f"bin/{name}", LINK, b"busybox", 0) for name in applets if name != "busybox"]
+                ("etc/shadow", 0o100600, f"root::1::::::\n{user}:{password_hash}:1::::::\n".encode(), 0),
+                ("etc/securetty", FILE, b"", 0),  # root logs in on no console
+                ("etc/shells", FILE, b"/bin/sh\n", 0),  # dropbear and su check the shell
+                ("etc/issue", FILE, b"osception guest (Debian kernel, busybox, dropbear) \\l\n\n", 0)]
+    have = {name for name, *_ in entries}
+    for path, (mode, data) in sorted(files.items()):
+        parents = [str(p) for p in reversed(Path(path).parents) if str(p) != "."]
+        entries += [(d, DIR, b"", 0) for d in parents if d not in have]
+        have.update(parents)
+        entries.append((path, mode, data, 0))
+    scripted = {p.name for p in scripts}
+    entries += [(f"bin/{name}", LINK, SETUID_BUSYBOX.encode() if name in SETUID_APPLETS else b"busybox", 0)
+                for name in sorted(set(applets) | set(SETUID_APPLETS))
+                if name != "busybox" and name not in scripted]
+    entries += [(f"bin/{p.name}", EXEC, p.read_bytes(), 0) for p in scripts]
     entries += [(f"lib/modules/{ko.stem}.ko", FILE, ko.read_bytes(), 0) for ko in kos]
     return gzip.compress(_cpio(entries), compresslevel=9, mtime=0)
 
 
+def _package_depends(deb: Path) -> list[str]:
+    """The packages DEB depends on (Depends and Pre-Depends; the first of alternatives)."""
+    fields = _run(["dpkg-deb", "-f", str(deb), "Pre-Depends", "Depends"])
+    names = []
+    for line in fields.splitlines():
+        for dep in line.partition(":")[2].split(","):
+            name = dep.split("|")[0].split("(")[0].strip().split(":")[0]
+            if name:
+                names.append(name)
+    return names
+
+
+def programs(debs: Path, tmp: Path) -> tuple[dict[str, tuple[int, bytes]], list[str]]:
+    """PROGRAMS and the shared libraries each loads: path in the guest -> (mode, data).
+    Their packages and what those depend on are extracted into one tree; the libraries
+    are what that tree's own loader (libc6's) lists for each program, all from the tree.
+    Also busybox's applets, as it lists them (run by that loader)."""
+    tree = tmp / "programs"
+    seen: set[str] = set()
+    todo = list(PROGRAMS)
+    while todo:
+        package = todo.pop()
+        if package in seen:
+            continue
+        seen.add(package)
+        deb = download(package, debs)
+        extract(deb, tree)
+        todo += _package_depends(deb)
+    loader = tree / "lib64" / "ld-linux-x86-64.so.2"
+    libdirs = ":".join(str(tree / d) for d in ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"))
+    out: dict[str, tuple[int, bytes]] = {}
+    for paths in PROGRAMS.values():
+        for path in paths:
+            out[path] = (EXEC, (tree / path).read_bytes())
+            listed = _run([str(loader), "--library-path", libdirs, "--list", str(tree / path)])
+            for lib in re.findall(r"(\S+) \(0x", listed):
+                if lib.startswith("linux-vdso"):
+                    continue  # the kernel's
+                lib = Path(lib)
+                if tree not in lib.parents:
+                    raise DevcloudError(f"{path} loads {lib}, which no package it depends on "
+                                        "ships")
+                out[str(lib.relative_to(tree))] = (EXEC, lib.read_bytes())
+    applets = _run([str(loader), "--library-path", libdirs, str(tree / BUSYBOX), "--list"]).split()
+    return out, applets
+
+
+def password_hash(busybox: Path, password: str = PASSWORD) -> str:
+    """PASSWORD as /etc/shadow has it (SHA-512 crypt), by busybox's mkpasswd (BUSYBOX:
+    busybox-static, an amd64 binary as this machine); a fixed salt
+    keeps the initramfs reproducible (the password is a published one)."""
+    return _run([str(busybox), "mkpasswd", "-m", "sha512", password, "osception"]).strip()
+
+
 def build(dest: Path | None = None, user: str = USER) -> Guest:
     """Make (or refresh) the guest in DEST (default: the machine cache). The packages
-    are downloaded once; the initramfs is remade from them (well under a second)."""
+    are downloaded once; the initramfs is remade from them (a second or two) and
+    replaces the cached one when its bytes differ, so a changed /init or script reaches
+    the next upload (whose sha256 then differs)."""
     dest = dest or cache_dir()
     package = kernel_package()
     version = package.removeprefix("linux-image-")
     kernel = dest / f"vmlinuz-{version}"
     initrd = dest / f"initrd-{version}.gz"
+    debs = dest / "debs"
     with tempfile.TemporaryDirectory(prefix="osception-guest-") as tmp:
-        root = extract(download(package, dest / "debs"), Path(tmp) / "kernel")
-        bb = extract(download(BUSYBOX, dest / "debs"), Path(tmp) / "busybox") / "bin" / "busybox"
-        applets = _run([str(bb), "--list"]).split()  # a static amd64 binary, as this machine
-        data = initramfs(bb.read_bytes(), applets, modules(root, version), user)
+        root = extract(download(package, debs), Path(tmp) / "kernel")
+        static = extract(download(SETUID_BUSYBOX, debs), Path(tmp) / "static") / "bin" / "busybox"
+        files, applets = programs(debs, Path(tmp))
+        files[f"bin/{SETUID_BUSYBOX}"] = (EXEC | SETUID, static.read_bytes())
+        data = initramfs(files, applets, modules(root, version), password_hash(static), user)
         _install(root / "boot" / f"vmlinuz-{version}", kernel)
     if not initrd.exists() or initrd.read_bytes() != data:
-        initrd.write_bytes(data)
+        _write(initrd, data)
     root = dest / "root.img"
     if not root.exists() or root.read_bytes() != ROOT_DISK:
-        root.write_bytes(ROOT_DISK)
+        _write(root, ROOT_DISK)
     return Guest(version, kernel, initrd, root)
+
+
+def _write(path: Path, data: bytes) -> None:
+    """Replace PATH at once (another build may be reading it: the cache is the machine's)."""
+    part = path.with_name(f".{path.name}.{os.getpid()}")
+    part.write_bytes(data)
+    os.replace(part, path)
 
 
 def _install(src: Path, dst: Path) -> None:

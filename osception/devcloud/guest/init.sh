@@ -1,10 +1,12 @@
 #!/bin/sh
-# /init of the osception guest: a Debian cloud kernel and busybox, nothing else.
-# Loads the virtio network driver, takes an address by DHCP, reads the OpenStack
-# metadata when it answers, serves one page on port 80, says it is ready on ttyS0, runs
-# its user data if that is a script, and hands over to busybox init for the login
-# prompt there (/etc/inittab).
-export PATH=/bin  # busybox and a link per applet
+# /init of the osception guest: a Debian cloud kernel, busybox, Debian's dropbear and
+# netcat, nothing else, behaving as CirrOS does for Tempest. Loads the virtio drivers
+# (NIC, disks) and what a config drive needs, starts the SSH server, takes an address
+# by DHCP, reads the OpenStack metadata when it answers (instance id, hostname, the
+# public keys for the user, user data), serves one page on port 80, says it is ready
+# on ttyS0, runs its user data if that is a script, and hands over to busybox init for
+# the login prompt there (/etc/inittab).
+export PATH=/bin:/usr/bin:/usr/sbin  # busybox and a link per applet; dropbear
 
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
@@ -14,16 +16,40 @@ mount -t devpts devpts /dev/pts
 
 say() { echo "osception-guest: $*" >/dev/ttyS0; }
 
-# The virtio modules of the kernel package, in load order (dependencies first).
+# The modules of the kernel package (etc/modules: virtio NIC and disks, config drive),
+# in load order (dependencies first).
 while read -r module; do
   insmod "/lib/modules/$module.ko" || say "insmod $module failed"
 done </etc/modules
 
+# The image's one user (uid 1000, /etc/passwd): its home is made root's in the cpio.
+user=$(awk -F: '$3 == 1000 { print $1 }' /etc/passwd)
+chown -R "$user:$user" "/home/$user"
+
+# SSH: host keys made now (the guest runs from RAM: every boot is a first boot), then
+# the server, in the background while DHCP and the metadata go on: dropbearkey waits for
+# the kernel's random pool, which takes seconds to fill under TCG. No root login (-w);
+# the user by password or by a key of the metadata (below).
+(
+  mkdir -p /etc/dropbear
+  keys=
+  for type in ed25519 ecdsa; do
+    if dropbearkey -t "$type" -f "/etc/dropbear/dropbear_${type}_host_key" >/dev/null 2>&1; then
+      keys="$keys -r /etc/dropbear/dropbear_${type}_host_key"
+    else
+      say "dropbearkey -t $type failed"
+    fi
+  done
+  # shellcheck disable=SC2086  # the -r options
+  dropbear -w $keys || say "dropbear failed"
+) &
+
 hostname osception-guest
 ip link set lo up
 ip link set eth0 up
-# The lease is applied by /etc/udhcpc.script; udhcpc stays in the background to renew it.
-if ! udhcpc -i eth0 -s /etc/udhcpc.script -t 15 -T 2 -n >/dev/null 2>&1; then
+# The lease is applied by /etc/udhcpc.script; udhcpc stays in the background to renew it
+# (its pid where Tempest's renew_lease reads it: /var/run/udhcpc.<nic>.pid).
+if ! udhcpc -i eth0 -s /etc/udhcpc.script -p /run/udhcpc.eth0.pid -t 15 -T 2 -n >/dev/null 2>&1; then
   say "no DHCP lease on eth0"
 fi
 ip=$(cat /run/ip 2>/dev/null)
@@ -51,6 +77,18 @@ if [ -s /run/meta_data.json ]; then
   name=$(sed -n 's/.*"hostname": *"\([^".]*\).*/\1/p' /run/meta_data.json)
   [ -n "$name" ] && hostname "$name"
   say "instance-id ${uuid:-unknown}"
+  # The instance's public keys (the "public_keys" object: name -> key), for the user,
+  # as CirrOS installs them.
+  sed -n 's/.*"public_keys": *{\([^}]*\)}.*/\1/p' /run/meta_data.json \
+    | grep -oE ': *"[^"]*"' | sed 's/^: *"//; s/"$//; s/\\n$//' >/run/public_keys
+  if [ -s /run/public_keys ]; then
+    mkdir -p "/home/$user/.ssh"
+    cp /run/public_keys "/home/$user/.ssh/authorized_keys"
+    chmod 700 "/home/$user/.ssh"
+    chmod 600 "/home/$user/.ssh/authorized_keys"
+    chown -R "$user:$user" "/home/$user/.ssh"
+    say "$(wc -l </run/public_keys) public key(s) for $user"
+  fi
   if timeout 20 wget -q -O /run/user_data "$metadata/openstack/latest/user_data"; then
     say "user data in /run/user_data ($(wc -c </run/user_data) bytes)"
   else
