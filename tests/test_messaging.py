@@ -40,16 +40,16 @@ def _on_the_bus(release: str, state_home) -> dict[str, tuple[configparser.Config
     network node's (RabbitMQ's TLS listener)."""
     cfg = config.Config(release=release)
     sec = secrets.ensure(state_home / cfg.name, cfg.name)
+    plan = render.build(cfg, sec)
     out = {}
     ep = endpoints.controller("203.0.113.10.sslip.io", "203.0.113.10")
-    for name, text in service_config(cfg, sec, ep).items():
+    for name, text in service_config(cfg, plan.release, sec, ep).items():
         out[f"controller:{name}"] = (_parse(text), False)
-    plan = render.build(cfg, sec)
     addr = topology.placeholder_addresses(cfg)
     for node in plan.nodes:
         if node.name in ("compute-0", "network-0"):
-            for dest, text in node_config(cfg, sec, node, addr[node.name],
-                                                 plan.node_endpoints()).items():
+            for dest, text in node_config(cfg, plan.release, sec, node, addr[node.name],
+                                          plan.node_endpoints()).items():
                 out[f"{node.name}:{dest}"] = (_parse(text), True)
     return {label: v for label, v in out.items() if v[0].has_option("DEFAULT", "transport_url")}
 

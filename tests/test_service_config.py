@@ -28,7 +28,7 @@ def _files(release, state_home):
     out = []
     # The control plane, whole (before the secret split), as its services read it.
     ep = endpoints.controller("203.0.113.10.sslip.io", "203.0.113.10")
-    for name, text in service_config(cfg, sec, ep).items():
+    for name, text in service_config(cfg, releases.get(cfg.release), sec, ep).items():
         out.append((name, text, name))
     # A compute and a network node, on each Open vSwitch datapath.
     plan = render.build(cfg, sec)
@@ -37,7 +37,7 @@ def _files(release, state_home):
         node_cfg = cfg.model_copy(update={"ovs_datapath": datapath})
         for node in plan.nodes:
             if node.name in ("compute-0", "network-0"):
-                files = node_config(node_cfg, sec, node, addr[node.name], plan.node_endpoints())
+                files = node_config(node_cfg, plan.release, sec, node, addr[node.name], plan.node_endpoints())
                 for dest, text in files.items():
                     base = dest.rsplit("/", 1)[1]
                     kind = "nova.conf" if base.startswith("nova") else base
@@ -71,8 +71,8 @@ def test_validators_catch_a_bad_key_and_a_bad_value(release, release_venv, tmp_p
     cfg = config.Config(release=release)
     sec = secrets.ensure(state_home / cfg.name, cfg.name)
     ep = endpoints.controller("x.sslip.io", "203.0.113.10")
-    nova = service_config(cfg, sec, ep)["nova.conf"]
-    ml2 = service_config(cfg, sec, ep)["ml2_conf.ini"]
+    nova = service_config(cfg, releases.get(cfg.release), sec, ep)["nova.conf"]
+    ml2 = service_config(cfg, releases.get(cfg.release), sec, ep)["ml2_conf.ini"]
     ours = releases.get(release).ml2_project_network_types_option
     other = ({"tenant_network_types", "project_network_types"} - {ours}).pop()
     cases = [
@@ -103,7 +103,7 @@ def test_user_overrides_are_validated_too(release, release_venv, tmp_path, state
     p.write_text(f"release: '{release}'\n" "overrides: {neutron.conf: {DEFAULT: {rpc_workers: 4}}, nova.conf: {quota: {instances: 40}}}\n")
     cfg = config.load(p)
     sec = secrets.ensure(state_home / cfg.name, cfg.name)
-    confs = service_config(cfg, sec, endpoints.local())
+    confs = service_config(cfg, releases.get(cfg.release), sec, endpoints.local())
     for name in ("neutron.conf", "nova.conf"):
         f = tmp_path / name
         f.write_text(confs[name])
@@ -142,7 +142,7 @@ def test_glance_web_download_fetches_only_from_the_image_hosts(release, release_
         {"name": f"i{n}", "url": url} for n, url in enumerate(images)]}})
     sec = secrets.ensure(state_home / cfg.name, cfg.name)
     ep = endpoints.controller("203.0.113.10.sslip.io", "203.0.113.10")
-    conf = service_config(cfg, sec, ep)["glance-api.conf"]
+    conf = service_config(cfg, releases.get(cfg.release), sec, ep)["glance-api.conf"]
     assert "allowed_hosts = [198.51.100.7,2001:db8::7]" in conf
     assert "allowed_ports = [80,443,8443]" in conf
     refused = ["http://169.254.169.254/openstack/latest/user_data",  # the outer metadata service
@@ -158,10 +158,10 @@ def test_import_hosts_replace_the_image_hosts_and_no_host_turns_web_download_off
     cfg = config.Config.model_validate({"release": release, "overcloud": {"import_hosts": ["images.example.org"]}})
     sec = secrets.ensure(state_home / cfg.name, cfg.name)
     ep = endpoints.controller("203.0.113.10.sslip.io", "203.0.113.10")
-    conf = service_config(cfg, sec, ep)["glance-api.conf"]
+    conf = service_config(cfg, releases.get(cfg.release), sec, ep)["glance-api.conf"]
     assert "allowed_hosts = [images.example.org]" in conf
     off = config.Config.model_validate({"release": release, "overcloud": {"images": []}})
-    conf = service_config(off, sec, ep)["glance-api.conf"]
+    conf = service_config(off, releases.get(off.release), sec, ep)["glance-api.conf"]
     # An empty allowed_hosts would let Glance fetch from anywhere: the method is off.
     assert "enabled_import_methods = [glance-direct]\n" in conf
     # What an empty filter would admit, hence the method off: the metadata service up to
@@ -221,7 +221,7 @@ def test_glance_fetches_every_default_image_through_its_hosts_redirects(
                      "import_hosts": [image_hosts.STAND_IN[h] for h in hosts]}
         cfg = config.Config.model_validate({"release": release, "overcloud": overcloud},
                                            context=config.LOCAL_IMAGE_HOSTS)
-        return service_config(cfg, sec, ep)["glance-api.conf"]
+        return service_config(cfg, releases.get(cfg.release), sec, ep)["glance-api.conf"]
 
     with image_hosts.serve(urls) as seen:
         got = _glance_fetch(release_venv, conf(defaults.overcloud.web_download["hosts"]), tmp_path, *local)

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from osception import config, endpoints, secrets, services
+from osception import config, endpoints, releases, secrets, services
 from osception.render.conf import service_config
 
 REPO = Path(__file__).resolve().parent.parent
@@ -59,7 +59,7 @@ def calls_by_user(release, state_home) -> dict[str, list[tuple[str, str, dict]]]
     """{service user: the calls made with it}, the user read from the rendered files."""
     cfg = config.Config(release=release)
     sec = secrets.ensure(state_home / cfg.name, cfg.name)
-    conf = service_config(cfg, sec, endpoints.controller("203.0.113.10.sslip.io", "203.0.113.10"))
+    conf = service_config(cfg, releases.get(cfg.release), sec, endpoints.controller("203.0.113.10.sslip.io", "203.0.113.10"))
     out: dict[str, list] = {}
     for (name, section), calls in NEEDS.items():
         parser = configparser.ConfigParser(interpolation=None, strict=False)

@@ -71,14 +71,13 @@ def local_endpoints(public_domain: str | None = None) -> endpoints.Endpoints:
     return dataclasses.replace(ep, public=endpoints.public_urls(public_domain))
 
 
-def compute_conf(cfg: Config, secrets: Secrets, layout: Layout) -> str:
+def compute_conf(cfg: Config, release: releases.Release, secrets: Secrets, layout: Layout) -> str:
     """The nova.conf the devcloud's nova-compute reads: a compute node's exactly as
     render.conf.node_config() makes it (the user's nova.conf overrides included), with the
-    devcloud's local endpoints, then the devcloud-only overrides."""
+    devcloud's local endpoints, then the devcloud-only overrides (`release`: the config's)."""
     node = topology.Node("devcloud-compute", "compute", flavor="", image="", index=0)
-    files = node_config(cfg, secrets, node, topology.Address(HOST, ""), local_endpoints())
-    return ini.merge(files[COMPUTE_NODE_NOVA_CONF],
-                     overrides(layout, releases.get(cfg.release))["nova-compute.conf"])
+    files = node_config(cfg, release, secrets, node, topology.Address(HOST, ""), local_endpoints())
+    return ini.merge(files[COMPUTE_NODE_NOVA_CONF], overrides(layout, release)["nova-compute.conf"])
 
 
 def devcloud_config(cfg: Config, layout: Layout, nodes: bool = False) -> Config:
@@ -111,8 +110,9 @@ def plan(cfg: Config, secrets: Secrets, layout: Layout, nodes: bool = False) -> 
 def rendered(cfg: Config, secrets: Secrets, layout: Layout) -> dict[str, str]:
     """{file name: text}: each service config file whole (as the ConfigMap file and its
     secrets.conf drop-in read together), and a compute node's nova.conf."""
-    files = service_config(devcloud_config(cfg, layout), secrets, local_endpoints())
-    files["nova-compute.conf"] = compute_conf(cfg, secrets, layout)
+    release = releases.get(cfg.release)
+    files = service_config(devcloud_config(cfg, layout), release, secrets, local_endpoints())
+    files["nova-compute.conf"] = compute_conf(cfg, release, secrets, layout)
     return files
 
 
@@ -120,7 +120,8 @@ def write(cfg: Config, secrets: Secrets, layout: Layout, venv: Path, nodes: bool
     """Every file the devcloud's processes read: the volumes of the pods it runs, what
     their config.json copies to etc/<project>/, as Kolla's set_configs does, and the
     ingress's arguments and routes (ingress.py)."""
-    plan_files = plan(cfg, secrets, layout, nodes).files
+    p = plan(cfg, secrets, layout, nodes)
+    plan_files = p.files
     man = Manifests(plan_files, with_nodes=nodes)
     local = Local(layout, venv)
     written: set[Path] = set(ingress.write(layout, plan_files, man, deployments(man)))
@@ -144,7 +145,7 @@ def write(cfg: Config, secrets: Secrets, layout: Layout, venv: Path, nodes: bool
     if nodes:  # the nodes run nova-compute, each with its own nova.conf
         (layout.etc("") / COMPUTE_CONF).unlink(missing_ok=True)
     else:  # the devcloud's own, on the fake driver
-        write_private(layout.etc("") / COMPUTE_CONF, compute_conf(cfg, secrets, layout))
+        write_private(layout.etc("") / COMPUTE_CONF, compute_conf(cfg, p.release, secrets, layout))
     for service in uwsgi_apis(man):
         (layout.apps / f"{service}_app.py").write_text(app_module(layout, man, venv, service))
     for path in (layout.data("glance") / d for d in ("images", "staging", "tasks_work_dir")):

@@ -531,8 +531,8 @@ class LocalNodes:
         """`bake`: make the baked node image first if missing. The nodes boot on it when
         it exists and base_images is baked (as `up` boots a cloud's baked image)."""
         self.ensure_host()
-        base = self.base(releases.get(cfg.release).node_os.codename)
         p = plan(cfg, secrets)
+        base = self.base(p.release.node_os.codename)
         note = source_note(cfg)
         if note:
             self.say(note)

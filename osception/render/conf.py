@@ -45,10 +45,10 @@ def _ini(cfg: Config, template: str, name: str, **context) -> str:
     return ini.merge(text, cfg.overrides[name]) if name in cfg.overrides else text
 
 
-def service_config(cfg: Config, secrets: Secrets, ep: endpoints.Endpoints,
+def service_config(cfg: Config, release: releases.Release, secrets: Secrets, ep: endpoints.Endpoints,
                    names=services.CONTROLLER_INI, mtu: int = DEFAULT_MTU) -> dict[str, str]:
-    """Render the control plane's INI files for one place, with the user's overrides."""
-    release = releases.get(cfg.release)
+    """Render the control plane's INI files for one place, with the user's overrides
+    (`release`: the config's, as the plan resolved it)."""
     context = dict(
         ep=ep,
         secrets=secrets,
@@ -68,10 +68,11 @@ def control_host(cfg: Config) -> str:
     return next(n.name for n in nodes(cfg) if n.role == "controller")
 
 
-def node_config(cfg: Config, secrets: Secrets, node: Node, address: Address,
+def node_config(cfg: Config, release: releases.Release, secrets: Secrets, node: Node, address: Address,
                 ep: endpoints.Endpoints) -> dict[str, str]:
     """The config files of a compute or network node, keyed by their path on the node
-    (`ep`: where it reaches the controller, Plan.node_endpoints())."""
+    (`release`: the config's, as the plan resolved it; `ep`: where it reaches the
+    controller, Plan.node_endpoints())."""
     context = dict(
         ep=ep,
         secrets=secrets,
@@ -80,7 +81,7 @@ def node_config(cfg: Config, secrets: Secrets, node: Node, address: Address,
         node={"name": node.name, "role": node.role, "ip": address.ip},
         ovs_datapath=cfg.ovs_datapath,
         bindir=node_bindir(cfg),
-        release=releases.get(cfg.release),
+        release=release,
     )
     files = {f.dest: _ini(cfg, f.template, f.name, **context)
              for f in services.NODE_FILES[node.role]}

@@ -35,7 +35,7 @@ def add_controller(plan: Plan, secrets: Secrets, ep: endpoints.Endpoints | None 
     cfg, release, ip, domain, mtu = plan.cfg, plan.release, plan.controller_ip, plan.domain, plan.mtu
     ep = ep or endpoints.controller(domain, ip)
     # Service config: split so that no secret value ever reaches a ConfigMap.
-    full = service_config(cfg, secrets, ep, mtu=mtu)
+    full = service_config(cfg, release, secrets, ep, mtu=mtu)
     hidden = secret_values(secrets)
     conf, conf_secret = {}, {}
     for name, text in full.items():

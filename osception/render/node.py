@@ -43,7 +43,7 @@ def _data_plane_node(plan: Plan, secrets: Secrets, hidden: list[str], node: Node
     """compute-N / network-N: config files, the playbooks and their variables, user data."""
     cfg, release = plan.cfg, plan.release
     ep = plan.node_endpoints()
-    files = node_config(cfg, secrets, node, address, ep)
+    files = node_config(cfg, release, secrets, node, address, ep)
     for dest, text in files.items():
         rel = f"{node.name}/config/{dest.rsplit('/', 1)[1]}"
         plan.files[rel] = text
