@@ -20,9 +20,6 @@ ALLOWED = {
     ("osception.cli", "osception.devcloud.cli"):
         "the command line mounts `osception devcloud` as its sub-app; the same module gives "
         "`populate/smoke --local-guest` the guest image the devcloud makes",
-    ("osception.render", "osception.devcloud.venv"):
-        "until render reads the locks from osception.locks (issue 25: render is being split "
-        "into a package); then this line goes",
 }
 
 

@@ -228,8 +228,6 @@ STATE_NAMES = ("id_ed25519", "ssh/known_hosts", "resources.json", "timings.json"
 # Modules that may still spell one, each with why.
 SPELLED_ELSEWHERE = {
     "osception/state.py": "the layout itself",
-    "osception/render": "its messages name secrets.yaml and resources.json: they go to state.Layout with the "
-                        "render split under way (issue 25)",
 }
 
 

@@ -39,11 +39,6 @@ def site_packages(venv: Path) -> Path:
     return found[-1]
 
 
-def lock_file(release: str) -> Path:
-    # Until render reads osception.locks itself (issue 25: render is being split).
-    return locks.path(release)
-
-
 def ensure(layout: Layout, release: str, venv: Path) -> None:
     """Build (or keep, when its stamp matches the lock) the venv, then add the ML2 driver."""
     log = layout.log("venv")

@@ -16,6 +16,9 @@ from typing import TYPE_CHECKING
 
 import yaml
 
+from ..errors import OsceptionError
+from ..state import Layout
+
 if TYPE_CHECKING:
     from .plan import Plan
 
@@ -24,7 +27,7 @@ if TYPE_CHECKING:
 SafeLoader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
 
-class PlanError(ValueError):
+class PlanError(OsceptionError, ValueError):
     """A rendered file that does not parse back: one line naming it, never its content."""
 
 
@@ -35,7 +38,7 @@ class PlanError(ValueError):
 NOVA_USER_DATA_LIMIT = 65535
 
 
-class UserDataTooLarge(ValueError):
+class UserDataTooLarge(OsceptionError, ValueError):
     """A node's user data over Nova's limit: the server could never be created."""
 
 
@@ -134,7 +137,7 @@ def check_file(rel: str, text: str) -> bool:
             return False
     except (yaml.YAMLError, configparser.Error, ValueError, RecursionError) as e:
         raise PlanError(f"{rel}: the rendered file does not parse ({_problem(e)}); "
-                        "a value in osception.yaml or secrets.yaml broke it") from None
+                        f"a value in osception.yaml or {Layout.SECRETS} broke it") from None
     return True
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
+from ..state import Layout
 from .checks import PlanError
 
 # osception/templates/: the folder the loader below reads (tests run its scripts).
@@ -36,7 +37,7 @@ def _finalize(context, value):
     a new YAML key, INI option or shell command (a node's user data, its nova.conf)."""
     if isinstance(value, str) and not isinstance(value, Block) and LINE_BREAK.search(value):
         raise PlanError(f"{context.name}: a value holding a line break where one line goes "
-                        "(a value in osception.yaml, secrets.yaml or resources.json)")
+                        f"(a value in osception.yaml, {Layout.SECRETS} or {Layout.RESOURCES})")
     if isinstance(value, str) and not isinstance(value, Block) and _is_ini(context.name):
         # oslo.config substitutes `$name` / `${group.name}` with another option's value
         # (a `$` alone fails the service); `$$` is its literal dollar.

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from .. import endpoints, releases, services
+from .. import endpoints, locks, releases, services
 from .. import secrets as secrets_mod
 from ..config import METADATA_ADDRESSES, Config
 from ..secrets import Secrets
@@ -185,10 +185,8 @@ def node_units(cfg: Config, release: releases.Release, role: str) -> dict[str, s
 
 
 def node_lock(release: releases.Release) -> str:
-    """The release's lock (the devcloud's): a pypi node's pip constraints."""
-    from ..devcloud.venv import lock_file
-
-    return lock_file(release.name).read_text()
+    """The release's lock (osception/locks/): a pypi node's pip constraints."""
+    return locks.read(release.name)
 
 
 class _AnsibleVarsDumper(yaml.SafeDumper):
