@@ -23,7 +23,7 @@ from .conf import secret_values, service_config
 from .env import render_template, script, templates, tojson
 from .layout import BAKED_STAMP, CONTROLLER_ARCHIVE, DIAGNOSER, K3S_EXEC, NAMESPACE, NODE_ETC, bake_id
 from .patches import controller_patches
-from .rollout import day2
+from .rollout import containers, day2, pod_specs
 
 if TYPE_CHECKING:
     from .plan import Plan
@@ -203,20 +203,5 @@ def archive(plan: Plan, members: dict[str, str]) -> bytes:
 
 def kolla_images(plan: Plan) -> list[str]:
     """Every container image the control plane's manifests name, once."""
-    found = set()
-
-    def walk(value):
-        if isinstance(value, dict):
-            for key in ("containers", "initContainers"):
-                found.update(c["image"] for c in value.get(key) or [] if isinstance(c, dict) and "image" in c)
-            for v in value.values():
-                walk(v)
-        elif isinstance(value, list):
-            for v in value:
-                walk(v)
-
-    for rel, text in plan.files.items():
-        if rel.startswith("k8s-0/manifests/"):
-            for document in yaml.safe_load_all(text):
-                walk(document)
-    return sorted(found)
+    return sorted({c["image"] for rel, text in plan.files.items() if rel.startswith("k8s-0/manifests/")
+                   for _, spec in pod_specs(yaml.safe_load_all(text)) for c in containers(spec)})

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable, Iterator
 
 import yaml
 
@@ -45,6 +46,24 @@ def referenced_config(pod: dict) -> list[tuple[str, str]]:
     return sorted(refs)
 
 
+# The kinds whose spec holds a pod template (the plan makes no DaemonSet or CronJob).
+WORKLOADS = ("Deployment", "StatefulSet", "Job")
+
+
+def pod_specs(docs: Iterable[dict]) -> Iterator[tuple[dict, dict]]:
+    """(document, its pod template's spec) of every workload among the documents."""
+    for d in docs:
+        if d and d["kind"] in WORKLOADS:
+            yield d, d["spec"]["template"]["spec"]
+
+
+def containers(spec: dict, init: bool | None = None) -> list[dict]:
+    """A pod spec's init containers, then its containers; init=True the init ones
+    only, init=False the others only."""
+    return ([] if init is False else spec.get("initContainers") or []) + \
+        ([] if init is True else spec.get("containers") or [])
+
+
 def day2(manifests: dict[str, str]) -> dict[str, str]:
     """Make `kubectl apply` of a new plan on a running controller do the right thing:
 
@@ -71,7 +90,7 @@ def day2(manifests: dict[str, str]) -> dict[str, str]:
     jobs = {}
     for name, ds in loaded.items():
         for k, d in enumerate(ds):
-            if d and d["kind"] in ("Deployment", "StatefulSet", "Job"):
+            if d and d["kind"] in WORKLOADS:
                 pod = d["spec"]["template"]
                 read = [objects[r] for r in referenced_config(pod["spec"])]
                 checksum = digest([[o["kind"], o["metadata"]["name"], o.get("data"), o.get("stringData")]
