@@ -198,12 +198,22 @@ def run(t: Target, tempest_venv: Path, conf: str, selection: list[str], concurre
                            stderr=subprocess.PIPE)
     if r.returncode or (run_dir / SUBUNIT).stat().st_size == 0:
         raise TempestError(f"tempest ran no test: see {run_dir / 'tempest.out'}")
-    with open(run_dir / SUBUNIT, "rb") as f:  # exit 1 when a test failed: the XML is whole
+    reports(bin_, run_dir)
+    return run_dir
+
+
+def reports(bin_: Path, run_dir: Path) -> None:
+    """The run's subunit stream as JUnit XML (subunit2junitxml) and HTML (subunit2html)."""
+    # Exit 1 when a test failed, the XML whole; some releases' python-subunit also prints
+    # a traceback at the end (its result lacks wasSuccessful) after writing it. Its
+    # stderr goes to a file of the run: only a missing or empty XML is a failure.
+    with open(run_dir / SUBUNIT, "rb") as f, open(run_dir / "subunit2junitxml.err", "wb") as err:
         subprocess.run([str(bin_ / "subunit2junitxml"), "--no-passthrough", "-o", str(run_dir / JUNIT)],
-                       stdin=f, stdout=subprocess.DEVNULL)
+                       stdin=f, stdout=subprocess.DEVNULL, stderr=err)
+    if not (run_dir / JUNIT).exists() or (run_dir / JUNIT).stat().st_size == 0:
+        raise TempestError(f"no JUnit report from the run's subunit stream: see {run_dir / 'subunit2junitxml.err'}")
     subprocess.run([str(bin_ / "subunit2html"), str(run_dir / SUBUNIT), str(run_dir / HTML)],
                    stdout=subprocess.DEVNULL, check=True)
-    return run_dir
 
 
 def find_run(home: Path, name: str) -> Path:

@@ -86,6 +86,40 @@ def test_outcomes_and_summary_from_a_junit_report(tmp_path):
     assert tempest_results.summarize(results).line() == "ran 5: 2 passed, 1 failed, 2 skipped"
 
 
+def _report_tools(bin_: Path, junit_script: str) -> None:
+    """Stand-ins (mocks, named so) for the Tempest venv's subunit2junitxml and
+    subunit2html: the real ones need the venv, which the slow test builds and runs."""
+    bin_.mkdir()
+    for name, body in (("subunit2junitxml", junit_script), ("subunit2html", 'echo "<html/>" > "$2"\n')):
+        (bin_ / name).write_text("#!/bin/sh\n" + body)
+        (bin_ / name).chmod(0o755)
+
+
+def test_reports_keep_subunit2junitxml_noise_in_a_file_and_fail_only_without_the_xml(tmp_path, capfd):
+    """2025.1's python-subunit writes the XML, then a traceback (its result has no
+    wasSuccessful) and exit 1: the run is fine, the noise goes to a file of the run.
+    No XML at all is one clear error naming that file."""
+    run_dir = tmp_path / "run"
+    run_dir.mkdir()
+    (run_dir / tempest.SUBUNIT).write_bytes(b"subunit")
+    _report_tools(tmp_path / "bin", 'while [ "$1" != -o ]; do shift; done\n'
+                  f"printf '%s' '{JUNIT}' > \"$2\"\n"
+                  "echo \"AttributeError: 'TestResult' object has no attribute 'wasSuccessful'\" >&2\nexit 1\n")
+    tempest.reports(tmp_path / "bin", run_dir)
+    assert "wasSuccessful" not in capfd.readouterr().err
+    assert "wasSuccessful" in (run_dir / "subunit2junitxml.err").read_text()
+    assert tempest_results.summarize(tempest_results.outcomes(run_dir / tempest.JUNIT)).line() == \
+        "ran 5: 2 passed, 1 failed, 2 skipped"
+    assert (run_dir / tempest.HTML).exists()
+
+    broken = tmp_path / "broken"
+    broken.mkdir()
+    (broken / tempest.SUBUNIT).write_bytes(b"subunit")
+    _report_tools(tmp_path / "bin2", "echo 'Traceback: boom' >&2\nexit 1\n")
+    with pytest.raises(tempest.TempestError, match="no JUnit report .*subunit2junitxml.err"):
+        tempest.reports(tmp_path / "bin2", broken)
+
+
 def test_compare_lists_changed_and_missing_tests_only():
     a = {"t.one": "passed", "t.two": "failed", "t.three": "skipped"}
     b = {"t.one": "passed", "t.two": "passed", "t.four": "failed"}
