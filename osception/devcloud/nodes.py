@@ -365,31 +365,24 @@ class LocalNodes:
                                       f"CacheDir={cache}", f"LogDir={logs}",
                                       f"PidFile={self.layout.root / 'run' / 'apt-cacher-ng.pid'}"],
                     port=APT_PROXY_PORT)
-        tls_dir = self.dir / "relay"
-        tls_dir.mkdir(parents=True, exist_ok=True)
-        write_private(tls_dir / "cert.pem", p.ingress.chain)
-        write_private(tls_dir / "key.pem", p.ingress.key)
+        relay_dir = self.dir / "relay"
+        relay_dir.mkdir(parents=True, exist_ok=True)
         ip = p.controller_ip
-        # servicelb's part: each port of Traefik's Service, as raw TCP to its entry point
-        # (ingress.py); TLS, names and redirects are Traefik's.
         routes = [
-            *({"listen": f"{ip}:{exposed}", "tls": False, "backends": {"*": f"{HOST}:{local}"}}
+            # servicelb's part: each port of Traefik's Service, to its entry point
+            # (ingress.py); TLS, names and redirects are Traefik's.
+            *({"listen": f"{ip}:{exposed}", "to": f"{HOST}:{local}"}
               for exposed, local in ingress.exposed_ports(ingress.chart_values(p.files)).items()),
-            # RabbitMQ's own TLS listener (the controller's certificate), passed through
-            {"listen": f"{ip}:{services.RABBITMQ_TLS_PORT}", "tls": False,
-             "backends": {"*": f"{HOST}:{PORTS['rabbitmq-tls']}"}},
-            {"listen": f"{ip}:{APT_PROXY_PORT}", "tls": False,
-             "backends": {"*": f"{HOST}:{APT_PROXY_PORT}"}},
-            {"listen": f"{ip}:{services.APIS['metadata'].port}", "tls": False,
-             "backends": {"*": f"{HOST}:{PORTS['metadata']}"}},
-            {"listen": f"{ip}:{PIP_PROXY_PORT}", "tls": False,
-             "backends": {"*": f"{HOST}:{PIP_PROXY_LOCAL}"}},
+            # RabbitMQ's own TLS listener (the controller's certificate)
+            {"listen": f"{ip}:{services.RABBITMQ_TLS_PORT}", "to": f"{HOST}:{PORTS['rabbitmq-tls']}"},
+            {"listen": f"{ip}:{APT_PROXY_PORT}", "to": f"{HOST}:{APT_PROXY_PORT}"},
+            {"listen": f"{ip}:{services.APIS['metadata'].port}", "to": f"{HOST}:{PORTS['metadata']}"},
+            {"listen": f"{ip}:{PIP_PROXY_PORT}", "to": f"{HOST}:{PIP_PROXY_LOCAL}"},
         ]
-        spec_file = tls_dir / "routes.json"
-        write_private(spec_file, json.dumps({"netns": OUTER_NETNS, "cert": str(tls_dir / "cert.pem"),
-                                             "key": str(tls_dir / "key.pem"), "routes": routes}, indent=1))
+        spec_file = relay_dir / "routes.json"
+        write_private(spec_file, json.dumps({"netns": OUTER_NETNS, "routes": routes}, indent=1))
         relay = Spec("relay", [sys.executable, "-m", "osception.devcloud.relay", str(spec_file)],
-                     config=[spec_file, tls_dir / "cert.pem"],
+                     config=[spec_file],
                      ready=lambda: "relay ready" in self.layout.log("relay").read_text(errors="replace"))
         if p.cfg.node_source != "pypi":  # node_config's: pypi where packages cannot be fetched
             return [acng, relay]

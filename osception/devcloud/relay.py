@@ -4,12 +4,10 @@ On a real cloud a compute node reaches the controller at its address on the oute
 network: the APIs through Traefik (HTTPS, by name), RabbitMQ's TLS listener, the
 nova metadata API. Here the devcloud's services listen on 127.0.0.1 of this machine
 and the nodes live in network namespaces of their own, so this process stands at the
-controller's address inside the outer network's namespace and relays each
-connection to the devcloud's port on 127.0.0.1. The APIs' ports (80, 443) go as raw
-TCP to the devcloud's real Traefik (ingress.py), as k3s's servicelb forwards them to
-Traefik's pod; a route with "tls" terminates TLS here with the controller's
-certificate (render.Plan.ingress) and picks its backend by the name the client asked
-for (SNI).
+controller's address inside the outer network's namespace and forwards each
+connection, as raw TCP, to the devcloud's port on 127.0.0.1, as k3s's servicelb
+forwards a LoadBalancer port to its pod: TLS, names and redirects are the devcloud's
+real Traefik's (ingress.py) and the broker's own TLS listener's, never this relay's.
 
 Its listening sockets are made inside the outer namespace (setns on this thread), its
 outgoing connections on this machine's loopback: no traffic ever leaves the
@@ -17,9 +15,7 @@ namespaces the devcloud made, nor 127.0.0.1.
 
     python -m osception.devcloud.relay ROUTES.json
 
-ROUTES.json: {"netns": NAME, "cert": PEM FILE, "key": PEM FILE,
-              "routes": [{"listen": "IP:PORT", "tls": true|false,
-                          "backends": {"<server name>|*": "127.0.0.1:PORT"}}]}
+ROUTES.json: {"netns": NAME, "routes": [{"listen": "IP:PORT", "to": "127.0.0.1:PORT"}]}
 """
 
 from __future__ import annotations
@@ -30,7 +26,6 @@ import ctypes
 import json
 import os
 import socket
-import ssl
 import sys
 
 CLONE_NEWNET = 0x40000000
@@ -66,24 +61,12 @@ def listener(address: str) -> socket.socket:
     return sock
 
 
-def tls_context(cert: str, key: str) -> ssl.SSLContext:
-    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    ctx.load_cert_chain(cert, key)
-
-    def remember_name(ssl_object, server_name, _ctx):
-        ssl_object.osception_sni = server_name  # read once the handshake is done
-
-    ctx.sni_callback = remember_name
-    return ctx
-
-
 async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
     try:
         while data := await reader.read(65536):
             writer.write(data)
             await writer.drain()
-    except (ConnectionError, asyncio.IncompleteReadError, ssl.SSLError):
+    except (ConnectionError, asyncio.IncompleteReadError):
         pass
     finally:
         with contextlib.suppress(Exception):
@@ -93,14 +76,8 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
                 writer.close()
 
 
-def handler(backends: dict[str, str]):
+def forwarder(target: str):
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        ssl_object = writer.get_extra_info("ssl_object")
-        name = getattr(ssl_object, "osception_sni", None) if ssl_object else None
-        target = backends.get(name or "") or backends.get("*")
-        if target is None:  # a name no route serves, as Traefik's 404
-            writer.close()
-            return
         host, port = target.rsplit(":", 1)
         try:
             up_reader, up_writer = await asyncio.open_connection(host, int(port))
@@ -114,9 +91,8 @@ def handler(backends: dict[str, str]):
     return handle
 
 
-async def serve(routes: list[dict], sockets: list[socket.socket], ctx: ssl.SSLContext | None) -> None:
-    servers = [await asyncio.start_server(handler(route["backends"]), sock=sock,
-                                          ssl=ctx if route["tls"] else None)
+async def serve(routes: list[dict], sockets: list[socket.socket]) -> None:
+    servers = [await asyncio.start_server(forwarder(route["to"]), sock=sock)
                for route, sock in zip(routes, sockets)]
     print("relay ready: " + ", ".join(r["listen"] for r in routes), flush=True)
     await asyncio.gather(*(s.serve_forever() for s in servers))
@@ -126,8 +102,7 @@ def main(path: str) -> None:
     spec = json.loads(open(path).read())
     with netns(spec["netns"]):
         sockets = [listener(route["listen"]) for route in spec["routes"]]
-    ctx = tls_context(spec["cert"], spec["key"]) if any(r["tls"] for r in spec["routes"]) else None
-    asyncio.run(serve(spec["routes"], sockets, ctx))
+    asyncio.run(serve(spec["routes"], sockets))
 
 
 if __name__ == "__main__":
