@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import yaml
 
-from osception import config, render, secrets, services
+from osception import config, render, secrets
 from osception.devcloud import nodes
 from osception.render.env import source
 from osception.render.layout import NODE_ETC
