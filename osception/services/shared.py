@@ -1,51 +1,16 @@
-"""The control plane's services, ports, databases and images: one table each.
-
-Templates, secrets, the endpoint map and the tests all read these; a port or a
-database name is written nowhere else.
-"""
+"""The facts that are no one service's: the region, the physical network, the ports of
+the infrastructure every service reaches (RabbitMQ, MariaDB, memcached), what every
+Kolla container keeps, the controller's public ports, and the compute and network
+nodes' packages, units and users, which are the nodes' by role (one node runs the
+agents of several services). osception/services/__init__.py re-exports them, so
+`services.REGION` reads as it always did."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from . import releases
-
-
-@dataclass(frozen=True)
-class Api:
-    name: str  # Kubernetes Service and ingress host name: <name>.<domain>
-    port: int
-    catalog_type: str | None = None  # None: not in the Keystone catalog
-    path: str = ""  # endpoint URL suffix, e.g. /v2.1 for compute
-    # The WSGI application uWSGI serves: a module of the project (2025.1 on), or before
-    # (releases.Release.wsgi_modules False) pbr's WSGI script in the image's venv bin/.
-    wsgi_module: str | None = None
-    wsgi_script: str | None = None
-
-
-# HTTP APIs, on these ports inside the cluster. Users and the compute/network nodes
-# reach them through Traefik at https://<name>.<domain>; the nodes also reach the
-# nova metadata API on its port on the controller's IP.
-APIS: dict[str, Api] = {
-    a.name: a
-    for a in (
-        Api("keystone", 5000, "identity", "/v3",
-            wsgi_module="keystone.wsgi.api:application", wsgi_script="keystone-wsgi-public"),
-        Api("glance", 9292, "image",
-            wsgi_module="glance.wsgi.api:application", wsgi_script="glance-wsgi-api"),
-        Api("placement", 8778, "placement",
-            wsgi_module="placement.wsgi.api:application", wsgi_script="placement-api"),
-        # Under uWSGI only from 2025.2 (Release.neutron_split), when the module exists.
-        Api("neutron", 9696, "network", wsgi_module="neutron.wsgi.api:application"),
-        Api("nova", 8774, "compute", "/v2.1",
-            wsgi_module="nova.wsgi.osapi_compute:application", wsgi_script="nova-api-wsgi"),
-        # nova metadata API, for the neutron metadata agents
-        Api("metadata", 8775,
-            wsgi_module="nova.wsgi.metadata:application", wsgi_script="nova-metadata-wsgi"),
-        Api("novnc", 6080),  # nova-novncproxy, opened from browsers
-        Api("skyline", 9999),  # skyline-console (nginx), which proxies the apiserver
-    )
-}
+from .. import releases
+from .record import NodeFile
 
 # The physical network of the public (flat) network: ML2's flat network, mapped to
 # br-ex on every compute and network node.
@@ -56,13 +21,6 @@ REGION = "RegionOne"
 # The RabbitMQ user of every service (its password: secrets rabbitmq_password).
 RABBITMQ_USER = "openstack"
 
-# The APIs in the Keystone catalog, in the order `populate`, `smoke` and the devcloud use.
-CATALOG_APIS = tuple(name for name, api in APIS.items() if api.catalog_type)
-# The projects `patches:` may patch: the services osception runs, by repository name,
-# which is also their Python package's.
-PATCHABLE = CATALOG_APIS
-
-SKYLINE_APISERVER_PORT = 9998
 RABBITMQ_PORT = 5672  # plain, inside the cluster
 RABBITMQ_TLS_PORT = 5671  # TLS, for the nodes (kolla-ansible's port with rabbitmq_enable_tls)
 MARIADB_PORT = 3306
@@ -83,15 +41,10 @@ KUBE_ROOT_CA = "kube-root-ca.crt"
 # cannot log. tests/kolla/test_contract.py runs Kolla's start.sh under Debian's sudo
 # with exactly these, and with each one left out.
 KOLLA_START_CAPABILITIES = ("CHOWN", "DAC_OVERRIDE", "FOWNER", "SETGID", "SETUID")
-# The uid of the user a Kolla image runs as, for the images whose user is not root
-# and that run containers of ours (not through kolla_start): Kolla's fixed uids
-# (kolla/common/users.py). Their Dockerfiles name the user (`USER nova`), which the
-# kubelet cannot check against runAsNonRoot: runAsUser gives the same user by number.
-# tests/kolla/test_contract.py reads both from each release's Kolla sources.
-KOLLA_IMAGE_UIDS = {
-    "mariadb-server": 42434, "kolla-toolbox": 42401, "glance-api": 42415, "neutron-server": 42435,
-    "nova-conductor": 42436, "nova-scheduler": 42436, "nova-novncproxy": 42436, "skyline-apiserver": 42491,
-}
+# The Kolla images no one service owns: kolla-toolbox runs the Jobs of several (database
+# creation, service accounts), with its uid (see Service.image_uids).
+SHARED_IMAGES = ("kolla-toolbox",)
+SHARED_IMAGE_UIDS = {"kolla-toolbox": 42401}
 
 # Ports on the controller's IP (k3s servicelb binds them on the node): Traefik's 80
 # and 443, RabbitMQ's TLS listener and the nova metadata API (LoadBalancer Services,
@@ -99,57 +52,8 @@ KOLLA_IMAGE_UIDS = {
 # environment's own nodes in, except for the ports in PUBLIC_PORTS.
 PUBLIC_PORTS = (22, 80, 443)
 
-# One MariaDB server per service, holding that service's databases.
-DATABASES: dict[str, tuple[str, ...]] = {
-    "keystone": ("keystone",),
-    "glance": ("glance",),
-    "placement": ("placement",),
-    "neutron": ("neutron",),
-    "nova": ("nova_api", "nova", "nova_cell0"),
-    "skyline": ("skyline",),
-}
-
-# Keystone users of the services (project "service") and their roles there: the
-# least each needs, checked against the release's own policy defaults
-# (tests/test_service_roles.py runs them through oslo.policy). "service" is what
-# keystonemiddleware's service tokens and the service-to-service APIs ask for.
-SERVICE_USER_ROLES: dict[str, tuple[str, ...]] = {
-    # Only validate their users' tokens (Keystone: identity:validate_token), and
-    # placement's user is the one Nova's [placement] reports resources with.
-    "glance": ("service",),
-    "placement": ("service",),
-    # Validates tokens; it is also the user Nova's [neutron] section logs in with (as in
-    # kolla-ansible and DevStack): binding ports needs "service" (Neutron's
-    # *_port:binding:profile admit only it) and reading their resource_request "admin"
-    # (without it, QoS ports would be scheduled as if they asked for nothing).
-    "neutron": ("admin", "service"),
-    # Sends service tokens ([service_user]); Neutron's [nova] section logs in with it to
-    # post port events (os-server-external-events, admin only before 2025.2).
-    "nova": ("admin", "service"),
-    # Skyline's system user reads across projects for the console's admin pages.
-    "skyline": ("admin",),
-}
-SERVICE_USERS = tuple(SERVICE_USER_ROLES)
 # The roles service_accounts.py manages: one a user has but should not is revoked.
 MANAGED_SERVICE_ROLES = ("admin", "service")
-
-# Kolla images of the control plane; `images:` in osception.yaml overrides any.
-KOLLA_IMAGES = (
-    "mariadb-server",
-    "rabbitmq",
-    "memcached",
-    "keystone",
-    "glance-api",
-    "placement-api",
-    "neutron-server",
-    "nova-api",
-    "nova-conductor",
-    "nova-scheduler",
-    "nova-novncproxy",
-    "skyline-apiserver",
-    "skyline-console",
-    "kolla-toolbox",
-)
 
 
 def image(name: str, release: releases.Release, overrides: dict[str, str]) -> str:
@@ -158,38 +62,7 @@ def image(name: str, release: releases.Release, overrides: dict[str, str]) -> st
     return f"{releases.KOLLA_REGISTRY}/{name}:{release.kolla_tag}"
 
 
-# INI files osception generates; `overrides:` in osception.yaml is keyed by these.
-CONTROLLER_INI = (
-    "keystone.conf",
-    "glance-api.conf",
-    "placement.conf",
-    "neutron.conf",
-    "ml2_conf.ini",
-    "nova.conf",
-)
-NODE_INI = (
-    "openvswitch_agent.ini",
-    "l3_agent.ini",
-    "dhcp_agent.ini",
-    "metadata_agent.ini",
-)
-# nova.conf and neutron.conf overrides apply on the controller and on the nodes.
-INI_FILES = (*CONTROLLER_INI, *NODE_INI)
-
-
-@dataclass(frozen=True)
-class NodeFile:
-    """A config file osception renders for a compute or network node."""
-
-    dest: str  # where the playbook installs it
-    template: str  # templates/conf/<template>.j2
-    group: str  # owner is root, group this service's (mode 0640), as Debian ships it
-
-    @property
-    def name(self) -> str:  # the key of `overrides:` in osception.yaml
-        return self.dest.rsplit("/", 1)[1]
-
-
+# The config files of a compute and of a network node.
 _NEUTRON_AGENTS = (
     NodeFile("/etc/neutron/neutron.conf", "neutron-agent.conf", "neutron"),
     NodeFile("/etc/neutron/plugins/ml2/openvswitch_agent.ini", "openvswitch_agent.ini", "neutron"),
@@ -200,6 +73,14 @@ NODE_FILES: dict[str, tuple[NodeFile, ...]] = {
     "compute": (NodeFile("/etc/nova/nova.conf", "nova-compute.conf", "nova"), *_NEUTRON_AGENTS),
     "network": (*_NEUTRON_AGENTS, NodeFile("/etc/neutron/dhcp_agent.ini", "dhcp_agent.ini", "neutron")),
 }
+# The nodes' INI files besides nova.conf and neutron.conf (whose overrides apply on the
+# controller and on the nodes); `overrides:` in osception.yaml is keyed by these too.
+NODE_INI = (
+    "openvswitch_agent.ini",
+    "l3_agent.ini",
+    "dhcp_agent.ini",
+    "metadata_agent.ini",
+)
 
 # libvirtd lets its group (nova is in it) manage QEMU through polkit (Debian's
 # 60-libvirt.rules): polkitd is only a Recommends, and without it every connection
@@ -225,13 +106,6 @@ NODE_SERVICES: dict[str, tuple[str, ...]] = {
                 "neutron-metadata-agent"),
     "network": ("neutron-openvswitch-agent", "neutron-l3-agent", "neutron-dhcp-agent",
                 "neutron-metadata-agent"),
-}
-# The projects of `patches:` a node role runs, with their services there (a patch
-# restarts only those).
-NODE_PATCHABLE: dict[str, dict[str, tuple[str, ...]]] = {
-    role: {p: tuple(s for s in names if s.startswith(f"{p}-")) for p in PATCHABLE
-           if any(s.startswith(f"{p}-") for s in names)}
-    for role, names in NODE_SERVICES.items()
 }
 
 # --- node_source: pypi ---------------------------------------------------------------

@@ -1,0 +1,133 @@
+"""The control plane's services, one folder each, and the tables read from them.
+
+A service is a folder, osception/services/<name>/: its record (SERVICE in its
+__init__.py: images, APIs, databases, Keystone user, config files), its manifest
+(manifest.yaml.j2) and its config templates. SERVICES lists them in lifecycle order;
+the flat tables below (APIS, DATABASES, ...) are read from it, for the templates,
+secrets, the endpoint map and the tests. What is no one service's (the region, the
+infrastructure's ports, the nodes' packages) is in shared.py, re-exported here.
+A port or a database name is written nowhere else.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .record import Api, NodeFile, Service
+from .shared import *  # noqa: F403 (the shared facts, as services.<NAME>)
+from .shared import SHARED_IMAGE_UIDS, SHARED_IMAGES
+
+
+# osception/services/: the service folders (the template loader reads them).
+FOLDER = Path(__file__).parent
+
+SERVICES: tuple[Service, ...] = (
+    Service("mariadb", 10, ("mariadb-server",), image_uids={"mariadb-server": 42434}),
+    Service("rabbitmq", 11, ("rabbitmq",)),
+    Service("memcached", 12, ("memcached",)),
+    Service(
+        "keystone", 20, ("keystone",),
+        apis=(Api("keystone", 5000, "identity", "/v3",
+                  wsgi_module="keystone.wsgi.api:application", wsgi_script="keystone-wsgi-public"),),
+        databases=("keystone",),
+        configs=("keystone.conf",),
+    ),
+    Service(
+        "glance", 30, ("glance-api",), image_uids={"glance-api": 42415},
+        apis=(Api("glance", 9292, "image",
+                  wsgi_module="glance.wsgi.api:application", wsgi_script="glance-wsgi-api"),),
+        databases=("glance",),
+        # Only validates its users' tokens (Keystone: identity:validate_token).
+        user_roles=("service",),
+        configs=("glance-api.conf",),
+    ),
+    Service(
+        "placement", 31, ("placement-api",),
+        apis=(Api("placement", 8778, "placement",
+                  wsgi_module="placement.wsgi.api:application", wsgi_script="placement-api"),),
+        databases=("placement",),
+        # Validates tokens; it is also the user Nova's [placement] reports resources with.
+        user_roles=("service",),
+        configs=("placement.conf",),
+    ),
+    Service(
+        "neutron", 32, ("neutron-server",), image_uids={"neutron-server": 42435},
+        # Under uWSGI only from 2025.2 (Release.neutron_split), when the module exists.
+        apis=(Api("neutron", 9696, "network", wsgi_module="neutron.wsgi.api:application"),),
+        databases=("neutron",),
+        # Validates tokens; it is also the user Nova's [neutron] section logs in with (as in
+        # kolla-ansible and DevStack): binding ports needs "service" (Neutron's
+        # *_port:binding:profile admit only it) and reading their resource_request "admin"
+        # (without it, QoS ports would be scheduled as if they asked for nothing).
+        user_roles=("admin", "service"),
+        configs=("neutron.conf", "ml2_conf.ini"),
+    ),
+    Service(
+        "nova", 33, ("nova-api", "nova-conductor", "nova-scheduler", "nova-novncproxy"),
+        image_uids={"nova-conductor": 42436, "nova-scheduler": 42436, "nova-novncproxy": 42436},
+        apis=(
+            Api("nova", 8774, "compute", "/v2.1",
+                wsgi_module="nova.wsgi.osapi_compute:application", wsgi_script="nova-api-wsgi"),
+            # nova metadata API, for the neutron metadata agents
+            Api("metadata", 8775,
+                wsgi_module="nova.wsgi.metadata:application", wsgi_script="nova-metadata-wsgi"),
+            Api("novnc", 6080),  # nova-novncproxy, opened from browsers
+        ),
+        databases=("nova_api", "nova", "nova_cell0"),
+        # Sends service tokens ([service_user]); Neutron's [nova] section logs in with it to
+        # post port events (os-server-external-events, admin only before 2025.2).
+        user_roles=("admin", "service"),
+        configs=("nova.conf",),
+    ),
+    Service(
+        "skyline", 34, ("skyline-apiserver", "skyline-console"), image_uids={"skyline-apiserver": 42491},
+        apis=(Api("skyline", 9999),),  # skyline-console (nginx), which proxies the apiserver
+        databases=("skyline",),
+        # Skyline's system user reads across projects for the console's admin pages.
+        user_roles=("admin",),
+        configs=("skyline.yaml",),
+    ),
+)
+SKYLINE_APISERVER_PORT = 9998
+
+# HTTP APIs, on these ports inside the cluster. Users and the compute/network nodes
+# reach them through Traefik at https://<name>.<domain>; the nodes also reach the
+# nova metadata API on its port on the controller's IP.
+APIS: dict[str, Api] = {a.name: a for s in SERVICES for a in s.apis}
+# The APIs in the Keystone catalog, in the order `populate`, `smoke` and the devcloud use.
+CATALOG_APIS = tuple(name for name, api in APIS.items() if api.catalog_type)
+# The projects `patches:` may patch: the services osception runs, by repository name,
+# which is also their Python package's.
+PATCHABLE = CATALOG_APIS
+
+# One MariaDB server per service, holding that service's databases.
+DATABASES: dict[str, tuple[str, ...]] = {s.name: s.databases for s in SERVICES if s.databases}
+
+# Keystone users of the services (project "service") and their roles there: the
+# least each needs, checked against the release's own policy defaults
+# (tests/test_service_roles.py runs them through oslo.policy). "service" is what
+# keystonemiddleware's service tokens and the service-to-service APIs ask for.
+SERVICE_USER_ROLES: dict[str, tuple[str, ...]] = {s.name: s.user_roles for s in SERVICES if s.user_roles}
+SERVICE_USERS = tuple(SERVICE_USER_ROLES)
+
+# Kolla images of the control plane; `images:` in osception.yaml overrides any.
+KOLLA_IMAGES = (*(i for s in SERVICES for i in s.images), *SHARED_IMAGES)
+# The uid of the user a Kolla image runs as, for the images whose user is not root
+# and that run containers of ours (not through kolla_start): Kolla's fixed uids
+# (kolla/common/users.py). Their Dockerfiles name the user (`USER nova`), which the
+# kubelet cannot check against runAsNonRoot: runAsUser gives the same user by number.
+# tests/kolla/test_contract.py reads both from each release's Kolla sources.
+KOLLA_IMAGE_UIDS: dict[str, int] = {**SHARED_IMAGE_UIDS, **{i: u for s in SERVICES for i, u in s.image_uids.items()}}
+
+# INI files osception generates; `overrides:` in osception.yaml is keyed by these.
+CONTROLLER_INI = tuple(f for s in SERVICES for f in s.ini)
+# nova.conf and neutron.conf overrides apply on the controller and on the nodes.
+INI_FILES = (*CONTROLLER_INI, *NODE_INI)  # noqa: F405
+
+# The projects of `patches:` a node role runs, with their services there (a patch
+# restarts only those).
+NODE_PATCHABLE: dict[str, dict[str, tuple[str, ...]]] = {
+    role: {p: tuple(s for s in names if s.startswith(f"{p}-")) for p in PATCHABLE
+           if any(s.startswith(f"{p}-") for s in names)}
+    for role, names in NODE_SERVICES.items()  # noqa: F405
+}
