@@ -1,10 +1,10 @@
 """A guest image made on this machine from Debian packages only, for the local cloud
 (where no CirrOS download is possible), that behaves as CirrOS does for Tempest: Debian
-12's cloud kernel, unpacked from its package (not installed), and a tiny initramfs of
-busybox-static, Debian's dropbear and netcat-traditional with the shared libraries they
-load, the kernel's virtio (NIC, disk) and config drive modules, a hand-written /init
-(guest/init.sh) and the commands Tempest's RemoteClient runs that busybox lacks
-(guest/bin/).
+12's cloud kernel, unpacked from its package (not installed), and a small initramfs:
+Debian's busybox, dropbear and netcat-traditional with the shared libraries they load,
+busybox-static (setuid, for su and ping), the kernel's virtio (NIC, disk) and config
+drive modules, a hand-written /init (guest/init.sh) and the commands Tempest's
+RemoteClient runs that busybox lacks (guest/bin/).
 
 The guest takes an address by DHCP, reads the OpenStack metadata when it answers
 (prints the instance id, takes its hostname, installs its public keys for USER, keeps
@@ -305,9 +305,9 @@ def programs(debs: Path, tmp: Path) -> tuple[dict[str, tuple[int, bytes]], list[
 
 
 def password_hash(busybox: Path, password: str = PASSWORD) -> str:
-    """PASSWORD as /etc/shadow has it (SHA-512 crypt), by busybox's mkpasswd (BUSYBOX:
-    busybox-static, an amd64 binary as this machine); a fixed salt
-    keeps the initramfs reproducible (the password is a published one)."""
+    """PASSWORD as /etc/shadow has it (SHA-512 crypt), by BUSYBOX's mkpasswd (busybox-static:
+    an amd64 binary that runs here as is). A fixed salt keeps the initramfs reproducible;
+    the password is a published one anyway."""
     return _run([str(busybox), "mkpasswd", "-m", "sha512", password, "osception"]).strip()
 
 
