@@ -1,5 +1,5 @@
 """The services' INI files, for the controller's pods (service_config) and for a
-compute or network node (node_config): templates/conf/ rendered with the user's
+compute or network node (node_config): the services' config templates rendered with the user's
 `overrides` merged in, and the secret values the controller splits out of them.
 The devcloud starts the real services from these very files."""
 
@@ -35,8 +35,8 @@ def secret_values(secrets: Secrets) -> list[str]:
 
 
 def _ini(cfg: Config, template: str, name: str, **context) -> str:
-    """One INI file from templates/conf/, with the user's overrides for `name` merged in."""
-    text = render_template(f"conf/{template}.j2", **context)
+    """One INI file from its template, with the user's overrides for `name` merged in."""
+    text = render_template(template, **context)
     for section, options in cfg.overrides.get(name, {}).items():
         for key, value in options.items():  # the merge writes each as it is, one line
             if any(LINE_BREAK.search(v) for v in (section, key, ini.ini_value(value))):
@@ -59,7 +59,14 @@ def service_config(cfg: Config, release: releases.Release, secrets: Secrets, ep:
         web_download=cfg.overcloud.web_download,
         control_host=control_host(cfg),
     )
-    return {name: _ini(cfg, name, name, **context) for name in names}
+    return {name: _ini(cfg, config_template(name), name, **context) for name in names}
+
+
+def config_template(name: str) -> str:
+    """The template of a controller's config file: <service>/<name>.j2 in the folder
+    of the service that renders it (templates/conf/ for a service not moved yet)."""
+    template = services.CONFIG_TEMPLATES[name]
+    return template if (services.FOLDER / template).exists() else f"conf/{name}.j2"
 
 
 def control_host(cfg: Config) -> str:
@@ -83,7 +90,7 @@ def node_config(cfg: Config, release: releases.Release, secrets: Secrets, node: 
         bindir=node_bindir(cfg),
         release=release,
     )
-    files = {f.dest: _ini(cfg, f.template, f.name, **context)
+    files = {f.dest: _ini(cfg, f"conf/{f.template}.j2", f.name, **context)
              for f in services.NODE_FILES[node.role]}
     if node.role == "compute":
         for virt_type in ("kvm", "qemu"):

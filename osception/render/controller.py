@@ -19,7 +19,7 @@ from .. import secrets as secrets_mod
 from ..config import Config, ConfigError
 from ..secrets import Secrets
 from .checks import SafeLoader, check_file, check_user_data
-from .conf import secret_values, service_config
+from .conf import config_template, secret_values, service_config
 from .env import render_template, script, templates, tojson
 from .layout import BAKED_STAMP, CONTROLLER_ARCHIVE, DIAGNOSER, K3S_EXEC, NAMESPACE, NODE_ETC, bake_id
 from .patches import controller_patches
@@ -46,7 +46,7 @@ def add_controller(plan: Plan, secrets: Secrets, ep: endpoints.Endpoints | None 
             plan.files[f"k8s-0/config/{secret_name}"] = conf_secret[name]
             plan.private.add(f"k8s-0/config/{secret_name}")
 
-    skyline_yaml = render_template("conf/skyline.yaml.j2", ep=ep, secrets=secrets, services=services)
+    skyline_yaml = render_template(config_template("skyline.yaml"), ep=ep, secrets=secrets, services=services)
     plan.files["k8s-0/config/skyline.yaml"] = skyline_yaml
     plan.private.add("k8s-0/config/skyline.yaml")
 
@@ -80,12 +80,7 @@ def add_controller(plan: Plan, secrets: Secrets, ep: endpoints.Endpoints | None 
         ingress=(ingress := plan.ingress),
         host_key=secrets_mod.host_key(secrets, "k8s-0"),
     )
-    manifests = {}
-    for template in templates("k8s"):
-        base = template.removeprefix("k8s/")
-        if base.startswith("_") or not base.endswith(".yaml.j2"):
-            continue
-        manifests[base.removesuffix(".j2")] = render_template(template, **context)
+    manifests = {name: render_template(template, **context) for name, template in manifest_templates()}
     for name, text in manifests.items():  # before day2 reads them
         check_file(f"k8s-0/manifests/{name}", text)
     if cfg.tls is not None:  # the user's certificate must name every host of an Ingress
@@ -118,6 +113,18 @@ def add_controller(plan: Plan, secrets: Secrets, ep: endpoints.Endpoints | None 
     for rel in [rel for rel in list(plan.files) if rel.startswith("k8s-0/")]:
         check_file(rel, plan.files[rel])
     check_user_data(plan, ["k8s-0"])
+
+
+def manifest_templates() -> list[tuple[str, str]]:
+    """(manifest, its template) in the order the controller applies them (their
+    numbers): the cluster's own (templates/k8s/: namespace, secrets) and each service's
+    (<service>/manifest.yaml.j2, named by its order: 20-keystone.yaml)."""
+    found = {t.removeprefix("k8s/").removesuffix(".j2"): t for t in templates("k8s")
+             if not t.removeprefix("k8s/").startswith("_") and t.endswith(".yaml.j2")}
+    for s in services.SERVICES:  # a service not moved yet: its template still in k8s/
+        if (services.FOLDER / s.manifest_template).exists():
+            found[s.manifest] = s.manifest_template
+    return sorted(found.items())
 
 
 def catalog(ep: endpoints.Endpoints) -> dict:

@@ -14,6 +14,7 @@ from pathlib import Path
 import jinja2
 import yaml
 
+from .. import services
 from ..state import Layout
 from .checks import PlanError
 
@@ -46,8 +47,14 @@ def _finalize(context, value):
 
 
 def _is_ini(template: str | None) -> bool:
-    """A template of an oslo.config INI file (templates/conf/, but Skyline's YAML)."""
-    return bool(template) and template.startswith("conf/") and not template.endswith(".yaml.j2")
+    """A template of an oslo.config INI file: a service's <file>.conf.j2 or .ini.j2 (not
+    Skyline's YAML), or templates/conf/'s (their macros)."""
+    if not template:
+        return False
+    folder = template.split("/", 1)[0]
+    if folder in _SERVICE_FOLDERS:
+        return template.endswith((".conf.j2", ".ini.j2"))
+    return folder == "conf" and not template.endswith(".yaml.j2")
 
 
 class _Context(jinja2.runtime.Context):
@@ -59,8 +66,13 @@ class _Context(jinja2.runtime.Context):
         return Block(rv) if isinstance(__obj, jinja2.runtime.Macro) and isinstance(rv, str) else rv
 
 
+# A service's templates are in its folder (osception/services/<name>/), named
+# <name>/<file> (keystone/manifest.yaml.j2, in an error message too); the shared ones
+# (the Kolla macros, the nodes', cloud-init's) in templates/, by their path there.
+_SERVICE_FOLDERS = {s.name: jinja2.FileSystemLoader(services.FOLDER / s.name) for s in services.SERVICES}
 _env = jinja2.Environment(
-    loader=jinja2.PackageLoader("osception", "templates"),
+    loader=jinja2.ChoiceLoader([jinja2.PackageLoader("osception", "templates"),
+                                jinja2.PrefixLoader(_SERVICE_FOLDERS)]),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
     trim_blocks=True,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from . import keystone
 from .record import Api, NodeFile, Service
 from .shared import *  # noqa: F403 (the shared facts, as services.<NAME>)
 from .shared import SHARED_IMAGE_UIDS, SHARED_IMAGES
@@ -25,13 +26,7 @@ SERVICES: tuple[Service, ...] = (
     Service("mariadb", 10, ("mariadb-server",), image_uids={"mariadb-server": 42434}),
     Service("rabbitmq", 11, ("rabbitmq",)),
     Service("memcached", 12, ("memcached",)),
-    Service(
-        "keystone", 20, ("keystone",),
-        apis=(Api("keystone", 5000, "identity", "/v3",
-                  wsgi_module="keystone.wsgi.api:application", wsgi_script="keystone-wsgi-public"),),
-        databases=("keystone",),
-        configs=("keystone.conf",),
-    ),
+    keystone.SERVICE,
     Service(
         "glance", 30, ("glance-api",), image_uids={"glance-api": 42415},
         apis=(Api("glance", 9292, "image",
@@ -118,6 +113,10 @@ KOLLA_IMAGES = (*(i for s in SERVICES for i in s.images), *SHARED_IMAGES)
 # kubelet cannot check against runAsNonRoot: runAsUser gives the same user by number.
 # tests/kolla/test_contract.py reads both from each release's Kolla sources.
 KOLLA_IMAGE_UIDS: dict[str, int] = {**SHARED_IMAGE_UIDS, **{i: u for s in SERVICES for i, u in s.image_uids.items()}}
+
+# The template of each config file the controller renders: <service>/<file>.j2, in the
+# folder of the service that renders it (the template loader's name for it).
+CONFIG_TEMPLATES: dict[str, str] = {c: f"{s.name}/{c}.j2" for s in SERVICES for c in s.configs}
 
 # INI files osception generates; `overrides:` in osception.yaml is keyed by these.
 CONTROLLER_INI = tuple(f for s in SERVICES for f in s.ini)

@@ -50,6 +50,11 @@ class Service:
         return f"{self.order:02d}-{self.name}.yaml"
 
     @property
+    def manifest_template(self) -> str:
+        """Its manifest's template, in its folder."""
+        return f"{self.name}/manifest.yaml.j2"
+
+    @property
     def ini(self) -> tuple[str, ...]:
         """Its controller config files that are oslo.config INI files."""
         return tuple(c for c in self.configs if c.endswith((".conf", ".ini")))
