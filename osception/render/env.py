@@ -70,9 +70,19 @@ class _Context(jinja2.runtime.Context):
 # <name>/<file> (keystone/manifest.yaml.j2, in an error message too); the shared ones
 # (the Kolla macros, the nodes', cloud-init's) in templates/, by their path there.
 _SERVICE_FOLDERS = {s.name: jinja2.FileSystemLoader(services.FOLDER / s.name) for s in services.SERVICES}
+
+
+class _FolderLoader(jinja2.PrefixLoader):
+    """Jinja's PrefixLoader, but a template keeps its whole name, <service>/<file>:
+    PrefixLoader names it by its file alone, which _is_ini (the `$` of oslo.config)
+    and an error message could not tell from another service's."""
+
+    load = jinja2.BaseLoader.load  # get_source (the prefix's folder), then the whole name
+
+
 _env = jinja2.Environment(
     loader=jinja2.ChoiceLoader([jinja2.PackageLoader("osception", "templates"),
-                                jinja2.PrefixLoader(_SERVICE_FOLDERS)]),
+                                _FolderLoader(_SERVICE_FOLDERS)]),
     undefined=jinja2.StrictUndefined,
     keep_trailing_newline=True,
     trim_blocks=True,
