@@ -332,7 +332,7 @@ def test_an_import_host_is_one_item_of_glances_list(smuggled, tmp_path):
     overcloud = base.overcloud.model_copy(update={"import_hosts": ("images.example.com", smuggled)})
     with pytest.raises(render.PlanError) as e:
         render.build(base.model_copy(update={"overcloud": overcloud}), secrets.throwaway(base.name))
-    assert str(e.value).startswith("conf/glance-api.conf.j2: a list item") and "169.254" not in str(e.value)
+    assert str(e.value).startswith("glance/glance-api.conf.j2: a list item") and "169.254" not in str(e.value)
 
     overcloud = base.overcloud.model_copy(update={"import_hosts": ("images.example.com", "cdn.example.org")})
     plan = render.build(base.model_copy(update={"overcloud": overcloud}), secrets.throwaway(base.name))

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import keystone
+from . import glance, keystone
 from .record import Api, NodeFile, Service
 from .shared import *  # noqa: F403 (the shared facts, as services.<NAME>)
 from .shared import SHARED_IMAGE_UIDS, SHARED_IMAGES
@@ -27,15 +27,7 @@ SERVICES: tuple[Service, ...] = (
     Service("rabbitmq", 11, ("rabbitmq",)),
     Service("memcached", 12, ("memcached",)),
     keystone.SERVICE,
-    Service(
-        "glance", 30, ("glance-api",), image_uids={"glance-api": 42415},
-        apis=(Api("glance", 9292, "image",
-                  wsgi_module="glance.wsgi.api:application", wsgi_script="glance-wsgi-api"),),
-        databases=("glance",),
-        # Only validates its users' tokens (Keystone: identity:validate_token).
-        user_roles=("service",),
-        configs=("glance-api.conf",),
-    ),
+    glance.SERVICE,
     Service(
         "placement", 31, ("placement-api",),
         apis=(Api("placement", 8778, "placement",
