@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import glance, keystone
+from . import glance, keystone, placement
 from .record import Api, NodeFile, Service
 from .shared import *  # noqa: F403 (the shared facts, as services.<NAME>)
 from .shared import SHARED_IMAGE_UIDS, SHARED_IMAGES
@@ -28,15 +28,7 @@ SERVICES: tuple[Service, ...] = (
     Service("memcached", 12, ("memcached",)),
     keystone.SERVICE,
     glance.SERVICE,
-    Service(
-        "placement", 31, ("placement-api",),
-        apis=(Api("placement", 8778, "placement",
-                  wsgi_module="placement.wsgi.api:application", wsgi_script="placement-api"),),
-        databases=("placement",),
-        # Validates tokens; it is also the user Nova's [placement] reports resources with.
-        user_roles=("service",),
-        configs=("placement.conf",),
-    ),
+    placement.SERVICE,
     Service(
         "neutron", 32, ("neutron-server",), image_uids={"neutron-server": 42435},
         # Under uWSGI only from 2025.2 (Release.neutron_split), when the module exists.
