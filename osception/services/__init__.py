@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import glance, keystone, placement
+from . import glance, keystone, neutron, placement
 from .record import Api, NodeFile, Service
 from .shared import *  # noqa: F403 (the shared facts, as services.<NAME>)
 from .shared import SHARED_IMAGE_UIDS, SHARED_IMAGES
@@ -29,18 +29,7 @@ SERVICES: tuple[Service, ...] = (
     keystone.SERVICE,
     glance.SERVICE,
     placement.SERVICE,
-    Service(
-        "neutron", 32, ("neutron-server",), image_uids={"neutron-server": 42435},
-        # Under uWSGI only from 2025.2 (Release.neutron_split), when the module exists.
-        apis=(Api("neutron", 9696, "network", wsgi_module="neutron.wsgi.api:application"),),
-        databases=("neutron",),
-        # Validates tokens; it is also the user Nova's [neutron] section logs in with (as in
-        # kolla-ansible and DevStack): binding ports needs "service" (Neutron's
-        # *_port:binding:profile admit only it) and reading their resource_request "admin"
-        # (without it, QoS ports would be scheduled as if they asked for nothing).
-        user_roles=("admin", "service"),
-        configs=("neutron.conf", "ml2_conf.ini"),
-    ),
+    neutron.SERVICE,
     Service(
         "nova", 33, ("nova-api", "nova-conductor", "nova-scheduler", "nova-novncproxy"),
         image_uids={"nova-conductor": 42436, "nova-scheduler": 42436, "nova-novncproxy": 42436},
