@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import glance, keystone, neutron, placement
+from . import glance, keystone, neutron, nova, placement
 from .record import Api, NodeFile, Service
 from .shared import *  # noqa: F403 (the shared facts, as services.<NAME>)
 from .shared import SHARED_IMAGE_UIDS, SHARED_IMAGES
@@ -30,23 +30,7 @@ SERVICES: tuple[Service, ...] = (
     glance.SERVICE,
     placement.SERVICE,
     neutron.SERVICE,
-    Service(
-        "nova", 33, ("nova-api", "nova-conductor", "nova-scheduler", "nova-novncproxy"),
-        image_uids={"nova-conductor": 42436, "nova-scheduler": 42436, "nova-novncproxy": 42436},
-        apis=(
-            Api("nova", 8774, "compute", "/v2.1",
-                wsgi_module="nova.wsgi.osapi_compute:application", wsgi_script="nova-api-wsgi"),
-            # nova metadata API, for the neutron metadata agents
-            Api("metadata", 8775,
-                wsgi_module="nova.wsgi.metadata:application", wsgi_script="nova-metadata-wsgi"),
-            Api("novnc", 6080),  # nova-novncproxy, opened from browsers
-        ),
-        databases=("nova_api", "nova", "nova_cell0"),
-        # Sends service tokens ([service_user]); Neutron's [nova] section logs in with it to
-        # post port events (os-server-external-events, admin only before 2025.2).
-        user_roles=("admin", "service"),
-        configs=("nova.conf",),
-    ),
+    nova.SERVICE,
     Service(
         "skyline", 34, ("skyline-apiserver", "skyline-console"), image_uids={"skyline-apiserver": 42491},
         apis=(Api("skyline", 9999),),  # skyline-console (nginx), which proxies the apiserver
