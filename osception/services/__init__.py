@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import glance, keystone, neutron, nova, placement
+from . import glance, keystone, neutron, nova, placement, skyline
 from .record import Api, NodeFile, Service
 from .shared import *  # noqa: F403 (the shared facts, as services.<NAME>)
 from .shared import SHARED_IMAGE_UIDS, SHARED_IMAGES
@@ -31,16 +31,9 @@ SERVICES: tuple[Service, ...] = (
     placement.SERVICE,
     neutron.SERVICE,
     nova.SERVICE,
-    Service(
-        "skyline", 34, ("skyline-apiserver", "skyline-console"), image_uids={"skyline-apiserver": 42491},
-        apis=(Api("skyline", 9999),),  # skyline-console (nginx), which proxies the apiserver
-        databases=("skyline",),
-        # Skyline's system user reads across projects for the console's admin pages.
-        user_roles=("admin",),
-        configs=("skyline.yaml",),
-    ),
+    skyline.SERVICE,
 )
-SKYLINE_APISERVER_PORT = 9998
+SKYLINE_APISERVER_PORT = skyline.APISERVER_PORT
 
 # HTTP APIs, on these ports inside the cluster. Users and the compute/network nodes
 # reach them through Traefik at https://<name>.<domain>; the nodes also reach the
