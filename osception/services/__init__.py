@@ -13,26 +13,17 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from . import glance, keystone, neutron, nova, placement, skyline
+from . import glance, keystone, mariadb, memcached, neutron, nova, placement, rabbitmq, skyline
 from .record import Api, NodeFile, Service
 from .shared import *  # noqa: F403 (the shared facts, as services.<NAME>)
 from .shared import SHARED_IMAGE_UIDS, SHARED_IMAGES
 
-
 # osception/services/: the service folders (the template loader reads them).
 FOLDER = Path(__file__).parent
 
-SERVICES: tuple[Service, ...] = (
-    Service("mariadb", 10, ("mariadb-server",), image_uids={"mariadb-server": 42434}),
-    Service("rabbitmq", 11, ("rabbitmq",)),
-    Service("memcached", 12, ("memcached",)),
-    keystone.SERVICE,
-    glance.SERVICE,
-    placement.SERVICE,
-    neutron.SERVICE,
-    nova.SERVICE,
-    skyline.SERVICE,
-)
+# In lifecycle order: the order of their manifests' numbers.
+SERVICES: tuple[Service, ...] = tuple(m.SERVICE for m in (
+    mariadb, rabbitmq, memcached, keystone, glance, placement, neutron, nova, skyline))
 SKYLINE_APISERVER_PORT = skyline.APISERVER_PORT
 
 # HTTP APIs, on these ports inside the cluster. Users and the compute/network nodes
