@@ -64,9 +64,8 @@ def service_config(cfg: Config, release: releases.Release, secrets: Secrets, ep:
 
 def config_template(name: str) -> str:
     """The template of a controller's config file: <service>/<name>.j2 in the folder
-    of the service that renders it (templates/conf/ for a service not moved yet)."""
-    template = services.CONFIG_TEMPLATES[name]
-    return template if (services.FOLDER / template).exists() else f"conf/{name}.j2"
+    of the service that renders it."""
+    return services.CONFIG_TEMPLATES[name]
 
 
 def control_host(cfg: Config) -> str:

@@ -119,12 +119,9 @@ def manifest_templates() -> list[tuple[str, str]]:
     """(manifest, its template) in the order the controller applies them (their
     numbers): the cluster's own (templates/k8s/: namespace, secrets) and each service's
     (<service>/manifest.yaml.j2, named by its order: 20-keystone.yaml)."""
-    found = {t.removeprefix("k8s/").removesuffix(".j2"): t for t in templates("k8s")
-             if not t.removeprefix("k8s/").startswith("_") and t.endswith(".yaml.j2")}
-    for s in services.SERVICES:  # a service not moved yet: its template still in k8s/
-        if (services.FOLDER / s.manifest_template).exists():
-            found[s.manifest] = s.manifest_template
-    return sorted(found.items())
+    cluster = {t.removeprefix("k8s/").removesuffix(".j2"): t for t in templates("k8s")
+               if not t.removeprefix("k8s/").startswith("_") and t.endswith(".yaml.j2")}
+    return sorted({**cluster, **{s.manifest: s.manifest_template for s in services.SERVICES}}.items())
 
 
 def catalog(ep: endpoints.Endpoints) -> dict:
