@@ -12,7 +12,7 @@ import shlex
 import shutil
 from pathlib import Path
 
-from .. import endpoints, ini, releases, render, topology
+from .. import endpoints, ini, releases, render, services, topology
 from . import ingress
 from ..config import Config
 from ..secrets import Secrets
@@ -26,12 +26,7 @@ from ..render.plan import domain_of
 
 # Files the Kolla images ship in /etc/<project> (from the services' packages); here
 # the same files (or folders) from the venv (venv/etc/...) go to etc/<project>/.
-IMAGE_FILES = (
-    "glance/glance-api-paste.ini",
-    "glance/metadefs",
-    "neutron/api-paste.ini",
-    "nova/api-paste.ini",
-)
+IMAGE_FILES = tuple(f for s in services.SERVICES if s.devcloud for f in s.devcloud.image_files)
 # A module per API for gunicorn: the services' WSGI modules parse sys.argv with
 # oslo.config at import, and gunicorn's own arguments would be "unrecognized".
 APP_MODULE = '''"""gunicorn entry point of {service} for osception devcloud."""
@@ -49,11 +44,6 @@ import sys
 sys.argv = sys.argv[:1]
 application = runpy.run_path({script!r}, run_name="{service}_wsgi")["application"]
 '''
-# A devcloud-only file: glance-manage (the Job's `db_load_metadefs`) reads the metadata
-# definitions from /etc/glance/metadefs, an option of its own (not of glance-api.conf):
-# here they are in etc/glance/metadefs (IMAGE_FILES), told in glance-manage.conf,
-# which glance-manage finds beside glance-api.conf.
-GLANCE_MANAGE_CONF = "glance/glance-manage.conf"
 # nova-compute reads what a compute node gets (templates/conf/nova-compute.conf.j2).
 COMPUTE_CONF = "nova-compute/nova.conf"
 # Where a compute node keeps the nova.conf the devcloud's nova-compute reads.
@@ -137,9 +127,10 @@ def write(cfg: Config, secrets: Secrets, layout: Layout, venv: Path, nodes: bool
                 dest.parent.mkdir(parents=True, exist_ok=True)
                 shutil.copyfile(path, dest)
                 written.add(dest)
-    manage = layout.etc("") / GLANCE_MANAGE_CONF
-    write_private(manage, f"[DEFAULT]\nmetadata_source_path = {layout.etc('glance')}/metadefs\n")
-    written.add(manage)
+    for s in services.SERVICES:  # the services' devcloud-only files (Devcloud.files)
+        for rel, text in (s.devcloud.files(layout) if s.devcloud else {}).items():
+            write_private(layout.etc("") / rel, text)
+            written.add(layout.etc("") / rel)
     _sweep(layout, written)
     local.link_homes(written)
     if nodes:  # the nodes run nova-compute, each with its own nova.conf
@@ -148,14 +139,19 @@ def write(cfg: Config, secrets: Secrets, layout: Layout, venv: Path, nodes: bool
         write_private(layout.etc("") / COMPUTE_CONF, compute_conf(cfg, p.release, secrets, layout))
     for service in uwsgi_apis(man):
         (layout.apps / f"{service}_app.py").write_text(app_module(layout, man, venv, service))
-    for path in (layout.data("glance") / d for d in ("images", "staging", "tasks_work_dir")):
-        path.mkdir(parents=True, exist_ok=True)
-    for service in ("glance", "neutron", "nova", "nova-compute"):
-        layout.lock(service).mkdir(parents=True, exist_ok=True)
-    layout.data("neutron").mkdir(parents=True, exist_ok=True)
-    layout.data("nova").mkdir(parents=True, exist_ok=True)
-    layout.data("nova-compute").mkdir(parents=True, exist_ok=True)
+    for folder in folders(layout, p.release, nodes):
+        folder.mkdir(parents=True, exist_ok=True)
     return man
+
+
+def folders(layout: Layout, release: releases.Release, nodes: bool) -> list[Path]:
+    """The folders the services' processes keep their state and locks in: every path
+    the devcloud-only overrides give under data/ or lock/ (the others, under etc/, are
+    written with the config)."""
+    paths = {v for sections in overrides(layout, release, nodes).values()
+             for options in sections.values() for v in options.values() if isinstance(v, Path)}
+    return sorted(p for p in paths if p.is_relative_to(layout.root / "data")
+                  or p.is_relative_to(layout.root / "lock"))
 
 
 def deployments(man: Manifests) -> dict[str, str]:

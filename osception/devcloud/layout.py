@@ -25,10 +25,15 @@ from .. import services, state
 HOST = "127.0.0.1"
 VENV_ENV_VAR = "OSCEPTION_DEVCLOUD_VENV"
 
+# The processes the devcloud runs of the services, {name: services.record.Process}, in
+# lifecycle order: each service's Deployments it runs (its folder's devcloud.py). (Not
+# nova-novncproxy, neutron's periodic workers, skyline: no consoles or dashboard here.)
+PROCESSES = {name: p for s in services.SERVICES if s.devcloud for name, p in s.devcloud.processes.items()}
 # Own ports, away from the services' usual ones, so that a MariaDB, RabbitMQ,
 # memcached or another OpenStack already on this machine is never touched.
 # Mostly the usual port + 20000; RabbitMQ is off that pattern because 25672 is
-# the usual RabbitMQ's own Erlang distribution port.
+# the usual RabbitMQ's own Erlang distribution port. An API's is its service's
+# (PROCESSES: a process named as its API).
 PORTS = {
     "mariadb": 23306,
     "rabbitmq": 25682,
@@ -36,12 +41,7 @@ PORTS = {
     "rabbitmq-dist": 25683,  # Erlang distribution, bound to 127.0.0.1
     "epmd": 24369,  # our own Erlang port mapper, not the machine's
     "memcached": 21211,
-    "keystone": 25000,
-    "glance": 29292,
-    "placement": 28778,
-    "neutron": 29696,
-    "nova": 28774,
-    "metadata": 28775,  # nova metadata API: only with local nodes (their metadata agents)
+    **{name: p.port for name, p in PROCESSES.items() if p.port},
     # The controller's ingress (ingress.py): Traefik's entry points, the chart's pod
     # ports + 20000 (websecure 8443, web 8000); the Service's 443 and 80 are the relay's.
     "traefik": 28443,
@@ -49,24 +49,10 @@ PORTS = {
 }
 APIS = services.CATALOG_APIS  # the devcloud runs every API of the catalog
 # The controller's Deployments the devcloud runs: process -> Deployment of the manifests.
-# (Not nova-metadata, nova-novncproxy, neutron-rpc-server and -periodic-workers, skyline:
-# no agents, consoles or dashboard here.)
-DEPLOYMENTS = {
-    "keystone": "keystone",
-    "glance": "glance-api",
-    "placement": "placement-api",
-    "neutron": "neutron-server",
-    "nova": "nova-api",
-    "nova-conductor": "nova-conductor",
-    "nova-scheduler": "nova-scheduler",
-}
-# With local nodes (nodes.py), what their agents and guests need besides: the nova
-# metadata API, and from 2025.2 on the Neutron RPC server the agents talk to (before,
-# the eventlet neutron-server serves RPC itself). nova-compute runs on the nodes.
-NODE_DEPLOYMENTS = {
-    "metadata": "nova-metadata",
-    "neutron-rpc-server": "neutron-rpc-server",
-}
+DEPLOYMENTS = {name: p.deployment for name, p in PROCESSES.items() if not p.for_nodes}
+# With local nodes (nodes.py), what their agents and guests need besides (a release
+# may not have one: Process.release_has). nova-compute runs on the nodes.
+NODE_DEPLOYMENTS = {name: p.deployment for name, p in PROCESSES.items() if p.for_nodes}
 
 
 @dataclass(frozen=True)

@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -35,25 +36,27 @@ from .. import secrets as secrets_mod
 from . import cloud, configs, infra, ingress
 from . import venv as venv_mod
 from .bootstrap import Bootstrap
-from .layout import APIS, HOST, NODE_DEPLOYMENTS, PORTS, VENV_ENV_VAR, Layout
+from .layout import APIS, DEPLOYMENTS, HOST, NODE_DEPLOYMENTS, PORTS, PROCESSES, VENV_ENV_VAR, Layout
 from .manifests import Local, Manifests
 from .processes import DevcloudError, Processes, Spec, port_open, port_taken
 
-# Sync gunicorn workers per API: one request at a time each. Keystone checks
-# every other API's tokens; Nova and Neutron call each other while booting servers.
-WORKERS = {"keystone": 2, "glance": 1, "placement": 1, "neutron": 2, "nova": 2, "metadata": 1}
 # Why `up --nodes` disabled the fake hypervisor's compute service (a plain `up` enables
 # a service disabled for this reason only, never one an operator disabled).
 RETIRED_REASON = "osception devcloud: the local nodes are the computes"
+# What must keep running for the fake hypervisor's compute host to become schedulable.
 NOVA_DAEMONS = ("nova-conductor", "nova-scheduler", "nova-compute")
 # Traefik (ingress.py) needs nothing started before it: it answers 502 until its
 # backends listen, as on the controller.
 INFRA = ("epmd", "rabbitmq", "memcached", "mariadb", "traefik")
-START_ORDER = (*INFRA, *APIS, *NOVA_DAEMONS)
-# Stop order: Nova first (its daemons hang once RabbitMQ is gone), the bus and the
-# databases last.
-STOP_ORDER = [("traefik", "nova-compute", "nova-scheduler", "nova-conductor", "metadata",
-               "neutron-rpc-server", *APIS),
+# The services' daemons that serve no API (e.g. Nova's conductor and scheduler): they
+# start once their service's migrations are done, after its API.
+DAEMONS = tuple(p for p in DEPLOYMENTS if p not in APIS)
+# The services' processes, then the fake hypervisor's nova-compute (its own, not a
+# Deployment of the controller: a compute node's).
+START_ORDER = (*INFRA, *APIS, *DAEMONS, "nova-compute")
+# Stop order: the services first, together (Nova's daemons hang once RabbitMQ is
+# gone), the bus and the databases last.
+STOP_ORDER = [("traefik", "nova-compute", *PROCESSES),
               ("rabbitmq", "memcached"), ("mariadb",), ("epmd",)]
 API_TIMEOUT = 180
 COMPUTE_TIMEOUT = 180
@@ -135,7 +138,7 @@ class Devcloud:
             if name in under_gunicorn:  # uwsgi <ini>: its module under gunicorn (configs.APP_MODULE)
                 env = local.env(c, local.mounts(pod, c))
                 argv = [str(venv / "bin" / "gunicorn"), "--bind", f"{HOST}:{PORTS[name]}",
-                        "--workers", str(WORKERS[name]), "--worker-class", "sync",
+                        "--workers", str(PROCESSES[name].workers), "--worker-class", "sync",
                         "--timeout", "300", "--graceful-timeout", "10",
                         # uWSGI, the controller's server, reads no X-Forwarded-* header;
                         # gunicorn would (from 127.0.0.1: Traefik here) and hide an API
@@ -145,14 +148,13 @@ class Devcloud:
                 out[name] = Spec(name, argv, port=PORTS[name],
                                  env=env | configs.api_env(lay, project),
                                  config=[*configs.files_of(lay, project), lay.apps / f"{name}_app.py"],
-                                 ready=_http_ready(PORTS[name],
-                                                   "/v3" if name == "keystone" else "/"))
+                                 ready=_http_ready(PORTS[name], PROCESSES[name].ready))
             else:  # its own command; an API among them listens where overrides.py says
                 argv, env = local.command(pod, c)
                 api = name in APIS
                 out[name] = Spec(name, argv, env=env, port=PORTS[name] if api else None,
                                  config=configs.files_of(lay, project),
-                                 ready=_http_ready(PORTS[name], "/") if api else None)
+                                 ready=_http_ready(PORTS[name], PROCESSES[name].ready) if api else None)
         if man.with_nodes:  # nova-compute runs on the local nodes
             return out
         # A compute node's nova-compute, not the controller's: no manifest runs it.
@@ -324,7 +326,7 @@ class Devcloud:
             for svc in APIS[1:]:
                 migrations[svc].result()
                 self.ensure_running([specs[svc]])
-            self.ensure_running([specs["nova-conductor"], specs["nova-scheduler"]])
+            self.ensure_running([specs[p] for p in DAEMONS])
             # With local nodes: the nova metadata API and the Neutron RPC server (where
             # split), on the databases the migrations above made.
             for_nodes = [specs[p] for p in NODE_DEPLOYMENTS if p in specs]
@@ -418,6 +420,46 @@ class Devcloud:
     def _all_ready(self, specs: dict[str, Spec]) -> bool:
         return all(s.is_ready() for s in specs.values())
 
+    # -- restart --------------------------------------------------------------
+    def restart(self, node: str | None = None) -> dict[str, float]:
+        """Reboot a node of the plan as its VM would be: a local node (nodes.LocalNodes.reboot),
+        or the controller: its processes (and the relay, servicelb's part) stopped, then
+        started again by `up` from the same rendered state (done migrations and bootstrap
+        stay done). None: the controller, then every local node at once. Then, until every
+        rebooted node (every node, after the controller's) reports again. Seconds of each part."""
+        from .. import topology
+        from .nodes import LocalNodes
+
+        if not self.layout.settings.exists():
+            raise DevcloudError(f"no devcloud in {self.layout.root}: run `osception devcloud up`")
+        with self.exclusive():
+            settings = Settings.load(self.layout)
+            cfg = settings.run_config()
+            controller = next(n.name for n in topology.nodes(cfg) if n.role == "controller")
+            local = LocalNodes(self.layout, say=self.say)
+            names = local.names() if settings.nodes else []
+            if node not in (None, controller, *names):
+                raise DevcloudError(f"no node {node} in this devcloud: its nodes are "
+                                    f"{', '.join([controller, *names])}")
+            secrets = secrets_mod.ensure(self.layout.root, "devcloud")
+            since = datetime.now(timezone.utc)
+            start = time.monotonic()
+            took = {}
+            if node in (None, controller):
+                self.say(f"{controller}: stopping the controller's processes")
+                for group in [("relay",), *STOP_ORDER]:
+                    self.procs.stop(list(group))
+                self._up(None, None, None)
+                took[controller] = time.monotonic() - start
+            rebooted = [n for n in local.local_nodes(cfg) if node in (None, n.node.name)]
+            if rebooted:
+                with ThreadPoolExecutor(max_workers=len(rebooted)) as pool:
+                    took |= dict(zip([n.node.name for n in rebooted], pool.map(local.reboot, rebooted)))
+            if names:
+                local.wait_back(secrets, names if node in (None, controller) else [node], since)
+                took["reporting"] = time.monotonic() - start
+            return took
+
     # -- status / down --------------------------------------------------------
     def processes(self) -> list[str]:
         """Every process this devcloud runs: with local nodes, no nova-compute here but
@@ -428,8 +470,9 @@ class Devcloud:
             return list(START_ORDER)
         from .nodes import LocalNodes
 
-        split = releases.get(settings.release).neutron_split
-        for_nodes = [p for p in NODE_DEPLOYMENTS if p != "neutron-rpc-server" or split]
+        release = releases.get(settings.release)
+        for_nodes = [p for p in NODE_DEPLOYMENTS
+                     if PROCESSES[p].release_has is None or getattr(release, PROCESSES[p].release_has)]
         from .nodes import node_config
 
         proxies = ["apt-cacher-ng"] + (["pip-proxy"] if node_config(settings.run_config()).node_source == "pypi"
@@ -447,7 +490,7 @@ class Devcloud:
                 rows.append((name, None, "stopped", port))
                 continue
             if name in APIS:
-                ready = _http_ready(port, "/v3" if name == "keystone" else "/")()
+                ready = _http_ready(port, PROCESSES[name].ready)()
             else:
                 ready = port is None or port_open(port)
             rows.append((name, rec["pid"], "running" if ready else "starting", port))

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Callable
 
 
 @dataclass(frozen=True)
@@ -19,11 +20,51 @@ class Api:
 
 
 @dataclass(frozen=True)
+class Process:
+    """A process the devcloud (osception/devcloud/) runs for a service on this machine:
+    one of the Deployments of its manifest, as the manifest gives it."""
+
+    deployment: str
+    # An API's port in the devcloud (None: it serves none): its own, away from the
+    # usual one (mostly the usual + 20000), so that an OpenStack already on this
+    # machine is never touched.
+    port: int | None = None
+    # An API's gunicorn sync workers: one request at a time each.
+    workers: int = 1
+    # An API's path that answers once it is up.
+    ready: str = "/"
+    # Only with local compute and network nodes: what their agents and guests need.
+    for_nodes: bool = False
+    # A releases.Release attribute that must be true for the release to have it.
+    release_has: str | None = None
+
+
+@dataclass(frozen=True)
+class Devcloud:
+    """What the devcloud runs of a service and how its config differs from the
+    controller's (its folder's devcloud.py): the devcloud's machinery reads these."""
+
+    # {process name: Process}, in the order they start; an API's process is named as
+    # the API.
+    processes: dict[str, Process]
+    # Files the Kolla image ships in /etc/<project> from the project's package: the
+    # devcloud takes them from the services venv's etc/ (<project>/<file or folder>).
+    image_files: tuple[str, ...] = ()
+    # (layout, host, release, nodes) -> {config file: {section: {option: value}}}: the
+    # devcloud-only overrides, merged last. A path among them under the layout's data
+    # or lock folders is a folder the devcloud makes before the service starts.
+    overrides: Callable[..., dict] = lambda layout, host, release, nodes: {}
+    # (layout) -> {path under etc/: text}: devcloud-only files beside its config.
+    files: Callable[..., dict[str, str]] = lambda layout: {}
+
+
+@dataclass(frozen=True)
 class Service:
     """One service of the control plane, everything that is its alone. Its folder,
     osception/services/<name>/, holds this record (its __init__.py's SERVICE, under a
     docstring saying what it is and what it needs), its Kubernetes template
-    (manifest.yaml.j2) and the templates of the config files it renders (<file>.j2)."""
+    (manifest.yaml.j2), the templates of the config files it renders (<file>.j2), and its
+    devcloud part (devcloud.py)."""
 
     name: str
     # Its manifest's number: k8s-0/manifests/<NN>-<name>.yaml. The controller applies
@@ -43,6 +84,9 @@ class Service:
     # The controller's config files it renders from <file>.j2 in its folder; an INI
     # file among them (.conf, .ini) is one `overrides:` in osception.yaml is keyed by.
     configs: tuple[str, ...] = ()
+    # What the devcloud runs of it (its folder's devcloud.py); None: the devcloud runs
+    # none of its processes (the infrastructure is the devcloud's own: devcloud/infra.py).
+    devcloud: Devcloud | None = None
 
     @property
     def manifest(self) -> str:

@@ -10,6 +10,7 @@ and for the service accounts.
 """
 
 from ..record import Api, Service
+from .devcloud import DEVCLOUD
 
 SERVICE = Service(
     "glance", 30, ("glance-api",), image_uids={"glance-api": 42415},
@@ -19,4 +20,5 @@ SERVICE = Service(
     # Only validates its users' tokens (Keystone: identity:validate_token).
     user_roles=("service",),
     configs=("glance-api.conf",),
+    devcloud=DEVCLOUD,
 )

@@ -11,6 +11,7 @@ before every other service: they all validate their users' tokens with it.
 """
 
 from ..record import Api, Service
+from .devcloud import DEVCLOUD
 
 SERVICE = Service(
     "keystone", 20, ("keystone",),
@@ -18,4 +19,5 @@ SERVICE = Service(
               wsgi_module="keystone.wsgi.api:application", wsgi_script="keystone-wsgi-public"),),
     databases=("keystone",),
     configs=("keystone.conf",),
+    devcloud=DEVCLOUD,
 )

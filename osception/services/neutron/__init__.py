@@ -14,6 +14,7 @@ Lifecycle: 32, after keystone and placement, before nova (33).
 """
 
 from ..record import Api, Service
+from .devcloud import DEVCLOUD
 
 SERVICE = Service(
     "neutron", 32, ("neutron-server",), image_uids={"neutron-server": 42435},
@@ -26,4 +27,5 @@ SERVICE = Service(
     # (without it, QoS ports would be scheduled as if they asked for nothing).
     user_roles=("admin", "service"),
     configs=("neutron.conf", "ml2_conf.ini"),
+    devcloud=DEVCLOUD,
 )

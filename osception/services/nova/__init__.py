@@ -13,6 +13,7 @@ Lifecycle: 33, after every service it calls; before skyline (34).
 """
 
 from ..record import Api, Service
+from .devcloud import DEVCLOUD
 
 SERVICE = Service(
     "nova", 33, ("nova-api", "nova-conductor", "nova-scheduler", "nova-novncproxy"),
@@ -30,4 +31,5 @@ SERVICE = Service(
     # post port events (os-server-external-events, admin only before 2025.2).
     user_roles=("admin", "service"),
     configs=("nova.conf",),
+    devcloud=DEVCLOUD,
 )

@@ -8,6 +8,7 @@ Lifecycle: 31, after keystone, before nova (33), whose computes report to it.
 """
 
 from ..record import Api, Service
+from .devcloud import DEVCLOUD
 
 SERVICE = Service(
     "placement", 31, ("placement-api",),
@@ -17,4 +18,5 @@ SERVICE = Service(
     # Validates tokens; it is also the user Nova's [placement] reports resources with.
     user_roles=("service",),
     configs=("placement.conf",),
+    devcloud=DEVCLOUD,
 )
