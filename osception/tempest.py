@@ -166,7 +166,10 @@ def configure(t: Target, facts_: dict) -> str:
     view = dict(facts_, version=t.release.tempest_version, target=t.name, release=t.release.name,
                 workspace=t.workspace, admin_password=t.admin_password, auth_url=t.auth_url,
                 region=services.REGION, interface=t.interface, cacert=t.cacert,
-                compute_features=compute_features(t), validation=validation)
+                compute_features=compute_features(t), validation=validation,
+                # Those with an API in the catalog: each has its sections (its folder's
+                # tempest.j2).
+                services=[s for s in services.SERVICES if any(a.catalog_type for a in s.apis)])
     return render_template("tempest/tempest.conf.j2", t=_View(view))
 
 

@@ -63,8 +63,8 @@ class Service:
     """One service of the control plane, everything that is its alone. Its folder,
     osception/services/<name>/, holds this record (its __init__.py's SERVICE, under a
     docstring saying what it is and what it needs), its Kubernetes template
-    (manifest.yaml.j2), the templates of the config files it renders (<file>.j2), and its
-    devcloud part (devcloud.py)."""
+    (manifest.yaml.j2), the templates of the config files it renders (<file>.j2), its
+    devcloud part (devcloud.py) and its Tempest sections (tempest.j2)."""
 
     name: str
     # Its manifest's number: k8s-0/manifests/<NN>-<name>.yaml. The controller applies
@@ -87,6 +87,10 @@ class Service:
     # What the devcloud runs of it (its folder's devcloud.py); None: the devcloud runs
     # none of its processes (the infrastructure is the devcloud's own: devcloud/infra.py).
     devcloud: Devcloud | None = None
+    # Tempest's [service_available] option that says it runs; None: Tempest assumes it
+    # (keystone) or has none (placement). Its Tempest sections: tempest.j2 in its
+    # folder, when it has an API in the catalog.
+    tempest_available: str | None = None
 
     @property
     def manifest(self) -> str:

@@ -21,4 +21,5 @@ SERVICE = Service(
     user_roles=("service",),
     configs=("glance-api.conf",),
     devcloud=DEVCLOUD,
+    tempest_available="glance",
 )

@@ -28,4 +28,5 @@ SERVICE = Service(
     user_roles=("admin", "service"),
     configs=("neutron.conf", "ml2_conf.ini"),
     devcloud=DEVCLOUD,
+    tempest_available="neutron",
 )

@@ -32,4 +32,5 @@ SERVICE = Service(
     user_roles=("admin", "service"),
     configs=("nova.conf",),
     devcloud=DEVCLOUD,
+    tempest_available="nova",
 )
