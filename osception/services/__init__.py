@@ -2,7 +2,8 @@
 
 A service is a folder, osception/services/<name>/: its record (SERVICE in its
 __init__.py: images, APIs, databases, Keystone user, config files), its manifest
-(manifest.yaml.j2) and its config templates. SERVICES lists them in lifecycle order;
+(manifest.yaml.j2), its config templates, what the devcloud runs of it (devcloud.py)
+and its Tempest sections (tempest.j2). SERVICES lists them in lifecycle order;
 the flat tables below (APIS, DATABASES, ...) are read from it, for the templates,
 secrets, the endpoint map and the tests. What is no one service's (the region, the
 infrastructure's ports, the nodes' packages) is in shared.py, re-exported here.
@@ -11,9 +12,11 @@ A port or a database name is written nowhere else.
 
 from __future__ import annotations
 
+import importlib
+import pkgutil
 from pathlib import Path
 
-from . import glance, keystone, mariadb, memcached, neutron, nova, placement, rabbitmq, skyline
+from . import skyline
 from .record import Api, NodeFile, Service
 from .shared import *  # noqa: F403 (the shared facts, as services.<NAME>)
 from .shared import SHARED_IMAGE_UIDS, SHARED_IMAGES
@@ -21,9 +24,11 @@ from .shared import SHARED_IMAGE_UIDS, SHARED_IMAGES
 # osception/services/: the service folders (the template loader reads them).
 FOLDER = Path(__file__).parent
 
-# In lifecycle order: the order of their manifests' numbers.
-SERVICES: tuple[Service, ...] = tuple(m.SERVICE for m in (
-    mariadb, rabbitmq, memcached, keystone, glance, placement, neutron, nova, skyline))
+# Every folder here that is a package is a service (a new service is a new folder), in
+# lifecycle order: the order of their manifests' numbers.
+SERVICES: tuple[Service, ...] = tuple(sorted(
+    (importlib.import_module(f"{__name__}.{m.name}").SERVICE for m in pkgutil.iter_modules(__path__) if m.ispkg),
+    key=lambda s: s.order))
 SKYLINE_APISERVER_PORT = skyline.APISERVER_PORT
 
 # HTTP APIs, on these ports inside the cluster. Users and the compute/network nodes
