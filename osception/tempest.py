@@ -45,14 +45,9 @@ NEEDS_FLOATING_IP_REACH = r"tempest\.scenario\.test_network_basic_ops"
 RUNS = "runs"
 JUNIT, HTML, SUBUNIT, CONF = "junit.xml", "report.html", "results.subunit", "tempest.conf"
 
-# What Nova's fake driver cannot do (compute-feature-enabled): its instances never run.
+# Without a data plane (the devcloud's fake driver): what the services' Tempest sections
+# switch off (nova's compute-feature-enabled) say so, and guests are not logged into.
 FAKE_HYPERVISOR = "the devcloud's hypervisor is Nova's fake driver: nothing really runs"
-FAKE_COMPUTE_FEATURES = ("console_output", "live_migration", "cold_migration", "resize", "rescue",
-                         "suspend", "pause", "shelve", "snapshot", "interface_attach",
-                         "metadata_service", "config_drive", "attach_encrypted_volume",
-                         "vnc_console", "spice_console", "serial_console")
-# Everywhere: what osception does not deploy.
-NO_CONSOLES = "no VNC, SPICE or serial console proxy is deployed"
 
 
 # -- the command's options: `osception tempest` (an environment) and `osception devcloud
@@ -150,14 +145,6 @@ def _version(v) -> str | None:
 
 
 # -- configure ---------------------------------------------------------------------
-def compute_features(t: Target) -> dict[str, tuple[bool, str]]:
-    """compute-feature-enabled: option -> (value, why)."""
-    out = {o: (False, NO_CONSOLES) for o in ("vnc_console", "spice_console", "serial_console")}
-    if not t.data_plane:
-        out |= {o: (False, FAKE_HYPERVISOR) for o in FAKE_COMPUTE_FEATURES if o not in out}
-    return out
-
-
 def configure(t: Target, facts_: dict) -> str:
     validation = ((False, "No data plane: no guest answers ping or SSH (" + FAKE_HYPERVISOR + ").")
                   if not t.data_plane else
@@ -166,7 +153,7 @@ def configure(t: Target, facts_: dict) -> str:
     view = dict(facts_, version=t.release.tempest_version, target=t.name, release=t.release.name,
                 workspace=t.workspace, admin_password=t.admin_password, auth_url=t.auth_url,
                 region=services.REGION, interface=t.interface, cacert=t.cacert,
-                compute_features=compute_features(t), validation=validation,
+                data_plane=t.data_plane, fake_hypervisor=FAKE_HYPERVISOR, validation=validation,
                 # Those with an API in the catalog: each has its sections (its folder's
                 # tempest.j2).
                 services=[s for s in services.SERVICES if any(a.catalog_type for a in s.apis)])
