@@ -1,4 +1,4 @@
-"""`osception devcloud up | status | down | env`."""
+"""`osception devcloud up | status | restart | down | env`."""
 
 from __future__ import annotations
 
@@ -125,6 +125,26 @@ def down(
     from .lifecycle import Devcloud
 
     Devcloud(_layout(state_dir), say=_say).down(purge)
+
+
+@app.command()
+def restart(
+    node: Annotated[Optional[str], typer.Argument(
+        help="A node of the plan: a local node (compute-0, network-0...) or the controller "
+             "(k8s-0: the devcloud's own processes). Default: the controller, then every node.")] = None,
+    state_dir: StateOpt = None,
+) -> None:
+    """Reboot a node as its VM would be rebooted: a local node's container goes through its
+    own shutdown and a real boot (its services from their enabled units, no setup run
+    again); the controller's processes stop and start from the state `up` left (no
+    database bootstrapped again). Returns once the rebooted nodes' agents report again."""
+    from .lifecycle import Devcloud
+
+    try:
+        took = Devcloud(_layout(state_dir), say=_say).restart(node)
+    except DevcloudError as e:
+        _fail(str(e))
+    _say("restarted: " + ", ".join(f"{k} {v:.0f} s" for k, v in took.items()))
 
 
 @app.command()

@@ -37,11 +37,13 @@ import ipaddress
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 import yaml
@@ -98,6 +100,12 @@ BAKE_ADDRESS = topology.Address(str(OUTER_NET.network_address + 5), "fa:16:3e:0b
 # Boot to "done": packages (hundreds, the first time through an empty apt cache), config,
 # the controller, services.
 NODES_TIMEOUT = 1800
+# A reboot: the node's own shutdown (libvirt-guests gives each guest up to 300 s to shut
+# down, Debian's default), then its boot until systemd's boot transaction is done, then
+# its agents and compute service reporting to the controller again.
+SHUTDOWN_TIMEOUT = 420
+BOOT_TIMEOUT = 300
+BACK_TIMEOUT = 300
 
 
 def with_provider(cfg: Config) -> Config:
@@ -191,6 +199,28 @@ def forget_host(secrets: Secrets, host: str) -> None:
             conn.network.delete_agent(agent, ignore_missing=True)
     except sdk_exc.SDKException:
         pass  # no devcloud answering: nothing registered to forget
+
+
+def _utc(stamp: str | None) -> datetime:
+    """An API's time stamp (UTC, with or without the T, a zone or microseconds), naive."""
+    return datetime.fromisoformat(stamp.replace(" ", "T")).replace(tzinfo=None) if stamp else datetime.min
+
+
+def not_back(conn, hosts: list[str], since: datetime) -> list[str]:
+    """What of these hosts has not reported to the controller since `since` (UTC): an
+    agent not alive or whose last heartbeat is older, a nova-compute service not up or
+    not updated since; a host with no agent at all counts as not back."""
+    after = since.replace(tzinfo=None)
+    late = []
+    for host in hosts:
+        agents = list(conn.network.agents(host=host))
+        if not agents:
+            late.append(f"{host}: no agent")
+        late += [f"{host}: {a.binary}" for a in agents
+                 if not a.is_alive or _utc(a.last_heartbeat_at) <= after]
+        late += [f"{host}: {s.binary}" for s in conn.compute.services(host=host, binary="nova-compute")
+                 if s.state != "up" or _utc(s.updated_at) <= after]
+    return late
 
 
 def network_config(address: topology.Address) -> str:
@@ -561,6 +591,80 @@ class LocalNodes:
             with ThreadPoolExecutor(max_workers=len(changed)) as pool:
                 list(pool.map(lambda n: self.apply(n, p), changed))
         return out
+
+    def reboot(self, n: LocalNode) -> float:
+        """Reboot the node as `machinectl reboot` does, the way its own `reboot` would:
+        SIGINT to its systemd (ctrl-alt-del: reboot.target, every unit stopped in order;
+        libvirt-guests shuts the guests down), and systemd-nspawn exits once it is done.
+        Then its network namespace is made anew, as a VM's reboot starts a new kernel:
+        no interface, route, rule, router namespace or sysctl of the last boot survives,
+        the outer cloud's ports come back with their MACs. The same root boots again: same
+        instance id, so cloud-init's per-instance modules (the setup) do not run again;
+        the services start from their enabled units. Seconds until its boot is done."""
+        rec = self.procs.record(n.process)
+        if rec is None or not self.procs.running(n.process):
+            raise DevcloudError(f"{n.node.name} is not running: `osception devcloud up` boots it")
+        started = time.monotonic()
+        os.kill(_container_init(rec["pid"]), signal.SIGINT)
+        try:
+            for _ in sdk_utils.iterate_timeout(SHUTDOWN_TIMEOUT, "", wait=1):
+                if not self.procs.running(n.process):
+                    break
+        except sdk_exc.ResourceTimeout:
+            self.say(f"{n.node.name}: not shut down after {SHUTDOWN_TIMEOUT} s: powered off")
+        self.procs.stop([n.process])  # its record; what outlived the timeout, SIGTERM then SIGKILL
+        self.say(f"{n.node.name}: shut down in {time.monotonic() - started:.0f} s, booting")
+        _ip("netns", "del", n.netns, check=False)
+        self.wire(n)
+        self.procs.start(self.spec(n))
+        self.wait_booted(n)
+        return time.monotonic() - started
+
+    def wait_booted(self, n: LocalNode) -> None:
+        """Until the node's systemd has finished booting (`systemctl is-system-running
+        --wait`); a failed unit is named, not an error: the cloud's view (not_back) decides."""
+        deadline = time.monotonic() + BOOT_TIMEOUT
+        while True:
+            rec = self.procs.record(n.process)
+            if rec is None or not self.procs.running(n.process):
+                raise DevcloudError(f"{n.node.name}: its container stopped while booting; end of its "
+                                    f"console:\n{tail(self.layout.log(n.process))}")
+            try:
+                enter = ["nsenter", f"--target={_container_init(rec['pid'])}", "--all"]
+                r = subprocess.run([*enter, "systemctl", "is-system-running", "--wait"], capture_output=True,
+                                   text=True, timeout=max(1.0, deadline - time.monotonic()))
+            except DevcloudError:
+                r = None  # its systemd not started yet
+            except subprocess.TimeoutExpired:
+                raise DevcloudError(f"{n.node.name}: not booted within {BOOT_TIMEOUT} s") from None
+            state = r.stdout.strip() if r else ""
+            if state == "degraded":
+                failed = subprocess.run([*enter, "systemctl", "list-units", "--failed", "--plain",
+                                         "--no-legend"], capture_output=True, text=True).stdout
+                self.say(f"{n.node.name}: booted with failed units: "
+                         + ", ".join(line.split()[0] for line in failed.splitlines() if line.strip()))
+            if state in ("running", "degraded"):
+                return
+            if time.monotonic() > deadline:
+                raise DevcloudError(f"{n.node.name}: not booted within {BOOT_TIMEOUT} s ({state or 'no systemd'})")
+            time.sleep(1)
+
+    def wait_back(self, secrets: Secrets, hosts: list[str], since: datetime) -> None:
+        """Until every agent and compute service of these hosts reports again (not_back)."""
+        from . import cloud  # noqa: PLC0415 (openstacksdk: only when used)
+
+        conn = cloud.connect(secrets)
+        late = hosts
+        try:
+            for _ in sdk_utils.iterate_timeout(BACK_TIMEOUT, "", wait=2):
+                try:
+                    late = not_back(conn, hosts, since)
+                except sdk_exc.SDKException as e:  # the APIs still starting
+                    late = [str(e).splitlines()[0]]
+                if not late:
+                    return
+        except sdk_exc.ResourceTimeout:
+            raise DevcloudError(f"not reporting again within {BACK_TIMEOUT} s: {', '.join(late)}") from None
 
     def rebuild(self, n: LocalNode, wanted: dict, secrets: Secrets) -> None:
         """A node built from another release, node source or base than the config's: its
