@@ -67,9 +67,9 @@ NAMED_ELSEWHERE: dict[str, tuple[tuple[str, ...], str]] = {
         "the Kolla macros' create-databases init container: a service's databases on its MariaDB"),
     "templates/scripts/controller-setup.sh.j2": (("keystone",),
         "the controller is ready when Keystone answers through the ingress"),
-    "render/controller.py": (("keystone", "mariadb", "skyline"),
+    "render/controller.py": (("keystone", "mariadb"),
         "Keystone's own endpoints are its bootstrap's, the others' the service-accounts Job's; "
-        "skyline.yaml (not an INI file) goes whole into its Secret; MariaDB's size units"),
+        "MariaDB's size units (`resources:` in osception.yaml)"),
     "releases.py": (("keystone", "glance", "placement", "neutron", "nova", *_INFRA),
         "the release table: each project's version, image tag and packages per release"),
     # -- words for the user ---------------------------------------------------------

@@ -46,9 +46,12 @@ def add_controller(plan: Plan, secrets: Secrets, ep: endpoints.Endpoints | None 
             plan.files[f"k8s-0/config/{secret_name}"] = conf_secret[name]
             plan.private.add(f"k8s-0/config/{secret_name}")
 
-    skyline_yaml = render_template(config_template("skyline.yaml"), ep=ep, secrets=secrets, services=services)
-    plan.files["k8s-0/config/skyline.yaml"] = skyline_yaml
-    plan.private.add("k8s-0/config/skyline.yaml")
+    # A service's config files that are not INI (skyline.yaml): no overrides and no split,
+    # the whole file is its Secret's (it holds secrets).
+    for name in (c for s in services.SERVICES for c in s.configs if c not in s.ini):
+        conf_secret[name] = render_template(config_template(name), ep=ep, secrets=secrets, services=services)
+        plan.files[f"k8s-0/config/{name}"] = conf_secret[name]
+        plan.private.add(f"k8s-0/config/{name}")
 
     keystone_catalog = catalog(ep)
     context = dict(
@@ -62,7 +65,6 @@ def add_controller(plan: Plan, secrets: Secrets, ep: endpoints.Endpoints | None 
         ep=ep,
         conf=conf,
         conf_secret=conf_secret,
-        skyline_yaml=skyline_yaml,
         catalog={**keystone_catalog,
                  "services": [s for s in keystone_catalog["services"] if s["name"] != "keystone"]},
         keystone_urls=next(s for s in keystone_catalog["services"] if s["name"] == "keystone"),
