@@ -17,6 +17,7 @@ import json
 import os
 import shutil
 import subprocess
+import time
 import urllib.error
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor
@@ -418,6 +419,46 @@ class Devcloud:
 
     def _all_ready(self, specs: dict[str, Spec]) -> bool:
         return all(s.is_ready() for s in specs.values())
+
+    # -- restart --------------------------------------------------------------
+    def restart(self, node: str | None = None) -> dict[str, float]:
+        """Reboot a node of the plan as its VM would be: a local node (nodes.LocalNodes.reboot),
+        or the controller: its processes (and the relay, servicelb's part) stopped, then
+        started again by `up` from the same rendered state (done migrations and bootstrap
+        stay done). None: the controller, then every local node at once. Then, until every
+        rebooted node (every node, after the controller's) reports again. Seconds of each part."""
+        from .. import topology
+        from .nodes import LocalNodes
+
+        if not self.layout.settings.exists():
+            raise DevcloudError(f"no devcloud in {self.layout.root}: run `osception devcloud up`")
+        with self.exclusive():
+            settings = Settings.load(self.layout)
+            cfg = settings.run_config()
+            controller = next(n.name for n in topology.nodes(cfg) if n.role == "controller")
+            local = LocalNodes(self.layout, say=self.say)
+            names = local.names() if settings.nodes else []
+            if node not in (None, controller, *names):
+                raise DevcloudError(f"no node {node} in this devcloud: its nodes are "
+                                    f"{', '.join([controller, *names])}")
+            secrets = secrets_mod.ensure(self.layout.root, "devcloud")
+            since = datetime.now(timezone.utc)
+            start = time.monotonic()
+            took = {}
+            if node in (None, controller):
+                self.say(f"{controller}: stopping the controller's processes")
+                for group in [("relay",), *STOP_ORDER]:
+                    self.procs.stop(list(group))
+                self._up(None, None, None)
+                took[controller] = time.monotonic() - start
+            rebooted = [n for n in local.local_nodes(cfg) if node in (None, n.node.name)]
+            if rebooted:
+                with ThreadPoolExecutor(max_workers=len(rebooted)) as pool:
+                    took |= dict(zip([n.node.name for n in rebooted], pool.map(local.reboot, rebooted)))
+            if names:
+                local.wait_back(secrets, names if node in (None, controller) else [node], since)
+                took["reporting"] = time.monotonic() - start
+            return took
 
     # -- status / down --------------------------------------------------------
     def processes(self) -> list[str]:
