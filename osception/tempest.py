@@ -9,7 +9,8 @@ Lifecycle, one function per step:
   workspace   `tempest init` once per target, under its state folder (tempest/)
   facts       what the cloud says live: images, flavors, the external network, Neutron's
               extension list, Nova's newest microversion
-  configure   templates/tempest/tempest.conf.j2 from those facts; what the target cannot
+  configure   templates/tempest/tempest.conf.j2 from those facts, with each service's
+              sections from its folder (services/<name>/tempest.j2); what the target cannot
               have (the devcloud: a fake hypervisor, no data plane) switched off with why
   run         `tempest run`, then the run's subunit stream, JUnit XML (subunit2junitxml)
               and HTML report (subunit2html) in tempest/runs/<UTC time>/
