@@ -186,8 +186,9 @@ class Booted:
         responder.write_text(RESPONDER.format(meta=meta.encode(), user=user_data))
         self.port, self.ssh_port = _free_port(), _free_port()
         self.log = workdir / "serial.log"
+        self.monitor = workdir / "monitor"  # QEMU's human monitor: the ACPI power button
         argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "128", "-nographic", "-no-reboot",
-                "-monitor", "none", "-serial", "stdio",
+                "-monitor", f"unix:{self.monitor},server,nowait", "-serial", "stdio",
                 "-kernel", str(image.kernel), "-initrd", str(image.initrd),
                 "-append", f"{guest.COMMAND_LINE} quiet osception.metadata=http://{METADATA}",
                 # restrict=on: the guest reaches nothing outside slirp but the forwards.
@@ -251,6 +252,12 @@ class Booted:
         self.proc.stdin.write(line.encode() + b"\n")
         self.proc.stdin.flush()
 
+    def press_power_button(self) -> None:
+        with socket.socket(socket.AF_UNIX) as mon:
+            mon.connect(str(self.monitor))
+            mon.sendall(b"system_powerdown\n")
+            mon.recv(4096)  # its banner: the command was read
+
     def stop(self) -> None:
         self.proc.kill()
         self.proc.wait()
@@ -304,6 +311,24 @@ def test_guest_boots_takes_dhcp_reads_metadata_and_serves(guest_image, tmp_path)
     sizes = {p.name: p.stat().st_size for p in (guest_image.kernel, guest_image.initrd)}
     print(f"\nguest {guest_image.version}: boot to ready {[round(t, 1) for t in times]} s, "
           f"median {statistics.median(times):.1f} s (QEMU TCG, -m 128); sizes {sizes}")
+
+
+def test_the_power_button_powers_the_guest_off(guest_image, tmp_path):
+    """As CirrOS: the ACPI power button powers the guest off at once. Nova's stop and
+    libvirt-guests at a compute's shutdown press it, and would wait their timeouts (60 s,
+    300 s) for a guest that ignores it."""
+    if shutil.which("qemu-system-x86_64") is None:
+        pytest.fail("qemu-system-x86_64 is not installed: run scripts/test.sh")
+    vm = Booted(guest_image, tmp_path, str(uuid.uuid4()), "guest", b"")
+    try:
+        vm.wait_for(f"{guest.READY} ")
+        vm.press_power_button()
+        try:
+            vm.proc.wait(30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running 30 s after the power button; its console:\n{vm.console()[-2000:]}")
+    finally:
+        vm.stop()
 
 
 def test_logins_are_cirros_ones(guest_image, tmp_path):

@@ -56,12 +56,19 @@ PROGRAMS = {"busybox": (BUSYBOX,),
 # its modinfo says it depends on; a built-in one (=y) needs nothing. The NIC; the
 # disks (vda, and vdb when Nova attaches a second); the config drive, an IDE CD-ROM
 # (libvirt's on the pc machine type) with an ISO 9660 or VFAT file system; VFAT for
-# the file system Tempest makes on a volume (mkfs -t vfat), with its code pages.
+# the file system Tempest makes on a volume (mkfs -t vfat), with its code pages. The
+# ACPI power button and its input events, for busybox's acpid (ACPI_POWER_BUTTON).
 DRIVERS = {"virtio_pci": "CONFIG_VIRTIO_PCI", "virtio_net": "CONFIG_VIRTIO_NET",
            "virtio_blk": "CONFIG_VIRTIO_BLK", "ata_piix": "CONFIG_ATA_PIIX",
            "sr_mod": "CONFIG_BLK_DEV_SR", "isofs": "CONFIG_ISO9660_FS",
            "vfat": "CONFIG_VFAT_FS", "nls_cp437": "CONFIG_NLS_CODEPAGE_437",
-           "nls_ascii": "CONFIG_NLS_ASCII"}
+           "nls_ascii": "CONFIG_NLS_ASCII", "button": "CONFIG_ACPI_BUTTON",
+           "evdev": "CONFIG_INPUT_EVDEV"}
+# What busybox's acpid runs when the ACPI power button is pressed: the guest powers off,
+# as CirrOS does. Nova's stop and libvirt-guests at a compute's shutdown press it, and
+# wait (Nova's shutdown_timeout, 60 s; libvirt-guests' SHUTDOWN_TIMEOUT, 300 s each,
+# Debian's default) for a guest that ignores it.
+ACPI_POWER_BUTTON = "etc/acpi/PWRF/00000080"
 # The applets that need root from any user: `su` (guest/bin/sudo; the dynamic busybox has
 # none) and ping (busybox 1.35 has no unprivileged ICMP sockets), from busybox-static,
 # installed setuid root (its other applets would drop the privilege).
@@ -241,7 +248,9 @@ def initramfs(files: dict[str, tuple[int, bytes]], applets: list[str], kos: list
                 ("etc/shadow", 0o100600, f"root::1::::::\n{user}:{password_hash}:1::::::\n".encode(), 0),
                 ("etc/securetty", FILE, b"", 0),  # root logs in on no console
                 ("etc/shells", FILE, b"/bin/sh\n", 0),  # dropbear and su check the shell
-                ("etc/issue", FILE, b"osception guest (Debian kernel, busybox, dropbear) \\l\n\n", 0)]
+                ("etc/issue", FILE, b"osception guest (Debian kernel, busybox, dropbear) \\l\n\n", 0),
+                ("etc/acpi", DIR, b"", 0), ("etc/acpi/PWRF", DIR, b"", 0),
+                (ACPI_POWER_BUTTON, EXEC, b"#!/bin/sh\npoweroff\n", 0)]
     have = {name for name, *_ in entries}
     for path, (mode, data) in sorted(files.items()):
         parents = [str(p) for p in reversed(Path(path).parents) if str(p) != "."]

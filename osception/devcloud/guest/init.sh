@@ -21,6 +21,9 @@ say() { echo "osception-guest: $*" >/dev/ttyS0; }
 while read -r module; do
   insmod "/lib/modules/$module.ko" || say "insmod $module failed"
 done </etc/modules
+# The ACPI power button powers the guest off (/etc/acpi/PWRF/00000080), as on CirrOS.
+# (Its log in /run: the default, /var/log, does not exist and acpid would exit.)
+acpid -l /run/acpid.log || say "acpid failed"
 
 # The image's one user (uid 1000, /etc/passwd): its home is made root's in the cpio.
 user=$(awk -F: '$3 == 1000 { print $1 }' /etc/passwd)
