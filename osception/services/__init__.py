@@ -27,7 +27,8 @@ FOLDER = Path(__file__).parent
 # Every folder here that is a package is a service (a new service is a new folder), in
 # lifecycle order: the order of their manifests' numbers.
 SERVICES: tuple[Service, ...] = tuple(sorted(
-    (importlib.import_module(f"{__name__}.{m.name}").SERVICE for m in pkgutil.iter_modules(__path__) if m.ispkg),
+    (importlib.import_module(f"{__name__}.{m.name}").SERVICE
+     for m in pkgutil.iter_modules([str(FOLDER)]) if m.ispkg),
     key=lambda s: s.order))
 SKYLINE_APISERVER_PORT = skyline.APISERVER_PORT
 
