@@ -71,7 +71,9 @@ NAMED_ELSEWHERE: dict[str, tuple[tuple[str, ...], str]] = {
         "Keystone's own endpoints are its bootstrap's, the others' the service-accounts Job's; "
         "MariaDB's size units (`resources:` in osception.yaml)"),
     "releases.py": (("keystone", "glance", "placement", "neutron", "nova", *_INFRA),
-        "the release table: each project's version, image tag and packages per release"),
+        "the release table, per release: the infrastructure's series (MariaDB, RabbitMQ, "
+        "memcached), the project versions it reports, what a release's images lack (2024.1: "
+        "which services have no uWSGI)"),
     # -- words for the user ---------------------------------------------------------
     "cli.py": (("nova", "skyline"),
         "`up` prints Skyline's URL; `logs`' help gives process names as examples"),
