@@ -39,9 +39,8 @@ from .render.env import render_template
 # The report tools beside Tempest: subunit2html (os-testr) and subunit2junitxml
 # (python-subunit, which needs junitxml for it).
 REPORT_TOOLS = ("os-testr==3.0.0", "junitxml==0.7")
-# Pings and SSHes into a guest's floating IP whatever run_validation says: excluded on
-# the devcloud (without nodes no guest runs; with them, its floating IPs are reachable
-# only from the outer network's namespace, not from where Tempest runs).
+# Pings and SSHes into a guest's floating IP whatever run_validation says: excluded where
+# Tempest cannot reach the floating IPs (the devcloud without nodes: no guest runs).
 NEEDS_FLOATING_IP_REACH = r"tempest\.scenario\.test_network_basic_ops"
 RUNS = "runs"
 JUNIT, HTML, SUBUNIT, CONF = "junit.xml", "report.html", "results.subunit", "tempest.conf"
@@ -80,6 +79,13 @@ class Target:
     exclude: tuple[str, ...] = ()  # regexes of tests this target cannot pass (why: above)
     flavors: tuple[str, ...] = ()  # by name, first is flavor_ref
     images: tuple[str, ...] = ()
+    # Where the cloud's users are: the command Tempest runs under (e.g. `ip netns exec
+    # <namespace>`), from where the APIs answer by their public names and the guests'
+    # floating IPs are reachable.
+    prefix: tuple[str, ...] = ()
+    # The image's user and password (CirrOS's, or the local guest's): Tempest logs into
+    # its guests over SSH through their floating IPs (run_validation). None: it does not.
+    login: tuple[str, str] | None = None
 
     @property
     def workspace(self) -> Path:
@@ -131,12 +137,16 @@ def facts(t: Target, conn) -> dict:
     image = find(conn.image.find_image, t.images, "image")
     public = next((n for n in conn.network.networks(is_router_external=True)), None)
     compute = conn.compute.get_endpoint_data()
+    # Where guests can move between: the hypervisors up and enabled.
+    computes = [h for h in conn.compute.hypervisors(details=True)
+                if h.state == "up" and h.status == "enabled"]
     return {
         "image": image.id, "image_alt": image.id, "flavor": flavor.id, "flavor_alt": flavor_alt.id,
         "public_network_id": public.id if public else None,
         "public_network_name": public.name if public else None,
         "network_extensions": sorted(e.alias for e in conn.network.extensions()),
         "compute_max_microversion": _version(compute.max_microversion) or "2.1",
+        "computes": len(computes),
     }
 
 
@@ -149,12 +159,15 @@ def _version(v) -> str | None:
 def configure(t: Target, facts_: dict) -> str:
     validation = ((False, "No data plane: no guest answers ping or SSH (" + FAKE_HYPERVISOR + ").")
                   if not t.data_plane else
+                  (True, f"Guests are logged into as {t.login[0]} over SSH through their floating IPs.")
+                  if t.login else
                   (False, "Guests are not logged into: the API and scenario results stand on "
                           "their own (set true to SSH into CirrOS)."))
     view = dict(facts_, version=t.release.tempest_version, target=t.name, release=t.release.name,
                 workspace=t.workspace, admin_password=t.admin_password, auth_url=t.auth_url,
                 region=services.REGION, interface=t.interface, cacert=t.cacert,
                 data_plane=t.data_plane, fake_hypervisor=FAKE_HYPERVISOR, validation=validation,
+                login=t.login,
                 # Those with an API in the catalog: each has its sections (its folder's
                 # tempest.j2).
                 services=[s for s in services.SERVICES if any(a.catalog_type for a in s.apis)])
@@ -176,11 +189,12 @@ def run(t: Target, tempest_venv: Path, conf: str, selection: list[str], concurre
     run_dir.mkdir(parents=True)
     write_private(run_dir / CONF, conf)
     bin_ = tempest_venv / "bin"
-    argv = [str(bin_ / "tempest"), "run", "--config-file", str(run_dir / CONF),
+    argv = [*t.prefix, str(bin_ / "tempest"), "run", "--config-file", str(run_dir / CONF),
             "--concurrency", str(concurrency), *selection]
     if t.exclude:
         argv += ["--exclude-regex", "|".join(t.exclude)]
-    say(f"tempest: {' '.join(argv[1:])} (in {ws})")
+    under = f", under {' '.join(t.prefix)}" if t.prefix else ""
+    say(f"tempest: {' '.join(argv[len(t.prefix) + 1:])} (in {ws}{under})")
     with open(run_dir / "tempest.out", "w") as out:
         subprocess.run(argv, cwd=ws, stdout=out, stderr=subprocess.STDOUT,
                        env={**os.environ, "PATH": f"{bin_}:{os.environ.get('PATH', '')}"})

@@ -16,13 +16,15 @@ from osception import releases, tempest, tempest_results
 
 FACTS = {"image": "img-1", "image_alt": "img-1", "flavor": "fl-1", "flavor_alt": "fl-2",
          "public_network_id": None, "public_network_name": None,
-         "network_extensions": ["agent", "external-net", "router"], "compute_max_microversion": "2.100"}
+         "network_extensions": ["agent", "external-net", "router"], "compute_max_microversion": "2.100",
+         "computes": 1}
 
 
-def _target(tmp_path, data_plane: bool, cacert: str | None = None) -> tempest.Target:
+def _target(tmp_path, data_plane: bool, cacert: str | None = None, **kwargs) -> tempest.Target:
     return tempest.Target("devcloud" if not data_plane else "lab", releases.get("2026.2"), tmp_path,
                           "http://127.0.0.1:25000/v3", "s3cret", interface="internal",
-                          cacert=cacert, data_plane=data_plane, flavors=("small",), images=("cirros",))
+                          cacert=cacert, data_plane=data_plane, flavors=("small",), images=("cirros",),
+                          **kwargs)
 
 
 def _ini(text: str) -> configparser.ConfigParser:
@@ -57,8 +59,28 @@ def test_environment_config_keeps_the_data_plane_features_and_names_the_ca(tmp_p
     assert conf["identity"]["ca_certificates_file"] == "/s/ca.pem"
     assert conf["network"]["public_network_id"] == "net-1"
     assert conf["network-feature-enabled"]["floating_ips"] == "true"
-    assert "console_output" not in conf["compute-feature-enabled"]  # Tempest's default: on
-    assert conf["compute-feature-enabled"]["vnc_console"] == "false"  # not deployed
+    features = conf["compute-feature-enabled"]
+    assert features["vnc_console"] == "false"  # not deployed
+    # one compute: nothing moves; what libvirt does on one host, on
+    assert conf["compute"]["min_compute_nodes"] == "1"
+    assert [features[o] for o in ("live_migration", "cold_migration", "resize")] == ["false"] * 3
+    assert [features[o] for o in ("console_output", "snapshot", "shelve", "config_drive")] == ["true"] * 4
+    # Tempest logs into no guest unless the target says how (the devcloud with nodes does)
+    assert conf["validation"]["run_validation"] == "false" and "image_ssh_user" not in conf["validation"]
+
+
+def test_two_computes_and_a_login_turn_on_migrations_and_validation(tmp_path):
+    """As the devcloud with nodes targets its local cloud: guests move between the two
+    computes with their disks, and Tempest logs into them as the image's user."""
+    facts = FACTS | {"public_network_id": "net-1", "public_network_name": "public", "computes": 2}
+    conf = _ini(tempest.configure(_target(tmp_path, data_plane=True, login=("cirros", "gocubsgo")), facts))
+    features = conf["compute-feature-enabled"]
+    assert conf["compute"]["min_compute_nodes"] == "2"
+    assert [features[o] for o in ("live_migration", "cold_migration", "resize",
+                                  "block_migration_for_live_migration")] == ["true"] * 4
+    v = conf["validation"]
+    assert (v["run_validation"], v["connect_method"], v["image_ssh_user"], v["image_ssh_password"]) == \
+        ("true", "floating", "cirros", "gocubsgo")
 
 
 JUNIT = """<testsuite errors="0" failures="1" name="" tests="5" time="1.2">

@@ -219,10 +219,15 @@ def tempest(
 
 
 def _tempest_target(state_dir: Path | None, fail):
-    """(Target, Access) of the devcloud: with local nodes, the flavors and guest that
-    `devcloud smoke` populated; else its fake hypervisor's flavor and image."""
-    from .. import overcloud
-    from . import cloud, guest
+    """(Target, Access) of the devcloud. With local nodes, Tempest runs where the cloud's
+    users are: in the outer network's namespace, reaching the APIs by the https names
+    the nodes use (through the relay and Traefik, verified with the environment's CA)
+    and the guests' floating IPs directly; it logs into the guest `devcloud smoke`
+    populated, on the flavors it made. Without nodes, on this machine's side: the fake
+    hypervisor's flavor and image, no guest to reach."""
+    from .. import endpoints, overcloud, tls
+    from ..render.plan import domain_of
+    from . import cloud, guest, nodes
     from .lifecycle import Settings
 
     layout = _layout(state_dir)
@@ -230,16 +235,25 @@ def _tempest_target(state_dir: Path | None, fail):
         fail(f"no devcloud in {layout.root}: run `osception devcloud up`")
     settings = Settings.load(layout)
     sec = secrets_mod.ensure(layout.root, "devcloud")
-    with_nodes = bool(settings.nodes)
     cfg = settings.run_config()
+    # What Tempest's facts are read with: the admin, from this machine's side.
     access = overcloud.Access(cloud.auth_url(), sec.admin_password, sec.demo_password,
                               interface=cloud.CLIENT_INTERFACE)
+    home = layout.root / "tempest"
+    release = releases.get(settings.release)
+    if not settings.nodes:
+        return tempest_mod.Target(
+            "devcloud", release, home, access.auth_url, sec.admin_password,
+            interface=cloud.CLIENT_INTERFACE, data_plane=False, flavors=(cloud.FLAVOR,),
+            images=(cloud.IMAGE,), exclude=(tempest_mod.NEEDS_FLOATING_IP_REACH,)), access
+    home.mkdir(parents=True, exist_ok=True)
+    ca = home / "ca.pem"
+    ca.write_text(tls.client_ca(cfg.tls, sec.tls))
     return tempest_mod.Target(
-        "devcloud", releases.get(settings.release), layout.root / "tempest", access.auth_url,
-        sec.admin_password, interface=cloud.CLIENT_INTERFACE, data_plane=with_nodes,
-        flavors=tuple(f.name for f in cfg.overcloud.flavors) if with_nodes else (cloud.FLAVOR,),
-        images=(guest.NAME,) if with_nodes else (cloud.IMAGE,),
-        exclude=(tempest_mod.NEEDS_FLOATING_IP_REACH,)), access
+        "devcloud", release, home, endpoints.auth_url(domain_of(cfg, nodes.controller_ip(cfg))),
+        sec.admin_password, interface="public", cacert=str(ca),
+        flavors=tuple(f.name for f in cfg.overcloud.flavors), images=(guest.NAME,),
+        prefix=("ip", "netns", "exec", nodes.OUTER_NETNS), login=(guest.USER, guest.PASSWORD)), access
 
 
 def guest_images():

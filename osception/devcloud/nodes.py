@@ -51,7 +51,7 @@ import yaml
 from openstack import exceptions as sdk_exc
 from openstack import utils as sdk_utils
 
-from .. import day2, progress, releases, render, services, topology
+from .. import day2, endpoints, progress, releases, render, services, topology
 from ..config import LOCAL_IMAGE_HOSTS, Config
 from ..secrets import Secrets
 from ..state import write_private
@@ -61,6 +61,7 @@ from .processes import DevcloudError, Processes, Spec, tail
 from .venv import cache_home
 from ..render.bake import bake_user_data
 from ..render.layout import bake_id
+from ..render.plan import domain_of
 
 # -- defaults ------------------------------------------------------------------
 SEED = "var/lib/cloud/seed/nocloud"  # cloud-init's NoCloud seed in a node's root
@@ -70,6 +71,11 @@ PROVIDER_BRIDGE = "br-provider"
 OUTER_NET = ipaddress.ip_network("10.231.0.0/24")
 PROVIDER_NET = ipaddress.ip_network("10.231.1.0/24")
 PROVIDER_GATEWAY = "10.231.1.1"  # the outer side of the provider network
+# The outer network is where the cloud's users are (`osception devcloud tempest` runs
+# there): the APIs by the names the nodes use, in the nodes' way (their /etc/hosts).
+# `ip netns exec` mounts /etc/netns/<namespace>/hosts on /etc/hosts for what it runs
+# (ip-netns(8)).
+OUTER_HOSTS = Path("/etc/netns") / OUTER_NETNS / "hosts"
 APT_PROXY_PORT = 3142  # apt-cacher-ng's own default
 # node_source pypi: the nodes' pip through a caching PyPI proxy on this machine (proxpi,
 # from PyPI, in its own venv in the machine cache), at the controller's address.
@@ -369,6 +375,11 @@ class LocalNodes:
                 _ip("link", "add", bridge, "type", "bridge", netns=OUTER_NETNS)
                 _ip("addr", "add", cidr, "dev", bridge, netns=OUTER_NETNS)
             _ip("link", "set", bridge, "up", netns=OUTER_NETNS)
+        ip = controller_ip(cfg)
+        names = endpoints.nodes(domain_of(cfg, ip), ip).hosts
+        OUTER_HOSTS.parent.mkdir(parents=True, exist_ok=True)
+        OUTER_HOSTS.write_text("127.0.0.1 localhost\n" + "".join(
+            f"{address} {' '.join(hosts)}\n" for address, hosts in names.items()))
 
     def wire(self, n: LocalNode) -> None:
         """The node's namespace, eth0 on br-outer and eth1 (provider) on br-provider."""
@@ -709,6 +720,7 @@ class LocalNodes:
                 _ip("netns", "del", f"osc-{name}", check=False)
         if _netns_exists(OUTER_NETNS):
             _ip("netns", "del", OUTER_NETNS, check=False)
+        shutil.rmtree(OUTER_HOSTS.parent, ignore_errors=True)
 
     def names(self) -> list[str]:
         return sorted(p.name for p in self.dir.iterdir() if p.is_dir() and topology.is_node_name(p.name)) \
