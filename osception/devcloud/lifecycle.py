@@ -426,7 +426,9 @@ class Devcloud:
         or the controller: its processes (and the relay, servicelb's part) stopped, then
         started again by `up` from the same rendered state (done migrations and bootstrap
         stay done). None: the controller, then every local node at once. Then, until every
-        rebooted node (every node, after the controller's) reports again. Seconds of each part."""
+        rebooted node (every node, after the controller's) reports again: since its boot, or
+        the controller's start. Seconds: the controller's (until its APIs answer again) and
+        `reporting` (until every rebooted node reports)."""
         from .. import topology
         from .nodes import LocalNodes
 
@@ -451,12 +453,14 @@ class Devcloud:
                     self.procs.stop(list(group))
                 self._up(None, None, None)
                 took[controller] = time.monotonic() - start
+            # an agent's report after the controller's start is to the new one
+            back = {name: since for name in names} if node in (None, controller) else {}
             rebooted = [n for n in local.local_nodes(cfg) if node in (None, n.node.name)]
             if rebooted:
                 with ThreadPoolExecutor(max_workers=len(rebooted)) as pool:
-                    took |= dict(zip([n.node.name for n in rebooted], pool.map(local.reboot, rebooted)))
-            if names:
-                local.wait_back(secrets, names if node in (None, controller) else [node], since)
+                    back |= dict(zip([n.node.name for n in rebooted], pool.map(local.reboot, rebooted)))
+            if back:
+                local.wait_back(secrets, back)
                 took["reporting"] = time.monotonic() - start
             return took
 

@@ -43,7 +43,7 @@ import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import yaml
@@ -212,13 +212,13 @@ def _utc(stamp: str | None) -> datetime:
     return datetime.fromisoformat(stamp.replace(" ", "T")).replace(tzinfo=None) if stamp else datetime.min
 
 
-def not_back(conn, hosts: list[str], since: datetime) -> list[str]:
-    """What of these hosts has not reported to the controller since `since` (UTC): an
+def not_back(conn, hosts: dict[str, datetime]) -> list[str]:
+    """What of these hosts has not reported to the controller since its time (UTC): an
     agent not alive or whose last heartbeat is older, a nova-compute service not up or
     not updated since; a host with no agent at all counts as not back."""
-    after = since.replace(tzinfo=None)
     late = []
-    for host in hosts:
+    for host, since in hosts.items():
+        after = since.replace(tzinfo=None)
         agents = list(conn.network.agents(host=host))
         if not agents:
             late.append(f"{host}: no agent")
@@ -603,7 +603,7 @@ class LocalNodes:
                 list(pool.map(lambda n: self.apply(n, p), changed))
         return out
 
-    def reboot(self, n: LocalNode) -> float:
+    def reboot(self, n: LocalNode) -> datetime:
         """Reboot the node as `machinectl reboot` does, the way its own `reboot` would:
         SIGINT to its systemd (ctrl-alt-del: reboot.target, every unit stopped in order;
         libvirt-guests shuts the guests down), and systemd-nspawn exits once it is done.
@@ -611,7 +611,8 @@ class LocalNodes:
         no interface, route, rule, router namespace or sysctl of the last boot survives,
         the outer cloud's ports come back with their MACs. The same root boots again: same
         instance id, so cloud-init's per-instance modules (the setup) do not run again;
-        the services start from their enabled units. Seconds until its boot is done."""
+        the services start from their enabled units. Returns when its boot is done: the
+        moment (UTC) it started booting, after which its agents' reports are this boot's."""
         rec = self.procs.record(n.process)
         if rec is None or not self.procs.running(n.process):
             raise DevcloudError(f"{n.node.name} is not running: `osception devcloud up` boots it")
@@ -624,12 +625,14 @@ class LocalNodes:
         except sdk_exc.ResourceTimeout:
             self.say(f"{n.node.name}: not shut down after {SHUTDOWN_TIMEOUT} s: powered off")
         self.procs.stop([n.process])  # its record; what outlived the timeout, SIGTERM then SIGKILL
-        self.say(f"{n.node.name}: shut down in {time.monotonic() - started:.0f} s, booting")
+        down = time.monotonic() - started
         _ip("netns", "del", n.netns, check=False)
         self.wire(n)
+        booting = datetime.now(timezone.utc)
         self.procs.start(self.spec(n))
         self.wait_booted(n)
-        return time.monotonic() - started
+        self.say(f"{n.node.name}: shut down in {down:.0f} s, booted in {time.monotonic() - started - down:.0f} s")
+        return booting
 
     def wait_booted(self, n: LocalNode) -> None:
         """Until the node's systemd has finished booting (`systemctl is-system-running
@@ -660,16 +663,17 @@ class LocalNodes:
                 raise DevcloudError(f"{n.node.name}: not booted within {BOOT_TIMEOUT} s ({state or 'no systemd'})")
             time.sleep(1)
 
-    def wait_back(self, secrets: Secrets, hosts: list[str], since: datetime) -> None:
-        """Until every agent and compute service of these hosts reports again (not_back)."""
+    def wait_back(self, secrets: Secrets, hosts: dict[str, datetime]) -> None:
+        """Until every agent and compute service of these hosts reports again, each since
+        its time (not_back)."""
         from . import cloud  # noqa: PLC0415 (openstacksdk: only when used)
 
         conn = cloud.connect(secrets)
-        late = hosts
+        late = list(hosts)
         try:
             for _ in sdk_utils.iterate_timeout(BACK_TIMEOUT, "", wait=2):
                 try:
-                    late = not_back(conn, hosts, since)
+                    late = not_back(conn, hosts)
                 except sdk_exc.SDKException as e:  # the APIs still starting
                     late = [str(e).splitlines()[0]]
                 if not late:
