@@ -254,9 +254,17 @@ class Booted:
 
     def press_power_button(self) -> None:
         with socket.socket(socket.AF_UNIX) as mon:
+            mon.settimeout(30)
             mon.connect(str(self.monitor))
             mon.sendall(b"system_powerdown\n")
-            mon.recv(4096)  # its banner: the command was read
+            # Its banner ends with a prompt; the next prompt comes once the command ran.
+            # (Closed before, the monitor may drop the command: the button never pressed.)
+            seen = b""
+            while seen.count(b"(qemu) ") < 2:
+                chunk = mon.recv(4096)
+                if not chunk:
+                    break
+                seen += chunk
 
     def stop(self) -> None:
         self.proc.kill()
