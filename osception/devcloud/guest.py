@@ -278,14 +278,10 @@ def _package_depends(deb: Path) -> list[str]:
     return names
 
 
-def programs(debs: Path, tmp: Path) -> tuple[dict[str, tuple[int, bytes]], list[str]]:
-    """PROGRAMS and the shared libraries each loads: path in the guest -> (mode, data).
-    Their packages and what those depend on are extracted into one tree; the libraries
-    are what that tree's own loader (libc6's) lists for each program, all from the tree.
-    Also busybox's applets, as it lists them (run by that loader)."""
-    tree = tmp / "programs"
+def unpack(packages, debs: Path, tree: Path) -> Path:
+    """PACKAGES and every package they depend on, recursively, extracted into TREE."""
     seen: set[str] = set()
-    todo = list(PROGRAMS)
+    todo = list(packages)
     while todo:
         package = todo.pop()
         if package in seen:
@@ -294,13 +290,28 @@ def programs(debs: Path, tmp: Path) -> tuple[dict[str, tuple[int, bytes]], list[
         deb = download(package, debs)
         extract(deb, tree)
         todo += _package_depends(deb)
-    loader = tree / "lib64" / "ld-linux-x86-64.so.2"
+    return tree
+
+
+def loader(tree: Path) -> list[str]:
+    """The command prefix that runs a program of TREE (made by unpack) with TREE's own
+    loader and libraries (libc6's, and what the program's packages depend on)."""
     libdirs = ":".join(str(tree / d) for d in ("lib/x86_64-linux-gnu", "usr/lib/x86_64-linux-gnu"))
+    return [str(tree / "lib64" / "ld-linux-x86-64.so.2"), "--library-path", libdirs]
+
+
+def programs(debs: Path, tmp: Path) -> tuple[dict[str, tuple[int, bytes]], list[str]]:
+    """PROGRAMS and the shared libraries each loads: path in the guest -> (mode, data).
+    Their packages and what those depend on are extracted into one tree; the libraries
+    are what that tree's own loader (libc6's) lists for each program, all from the tree.
+    Also busybox's applets, as it lists them (run by that loader)."""
+    tree = unpack(PROGRAMS, debs, tmp / "programs")
+    run = loader(tree)
     out: dict[str, tuple[int, bytes]] = {}
     for paths in PROGRAMS.values():
         for path in paths:
             out[path] = (EXEC, (tree / path).read_bytes())
-            listed = _run([str(loader), "--library-path", libdirs, "--list", str(tree / path)])
+            listed = _run([*run, "--list", str(tree / path)])
             for lib in re.findall(r"(\S+) \(0x", listed):
                 if lib.startswith("linux-vdso"):
                     continue  # the kernel's
@@ -309,7 +320,7 @@ def programs(debs: Path, tmp: Path) -> tuple[dict[str, tuple[int, bytes]], list[
                     raise DevcloudError(f"{path} loads {lib}, which no package it depends on "
                                         "ships")
                 out[str(lib.relative_to(tree))] = (EXEC, lib.read_bytes())
-    applets = _run([str(loader), "--library-path", libdirs, str(tree / BUSYBOX), "--list"]).split()
+    applets = _run([*run, str(tree / BUSYBOX), "--list"]).split()
     return out, applets
 
 
