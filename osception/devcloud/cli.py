@@ -274,19 +274,19 @@ def guest_image_name() -> str:
 
 @app.command("guest")
 def guest_image() -> None:
-    """Make the local cloud's guest image from Debian packages (kernel + initramfs of
-    busybox, dropbear, netcat: it behaves as CirrOS) in the machine cache; `osception
-    populate --local-guest` uploads it."""
+    """Make the local cloud's guest image from Debian packages (one disk, as CirrOS: syslinux
+    booting a kernel and an initramfs of busybox, dropbear, netcat: it behaves as CirrOS) in
+    the machine cache; `osception populate --local-guest` uploads it."""
     from . import guest
 
     try:
         g = guest.build()
     except DevcloudError as e:
         _fail(str(e))
-    for what, path in (("kernel", g.kernel), ("initramfs", g.initrd), ("root disk", g.root)):
+    for what, path in (("kernel", g.kernel), ("initramfs", g.initrd), ("disk", g.disk)):
         _say(f"{what:10} {path}  ({path.stat().st_size} bytes)")
     _say(f"{'login':10} {guest.USER} / {guest.PASSWORD} on the serial console and over SSH "
          "(port 22: hostfwd=tcp:127.0.0.1:2222-:22), or a key of the metadata")
-    _say(f"{'boot it':10} qemu-system-x86_64 -accel tcg -m 128 -nographic -kernel {g.kernel} "
-         f"-initrd {g.initrd} -append '{guest.COMMAND_LINE}' -netdev user,id=n0,restrict=on,"
+    _say(f"{'boot it':10} qemu-system-x86_64 -accel tcg -m 128 -nographic "
+         f"-drive file={g.disk},format=qcow2,if=virtio,snapshot=on -netdev user,id=n0,restrict=on,"
          "hostfwd=tcp:127.0.0.1:8080-:80,hostfwd=tcp:127.0.0.1:2222-:22 -device virtio-net-pci,netdev=n0")

@@ -14,11 +14,16 @@ user data when it is a script (`#!`, as CirrOS does; its output on ttyS0) and gi
 login prompt there. USER logs in with CirrOS's password, on the console and over SSH,
 or with a key of the metadata over SSH, and is root through `sudo` without a password.
 
-For Nova it is three Glance images (IMAGES): the kernel (aki), the ramdisk (ari) and a
-tiny root disk (ami) whose kernel_id and ramdisk_id name them. The libvirt driver boots
-such an instance with <kernel>/<initrd> and the image's os_command_line
-(nova/virt/libvirt/driver.py, _set_guest_for_inst_kernel): no boot loader, so no
-partitioned disk image to build (that would need a loop device or syslinux and mtools).
+For Nova it is one whole-disk image, as CirrOS is (NAME, qcow2): an MBR partition
+table with syslinux's boot code, one bootable FAT partition holding the kernel, the
+initramfs and syslinux (its syslinux.cfg gives the kernel COMMAND_LINE), made in files
+with Debian's dosfstools, mtools and syslinux and converted by qemu-img, those tools
+unpacked from their packages as the guest's programs are (no loop device, no mount, no
+root). Not a kernel (aki) and ramdisk (ari) image pair: Nova's pre_live_migration
+fetches those through its deep format inspection, where oslo.utils takes a bzImage's
+legacy boot sector (0xAA55 at 510) for an MBR whose partition entries are that sector's
+text, and refuses it (ImageUnacceptable: "Image does not pass safety check"), so such a
+guest never live-migrates with block migration (tests/test_guest_image.py shows both).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ import io
 import os
 import re
 import shutil
+import struct
 import subprocess
 import tempfile
 from dataclasses import dataclass
@@ -80,42 +86,51 @@ CIRROS = next(image for image in DEFAULT_IMAGES if image.properties.get("os_dist
 # test image's password, as CirrOS's is). Root has no login.
 USER = CIRROS.properties["os_admin_user"]
 PASSWORD = "gocubsgo"
-# Nova boots a kernel_id image with this command line (else root=/dev/vda on tty0, ttyS0
-# and hvc0: the last one would be /dev/console).
+# The kernel's command line (syslinux.cfg): the console on the first serial port, where
+# Nova's console log and the test read it.
 COMMAND_LINE = "console=ttyS0"
 READY = "osception-guest ready"
+# What makes the disk, run from its Debian package unpacked with what it depends on (the
+# packages of this machine's apt sources, so of its own Debian release): by package, the
+# program's path in it. syslinux's installer writes its loader into the FAT through
+# mtools' mcopy and mattrib, which it runs by PATH.
+TOOLS = {"dosfstools": "sbin/mkfs.fat", "mtools": "usr/bin/mcopy",
+         "syslinux": "usr/bin/syslinux", "qemu-utils": "usr/bin/qemu-img"}
+# syslinux's MBR boot code (the disk's first 440 bytes): it boots the active partition.
+MBR_CODE = ("syslinux-common", "usr/lib/syslinux/mbr/mbr.bin")
+SECTOR = 512
+PARTITION_START = 2048  # sectors: 1 MiB, where fdisk and sfdisk start the first one
+FAT16_LBA = 0x0E  # the partition's type
+# The FAT's own fixed values (mkfs.fat --invariant) and its files' times: the same inputs
+# make the same disk, so an unchanged guest is not uploaded again.
+SOURCE_DATE_EPOCH = "946684800"  # 2000-01-01, FAT's dates start in 1980
 
 
 @dataclass(frozen=True)
 class Guest:
-    """The built image: its kernel, initramfs and root disk, in the machine cache."""
+    """The built guest in the machine cache: its kernel and initramfs, and the disk
+    image that boots them (what Glance gets)."""
 
     version: str  # the kernel's, e.g. 6.1.0-56-cloud-amd64
     kernel: Path
     initrd: Path
-    root: Path  # ROOT_DISK
+    disk: Path  # qcow2
 
 
-# The Glance images of a guest, made in this order: (name, file of Guest, disk and
-# container format). Nova boots the last; its kernel_id and ramdisk_id name the others.
-IMAGES = (
-    ("osception-guest-kernel", "kernel", "aki"),
-    ("osception-guest-ramdisk", "initrd", "ari"),
-    ("osception-guest", "root", "ami"),
-)
-NAME = IMAGES[-1][0]
-PROPERTIES = {**CIRROS.properties, "os_command_line": COMMAND_LINE}
-# The root disk Nova gives the instance: the guest never reads it (it runs from RAM).
-ROOT_DISK = b"\0" * 512
+# The Glance image: CirrOS's formats and properties. The guest runs from RAM: the disk
+# is read only by the boot loader.
+NAME = "osception-guest"
+DISK_FORMAT, CONTAINER_FORMAT = "qcow2", "bare"
+PROPERTIES = dict(CIRROS.properties)
 
 
 def cache_dir() -> Path:
     return cache_home() / "guest"
 
 
-def _run(argv: list[str], cwd: Path | None = None) -> str:
+def _run(argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None) -> str:
     try:
-        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True)
+        done = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, env=env)
     except FileNotFoundError:
         raise DevcloudError(f"{argv[0]} not found: the guest image is made with Debian's "
                             "apt-get and dpkg-deb") from None
@@ -331,16 +346,76 @@ def password_hash(busybox: Path, password: str = PASSWORD) -> str:
     return _run([str(busybox), "mkpasswd", "-m", "sha512", password, "osception"]).strip()
 
 
+def syslinux_cfg(command_line: str = COMMAND_LINE) -> str:
+    """The boot loader's configuration: the kernel and initramfs of its partition, at
+    once. SERIAL: its own lines on ttyS0 too, so a console log shows the loader ran."""
+    return ("SERIAL 0 115200\nDEFAULT guest\nLABEL guest\n  LINUX /vmlinuz\n"
+            f"  INITRD /initrd.gz\n  APPEND {command_line}\n")
+
+
+def _chs(lba: int) -> bytes:
+    """LBA as an MBR's cylinder-head-sector bytes, as fdisk writes them (255 heads, 63
+    sectors a track; past cylinder 1023, the largest value: LBA is what counts)."""
+    cylinder, rest = divmod(lba, 255 * 63)
+    if cylinder > 1023:
+        return bytes((254, 0xFF, 0xFF))
+    head, sector = divmod(rest, 63)
+    return bytes((head, sector + 1 | (cylinder >> 2) & 0xC0, cylinder & 0xFF))
+
+
+def mbr(code: bytes, start: int, sectors: int) -> bytes:
+    """The disk's first sector: the boot CODE (440 bytes), no disk signature, one
+    partition (active, FAT16_LBA) of SECTORS from sector START, the 0xAA55 signature."""
+    if len(code) > 440:
+        raise DevcloudError(f"the MBR boot code is {len(code)} bytes, more than 440")
+    entry = (b"\x80" + _chs(start) + bytes((FAT16_LBA,)) + _chs(start + sectors - 1)
+             + struct.pack("<II", start, sectors))
+    return code.ljust(446, b"\0") + entry + b"\0" * 48 + b"\x55\xaa"
+
+
+def disk_image(kernel: Path, initrd: Path, tools: Path, mbr_code: bytes, work: Path) -> Path:
+    """The guest's whole disk, as qcow2 in WORK: a FAT partition with KERNEL, INITRD,
+    syslinux.cfg and syslinux, after an MBR with MBR_CODE; made by TOOLS' programs (a tree
+    made by unpack) in files, the partition made apart, then placed after the MBR."""
+    run = loader(tools)
+    env = {**os.environ, "PATH": f"{tools / 'usr' / 'bin'}:{os.environ.get('PATH', '')}",
+           "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "MTOOLS_SKIP_CHECK": "1"}
+    files = {"vmlinuz": kernel, "initrd.gz": initrd, "syslinux.cfg": work / "syslinux.cfg"}
+    files["syslinux.cfg"].write_text(syslinux_cfg())
+    # The files, syslinux's loader (under 200 KiB) and the FAT's own tables, with room.
+    size = sum(f.stat().st_size for f in files.values())
+    mib = ((size + size // 16) >> 20) + 2
+    part = work / "partition.img"
+    # -h: the sectors before the partition, which the FAT's boot sector adds to find its
+    # own; -g: the MBR's geometry (_chs).
+    _run([*run, str(tools / TOOLS["dosfstools"]), "-C", "-F", "16", "-h", str(PARTITION_START),
+          "-g", "255/63", "--invariant", "-n", "OSCEPTION", str(part), str(mib << 10)], env=env)
+    for name, path in files.items():
+        _run([*run, str(tools / TOOLS["mtools"]), "-i", str(part), str(path), f"::/{name}"], env=env)
+    _run([*run, str(tools / TOOLS["syslinux"]), "--install", str(part)], env=env)
+    raw = work / "disk.raw"
+    with raw.open("wb") as out:
+        out.write(mbr(mbr_code, PARTITION_START, part.stat().st_size // SECTOR).ljust(
+            PARTITION_START * SECTOR, b"\0"))
+        with part.open("rb") as src:
+            shutil.copyfileobj(src, out)
+    qcow2 = work / "disk.qcow2"
+    _run([*run, str(tools / TOOLS["qemu-utils"]), "convert", "-f", "raw", "-O", "qcow2",
+          str(raw), str(qcow2)], env=env)
+    return qcow2
+
+
 def build(dest: Path | None = None, user: str = USER) -> Guest:
     """Make (or refresh) the guest in DEST (default: the machine cache). The packages
-    are downloaded once; the initramfs is remade from them (a second or two) and
-    replaces the cached one when its bytes differ, so a changed /init or script reaches
-    the next upload (whose sha256 then differs)."""
+    are downloaded once; the initramfs and the disk are remade from them (seconds) and
+    replace the cached ones when their bytes differ, so a changed /init or script
+    reaches the next upload (whose sha256 then differs)."""
     dest = dest or cache_dir()
     package = kernel_package()
     version = package.removeprefix("linux-image-")
     kernel = dest / f"vmlinuz-{version}"
     initrd = dest / f"initrd-{version}.gz"
+    disk = dest / f"disk-{version}.qcow2"
     debs = dest / "debs"
     with tempfile.TemporaryDirectory(prefix="osception-guest-") as tmp:
         root = extract(download(package, debs), Path(tmp) / "kernel")
@@ -349,12 +424,12 @@ def build(dest: Path | None = None, user: str = USER) -> Guest:
         files[f"bin/{SETUID_BUSYBOX}"] = (EXEC | SETUID, static.read_bytes())
         data = initramfs(files, applets, modules(root, version), password_hash(static), user)
         _install(root / "boot" / f"vmlinuz-{version}", kernel)
-    if not initrd.exists() or initrd.read_bytes() != data:
-        _write(initrd, data)
-    root = dest / "root.img"
-    if not root.exists() or root.read_bytes() != ROOT_DISK:
-        _write(root, ROOT_DISK)
-    return Guest(version, kernel, initrd, root)
+        if not initrd.exists() or initrd.read_bytes() != data:
+            _write(initrd, data)
+        tools = unpack([*TOOLS, MBR_CODE[0]], debs, Path(tmp) / "tools")
+        made = disk_image(kernel, initrd, tools, (tools / MBR_CODE[1]).read_bytes(), Path(tmp))
+        _install(made, disk)
+    return Guest(version, kernel, initrd, disk)
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -366,7 +441,7 @@ def _write(path: Path, data: bytes) -> None:
 
 def _install(src: Path, dst: Path) -> None:
     if not dst.exists() or _sha(dst) != _sha(src):
-        shutil.copyfile(src, dst)
+        _write(dst, src.read_bytes())
 
 
 def _sha(path: Path) -> str:
@@ -374,30 +449,23 @@ def _sha(path: Path) -> str:
 
 
 def upload(conn, g: Guest) -> list[str]:
-    """The guest's Glance images (IMAGES, public), uploaded from this machine: for a
-    cloud on this machine, where Glance has nothing to fetch from. Idempotent: an image
-    is kept while its data is the same (openstacksdk's sha256 property); a changed
-    kernel or ramdisk brings a new root image pointing at it. Returns the names made."""
-    made: list[str] = []
-    ids: dict[str, str] = {}
-    for name, attr, fmt in IMAGES:
-        path = getattr(g, attr)
-        props = {} if attr != "root" else {**PROPERTIES, "kernel_id": ids["kernel"],
-                                           "ramdisk_id": ids["initrd"]}
-        image = conn.image.find_image(name, ignore_missing=True)
-        if image is not None and (image.status != "active" or _stale(image, path, props)):
-            conn.image.delete_image(image)
-            image = None
-        if image is None:
-            image = conn.image.create_image(name, filename=str(path), disk_format=fmt,
-                                            container_format=fmt, visibility="public",
-                                            sha256=_sha(path), wait=True, **props)
-            made.append(name)
-        ids[attr] = image.id
-    return made
+    """The guest's Glance image (NAME, public), uploaded from this machine: for a cloud
+    on this machine, where Glance has nothing to fetch from. Idempotent: the image is
+    kept while its data and properties are the same (openstacksdk's sha256 property).
+    Returns the names made."""
+    image = conn.image.find_image(NAME, ignore_missing=True)
+    if image is not None and image.status == "active" and not _stale(image, g.disk):
+        return []
+    if image is not None:
+        conn.image.delete_image(image)
+    conn.image.create_image(NAME, filename=str(g.disk), disk_format=DISK_FORMAT,
+                            container_format=CONTAINER_FORMAT, visibility="public",
+                            sha256=_sha(g.disk), wait=True, **PROPERTIES)
+    return [NAME]
 
 
-def _stale(image, path: Path, props: dict[str, str]) -> bool:
+def _stale(image, path: Path) -> bool:
     have = image.properties or {}
-    return (have.get("owner_specified.openstack.sha256") != _sha(path)
-            or any(str(have.get(k, getattr(image, k, None))) != v for k, v in props.items()))
+    return ((image.disk_format, image.container_format) != (DISK_FORMAT, CONTAINER_FORMAT)
+            or have.get("owner_specified.openstack.sha256") != _sha(path)
+            or any(str(have.get(k, getattr(image, k, None))) != v for k, v in PROPERTIES.items()))

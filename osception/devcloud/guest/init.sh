@@ -57,13 +57,8 @@ if ! udhcpc -i eth0 -s /etc/udhcpc.script -p /run/udhcpc.eth0.pid -t 15 -T 2 -n 
 fi
 ip=$(cat /run/ip 2>/dev/null)
 
-# The metadata service: Neutron's at 169.254.169.254, or the one named on the kernel
-# command line (osception.metadata=URL) when testing without a cloud.
+# The metadata service: Neutron's (the boot test's slirp network answers there too).
 metadata=http://169.254.169.254
-# shellcheck disable=SC2013  # its words
-for arg in $(cat /proc/cmdline); do
-  case "$arg" in osception.metadata=*) metadata=${arg#osception.metadata=} ;; esac
-done
 # Each try up to 20 s: Neutron's proxy asks nova-api, slow on a busy machine. (timeout,
 # not wget -T: busybox 1.35's wget crashes on -T.) Up to 10 tries 5 s apart, as CirrOS
 # and cloud-init wait for it: the first guest of a router on a compute (DVR) may boot
