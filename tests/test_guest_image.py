@@ -234,12 +234,14 @@ sys.stdout.buffer.write(head + b"\\r\\nContent-Length: %d\\r\\n\\r\\n" % len(bod
 
 
 class Booted:
-    """The guest under QEMU (TCG) booted from its disk (vda) on a slirp NIC: its metadata
-    from RESPONDER (with PUBLIC_KEY in public_keys, as Nova's, newline and all), ports 80
-    and 22 forwarded to 127.0.0.1, each of DISKS a virtio disk (vdb, ...)."""
+    """The guest under QEMU (TCG) booted from its disk (vda; with KERNEL_BOOT from its
+    kernel and initramfs, no vda) on a slirp NIC: its metadata from RESPONDER (with
+    PUBLIC_KEY in public_keys, as Nova's, newline and all), ports 80 and 22 forwarded to
+    127.0.0.1, each of DISKS a virtio disk (vdb, ...)."""
 
     def __init__(self, image: guest.Guest, workdir: Path, instance: str, hostname: str,
-                 user_data: bytes, public_key: str = "", disks: tuple[Path, ...] = ()):
+                 user_data: bytes, public_key: str = "", disks: tuple[Path, ...] = (),
+                 kernel_boot: bool = False):
         responder = workdir / "metadata.py"
         meta = json.dumps({"uuid": instance, "hostname": f"{hostname}.novalocal", "name": hostname,
                            "public_keys": {"test": public_key} if public_key else {}})
@@ -249,8 +251,12 @@ class Booted:
         self.monitor = workdir / "monitor"  # QEMU's human monitor: the ACPI power button
         argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "128", "-nographic", "-no-reboot",
                 "-monitor", f"unix:{self.monitor},server,nowait", "-serial", "stdio",
-                # Booted from its disk, as Nova boots it (vda; snapshot: written nowhere).
-                "-drive", f"file={image.disk},format=qcow2,if=virtio,snapshot=on",
+                # Booted from its disk, as Nova boots it (vda; snapshot: written nowhere);
+                # KERNEL_BOOT: its kernel and initramfs given to QEMU, as Nova booted the
+                # kernel and ramdisk images of the guest before (bench/guest_boot.py).
+                *(["-kernel", str(image.kernel), "-initrd", str(image.initrd),
+                   "-append", guest.COMMAND_LINE] if kernel_boot else
+                  ["-drive", f"file={image.disk},format=qcow2,if=virtio,snapshot=on"]),
                 # restrict=on: the guest reaches nothing outside slirp but the forwards.
                 "-netdev", f"user,id=n0,restrict=on,net={SLIRP_NET},"
                            f"hostfwd=tcp:127.0.0.1:{self.port}-:80,"
@@ -295,12 +301,22 @@ class Booted:
         return subprocess.run(argv + [f"{guest.USER}@127.0.0.1", command], capture_output=True,
                               text=True, timeout=timeout, env=env, stdin=subprocess.DEVNULL)
 
+    def ssh_banner(self, timeout: float = 1) -> bool:
+        """Whether the guest's SSH server sends its banner now. slirp accepts a forwarded
+        connection before the guest listens: a client started then waits for a banner
+        until its own timeout, long after the server is up."""
+        try:
+            with socket.create_connection(("127.0.0.1", self.ssh_port), timeout=timeout) as conn:
+                return conn.recv(64).startswith(b"SSH-")
+        except OSError:
+            return False
+
     def wait_for_ssh(self, key: Path, timeout: float = 120) -> float:
         """Seconds since QEMU started when a login with KEY runs a command."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             try:
-                if self.ssh(key, "true", timeout=10).returncode == 0:
+                if self.ssh_banner() and self.ssh(key, "true", timeout=10).returncode == 0:
                     return time.monotonic() - self.started
             except subprocess.TimeoutExpired:
                 pass
