@@ -132,6 +132,17 @@ class Release:
     rabbit_transient_quorum_queue: bool = True
     rabbit_stream_fanout: bool = True
     rabbit_qos_prefetch_count: int = 50
+    # The Open vSwitch datapaths (osception.yaml ovs_datapath) on which a live migration's
+    # destination reports the guest's port up before the guest moves, so that the source
+    # can wait for Neutron's network-vif-plugged ([compute] live_migration_wait_for_vif_plug,
+    # true by default). Nova waits for every port from 2025.2 on (nova 691d47e9); before,
+    # only for hybrid-plugged ones, none with the openvswitch firewall. The destination's
+    # agent reports a port up once it has an OpenFlow port number, i.e. once its tap
+    # exists: from neutron 28.0.1 on (bug 2155883) it defers a port without one (2025.2's
+    # binds it anyway). Neutron 29's ML2/OVS asks os-vif to create the tap when it plugs
+    # the port (ovs_create_tap, on by default, kernel datapath only); before, only libvirt
+    # makes it, when the guest's transfer starts: too late.
+    live_migration_vif_events: tuple[str, ...] = ("system", "netdev")
 
     @property
     def rabbitmq_denied(self) -> tuple[str, ...]:
@@ -184,7 +195,7 @@ RELEASES: dict[str, Release] = {
                 rabbitmq="4.1", rabbit_qos_prefetch_count=1),
         Release("2026.1", "Gazpacho", "2026.1-ubuntu-noble", "openstack_gazpacho",
                 kolla_version="22.2.0", kolla_ansible_version="22.2.0", tempest_version="46.2.0",
-                rabbitmq="4.2",
+                rabbitmq="4.2", live_migration_vif_events=(),
                 ml2_project_network_types_option="project_network_types"),
         # kolla-ansible 23 (2026.2) is not on PyPI (newest: 22.2.0): the contract's
         # kolla-ansible comparisons of 2026.2 use 2026.1's roles, its images Kolla 23's.
@@ -192,7 +203,7 @@ RELEASES: dict[str, Release] = {
                 kolla_version="23.0.0", kolla_ansible_version="22.2.0", tempest_version="47.0.0",
                 # kolla-ansible master (2026.2 has no tag yet; at 1a681814, 2026-08-19) renders
                 # [oslo_messaging_rabbit] as 22.2.0 does.
-                rabbitmq="4.3",
+                rabbitmq="4.3", live_migration_vif_events=("system",),
                 node_chroot_runs=("pypi",),
                 ml2_project_network_types_option="project_network_types"),
     )

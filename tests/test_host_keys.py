@@ -5,11 +5,13 @@ known_hosts). Checked with ssh's own config parser and a real sshd on loopback."
 
 from __future__ import annotations
 
+import getpass
 import json
 import os
 import shutil
 import socket
 import subprocess
+import tempfile
 import time
 import uuid
 from pathlib import Path
@@ -204,6 +206,35 @@ def test_a_compute_migrates_to_another_compute_and_to_nothing_else(tmp_path, ssh
             assert (got.returncode, got.stdout) == (0, "in\n"), (peer, got.stderr)
         else:
             assert got.returncode == 255 and "Host key verification failed" in got.stderr, (peer, got.stderr)
+
+
+def test_libvirtd_logs_in_as_nova_with_novas_key_and_host_keys_only():
+    """A live migration's connection is libvirtd's (root, peer to peer), to
+    qemu+ssh://nova@<destination>/system: compute.yml's ssh_config drop-in gives
+    root-as-nova nova's key and known_hosts (the other computes), strictly, and leaves
+    root's other SSH as it was (what OpenSSH's own parser resolves, ssh -G; the login
+    itself is the local cloud's live migration test)."""
+    tasks = yaml.safe_load(source("ansible/tasks/compute.yml"))
+    dropin = next(t["ansible.builtin.copy"]["content"] for t in tasks
+                  if t.get("ansible.builtin.copy", {}).get("dest") == "/etc/ssh/ssh_config.d/osception-migration.conf")
+    assert "live_migration_uri = qemu+ssh://nova@%s/system" in source("conf/nova-compute.conf.j2").splitlines()
+
+    def resolved(user: str) -> dict[str, str]:
+        with tempfile.NamedTemporaryFile("w", suffix=".conf") as f:
+            f.write(dropin)
+            f.flush()
+            out = subprocess.run(["ssh", "-G", "-F", f.name, f"{user}@10.0.0.21"], capture_output=True,
+                                 text=True, check=True).stdout
+        return {k: v for k, _, v in (line.partition(" ") for line in out.splitlines())}
+
+    assert getpass.getuser() == "root"  # Match localuser root: this runs as libvirtd does
+    nova = resolved("nova")
+    assert (nova["identityfile"], nova["userknownhostsfile"], nova["globalknownhostsfile"],
+            nova["stricthostkeychecking"], nova["identitiesonly"]) == \
+        ("/var/lib/nova/.ssh/id_ed25519", "/var/lib/nova/.ssh/known_hosts", "/dev/null", "true", "yes")
+    for other in (resolved("root"), resolved("admin")):
+        assert "/var/lib/nova" not in " ".join(other.values())
+        assert other["stricthostkeychecking"] != "true"
 
 
 def test_the_host_key_file_is_what_ssh_keygen_reads(tmp_path):

@@ -168,6 +168,92 @@ class TestGuests:
         assert "user data exited 0" in out
 
 
+def _answers_ping(ip: str, within: float) -> float:
+    """Seconds until IP answers a ping from the outer network's side."""
+    start = time.monotonic()
+    try:
+        for _ in sdk_utils.iterate_timeout(within, "", wait=0.5):
+            if subprocess.run([*nodes.PING, "-c", "1", "-W", "1", ip], capture_output=True).returncode == 0:
+                return time.monotonic() - start
+    except sdk_exc.ResourceTimeout:
+        raise AssertionError(f"{ip} does not answer ping within {within} s") from None
+
+
+def _last_action_errors(conn, server) -> str:
+    """What Nova recorded of the server's last action's failed events (admin's view:
+    their hosts and tracebacks), for an assertion's message."""
+    action = max(conn.compute.server_actions(server), key=lambda a: a.start_time)
+    action = conn.compute.get_server_action(action.request_id, server)
+    return "\n".join(f"{e.event} on {e.host}: {e.result}\n{(e.traceback or '')[-1500:]}"
+                     for e in action.events or () if e.result != "Success")
+
+
+def test_migrations_between_the_computes(local_cloud):
+    """As the computes are configured (migrations over SSH as nova, with the environment's
+    own key; no shared storage): the demo member's guest, reached through a floating IP
+    from the outer network, is live-migrated with its disk (block migration) to the other
+    compute and back, then cold-migrated there and confirmed. After each move it is ACTIVE
+    on the other compute and its floating IP answers. The times printed are docs' figures."""
+    layout, computes, _ = local_cloud
+    if computes < 2:
+        pytest.skip(f"one compute ({COUNTS}): nowhere to migrate to")
+    sec = secrets_mod.ensure(layout.root, "devcloud")
+    # The guest is the demo member's (its project's default group lets ping and SSH in,
+    # as populate set it); moving it is the admin's.
+    conn = openstack.connect(**cloud.connect_kwargs(sec, cloud.ADMIN_CLOUD))
+    demo = openstack.connect(**cloud.connect_kwargs(sec, cloud.MEMBER_CLOUD))
+    image = demo.image.find_image(guest.NAME, ignore_missing=False)
+    flavor = demo.compute.find_flavor("small", ignore_missing=False)
+    net = demo.network.find_network("demo-net", ignore_missing=False)
+    public = demo.network.find_network("public", ignore_missing=False)
+    server = demo.compute.create_server(name="osception-migrating", image_id=image.id,
+                                        flavor_id=flavor.id, networks=[{"uuid": net.id}])
+    fip = None
+    try:
+        demo.compute.wait_for_server(server, failures=["ERROR"], interval=2, wait=GUEST_TIMEOUT)
+        server = conn.compute.get_server(server)  # the admin's view names its host
+        port = next(demo.network.ports(device_id=server.id))
+        fip = demo.network.create_ip(floating_network_id=public.id, port_id=port.id)
+        ip = fip.floating_ip_address
+        _answers_ping(ip, GUEST_TIMEOUT)
+
+        # (kind, destination, the migration record's status once the guest is back to ACTIVE)
+        here = server.compute_host
+        there = next(f"compute-{i}" for i in range(computes) if f"compute-{i}" != here)
+        for kind, to, done in (("live", there, "completed"), ("live", here, "completed"),
+                               ("cold", there, "confirmed")):
+            before = {m.id for m in conn.compute.migrations(server_id=server.id)}
+            start = time.monotonic()
+            if kind == "live":
+                conn.compute.live_migrate_server(server, host=to, block_migration=True)
+            else:
+                conn.compute.migrate_server(server, host=to)
+            # Until its migration record ends: "finished" is a cold migration's
+            # VERIFY_RESIZE, to confirm; a failed one leaves the guest where it was.
+            for _ in sdk_utils.iterate_timeout(GUEST_TIMEOUT, f"{kind} migration to {to}", wait=1):
+                new = [m for m in conn.compute.migrations(server_id=server.id) if m.id not in before]
+                if new and new[0].status in ("completed", "finished", "failed", "error", "cancelled"):
+                    break
+            took = time.monotonic() - start
+            if new[0].status == "finished":
+                conn.compute.wait_for_server(server, status="VERIFY_RESIZE", failures=["ERROR"], interval=1, wait=120)
+                conn.compute.confirm_server_resize(server)
+            for _ in sdk_utils.iterate_timeout(120, f"{server.id} ACTIVE after its {kind} migration", wait=1):
+                now = conn.compute.get_server(server)
+                if now.status in ("ACTIVE", "ERROR") and now.task_state is None:
+                    break
+            migration = next(m for m in conn.compute.migrations(server_id=server.id) if m.id == new[0].id)
+            assert (now.status, now.compute_host, migration.status) == ("ACTIVE", to, done), \
+                f"{kind} migration to {to}: {migration.status}\n{_last_action_errors(conn, server)}"
+            print(f"\n{kind} migration to {to}: {took:.1f} s (ACTIVE after {time.monotonic() - start:.1f} s), "
+                  f"floating IP answers {_answers_ping(ip, 60):.1f} s later")
+    finally:
+        if fip is not None:
+            conn.network.delete_ip(fip, ignore_missing=True)
+        demo.compute.delete_server(server, ignore_missing=True)
+        demo.compute.wait_for_delete(server, wait=120)
+
+
 def _in_node(layout: Layout, node: str, *argv: str) -> str:
     pid = json.loads(layout.record(f"node-{node}").read_text())["pid"]
     return subprocess.run(["nsenter", f"--target={nodes._container_init(pid)}", "--all", *argv],

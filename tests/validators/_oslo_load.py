@@ -34,6 +34,8 @@ def main(argv=None):
     ap.add_argument('--input-file', required=True)
     ap.add_argument('--namespace', action='append', required=True)
     ap.add_argument('--allow-deprecated', action='store_true')
+    ap.add_argument('--keep-deprecated', action='append', default=[], metavar='SECTION/KEY',
+                    help='one option deprecated for removal that is set on purpose')
     ap.add_argument('--json', action='store_true',
                     help='print {"errors": [...], "values": {group: {opt: value}}}')
     args = ap.parse_args(argv)
@@ -205,7 +207,8 @@ def main(argv=None):
                               % (section, key, len(vals)))
             if note and not args.allow_deprecated:
                 errors.append('[%s] %s: %s' % (section, key, note))
-            if opt.deprecated_for_removal and not args.allow_deprecated:
+            kept = '%s/%s' % (section, key) in args.keep_deprecated
+            if opt.deprecated_for_removal and not args.allow_deprecated and not kept:
                 reason = (opt.deprecated_reason or '').strip().replace('\n', ' ')
                 errors.append('[%s] %s: deprecated for removal%s'
                               % (section, key, (': ' + reason) if reason else ''))
