@@ -61,8 +61,10 @@ def _hosts(plan, node) -> dict[str, str]:
 
 
 def _urls(text: str) -> list[str]:
-    """The URLs a node's service calls (not the console URL it hands to browsers)."""
-    return [url for line in text.splitlines() if not line.startswith("novncproxy_base_url")
+    """The URLs a node's service calls (not the console URL it hands to browsers, nor
+    the other computes' libvirt a live migration reaches over SSH, test_host_keys')."""
+    return [url for line in text.splitlines()
+            if not line.startswith(("novncproxy_base_url", "live_migration_uri"))
             for url in re.findall(r"\b[a-z]+://[^\s]+", line)]
 
 
