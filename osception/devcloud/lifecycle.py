@@ -425,10 +425,10 @@ class Devcloud:
         """Reboot a node of the plan as its VM would be: a local node (nodes.LocalNodes.reboot),
         or the controller: its processes (and the relay, servicelb's part) stopped, then
         started again by `up` from the same rendered state (done migrations and bootstrap
-        stay done). None: the controller, then every local node at once. Then, until every
-        rebooted node (every node, after the controller's) reports again: since its boot, or
-        the controller's start. Seconds: the controller's (until its APIs answer again) and
-        `reporting` (until every rebooted node reports)."""
+        stay done). None: the controller, then the network nodes, then the computes. Then,
+        until every rebooted node (every node, after the controller's) reports again: since
+        its boot, or the controller's start. Seconds: the controller's (until its APIs answer
+        again) and `reporting` (until every rebooted node reports)."""
         from .. import topology
         from .nodes import LocalNodes
 
@@ -455,10 +455,15 @@ class Devcloud:
                 took[controller] = time.monotonic() - start
             # an agent's report after the controller's start is to the new one
             back = {name: since for name in names} if node in (None, controller) else {}
-            rebooted = [n for n in local.local_nodes(cfg) if node in (None, n.node.name)]
-            if rebooted:
-                with ThreadPoolExecutor(max_workers=len(rebooted)) as pool:
-                    back |= dict(zip([n.node.name for n in rebooted], pool.map(local.reboot, rebooted)))
+            # The network nodes before the computes, as a planned restart of a whole cloud
+            # goes: the guests Nova starts again on a compute's boot find DHCP and their
+            # routers (a guest that gives up DHCP, as CirrOS does, would stay unreachable).
+            for role in ("network", "compute"):
+                rebooted = [n for n in local.local_nodes(cfg)
+                            if n.node.role == role and node in (None, n.node.name)]
+                if rebooted:
+                    with ThreadPoolExecutor(max_workers=len(rebooted)) as pool:
+                        back |= dict(zip([n.node.name for n in rebooted], pool.map(local.reboot, rebooted)))
             if back:
                 local.wait_back(secrets, back)
                 took["reporting"] = time.monotonic() - start

@@ -317,6 +317,105 @@ def test_a_changed_config_reaches_the_running_nodes_as_osception_apply_does(loca
         settings.save(layout)
 
 
+def _running_again(conn, server, within: float):
+    """The server ACTIVE, no task, its guest running (power state 1), within that time."""
+    now = None
+    try:
+        for _ in sdk_utils.iterate_timeout(within, "", wait=2):
+            now = conn.compute.get_server(server)
+            if (now.status, now.task_state, now.power_state) == ("ACTIVE", None, 1):
+                return now
+    except sdk_exc.ResourceTimeout:
+        raise AssertionError(f"{server.name} not running again within {within} s: status "
+                             f"{now.status}, task {now.task_state}, power state {now.power_state}") from None
+
+
+@pytest.fixture(scope="module")
+def populated(local_cloud):
+    """The cloud populated as `devcloud smoke` does it (the guest image, flavors, demo-net,
+    public) also when the smoke test did not run before (a test selected alone)."""
+    layout, _, _ = local_cloud
+    conn = openstack.connect(**cloud.connect_kwargs(secrets_mod.ensure(layout.root, "devcloud"),
+                                                    cloud.ADMIN_CLOUD))
+    if conn.image.find_image(guest.NAME) is None:
+        r = _osception(layout, "devcloud", "smoke")
+        assert r.returncode == 0, r.stdout + r.stderr
+    return local_cloud
+
+
+def test_the_cloud_comes_back_after_a_reboot_of_each_node(populated):
+    """With a user's guest running behind a floating IP, `osception devcloud restart`
+    reboots its compute, then a network node, then the whole devcloud (the controller's
+    processes, then every node), in turn, as VMs are rebooted: a real boot of each
+    container, its services from their enabled units. After each: every agent and compute
+    service of every node alive, the guest running again (resume_guests_state_on_host_boot)
+    and its floating IP answering, and a new server booting and reading its metadata
+    (DHCP, the router, the metadata path). The times printed are docs' figures."""
+    layout, computes, networks = populated
+    hosts = {f"compute-{i}" for i in range(computes)} | {f"network-{i}" for i in range(networks)}
+
+    def connect(name: str):  # anew after each restart: the APIs' connections may have gone
+        return openstack.connect(**cloud.connect_kwargs(secrets_mod.ensure(layout.root, "devcloud"), name))
+
+    # The guests are the demo project's, as a user's (its security group lets pings in);
+    # the admin sees hosts, agents and services.
+    conn, user = connect(cloud.ADMIN_CLOUD), connect(cloud.MEMBER_CLOUD)
+    image = user.image.find_image(guest.NAME, ignore_missing=False)
+    flavor = user.compute.find_flavor("small", ignore_missing=False)
+    net = user.network.find_network("demo-net", ignore_missing=False)
+    public = user.network.find_network("public", ignore_missing=False)
+    server = user.compute.create_server(name="osception-rebooted", image_id=image.id, flavor_id=flavor.id,
+                                        networks=[{"uuid": net.id}])
+    fip = None
+    try:
+        server = user.compute.wait_for_server(server, failures=["ERROR"], interval=2, wait=GUEST_TIMEOUT)
+        fixed = next(a["addr"] for a in server.addresses["demo-net"])
+        # booted, its address by DHCP (as smoke waits for its login prompt)
+        assert f"{guest.READY} {fixed}" in _console_until(conn, server, guest.READY)
+        port = next(user.network.ports(device_id=server.id))
+        fip = user.network.create_ip(floating_network_id=public.id, port_id=port.id)
+        ip = fip.floating_ip_address
+        _answers_ping(ip, GUEST_TIMEOUT)
+        for node in (conn.compute.get_server(server).compute_host, f"network-{networks - 1}", None):
+            start = time.monotonic()
+            r = _osception(layout, "devcloud", "restart", *([node] if node else []))
+            print(r.stdout)
+            assert r.returncode == 0, r.stdout + r.stderr
+            back = time.monotonic() - start
+            conn, user = connect(cloud.ADMIN_CLOUD), connect(cloud.MEMBER_CLOUD)
+            agents = list(conn.network.agents())
+            assert {a.host for a in agents} == hosts, node
+            assert [f"{a.host} {a.binary}" for a in agents if not a.is_alive] == [], node
+            assert sorted(s.host for s in conn.compute.services(binary="nova-compute")
+                          if s.host in hosts and s.state == "up") == sorted(h for h in hosts if h.startswith("compute-")), node
+            _running_again(conn, server, GUEST_TIMEOUT)
+            running = time.monotonic() - start
+            try:
+                answers = _answers_ping(ip, GUEST_TIMEOUT) + running
+            except AssertionError as e:  # its console tells an address never taken from the rest
+                out = conn.compute.get_server_console_output(server)["output"] or ""
+                raise AssertionError(f"after restarting {node or 'the whole devcloud'}: {e}; the guest's "
+                                     "console:\n" + "\n".join(out.splitlines()[-15:])) from None
+            new = user.compute.create_server(name="osception-after-reboot", image_id=image.id,
+                                             flavor_id=flavor.id, networks=[{"uuid": net.id}])
+            try:
+                new = user.compute.wait_for_server(new, failures=["ERROR"], interval=2, wait=GUEST_TIMEOUT)
+                active = time.monotonic() - start
+                _console_until(user, new, f"osception-guest: instance-id {new.id}")
+                print(f"\nrestart {node or 'of the whole devcloud'}: agents and computes report after "
+                      f"{back:.0f} s, the guest runs after {running:.0f} s, its floating IP answers after "
+                      f"{answers:.0f} s; a new server ACTIVE after {active:.0f} s, "
+                      f"read its metadata after {time.monotonic() - start:.0f} s")
+            finally:
+                user.compute.delete_server(new, ignore_missing=True)
+                user.compute.wait_for_delete(new, wait=120)
+    finally:
+        if fip is not None:
+            user.network.delete_ip(fip, ignore_missing=True)
+        user.compute.delete_server(server, ignore_missing=True)
+        user.compute.wait_for_delete(server, wait=120)
+
+
 def test_down_leaves_no_namespace_mount_or_process(local_cloud):
     layout, _, _ = local_cloud
     records = {p.stem: json.loads(p.read_text())["pid"] for p in (layout.root / "run").glob("*.json")}
