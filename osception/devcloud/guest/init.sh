@@ -51,9 +51,13 @@ hostname osception-guest
 ip link set lo up
 ip link set eth0 up
 # The lease is applied by /etc/udhcpc.script; udhcpc stays in the background to renew it
-# (its pid where Tempest's renew_lease reads it: /var/run/udhcpc.<nic>.pid).
-if ! udhcpc -i eth0 -s /etc/udhcpc.script -p /run/udhcpc.eth0.pid -t 15 -T 2 -n >/dev/null 2>&1; then
-  say "no DHCP lease on eth0"
+# (its pid where Tempest's renew_lease reads it: /var/run/udhcpc.<nic>.pid). Without a
+# lease after 30 s it goes on asking in the background (-b), as a cloud image's DHCP
+# client does: a guest that boots while its network's DHCP agent is down (a network
+# node rebooting) takes its address once the agent is back.
+if ! udhcpc -i eth0 -s /etc/udhcpc.script -p /run/udhcpc.eth0.pid -t 15 -T 2 -b >/dev/null 2>&1 \
+    || [ ! -s /run/ip ]; then
+  say "no DHCP lease on eth0 yet: still asking in the background"
 fi
 ip=$(cat /run/ip 2>/dev/null)
 
