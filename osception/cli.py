@@ -497,7 +497,7 @@ def logs(
 
 def _access(cfg, env_dir: Path, sec, auth_url: str | None):
     """Where the new cloud's Keystone is: --auth-url, else the controller's ingress name."""
-    from . import deploy, endpoints, overcloud, render
+    from . import deploy, endpoints, overcloud
 
     if auth_url is None:
         ip = None

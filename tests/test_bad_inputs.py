@@ -563,7 +563,7 @@ def test_up_stops_at_a_bad_certificate_before_it_looks_for_a_cloud(tmp_path):
 # Names are checked against the hosts of the rendered Ingresses: after the secrets are
 # made, so these run on an existing environment (nothing written, the plan neither).
 BAD_TLS_NAMES = [
-    ("tls-other-domain", [f"*.other.example.com"], "does not name keystone.cloud.example.com (it names *.other"),
+    ("tls-other-domain", ["*.other.example.com"], "does not name keystone.cloud.example.com (it names *.other"),
     ("tls-wildcard-one-level-up", ["*.example.com"], "does not name keystone.cloud.example.com"),
     ("tls-bare-domain-only", [pki.DOMAIN], "does not name keystone.cloud.example.com"),
     ("tls-no-novnc", [f"{n}.{pki.DOMAIN}" for n in ("keystone", "glance", "placement", "neutron", "nova",

@@ -285,7 +285,6 @@ def test_a_review_is_pinned_when_the_plan_is_made_and_nothing_fetches_it_later(t
     review to fetch."""
     import yaml
 
-    from osception import render
     from tests import gerrit
 
     old, current = _add_line("PATCHED = 'ps1'"), _add_line("PATCHED = 'ps2'")
