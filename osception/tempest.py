@@ -144,6 +144,11 @@ def facts(t: Target, conn) -> dict:
         "image": image.id, "image_alt": image.id, "flavor": flavor.id, "flavor_alt": flavor_alt.id,
         "public_network_id": public.id if public else None,
         "public_network_name": public.name if public else None,
+        # Its floating IPs' subnet: with DVR it has a second one, the agents' gateway
+        # subnet (service type network:floating_ip_agent_gateway), which Tempest's
+        # external connectivity check cannot tell apart ([network] subnet_id).
+        "public_subnet_id": next((s.id for s in conn.network.subnets(network_id=public.id, ip_version=4)
+                                  if not s.service_types), None) if public else None,
         "network_extensions": sorted(e.alias for e in conn.network.extensions()),
         "compute_max_microversion": _version(compute.max_microversion) or "2.1",
         "computes": len(computes),

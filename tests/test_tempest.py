@@ -17,7 +17,7 @@ from osception import releases, tempest, tempest_results
 FACTS = {"image": "img-1", "image_alt": "img-1", "flavor": "fl-1", "flavor_alt": "fl-2",
          "public_network_id": None, "public_network_name": None,
          "network_extensions": ["agent", "external-net", "router"], "compute_max_microversion": "2.100",
-         "computes": 1}
+         "computes": 1, "public_subnet_id": None}
 
 
 def _target(tmp_path, data_plane: bool, cacert: str | None = None, **kwargs) -> tempest.Target:
@@ -72,12 +72,14 @@ def test_environment_config_keeps_the_data_plane_features_and_names_the_ca(tmp_p
 def test_two_computes_and_a_login_turn_on_migrations_and_validation(tmp_path):
     """As the devcloud with nodes targets its local cloud: guests move between the two
     computes with their disks, and Tempest logs into them as the image's user."""
-    facts = FACTS | {"public_network_id": "net-1", "public_network_name": "public", "computes": 2}
+    facts = FACTS | {"public_network_id": "net-1", "public_network_name": "public", "computes": 2,
+                     "public_subnet_id": "sub-1"}
     conf = _ini(tempest.configure(_target(tmp_path, data_plane=True, login=("cirros", "gocubsgo")), facts))
     features = conf["compute-feature-enabled"]
     assert conf["compute"]["min_compute_nodes"] == "2"
     assert [features[o] for o in ("live_migration", "cold_migration", "resize",
                                   "block_migration_for_live_migration")] == ["true"] * 4
+    assert conf["network"]["subnet_id"] == "sub-1"  # the floating IPs' subnet, not DVR's agents' one
     v = conf["validation"]
     assert (v["run_validation"], v["connect_method"], v["image_ssh_user"], v["image_ssh_password"]) == \
         ("true", "floating", "cirros", "gocubsgo")
