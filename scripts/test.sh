@@ -48,7 +48,8 @@ if needs root; then debs+=(debootstrap); fi
 # The devcloud's RabbitMQ is Debian 13's, whatever this machine runs: `devcloud up` builds
 # its root once with debootstrap into the machine cache ($cache/rabbitmq/root-trixie).
 if needs devcloud; then debs+=(mariadb-server memcached debootstrap); fi
-if needs qemu; then debs+=(qemu-system-x86); fi
+# genisoimage: Nova's config drive (its mkisofs_cmd), as the compute nodes have it.
+if needs qemu; then debs+=(qemu-system-x86 genisoimage); fi
 missing=()
 for pkg in "${debs[@]}"; do
   dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")

@@ -237,11 +237,14 @@ class Booted:
     """The guest under QEMU (TCG) booted from its disk (vda; with KERNEL_BOOT from its
     kernel and initramfs, no vda) on a slirp NIC: its metadata from RESPONDER (with
     PUBLIC_KEY in public_keys, as Nova's, newline and all), ports 80 and 22 forwarded to
-    127.0.0.1, each of DISKS a virtio disk (vdb, ...)."""
+    127.0.0.1, each of DISKS a virtio disk (vdb, ...), CONFIG_DRIVE an IDE CD-ROM as
+    libvirt gives Nova's on the pc machine type. ROOT: a copy of the image's disk booted
+    and written to (default: the image's, written nowhere)."""
 
     def __init__(self, image: guest.Guest, workdir: Path, instance: str, hostname: str,
                  user_data: bytes, public_key: str = "", disks: tuple[Path, ...] = (),
-                 kernel_boot: bool = False):
+                 kernel_boot: bool = False, config_drive: Path | None = None,
+                 root: Path | None = None):
         responder = workdir / "metadata.py"
         meta = json.dumps({"uuid": instance, "hostname": f"{hostname}.novalocal", "name": hostname,
                            "public_keys": {"test": public_key} if public_key else {}})
@@ -256,7 +259,8 @@ class Booted:
                 # kernel and ramdisk images of the guest before (bench/guest_boot.py).
                 *(["-kernel", str(image.kernel), "-initrd", str(image.initrd),
                    "-append", guest.COMMAND_LINE] if kernel_boot else
-                  ["-drive", f"file={image.disk},format=qcow2,if=virtio,snapshot=on"]),
+                  ["-drive", f"file={root},format=qcow2,if=virtio" if root else
+                   f"file={image.disk},format=qcow2,if=virtio,snapshot=on"]),
                 # restrict=on: the guest reaches nothing outside slirp but the forwards.
                 "-netdev", f"user,id=n0,restrict=on,net={SLIRP_NET},"
                            f"hostfwd=tcp:127.0.0.1:{self.port}-:80,"
@@ -265,6 +269,8 @@ class Booted:
                 "-device", "virtio-net-pci,netdev=n0"]
         for disk in disks:
             argv += ["-drive", f"file={disk},format=raw,if=virtio"]
+        if config_drive:
+            argv += ["-drive", f"file={config_drive},format=raw,if=ide,media=cdrom,readonly=on"]
         self.started = time.monotonic()
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=self.log.open("wb"),
                                      stderr=subprocess.STDOUT)
@@ -416,6 +422,32 @@ def test_the_power_button_powers_the_guest_off(guest_image, tmp_path):
         vm.stop()
 
 
+def test_tmp_is_on_the_disk(guest_image, tmp_path):
+    """What is written to /tmp survives a power off, on the disk (as on CirrOS, whose
+    root is its disk): Tempest's snapshot and shelve scenarios write a timestamp to
+    scenario.target_dir (/tmp) and read it back from the server made of the snapshot."""
+    key, public = _keypair(tmp_path)
+    root = tmp_path / "root.qcow2"
+    shutil.copyfile(guest_image.disk, root)  # what Nova's snapshot carries: the disk
+    stamp = str(uuid.uuid4())
+    for run, command in enumerate((f'sudo sh -c "echo {stamp} > /tmp/timestamp; sync"',
+                                   "cat /tmp/timestamp; grep ' /tmp ' /proc/mounts")):
+        workdir = tmp_path / str(run)
+        workdir.mkdir()
+        vm = Booted(guest_image, workdir, str(uuid.uuid4()), "stamp", b"", public_key=public, root=root)
+        try:
+            vm.wait_for_ssh(key)
+            done = vm.ssh(key, command)
+            assert done.returncode == 0, done.stderr
+            vm.press_power_button()  # busybox init unmounts at shutdown (inittab)
+            vm.proc.wait(60)
+        finally:
+            vm.stop()
+    stamped, mount = done.stdout.splitlines()
+    assert stamped == stamp
+    assert mount.split()[:3] == ["/dev/vda1", "/tmp", "vfat"]
+
+
 def test_logins_are_cirros_ones(guest_image, tmp_path):
     """Over SSH: the password, the key of the metadata, a wrong password refused, root
     refused; sudo without a password, as on CirrOS."""
@@ -439,9 +471,10 @@ def test_logins_are_cirros_ones(guest_image, tmp_path):
 # release's Tempest) against the guest: each of its methods that runs a command in the
 # guest, and the commands its tests run themselves (scenario/manager.py's timestamp,
 # api/compute's curl of the metadata, hostname, grep -c ^processor /proc/cpuinfo).
-# Not run: renew_lease with dhclient or dhcpcd (the guest's DHCP client is udhcpc, as
-# CirrOS's and Tempest's scenario.dhcp_client default), mount_config_drive (no config
-# drive without Nova) and the NetworkManager call (nmcli; not CirrOS's).
+# With a config drive made by Nova's own ConfigDriveBuilder (mount_config_drive, as
+# test_server_basic_ops calls it). Not run: renew_lease with dhclient or dhcpcd (the
+# guest's DHCP client is udhcpc, as CirrOS's and Tempest's scenario.dhcp_client default)
+# and the NetworkManager call (nmcli; not CirrOS's).
 TEMPEST_DRIVER = """import json, sys
 from tempest.common.utils.linux.remote_client import RemoteClient
 from tempest.lib.common.utils import test_utils
@@ -483,6 +516,9 @@ c.mount("vdb", "/mnt/stamp")
 c.exec_command('sudo sh -c "date > /mnt/stamp/timestamp; sync"')
 out["timestamp"] = c.exec_command("sudo cat /mnt/stamp/timestamp")
 c.umount("/mnt/stamp")
+c.mount_config_drive()  # as the user: `blkid -L config-2 -o device`, then sudo mount
+out["config_drive"] = c.exec_command("cat /mnt/openstack/latest/meta_data.json")
+c.unmount_config_drive()
 
 
 def until(check):
@@ -525,13 +561,29 @@ def tempest_venv() -> Path:
     return tempest.venv(releases.get(releases.DEFAULT_RELEASE), cache_home())
 
 
-def test_tempests_remote_client_runs_its_commands_in_the_guest(guest_image, tempest_venv, tmp_path):
+# Nova's config drive (nova/virt/configdrive.py) with Nova's defaults: ISO 9660 by
+# genisoimage, labelled config-2; one file in it (argv: the drive, the file's text).
+NOVA_CONFIG_DRIVE = """import sys
+import nova.conf
+nova.conf.CONF([], project="nova")
+from nova.virt.configdrive import ConfigDriveBuilder
+builder = ConfigDriveBuilder()
+builder.mdfiles.append(("openstack/latest/meta_data.json", sys.argv[2]))
+builder.make_drive(sys.argv[1])
+"""
+
+
+def test_tempests_remote_client_runs_its_commands_in_the_guest(guest_image, tempest_venv,
+                                                               services_venv, tmp_path):
     key, public = _keypair(tmp_path)
     second = tmp_path / "vdb.img"
     second.write_bytes(b"\0" * (32 << 20))
     instance = str(uuid.uuid4())
+    drive = tmp_path / "disk.config"
+    subprocess.run([str(services_venv / "bin" / "python"), "-c", NOVA_CONFIG_DRIVE, str(drive),
+                    json.dumps({"uuid": instance})], check=True, timeout=120)
     vm = Booted(guest_image, tmp_path, instance, "tempest", b"", public_key=public,
-                disks=(second,))
+                disks=(second,), config_drive=drive)
     try:
         vm.wait_for_ssh(key)
         driver = tmp_path / "driver.py"
@@ -554,6 +606,7 @@ def test_tempests_remote_client_runs_its_commands_in_the_guest(guest_image, temp
     assert (out["hostname"].strip(), out["cpus"].strip()) == ("tempest", "1")
     assert f"inet {NIC}/24" in out["ip_address"] and out["curl_version"].startswith("curl")
     assert json.loads(out["curl"])["uuid"] == instance
+    assert json.loads(out["config_drive"]) == {"uuid": instance}
 
 
 class FakeImages:

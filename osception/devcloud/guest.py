@@ -76,10 +76,11 @@ DRIVERS = {"virtio_pci": "CONFIG_VIRTIO_PCI", "virtio_net": "CONFIG_VIRTIO_NET",
 # Debian's default) for a guest that ignores it.
 ACPI_POWER_BUTTON = "etc/acpi/PWRF/00000080"
 # The applets that need root from any user: `su` (guest/bin/sudo; the dynamic busybox has
-# none) and ping (busybox 1.35 has no unprivileged ICMP sockets), from busybox-static,
-# installed setuid root (its other applets would drop the privilege).
+# none), ping (busybox 1.35 has no unprivileged ICMP sockets) and findfs (guest/bin/blkid:
+# Tempest's `blkid -L config-2` runs as the user, and block devices are root's alone),
+# from busybox-static, installed setuid root (its other applets would drop the privilege).
 SETUID_BUSYBOX = "busybox-static"
-SETUID_APPLETS = ("su", "ping", "ping6")
+SETUID_APPLETS = ("su", "ping", "ping6", "findfs")
 # Glance's properties of CirrOS (config.DEFAULT_IMAGES): its user, disk and NIC models.
 CIRROS = next(image for image in DEFAULT_IMAGES if image.properties.get("os_distro") == "cirros")
 # The login, on the console and over SSH: CirrOS's user and its published password (a
@@ -98,6 +99,12 @@ TOOLS = {"dosfstools": "sbin/mkfs.fat", "mtools": "usr/bin/mcopy",
          "syslinux": "usr/bin/syslinux", "qemu-utils": "usr/bin/qemu-img"}
 # syslinux's MBR boot code (the disk's first 440 bytes): it boots the active partition.
 MBR_CODE = ("syslinux-common", "usr/lib/syslinux/mbr/mbr.bin")
+# The FAT's label, by which /init finds the guest's own disk (vda, or vdb when rescued)
+# and keeps /tmp on it (guest/init.sh), and the room left there for it: the guest runs
+# from RAM, but what a test writes to /tmp survives a reboot, a snapshot and a shelve, as
+# on CirrOS, whose root is its disk. (Empty room costs nothing in the qcow2.)
+DISK_LABEL = "OSCEPTION"
+TMP_MIB = 32
 SECTOR = 512
 PARTITION_START = 2048  # sectors: 1 MiB, where fdisk and sfdisk start the first one
 FAT16_LBA = 0x0E  # the partition's type
@@ -382,14 +389,14 @@ def disk_image(kernel: Path, initrd: Path, tools: Path, mbr_code: bytes, work: P
            "SOURCE_DATE_EPOCH": SOURCE_DATE_EPOCH, "MTOOLS_SKIP_CHECK": "1"}
     files = {"vmlinuz": kernel, "initrd.gz": initrd, "syslinux.cfg": work / "syslinux.cfg"}
     files["syslinux.cfg"].write_text(syslinux_cfg())
-    # The files, syslinux's loader (under 200 KiB) and the FAT's own tables, with room.
+    # The files, syslinux's loader (under 200 KiB) and the FAT's own tables, and /tmp.
     size = sum(f.stat().st_size for f in files.values())
-    mib = ((size + size // 16) >> 20) + 2
+    mib = ((size + size // 16) >> 20) + 2 + TMP_MIB
     part = work / "partition.img"
     # -h: the sectors before the partition, which the FAT's boot sector adds to find its
     # own; -g: the MBR's geometry (_chs).
     _run([*run, str(tools / TOOLS["dosfstools"]), "-C", "-F", "16", "-h", str(PARTITION_START),
-          "-g", "255/63", "--invariant", "-n", "OSCEPTION", str(part), str(mib << 10)], env=env)
+          "-g", "255/63", "--invariant", "-n", DISK_LABEL, str(part), str(mib << 10)], env=env)
     for name, path in files.items():
         _run([*run, str(tools / TOOLS["mtools"]), "-i", str(part), str(path), f"::/{name}"], env=env)
     _run([*run, str(tools / TOOLS["syslinux"]), "--install", str(part)], env=env)

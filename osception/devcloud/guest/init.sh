@@ -21,6 +21,16 @@ say() { echo "osception-guest: $*" >/dev/ttyS0; }
 while read -r module; do
   insmod "/lib/modules/$module.ko" || say "insmod $module failed"
 done </etc/modules
+# /tmp on the guest's own disk, as on CirrOS (whose root is its disk): a directory of
+# its boot partition (the FAT labelled as guest.DISK_LABEL says), writable by all (FAT
+# has no owners), so what a test writes there survives a reboot, a snapshot and a shelve.
+# The first disk with that label: vda, or the rescue image's when rescued. (Booted from
+# a kernel and initramfs alone there is no such disk: /tmp stays in RAM.)
+mkdir -p /media/disk
+if ! { disk=$(findfs LABEL=OSCEPTION) && mount -t vfat -o umask=000 "$disk" /media/disk \
+    && mkdir -p /media/disk/tmp && mount -o bind /media/disk/tmp /tmp; }; then
+  say "no disk labelled OSCEPTION: /tmp in RAM"
+fi
 # The ACPI power button powers the guest off (/etc/acpi/PWRF/00000080), as on CirrOS.
 # (Its log in /run: the default, /var/log, does not exist and acpid would exit.)
 acpid -l /run/acpid.log || say "acpid failed"
