@@ -614,7 +614,12 @@ def run_tempest(target, access, smoke: bool, regex: str | None, test_list: Path 
         run_dir = tempest_mod.run(t, tempest_venv, conf, selection, concurrency, say=console.print)
     except ValueError as e:  # tempest_results: a report that is not JUnit XML (TempestError: the group says it)
         fail(str(e))
-    summary = tempest_results.summarize(tempest_results.outcomes(run_dir / tempest_mod.JUNIT))
+    results = tempest_results.outcomes(run_dir / tempest_mod.JUNIT)
+    summary = tempest_results.summarize(results)
+    groups = tempest_results.by_group(results)
+    if len(groups) > 1:
+        for group, counts in groups.items():
+            console.print(f"  {group}: {counts.line()}")
     console.print(f"tempest {run_dir.name}: {summary.line()}")
     console.print(f"reports   {run_dir / tempest_mod.JUNIT}  {run_dir / tempest_mod.HTML}", soft_wrap=True)
     if summary.failed:

@@ -56,6 +56,37 @@ def summarize(results: dict[str, str]) -> Summary:
     return Summary(len(results), counts["passed"], counts["failed"], counts["skipped"])
 
 
+def group_of(test: str, depth: int = 3) -> str:
+    """The test's group: the package of its module (the parts before the first `test_`
+    one), at most DEPTH parts: tempest.api.compute (of tempest.api.compute.servers),
+    tempest.scenario. A class fixture's failure (`setUpClass (tempest.api....)`) is in
+    the group of its class."""
+    if test.endswith(")") and " (" in test:
+        test = test[test.index(" (") + 2:-1]
+    parts = test.split(".")
+    package = next((parts[:i] for i, part in enumerate(parts) if part.startswith("test_")), parts)
+    return ".".join(package[:depth]) or test
+
+
+def by_group(results: dict[str, str], depth: int = 3) -> dict[str, Summary]:
+    """A summary per group (group_of), in the groups' order."""
+    grouped: dict[str, dict[str, str]] = {}
+    for test, outcome in results.items():
+        grouped.setdefault(group_of(test, depth), {})[test] = outcome
+    return {group: summarize(grouped[group]) for group in sorted(grouped)}
+
+
+def skip_reasons(junit: Path) -> dict[str, list[str]]:
+    """{reason Tempest gave: the tests it skipped}, the most frequent reason first."""
+    reasons: dict[str, list[str]] = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        skipped = case.find("skipped")
+        if skipped is not None:
+            reason = (skipped.text or skipped.get("message") or "").strip() or "(no reason given)"
+            reasons.setdefault(reason, []).append(_test_id(case))
+    return dict(sorted(reasons.items(), key=lambda item: (-len(item[1]), item[0])))
+
+
 def compare(a: dict[str, str], b: dict[str, str]) -> list[tuple[str, str, str]]:
     """(test, outcome in A, outcome in B) for every test whose outcome differs, a test
     absent from one run being `absent` there; sorted by test id."""

@@ -110,6 +110,17 @@ def test_outcomes_and_summary_from_a_junit_report(tmp_path):
     assert results["tempest.api.network.test_networks.NetworksTest.test_create_update_delete_network_subnet"] == "failed"
     assert results["setUpClass (tempest.api.volume.test_volumes_get.VolumesGetTest)"] == "skipped"
     assert tempest_results.summarize(results).line() == "ran 5: 2 passed, 1 failed, 2 skipped"
+    groups = {g: c.line() for g, c in tempest_results.by_group(results).items()}
+    assert groups["tempest.api.volume"] == "ran 1: 0 passed, 0 failed, 1 skipped"  # its setUpClass
+    assert list(groups) == ["tempest.api.compute", "tempest.api.identity", "tempest.api.network",
+                            "tempest.api.object_storage", "tempest.api.volume"]
+    assert tempest_results.group_of("tempest.scenario.test_minimum_basic.TestMinimumBasicScenario"
+                                    ".test_minimum_basic_scenario") == "tempest.scenario"
+    reasons = tempest_results.skip_reasons(path)
+    assert reasons == {
+        "Cinder is not available": ["setUpClass (tempest.api.volume.test_volumes_get.VolumesGetTest)"],
+        "Skipped because swift is not available": [
+            "tempest.api.object_storage.test_container_quotas.ContainerQuotasTest.test_upload_valid_object"]}
 
 
 def _report_tools(bin_: Path, junit_script: str) -> None:
