@@ -137,6 +137,7 @@ def facts(t: Target, conn) -> dict:
     image = find(conn.image.find_image, t.images, "image")
     public = next((n for n in conn.network.networks(is_router_external=True)), None)
     compute = conn.compute.get_endpoint_data()
+    placement = conn.placement.get_endpoint_data()
     # Where guests can move between: the hypervisors up and enabled.
     computes = [h for h in conn.compute.hypervisors(details=True)
                 if h.state == "up" and h.status == "enabled"]
@@ -151,7 +152,11 @@ def facts(t: Target, conn) -> dict:
                                   if not s.service_types), None) if public else None,
         "network_extensions": sorted(e.alias for e in conn.network.extensions()),
         "compute_max_microversion": _version(compute.max_microversion) or "2.1",
+        "placement_max_microversion": _version(placement.max_microversion) if placement else None,
         "computes": len(computes),
+        # Their compute services' hosts, in order: the source and destination of the
+        # migration tests that name them.
+        "compute_hosts": sorted(h.service_details["host"] for h in computes),
     }
 
 

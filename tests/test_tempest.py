@@ -17,7 +17,8 @@ from osception import releases, tempest, tempest_results
 FACTS = {"image": "img-1", "image_alt": "img-1", "flavor": "fl-1", "flavor_alt": "fl-2",
          "public_network_id": None, "public_network_name": None,
          "network_extensions": ["agent", "external-net", "router"], "compute_max_microversion": "2.100",
-         "computes": 1, "public_subnet_id": None}
+         "computes": 1, "compute_hosts": ["compute-0"], "public_subnet_id": None,
+         "placement_max_microversion": "1.39"}
 
 
 def _target(tmp_path, data_plane: bool, cacert: str | None = None, **kwargs) -> tempest.Target:
@@ -63,6 +64,8 @@ def test_environment_config_keeps_the_data_plane_features_and_names_the_ca(tmp_p
     assert features["vnc_console"] == "false"  # not deployed
     # one compute: nothing moves; what libvirt does on one host, on
     assert conf["compute"]["min_compute_nodes"] == "1"
+    assert "migration_source_host" not in conf["compute"]  # Tempest's own choice of hosts
+    assert conf["network-feature-enabled"]["port_security"] == "false"  # no such extension
     assert [features[o] for o in ("live_migration", "cold_migration", "resize")] == ["false"] * 3
     assert [features[o] for o in ("console_output", "snapshot", "shelve", "config_drive")] == ["true"] * 4
     # Tempest logs into no guest unless the target says how (the devcloud with nodes does)
@@ -73,13 +76,18 @@ def test_two_computes_and_a_login_turn_on_migrations_and_validation(tmp_path):
     """As the devcloud with nodes targets its local cloud: guests move between the two
     computes with their disks, and Tempest logs into them as the image's user."""
     facts = FACTS | {"public_network_id": "net-1", "public_network_name": "public", "computes": 2,
-                     "public_subnet_id": "sub-1"}
+                     "compute_hosts": ["lab-compute-0", "lab-compute-1"], "public_subnet_id": "sub-1",
+                     "network_extensions": ["external-net", "port-security", "router"]}
     conf = _ini(tempest.configure(_target(tmp_path, data_plane=True, login=("cirros", "gocubsgo")), facts))
     features = conf["compute-feature-enabled"]
     assert conf["compute"]["min_compute_nodes"] == "2"
     assert [features[o] for o in ("live_migration", "cold_migration", "resize",
                                   "block_migration_for_live_migration")] == ["true"] * 4
     assert conf["network"]["subnet_id"] == "sub-1"  # the floating IPs' subnet, not DVR's agents' one
+    assert (conf["compute"]["migration_source_host"], conf["compute"]["migration_dest_host"]) == \
+        ("lab-compute-0", "lab-compute-1")
+    assert conf["network-feature-enabled"]["port_security"] == "true"  # the cloud has the extension
+    assert conf["placement"]["max_microversion"] == "1.39"
     v = conf["validation"]
     assert (v["run_validation"], v["connect_method"], v["image_ssh_user"], v["image_ssh_password"]) == \
         ("true", "floating", "cirros", "gocubsgo")
