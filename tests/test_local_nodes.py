@@ -221,6 +221,23 @@ def test_relay_forwards_raw_tcp_inside_its_namespace(netns_root, tmp_path, defau
         metadata.shutdown()
 
 
+def test_tap_replugger_is_the_userspace_datapaths_alone_and_passes_shellcheck(tmp_path):
+    """The compute's tap replugger (tasks/compute.yml): its script through shellcheck, and
+    its tasks only where the datapath is netdev (the local nodes run it for real: the local
+    cloud pass's soft reboot and resume)."""
+    exe = shutil.which("shellcheck")
+    if exe is None:
+        pytest.fail("shellcheck is not installed: run scripts/test.sh")
+    tasks = [t for t in yaml.safe_load(source("ansible/tasks/compute.yml")) if "osception-tap-replug" in str(t)]
+    assert len(tasks) == 3 and all("ovs_datapath == \"netdev\"" in t["when"] for t in tasks)
+    script = next(t["ansible.builtin.copy"]["content"] for t in tasks
+                  if t.get("ansible.builtin.copy", {}).get("dest") == "/usr/local/sbin/osception-tap-replug")
+    path = tmp_path / "osception-tap-replug"
+    path.write_text(script)
+    r = subprocess.run([exe, "-s", "sh", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+
+
 @pytest.mark.parametrize("datapath", ["system", "netdev"])
 def test_ovs_ports_script_passes_shellcheck(datapath, tmp_path):
     """The script that readies OVS's physical ports (tasks/common.yml) as Ansible writes

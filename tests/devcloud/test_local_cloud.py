@@ -193,7 +193,8 @@ def test_migrations_between_the_computes(local_cloud):
     own key; no shared storage): the demo member's guest, reached through a floating IP
     from the outer network, is live-migrated with its disk (block migration) to the other
     compute and back, then cold-migrated there and confirmed. After each move it is ACTIVE
-    on the other compute and its floating IP answers. The times printed are docs' figures."""
+    on the other compute and its floating IP answers; then again after a soft reboot and
+    after a suspend and resume. The times printed are docs' figures."""
     layout, computes, _ = local_cloud
     if computes < 2:
         pytest.skip(f"one compute ({COUNTS}): nowhere to migrate to")
@@ -246,6 +247,27 @@ def test_migrations_between_the_computes(local_cloud):
             assert (now.status, now.compute_host, migration.status) == ("ACTIVE", to, done), \
                 f"{kind} migration to {to}: {migration.status}\n{_last_action_errors(conn, server)}"
             print(f"\n{kind} migration to {to}: {took:.1f} s (ACTIVE after {time.monotonic() - start:.1f} s), "
+                  f"floating IP answers {_answers_ping(ip, 60):.1f} s later")
+
+        # Restarted in place, as Tempest's scenarios do: a soft reboot (the guest powers
+        # off on the ACPI button, Nova starts the same domain) and a suspend and resume
+        # (libvirt's managed save). Nova plugs no VIF again there: libvirt makes the tap
+        # anew, which the userspace datapath's replugger (tasks/compute.yml) plugs again.
+        steps = (("soft reboot", lambda: conn.compute.reboot_server(server, "SOFT"), None),
+                 ("suspend", lambda: conn.compute.suspend_server(server), "SUSPENDED"),
+                 ("resume", lambda: conn.compute.resume_server(server), None))
+        for what, action, stop in steps:
+            start = time.monotonic()
+            action()
+            if stop:
+                conn.compute.wait_for_server(server, status=stop, failures=["ERROR"], interval=1, wait=120)
+                continue
+            for _ in sdk_utils.iterate_timeout(120, f"{server.id} ACTIVE after its {what}", wait=1):
+                now = conn.compute.get_server(server)
+                if now.status in ("ACTIVE", "ERROR") and now.task_state is None:
+                    break
+            assert now.status == "ACTIVE", f"{what}: {now.status}\n{_last_action_errors(conn, server)}"
+            print(f"{what}: ACTIVE after {time.monotonic() - start:.1f} s, "
                   f"floating IP answers {_answers_ping(ip, 60):.1f} s later")
     finally:
         if fip is not None:

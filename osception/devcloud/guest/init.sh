@@ -22,12 +22,15 @@ while read -r module; do
   insmod "/lib/modules/$module.ko" || say "insmod $module failed"
 done </etc/modules
 # /tmp on the guest's own disk, as on CirrOS (whose root is its disk): a directory of
-# its boot partition (the FAT labelled as guest.DISK_LABEL says), writable by all (FAT
-# has no owners), so what a test writes there survives a reboot, a snapshot and a shelve.
+# its boot partition (the FAT labelled as guest.DISK_LABEL says), so what a test writes
+# there survives a reboot, a snapshot and a shelve. FAT keeps no owners or modes: every
+# file is everyone's and executable (umask=000), and chmod or chown there succeed
+# without effect (quiet), as a script written to /tmp expects (Tempest's metadata
+# meter runs `chmod +x` on its own).
 # The first disk with that label: vda, or the rescue image's when rescued. (Booted from
 # a kernel and initramfs alone there is no such disk: /tmp stays in RAM.)
 mkdir -p /media/disk
-if ! { disk=$(findfs LABEL=OSCEPTION) && mount -t vfat -o umask=000 "$disk" /media/disk \
+if ! { disk=$(findfs LABEL=OSCEPTION) && mount -t vfat -o umask=000,quiet "$disk" /media/disk \
     && mkdir -p /media/disk/tmp && mount -o bind /media/disk/tmp /tmp; }; then
   say "no disk labelled OSCEPTION: /tmp in RAM"
 fi
