@@ -522,15 +522,15 @@ out["nic_by_ip"] = c.get_nic_name_by_ip(nic)
 out["ips"] = c.get_nic_ip_addresses("eth0", ip_version=4)
 out["dns"] = c.get_dns_servers()
 c.renew_lease(fixed_ip=nic, dhcp_client="udhcpc")
+c.mount_config_drive()  # as the user: `blkid -L config-2 -o device`, then sudo mount on /mnt
+out["config_drive"] = c.exec_command("cat /mnt/openstack/latest/meta_data.json")
+c.unmount_config_drive()
 c.mkdir("/mnt/stamp")
 c.make_fs("vdb", fs="vfat")
 c.mount("vdb", "/mnt/stamp")
 c.exec_command('sudo sh -c "date > /mnt/stamp/timestamp; sync"')
 out["timestamp"] = c.exec_command("sudo cat /mnt/stamp/timestamp")
 c.umount("/mnt/stamp")
-c.mount_config_drive()  # as the user: `blkid -L config-2 -o device`, then sudo mount
-out["config_drive"] = c.exec_command("cat /mnt/openstack/latest/meta_data.json")
-c.unmount_config_drive()
 
 
 def until(check):

@@ -254,8 +254,10 @@ def initramfs(files: dict[str, tuple[int, bytes]], applets: list[str], kos: list
     root's is empty, for `su`, but root logs in nowhere (no tty in /etc/securetty;
     dropbear -w)."""
     scripts = sorted(p for p in SCRIPTS.iterdir() if p.is_file())
+    # (/mnt: where Tempest mounts the config drive and the volumes it attaches, as on CirrOS.)
     entries = [(d, DIR, b"", 0) for d in ("bin", "dev", "etc", "lib", "lib/modules", "proc",
-                                           "sys", "run", "root", "home", f"home/{user}", "var")]
+                                           "sys", "run", "root", "home", f"home/{user}", "var",
+                                           "mnt", "media")]
     entries += [("tmp", 0o041777, b"", 0),
                 ("dev/console", CHAR, b"", 5 << 8 | 1),  # before devtmpfs: init's stdio
                 ("var/run", LINK, b"../run", 0),
