@@ -136,8 +136,6 @@ def facts(t: Target, conn) -> dict:
     flavor_alt = find(conn.compute.find_flavor, t.flavors[1:] or t.flavors, "flavor")
     image = find(conn.image.find_image, t.images, "image")
     public = next((n for n in conn.network.networks(is_router_external=True)), None)
-    compute = conn.compute.get_endpoint_data()
-    placement = conn.placement.get_endpoint_data()
     # Where guests can move between: the hypervisors up and enabled.
     computes = [h for h in conn.compute.hypervisors(details=True)
                 if h.state == "up" and h.status == "enabled"]
@@ -151,8 +149,11 @@ def facts(t: Target, conn) -> dict:
         "public_subnet_id": next((s.id for s in conn.network.subnets(network_id=public.id, ip_version=4)
                                   if not s.service_types), None) if public else None,
         "network_extensions": sorted(e.alias for e in conn.network.extensions()),
-        "compute_max_microversion": _version(compute.max_microversion) or "2.1",
-        "placement_max_microversion": _version(placement.max_microversion) if placement else None,
+        # Each catalog API's newest microversion (its version document), by catalog
+        # type; none for an API without microversions.
+        "max_microversions": {api.catalog_type: _version(getattr(conn, api.catalog_type).get_endpoint_data()
+                                                         .max_microversion)
+                              for s in services.SERVICES for api in s.apis if api.catalog_type},
         "computes": len(computes),
         # Their compute services' hosts, in order: the source and destination of the
         # migration tests that name them.

@@ -16,9 +16,9 @@ from osception import releases, tempest, tempest_results
 
 FACTS = {"image": "img-1", "image_alt": "img-1", "flavor": "fl-1", "flavor_alt": "fl-2",
          "public_network_id": None, "public_network_name": None,
-         "network_extensions": ["agent", "external-net", "router"], "compute_max_microversion": "2.100",
-         "computes": 1, "compute_hosts": ["compute-0"], "public_subnet_id": None,
-         "placement_max_microversion": "1.39"}
+         "network_extensions": ["agent", "external-net", "router"],
+         "max_microversions": {"compute": "2.100", "placement": "1.39", "image": None},
+         "computes": 1, "compute_hosts": ["compute-0"], "public_subnet_id": None}
 
 
 def _target(tmp_path, data_plane: bool, cacert: str | None = None, **kwargs) -> tempest.Target:
