@@ -86,6 +86,9 @@ class Target:
     # The image's user and password (CirrOS's, or the local guest's): Tempest logs into
     # its guests over SSH through their floating IPs (run_validation). None: it does not.
     login: tuple[str, str] | None = None
+    # Why no noVNC console answers there (None: nova-novncproxy runs behind the ingress,
+    # at the catalog's novnc endpoint, as on every environment).
+    no_vnc_console: str | None = None
 
     @property
     def workspace(self) -> Path:
@@ -178,7 +181,7 @@ def configure(t: Target, facts_: dict) -> str:
                 workspace=t.workspace, admin_password=t.admin_password, auth_url=t.auth_url,
                 region=services.REGION, interface=t.interface, cacert=t.cacert,
                 data_plane=t.data_plane, fake_hypervisor=FAKE_HYPERVISOR, validation=validation,
-                login=t.login,
+                login=t.login, no_vnc_console=t.no_vnc_console,
                 # Those with an API in the catalog: each has its sections (its folder's
                 # tempest.j2).
                 services=[s for s in services.SERVICES if any(a.catalog_type for a in s.apis)])

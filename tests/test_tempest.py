@@ -35,7 +35,7 @@ def _ini(text: str) -> configparser.ConfigParser:
 
 
 def test_devcloud_config_switches_off_what_a_fake_hypervisor_cannot_do_and_says_why(tmp_path):
-    text = tempest.configure(_target(tmp_path, data_plane=False), FACTS)
+    text = tempest.configure(_target(tmp_path, data_plane=False, no_vnc_console="no proxy here"), FACTS)
     conf = _ini(text)
     assert conf["identity"]["uri_v3"] == "http://127.0.0.1:25000/v3"
     assert conf["identity"]["v3_endpoint_type"] == "internal"
@@ -47,6 +47,7 @@ def test_devcloud_config_switches_off_what_a_fake_hypervisor_cannot_do_and_says_
     assert {"console_output", "live_migration", "resize", "snapshot", "vnc_console"} <= set(features)
     assert set(features.values()) == {"false"}
     assert text.count(f"# {tempest.FAKE_HYPERVISOR}\n") == len(features) - 3  # the 3 consoles: not deployed
+    assert "# no proxy here\nvnc_console = false\n" in text  # the target's reason
     assert conf["validation"]["run_validation"] == "false"
     assert conf["network-feature-enabled"]["api_extensions"] == "agent,external-net,router"
     assert conf["network-feature-enabled"]["floating_ips"] == "false"  # no external network
@@ -61,7 +62,8 @@ def test_environment_config_keeps_the_data_plane_features_and_names_the_ca(tmp_p
     assert conf["network"]["public_network_id"] == "net-1"
     assert conf["network-feature-enabled"]["floating_ips"] == "true"
     features = conf["compute-feature-enabled"]
-    assert features["vnc_console"] == "false"  # not deployed
+    assert features["vnc_console"] == "true"  # nova-novncproxy behind the environment's ingress
+    assert features["spice_console"] == features["serial_console"] == "false"  # not deployed
     # one compute: nothing moves; what libvirt does on one host, on
     assert conf["compute"]["min_compute_nodes"] == "1"
     assert "migration_source_host" not in conf["compute"]  # Tempest's own choice of hosts
