@@ -84,7 +84,7 @@ def test_two_computes_and_a_login_turn_on_migrations_and_validation(tmp_path):
     features = conf["compute-feature-enabled"]
     assert conf["compute"]["min_compute_nodes"] == "2"
     assert [features[o] for o in ("live_migration", "cold_migration", "resize",
-                                  "block_migration_for_live_migration")] == ["true"] * 4
+                                  "block_migration_for_live_migration", "shelve_migrate")] == ["true"] * 5
     assert conf["network"]["subnet_id"] == "sub-1"  # the floating IPs' subnet, not DVR's agents' one
     assert (conf["compute"]["migration_source_host"], conf["compute"]["migration_dest_host"]) == \
         ("lab-compute-0", "lab-compute-1")
