@@ -151,7 +151,7 @@ def facts(t: Target, conn) -> dict:
         # external connectivity check cannot tell apart ([network] subnet_id).
         "public_subnet_id": next((s.id for s in conn.network.subnets(network_id=public.id, ip_version=4)
                                   if not s.service_types), None) if public else None,
-        "network_extensions": sorted(e.alias for e in conn.network.extensions()),
+        "network_extensions": network_extensions(conn),
         # Each catalog API's newest microversion (its version document), by catalog
         # type; none for an API without microversions.
         "max_microversions": {api.catalog_type: _version(getattr(conn, api.catalog_type).get_endpoint_data()
@@ -162,6 +162,23 @@ def facts(t: Target, conn) -> dict:
         # migration tests that name them.
         "compute_hosts": sorted(h.service_details["host"] for h in computes),
     }
+
+
+# Neutron's "get me a network": listed whenever its extension is loaded, but it allocates
+# only from a default external network and a default subnet pool (auto-allocated-topology).
+AUTO_ALLOCATION = "auto-allocated-topology"
+
+
+def network_extensions(conn) -> list[str]:
+    """Neutron's extensions as Tempest may expect them: AUTO_ALLOCATION only where it can
+    allocate (else Tempest's AutoAllocateNetworkTest fails: 'Unable to automatically
+    allocate a network')."""
+    extensions = sorted(e.alias for e in conn.network.extensions())
+    if AUTO_ALLOCATION in extensions and not (
+            any(n.is_default for n in conn.network.networks(is_router_external=True))
+            and any(True for _ in conn.network.subnet_pools(is_default=True))):
+        extensions.remove(AUTO_ALLOCATION)
+    return extensions
 
 
 def _version(v) -> str | None:
