@@ -138,7 +138,8 @@ def facts(t: Target, conn) -> dict:
     flavor = find(conn.compute.find_flavor, t.flavors, "flavor")
     flavor_alt = find(conn.compute.find_flavor, t.flavors[1:] or t.flavors, "flavor")
     image = find(conn.image.find_image, t.images, "image")
-    public = next((n for n in conn.network.networks(is_router_external=True)), None)
+    external = list(conn.network.networks(is_router_external=True))
+    public = external[0] if external else None
     # Where guests can move between: the hypervisors up and enabled.
     computes = [h for h in conn.compute.hypervisors(details=True)
                 if h.state == "up" and h.status == "enabled"]
@@ -151,7 +152,7 @@ def facts(t: Target, conn) -> dict:
         # external connectivity check cannot tell apart ([network] subnet_id).
         "public_subnet_id": next((s.id for s in conn.network.subnets(network_id=public.id, ip_version=4)
                                   if not s.service_types), None) if public else None,
-        "network_extensions": network_extensions(conn),
+        "network_extensions": network_extensions(conn, external),
         # Each catalog API's newest microversion (its version document), by catalog
         # type; none for an API without microversions.
         "max_microversions": {api.catalog_type: _version(getattr(conn, api.catalog_type).get_endpoint_data()
@@ -169,13 +170,13 @@ def facts(t: Target, conn) -> dict:
 AUTO_ALLOCATION = "auto-allocated-topology"
 
 
-def network_extensions(conn) -> list[str]:
+def network_extensions(conn, external: list) -> list[str]:
     """Neutron's extensions as Tempest may expect them: AUTO_ALLOCATION only where it can
-    allocate (else Tempest's AutoAllocateNetworkTest fails: 'Unable to automatically
-    allocate a network')."""
+    allocate, from a default one of the EXTERNAL networks (else Tempest's
+    AutoAllocateNetworkTest fails: 'Unable to automatically allocate a network')."""
     extensions = sorted(e.alias for e in conn.network.extensions())
     if AUTO_ALLOCATION in extensions and not (
-            any(n.is_default for n in conn.network.networks(is_router_external=True))
+            any(n.is_default for n in external)
             and any(True for _ in conn.network.subnet_pools(is_default=True))):
         extensions.remove(AUTO_ALLOCATION)
     return extensions

@@ -267,14 +267,11 @@ def _devcloud_release() -> str:
 class _Neutron:
     """What network_extensions asks of openstacksdk's network proxy (a stand-in)."""
 
-    def __init__(self, default_network: bool, default_pool: bool):
-        self.default_network, self.default_pool = default_network, default_pool
+    def __init__(self, default_pool: bool):
+        self.default_pool = default_pool
 
     def extensions(self):
         return [SimpleNamespace(alias=a) for a in ("router", tempest.AUTO_ALLOCATION, "external-net")]
-
-    def networks(self, is_router_external):
-        return [SimpleNamespace(is_default=self.default_network)]
 
     def subnet_pools(self, is_default):
         return [SimpleNamespace()] if self.default_pool else []
@@ -282,7 +279,8 @@ class _Neutron:
 
 def test_auto_allocation_is_expected_only_where_neutron_can_allocate():
     def extensions(network, pool):
-        return tempest.network_extensions(SimpleNamespace(network=_Neutron(network, pool)))
+        return tempest.network_extensions(SimpleNamespace(network=_Neutron(pool)),
+                                          [SimpleNamespace(is_default=network)])
     assert extensions(True, True) == [tempest.AUTO_ALLOCATION, "external-net", "router"]
     for network, pool in ((False, True), (True, False), (False, False)):
         assert extensions(network, pool) == ["external-net", "router"]
