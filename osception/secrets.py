@@ -8,8 +8,12 @@ An existing `secrets.yaml` is never changed behind the user's back: a damaged on
 expired or weak CA) stops the command with one line naming the file and the key,
 and never quotes a value. A block is never made anew for an existing file: a file
 without its `tls:` would get a new CA that nothing trusts yet, silently. New secrets
-are made only for a new environment or on `--regenerate-secrets`, which keeps the
-old ones aside. The SSH key files are never overwritten.
+are made only for a new environment, on `--regenerate-secrets` (which keeps the old
+ones aside), and for a service new to an existing environment: one that osception
+gained after the environment was made, which the file holds nothing for in any of the
+per-service blocks (PER_SERVICE). Its secrets are added, every other one stays as it
+was, and `ensure` says so. A service the file holds some but not all of is damage,
+as any missing key. The SSH key files are never overwritten.
 
 The generator `_wanted` is the schema: a file must hold exactly its keys, each of
 the same shape.
@@ -207,8 +211,30 @@ def _problem(have: object, wanted: object, key: str) -> tuple[str, str] | None:
     return None
 
 
-def _parse(text: str, path: Path, env: str) -> dict:
-    """The secrets of an existing file, each checked."""
+# The blocks that hold one secret per service, by the service's name.
+PER_SERVICE = ("database_root", "database", "service_users")
+
+
+def _new_services(have: dict, wanted: dict) -> list[str]:
+    """The services `wanted` has secrets for and `have` holds none for, in any block."""
+    blocks = [b for b in PER_SERVICE if isinstance(have.get(b), dict)]
+    if len(blocks) < len(PER_SERVICE):  # a block missing or damaged: _problem names it
+        return []
+    names = {name for b in PER_SERVICE for name in wanted[b]}
+    return sorted(n for n in names if not any(n in have[b] for b in PER_SERVICE))
+
+
+def _with_new_services(have: dict, new: list[str], made: dict) -> dict:
+    """`have` with the secrets of the services `new` taken from `made`, nothing else changed."""
+    if not new:
+        return have
+    return {**have, **{b: {**have[b], **{n: made[b][n] for n in new if n in made[b]}}
+                       for b in PER_SERVICE}}
+
+
+def _parse(text: str, path: Path, env: str) -> tuple[dict, list[str]]:
+    """The secrets of an existing file, each checked, with those of the services new to
+    it made (in memory): (secrets, the new services)."""
     try:
         have = state.load_yaml(text)
     except state.DuplicateKey as e:  # which value is meant? Neither is taken
@@ -226,10 +252,12 @@ def _parse(text: str, path: Path, env: str) -> dict:
         raise StateError(f"{path}: must be a mapping of secrets; restore it from a backup, or start "
                          f"over with `osception plan {REGENERATE}`")
     wanted = _wanted(env, have.get("tls"))
+    new = _new_services(have, wanted)
+    have = _with_new_services(have, new, wanted)
     if found := _problem(have, wanted, ""):
         raise StateError(f"{path}: {found[0]}: {found[1]}; restore it from a backup, or start over "
                          f"with `osception plan {REGENERATE}`")
-    return have
+    return have, new
 
 
 def _retire(env_dir: Path) -> list[tuple[str, Path]]:
@@ -289,7 +317,7 @@ def peek(env_dir: Path, env: str, regenerate: bool = False) -> Secrets:
     if not regenerate:
         text = state.read_state(Layout(env_dir).secrets)
         if text is not None:
-            have = _parse(text, Layout(env_dir).secrets, env)
+            have, _ = _parse(text, Layout(env_dir).secrets, env)
             _key_files(env_dir, have, make=False)
             return Secrets(have)
         _lost(env_dir)
@@ -302,7 +330,8 @@ def ensure(env_dir: Path, env: str, regenerate: bool = False, say=lambda msg: No
     then only ever read.
 
     Raises StateError (one line naming the file) for anything damaged. Several
-    processes making a new environment's secrets at once all end up with the same.
+    processes making a new environment's secrets at once all end up with the same;
+    adding a new service's is done under the environment's lock (the CLI holds it).
     """
     path = Layout(env_dir).secrets
     if regenerate:
@@ -317,6 +346,12 @@ def ensure(env_dir: Path, env: str, regenerate: bool = False, say=lambda msg: No
         else:  # another process made them a moment ago: use those
             text = state.read_state(path)
     if text is not None:
-        have = _parse(text, path, env)
+        have, new = _parse(text, path, env)
+        if new:  # peek's, when given: the secrets the rest of the input was checked with
+            if fresh is not None:
+                have = _with_new_services(have, new, fresh.data)
+            state.write_private(path, yaml.safe_dump(have, sort_keys=True))
+            say(f"{path}: made the secrets of {', '.join(new)}, new to this environment "
+                f"(every other secret is as it was)")
     _key_files(env_dir, have, make=True)
     return Secrets(have)

@@ -62,6 +62,52 @@ def test_a_missing_block_is_damage_never_filled(tmp_path, drop):
     assert state.Layout(env).secrets.read_bytes() == before
 
 
+def _without_service(env_dir, name: str) -> dict:
+    """An existing secrets.yaml from a version of osception that did not have the
+    service `name` yet: nothing of it in any per-service block."""
+    first = secrets.ensure(env_dir, "e").data
+    data = yaml.safe_load(yaml.safe_dump(first))
+    for block in secrets.PER_SERVICE:
+        data[block].pop(name, None)
+    state.write_private(state.Layout(env_dir).secrets, yaml.safe_dump(data))
+    return data
+
+
+def test_a_service_new_to_an_environment_gets_its_secrets_and_nothing_else_changes(tmp_path):
+    """A newer osception that deploys a new service must not stop every existing
+    environment with "missing": the new service's secrets are made, once, and said."""
+    env = tmp_path / "e"
+    older = _without_service(env, "placement")
+    assert "placement" in services.DATABASES and "placement" in services.SERVICE_USERS
+    planned = secrets.peek(env, "e")  # in memory only
+    assert yaml.safe_load(state.Layout(env).secrets.read_text()) == older
+    said = []
+    sec = secrets.ensure(env, "e", say=said.append, fresh=planned)
+    assert said == [f"{state.Layout(env).secrets}: made the secrets of placement, new to this environment "
+                    "(every other secret is as it was)"]
+    # peek's, which the rest of the input was checked with
+    for block in secrets.PER_SERVICE:
+        assert sec.data[block]["placement"] == planned.data[block]["placement"]
+        assert secrets.PASSWORD_RE.fullmatch(sec.data[block]["placement"])
+        assert {k: v for k, v in sec.data[block].items() if k != "placement"} == older[block]
+    assert {k: v for k, v in sec.data.items() if k not in secrets.PER_SERVICE} == \
+        {k: v for k, v in older.items() if k not in secrets.PER_SERVICE}
+    written = state.Layout(env).secrets
+    assert yaml.safe_load(written.read_text()) == sec.data and written.stat().st_mode & 0o777 == 0o600
+    # Made once: read back as they are from then on, nothing more said.
+    again = []
+    assert secrets.ensure(env, "e", say=again.append).data == sec.data and again == []
+
+
+def test_a_service_with_only_some_of_its_secrets_is_damage(tmp_path):
+    env = tmp_path / "e"
+    _older_file(env, "service_users.placement")  # its database passwords are still there
+    before = state.Layout(env).secrets.read_bytes()
+    with pytest.raises(state.StateError, match=r"service_users\.placement: missing; .*--regenerate-secrets"):
+        secrets.ensure(env, "e")
+    assert state.Layout(env).secrets.read_bytes() == before
+
+
 def test_peek_writes_nothing_and_ensure_writes_what_peek_made(tmp_path):
     env = tmp_path / "home" / "e"
     planned = secrets.peek(env, "e")
