@@ -36,17 +36,19 @@ def test_fernet_keys_and_ssh_keys_are_what_keystone_and_openssh_read(tmp_path):
     assert (tmp_path / "e" / "ssh" / "id_ed25519").read_text() == sec.ssh["private"]
 
 
-def _older_file(env_dir, drop: str):
-    """An existing secrets.yaml from a version that did not have `drop` yet."""
+def _older_file(env_dir, *drops: str):
+    """An existing secrets.yaml from a version that did not have `drops` yet (dotted
+    paths); returns the secrets before, and the file's as written."""
     first = secrets.ensure(env_dir, "e").data
     data = yaml.safe_load(yaml.safe_dump(first))
-    *parents, last = drop.split(".")
-    holder = data
-    for p in parents:
-        holder = holder[p]
-    del holder[last]
+    for drop in drops:
+        *parents, last = drop.split(".")
+        holder = data
+        for p in parents:
+            holder = holder[p]
+        del holder[last]
     state.write_private(state.Layout(env_dir).secrets, yaml.safe_dump(data))
-    return first
+    return first, data
 
 
 @pytest.mark.parametrize("drop", ["tls", "admin_password", "database.nova", "keystone_fernet_keys"])
@@ -62,23 +64,13 @@ def test_a_missing_block_is_damage_never_filled(tmp_path, drop):
     assert state.Layout(env).secrets.read_bytes() == before
 
 
-def _without_service(env_dir, name: str) -> dict:
-    """An existing secrets.yaml from a version of osception that did not have the
-    service `name` yet: nothing of it in any per-service block."""
-    first = secrets.ensure(env_dir, "e").data
-    data = yaml.safe_load(yaml.safe_dump(first))
-    for block in secrets.PER_SERVICE:
-        data[block].pop(name, None)
-    state.write_private(state.Layout(env_dir).secrets, yaml.safe_dump(data))
-    return data
-
-
 def test_a_service_new_to_an_environment_gets_its_secrets_and_nothing_else_changes(tmp_path):
     """A newer osception that deploys a new service must not stop every existing
     environment with "missing": the new service's secrets are made, once, and said."""
     env = tmp_path / "e"
-    older = _without_service(env, "placement")
+    # From a version of osception without placement: nothing of it in any block.
     assert "placement" in services.DATABASES and "placement" in services.SERVICE_USERS
+    _, older = _older_file(env, *(f"{block}.placement" for block in secrets.PER_SERVICE))
     planned = secrets.peek(env, "e")  # in memory only
     assert yaml.safe_load(state.Layout(env).secrets.read_text()) == older
     said = []
