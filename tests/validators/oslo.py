@@ -20,12 +20,17 @@ from __future__ import annotations
 
 import configparser
 import json
+import os
 import subprocess
 import sys
+import tempfile
+from collections import defaultdict
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 LOADER = HERE / "_oslo_load.py"
+BATCH = HERE / "_oslo_batch.py"
 
 # oslo.config.opts namespaces per file, as in each project's oslo-config-generator
 # configuration of release 2026.1 (read from the sdists of keystone 29.1.0,
@@ -215,6 +220,38 @@ def assert_valid(venv: Path, conf: Path, name: str | None = None, *, allow_depre
         problems.append(f"load_values rc={lv.returncode}:\n{lv.stdout}{lv.stderr}")
     if problems:
         raise AssertionError(f"{conf} ({kind(conf, name)}):\n" + "\n".join(problems))
+
+
+def problems(venv: Path, files: list[tuple[Path, str | None]], *, allow_deprecated: bool = False) -> list[str]:
+    """assert_valid's two checks on many files: one process per kind of file (its
+    projects imported once, not once per file and check), the kinds in parallel, one
+    per core. Returns a message per failing file, as assert_valid's, [] when all pass."""
+    by_kind: dict[str, list[Path]] = defaultdict(list)
+    for conf, name in files:
+        by_kind[kind(conf, name)].append(Path(conf))
+
+    def check(item: tuple[str, list[Path]]) -> list[str]:
+        name, confs = item
+        jobs = [{"validator": validator_command(venv, c, name)[1:],
+                 "loader": load_command(venv, c, name, allow_deprecated=allow_deprecated)[2:]}
+                for c in confs]
+        with tempfile.NamedTemporaryFile("w", suffix=".json") as f:
+            json.dump(jobs, f)
+            f.flush()
+            r = subprocess.run([str(Path(venv) / "bin" / "python"), str(BATCH), f.name],
+                               capture_output=True, text=True, timeout=600, check=False)
+        if r.returncode != 0:
+            return [f"{name}: the batch of {len(confs)} file(s) failed (rc={r.returncode}):\n{r.stdout}{r.stderr}"]
+        out = []
+        for conf, result in zip(confs, json.loads(r.stdout)):
+            said = [f"{check} rc={rc}:\n{text}" for check, (rc, text) in
+                    (("oslo-config-validator", result["validator"]), ("load_values", result["loader"])) if rc != 0]
+            if said:
+                out.append(f"{conf} ({name}):\n" + "\n".join(said))
+        return out
+
+    with ThreadPoolExecutor(os.cpu_count() or 2) as pool:
+        return [p for found in pool.map(check, by_kind.items()) for p in found]
 
 
 if __name__ == "__main__":  # python -m tests.validators.oslo VENV FILE [NAME]
