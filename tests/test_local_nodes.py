@@ -4,6 +4,7 @@ namespace of its own, with a real TLS handshake)."""
 
 from __future__ import annotations
 
+import configparser
 import json
 import shutil
 import subprocess
@@ -259,3 +260,23 @@ def test_ovs_ports_script_passes_shellcheck(datapath, tmp_path):
     assert '= "fa:16:3e:00:00:01" ]' in text
     assert ("ip=10.231.0.21" in text) == (datapath == "netdev")
     assert ("add-br br-phy" in text) == (datapath == "netdev")
+
+
+def test_l3_leftovers_script_passes_shellcheck_and_stops_between_the_agent_and_ovs(tmp_path):
+    """The script that ends the L3 agent's routers at a node's shutdown (tasks/common.yml)
+    through shellcheck, and its unit ordered so that systemd stops it after the agent and
+    before Open vSwitch (the local cloud's reboot of a network node runs it for real)."""
+    exe = shutil.which("shellcheck")
+    if exe is None:
+        pytest.fail("shellcheck is not installed: run scripts/test.sh")
+    copies = {t["ansible.builtin.copy"]["dest"]: t["ansible.builtin.copy"].get("content")
+              for t in yaml.safe_load(source("ansible/tasks/common.yml")) if "ansible.builtin.copy" in t}
+    path = tmp_path / "osception-l3-leftovers"
+    path.write_text(copies["/usr/local/sbin/osception-l3-leftovers"])
+    r = subprocess.run([exe, "-s", "sh", str(path)], capture_output=True, text=True)
+    assert r.returncode == 0, r.stdout
+    unit = configparser.ConfigParser(strict=False)
+    unit.read_string(copies["/etc/systemd/system/osception-l3-leftovers.service"])
+    assert unit["Unit"]["Before"] == "neutron-l3-agent.service"  # started before, stopped after it
+    assert "openvswitch-switch.service" in unit["Unit"]["After"].split()  # stopped before OVS
+    assert unit["Service"]["ExecStop"] == "/usr/local/sbin/osception-l3-leftovers"

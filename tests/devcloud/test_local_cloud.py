@@ -410,6 +410,13 @@ def test_the_cloud_comes_back_after_a_reboot_of_each_node(populated):
             assert [f"{a.host} {a.binary}" for a in agents if not a.is_alive] == [], node
             assert sorted(s.host for s in conn.compute.services(binary="nova-compute")
                           if s.host in hosts and s.state == "up") == sorted(h for h in hosts if h.startswith("compute-")), node
+            if node and node.startswith("network-"):
+                # Its routers' keepalived and friends were ended at its shutdown while its
+                # network was up (osception-l3-leftovers, tasks/common.yml), by SIGTERM.
+                said = _in_node(layout, node, "journalctl", "-b", "-1", "-o", "cat", "--no-pager",
+                                "-u", "osception-l3-leftovers")
+                assert "Stopped osception-l3-leftovers.service" in said, said
+                assert "killed" not in said, said
             _running_again(conn, server, GUEST_TIMEOUT)
             running = time.monotonic() - start
             try:
