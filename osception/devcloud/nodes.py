@@ -207,6 +207,18 @@ def forget_host(secrets: Secrets, host: str) -> None:
         pass  # no devcloud answering: nothing registered to forget
 
 
+def hosted_servers(secrets: Secrets, host: str) -> list[str]:
+    """The names of the servers the devcloud's Nova has on a compute host ([] when no
+    devcloud answers: nothing can be hosted)."""
+    from . import cloud  # noqa: PLC0415 (openstacksdk: only when used)
+
+    try:
+        conn = cloud.connect(secrets)
+        return sorted(s.name for s in conn.compute.servers(all_projects=True, compute_host=host))
+    except sdk_exc.SDKException:
+        return []
+
+
 def _utc(stamp: str | None) -> datetime:
     """An API's time stamp (UTC, with or without the T, a zone or microseconds), naive."""
     return datetime.fromisoformat(stamp.replace(" ", "T")).replace(tzinfo=None) if stamp else datetime.min
@@ -582,12 +594,23 @@ class LocalNodes:
             base = f"{layer}:{base}"  # overlayfs: the upper layer of the builder over the base
         out, changed = {}, []
         wanted = built_from(cfg, base)
+        stale = [n for n in self.local_nodes(cfg) if n.dir.exists() and
+                 (not (n.dir / BUILT_FROM).exists() or json.loads((n.dir / BUILT_FROM).read_text()) != wanted)]
+        # A rebuild loses the node's disk: refused, before any node goes, while a user's
+        # server is on it (and Nova would keep its compute service, refusing the new one).
+        for n in stale:
+            if n.node.role == "compute" and (hosted := hosted_servers(secrets, n.node.name)):
+                raise DevcloudError(
+                    f"{n.node.name} must be rebuilt from the base ({self.rebuild_reason(n, wanted)}), "
+                    f"which would lose the {len(hosted)} server(s) on it ({', '.join(hosted[:3])}"
+                    f"{', ...' if len(hosted) > 3 else ''}): delete or migrate them first, or start "
+                    "over with `osception devcloud down --purge`")
         for n in self.local_nodes(cfg):
             self.wire(n)
             spec = self.spec(n)
             seed = n.root / SEED / "user-data"
             built = n.dir / BUILT_FROM
-            if n.dir.exists() and (not built.exists() or json.loads(built.read_text()) != wanted):
+            if n in stale:
                 self.rebuild(n, wanted, secrets)
             if self.procs.running(spec.name) and os.path.ismount(n.root) and seed.exists():
                 if seed.read_text() != p.files[f"{n.node.name}/user-data"]:
@@ -681,24 +704,33 @@ class LocalNodes:
         except sdk_exc.ResourceTimeout:
             raise DevcloudError(f"not reporting again within {BACK_TIMEOUT} s: {', '.join(late)}") from None
 
+    @staticmethod
+    def rebuild_reason(n: LocalNode, wanted: dict) -> str:
+        built = n.dir / BUILT_FROM
+        was = json.loads(built.read_text()) if built.exists() else None
+        said = ("built by an older osception (no record)" if was is None else
+                "built from " + ", ".join(f"{k} {was.get(k)}" for k in wanted if was.get(k) != wanted[k]))
+        return said + "; the config asks " + ", ".join(
+            f"{k} {v}" for k, v in wanted.items() if was is None or was.get(k) != v)
+
     def rebuild(self, n: LocalNode, wanted: dict, secrets: Secrets) -> None:
         """A node built from another release, node source or base than the config's: its
         packages are not this config's, and the day-2 pass (config and services) does
         not install any. So it goes, disk and all, with what the cloud holds of it (its
         compute service, its agents), and boots again from the base."""
-        built = n.dir / BUILT_FROM
-        was = json.loads(built.read_text()) if built.exists() else None
-        said = ("built by an older osception (no record)" if was is None else
-                "built from " + ", ".join(f"{k} {was.get(k)}" for k in wanted if was.get(k) != wanted[k]))
-        self.say(f"{n.node.name}: {said}; the config asks "
-                 + ", ".join(f"{k} {v}" for k, v in wanted.items() if was is None or was.get(k) != v)
-                 + ": rebuilt from the base (the day-2 pass installs no packages)")
+        self.say(f"{n.node.name}: {self.rebuild_reason(n, wanted)}: rebuilt from the base "
+                 "(the day-2 pass installs no packages)")
         self.procs.stop([n.process])
         if os.path.ismount(n.root):
             _run("umount", "--lazy", str(n.root), check=False)
         shutil.rmtree(n.dir, ignore_errors=True)
         self.layout.log(n.process).unlink(missing_ok=True)
         forget_host(secrets, n.node.name)
+        # Its network namespace anew too, as a new VM's: the old one keeps what the last
+        # root made there (the userspace datapath's br-phy holding the node's address,
+        # its eth0 without one), and the new root could reach nothing.
+        _ip("netns", "del", n.netns, check=False)
+        self.wire(n)
 
     def apply(self, n: LocalNode, p: render.Plan) -> None:
         """A running node to its new user data the way `osception apply` does it (day2.py:
