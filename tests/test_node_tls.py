@@ -278,14 +278,17 @@ def test_oslo_messaging_reaches_the_rendered_tls_listener_with_only_the_ca(defau
         assert f"127.0.0.1:{tls_port}" in node
         (tmp_path / "neutron.conf").write_text(node)
         py = str(SERVICES_VENV / "bin/python")
+        # Its own process group, as systemd starts a service: oslo.messaging's queue
+        # manager (use_queue_manager) reads /proc/<its process group>/stat, which is
+        # gone when the group's leader has exited (a test run started in the background).
         r = subprocess.run([py, "-c", OSLO_CAST, str(tmp_path / "neutron.conf")],
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=60, start_new_session=True)
         assert r.returncode == 0 and "cast sent" in r.stdout, r.stdout + r.stderr
         # Another environment's CA: the handshake fails, nothing is sent.
         from osception import tls
         ca.write_text(tls.make("other")["ca_cert"])
         r = subprocess.run([py, "-c", OSLO_CAST, str(tmp_path / "neutron.conf")],
-                           capture_output=True, text=True, timeout=60)
+                           capture_output=True, text=True, timeout=60, start_new_session=True)
         assert r.returncode != 0 and "CERTIFICATE_VERIFY_FAILED" in r.stdout + r.stderr, r.stdout + r.stderr
     finally:
         os.killpg(rabbit.pid, 15)
