@@ -210,22 +210,18 @@ def load_json(venv: Path, conf: Path, name: str | None = None, *,
 
 
 def assert_valid(venv: Path, conf: Path, name: str | None = None, *, allow_deprecated: bool = False) -> None:
-    """validate() and load_values(); AssertionError with both outputs if either fails."""
-    problems = []
-    v = validate(venv, conf, name)
-    if v.returncode != 0:
-        problems.append(f"oslo-config-validator rc={v.returncode}:\n{v.stderr}{v.stdout}")
-    lv = load_values(venv, conf, name, allow_deprecated=allow_deprecated)
-    if lv.returncode != 0:
-        problems.append(f"load_values rc={lv.returncode}:\n{lv.stdout}{lv.stderr}")
-    if problems:
-        raise AssertionError(f"{conf} ({kind(conf, name)}):\n" + "\n".join(problems))
+    """validate() and load_values() (through problems(): one process for both);
+    AssertionError with what both said if either fails."""
+    found = problems(venv, [(conf, name)], allow_deprecated=allow_deprecated)
+    if found:
+        raise AssertionError(found[0])
 
 
 def problems(venv: Path, files: list[tuple[Path, str | None]], *, allow_deprecated: bool = False) -> list[str]:
     """assert_valid's two checks on many files: one process per kind of file (its
     projects imported once, not once per file and check), the kinds in parallel, one
-    per core. Returns a message per failing file, as assert_valid's, [] when all pass."""
+    per core. Returns a message per failing file (the file, its kind, what each failing
+check said), [] when all pass."""
     by_kind: dict[str, list[Path]] = defaultdict(list)
     for conf, name in files:
         by_kind[kind(conf, name)].append(Path(conf))
