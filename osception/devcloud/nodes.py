@@ -594,8 +594,7 @@ class LocalNodes:
             base = f"{layer}:{base}"  # overlayfs: the upper layer of the builder over the base
         out, changed = {}, []
         wanted = built_from(cfg, base)
-        stale = [n for n in self.local_nodes(cfg) if n.dir.exists() and
-                 (not (n.dir / BUILT_FROM).exists() or json.loads((n.dir / BUILT_FROM).read_text()) != wanted)]
+        stale = [n for n in self.local_nodes(cfg) if n.dir.exists() and self.built_record(n) != wanted]
         # A rebuild loses the node's disk: refused, before any node goes, while a user's
         # server is on it (and Nova would keep its compute service, refusing the new one).
         for n in stale:
@@ -705,9 +704,14 @@ class LocalNodes:
             raise DevcloudError(f"not reporting again within {BACK_TIMEOUT} s: {', '.join(late)}") from None
 
     @staticmethod
-    def rebuild_reason(n: LocalNode, wanted: dict) -> str:
+    def built_record(n: LocalNode) -> dict | None:
+        """What the node was built from (built_from's), None when it has no record."""
         built = n.dir / BUILT_FROM
-        was = json.loads(built.read_text()) if built.exists() else None
+        return json.loads(built.read_text()) if built.exists() else None
+
+    @classmethod
+    def rebuild_reason(cls, n: LocalNode, wanted: dict) -> str:
+        was = cls.built_record(n)
         said = ("built by an older osception (no record)" if was is None else
                 "built from " + ", ".join(f"{k} {was.get(k)}" for k in wanted if was.get(k) != wanted[k]))
         return said + "; the config asks " + ", ".join(
